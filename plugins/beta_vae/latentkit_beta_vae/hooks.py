@@ -1,0 +1,34 @@
+"""latentkit hook implementations of the β-VAE plugin.
+
+Same chains as ``vae``; the model's ``objective_beta`` makes training minimise −ELBO_β.
+``latentkit.elbo`` still reports the true ELBO (β = 1) unless asked for another β.
+"""
+
+import attrs
+from attrs import validators as v
+
+import latentkit as lk
+from latentkit_vae import VAEConfig, build_vae
+
+
+@attrs.frozen(kw_only=True)
+class BetaVAEConfig(VAEConfig):
+    """``vae``'s fields plus ``beta``: the weight of the KL term in training (> 0)."""
+
+    beta: float = attrs.field(default=4.0, validator=[v.gt(0.0), v.lt(float("inf"))])
+
+
+def build_beta_vae(cfg: BetaVAEConfig) -> lk.LatentModel:
+    return build_vae(cfg, objective_beta=cfg.beta)
+
+
+@lk.hookimpl
+def latentkit_models() -> list[lk.ModelSpec]:
+    return [
+        lk.ModelSpec(
+            name="beta-vae",
+            config_class=BetaVAEConfig,
+            factory=build_beta_vae,
+            description="β-VAE: the VAE trained on ELBO_β = E[log p(x|z)] − β·KL",
+        )
+    ]

@@ -1,0 +1,16 @@
+"""latentkit hook implementations of the VAE plugin."""
+
+import latentkit as lk
+from latentkit_vae.model import VAEConfig, build_vae
+
+
+@lk.hookimpl
+def latentkit_models() -> list[lk.ModelSpec]:
+    return [
+        lk.ModelSpec(
+            name="vae",
+            config_class=VAEConfig,
+            factory=build_vae,
+            description="VAE: one Gaussian latent layer, learned q(z|x); linear = probabilistic PCA",
+        )
+    ]

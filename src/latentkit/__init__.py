@@ -1,0 +1,90 @@
+"""latentkit: latent-variable generative models as two chains under one ELBO engine.
+
+A VAE, a β-VAE, a hierarchical VAE and a DDPM are each a generative chain p and a
+posterior chain q over latents z_1..z_L; :func:`elbo` evaluates any of them. Models are
+plugins found through the entry-point group ``latentkit.plugins``.
+
+>>> import latentkit as lk
+>>> model = lk.load_model("vae", data_shape=(4,), latent_dim=2, architecture="linear")
+>>> x = lk.sample(model, 3)
+>>> bool((lk.exact_log_prob(model, x) >= lk.elbo(model, x).total).all())
+True
+"""
+
+from latentkit import distributions as distributions
+from latentkit.bounds import ElboResult, bits_per_dim, elbo, iwae
+from latentkit.chains import GenerativeChain, LatentModel, PosteriorChain, SingleLayerPosterior
+from latentkit.config import structure_config, unstructure_config
+from latentkit.errors import (
+    ConfigError,
+    DeviceError,
+    DTypeError,
+    EstimatorError,
+    InputError,
+    LatentkitError,
+    NonFiniteError,
+    NotTractableError,
+    PluginError,
+    ShapeError,
+    UnknownModelError,
+)
+from latentkit.estimators import ESTIMATORS
+from latentkit.hookspecs import hookimpl
+from latentkit.likelihoods import make_likelihood
+from latentkit.oracles import LinearGaussianSpec, exact_log_prob, exact_posterior
+from latentkit.registry import (
+    ModelSpec,
+    PluginFault,
+    get_model_spec,
+    list_models,
+    load_model,
+    model_specs,
+    plugin_faults,
+    register_plugin,
+    reload_plugins,
+    unregister_plugin,
+)
+from latentkit.sampling import sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ESTIMATORS",
+    "ConfigError",
+    "DTypeError",
+    "DeviceError",
+    "ElboResult",
+    "EstimatorError",
+    "GenerativeChain",
+    "InputError",
+    "LatentModel",
+    "LatentkitError",
+    "LinearGaussianSpec",
+    "ModelSpec",
+    "NonFiniteError",
+    "NotTractableError",
+    "PluginError",
+    "PluginFault",
+    "PosteriorChain",
+    "ShapeError",
+    "SingleLayerPosterior",
+    "UnknownModelError",
+    "bits_per_dim",
+    "elbo",
+    "exact_log_prob",
+    "exact_posterior",
+    "get_model_spec",
+    "hookimpl",
+    "iwae",
+    "list_models",
+    "load_model",
+    "make_likelihood",
+    "model_specs",
+    "plugin_faults",
+    "register_plugin",
+    "reload_plugins",
+    "sample",
+    "structure_config",
+    "unregister_plugin",
+    "unstructure_config",
+]

@@ -1,0 +1,137 @@
+"""The bounds a user asks for: ELBO (and ELBO_β), IWAE-k, bits per dimension.
+
+All return per-example ``[batch]`` tensors in nats (bits/dim excepted); reduce them
+yourself. Notation and derivations: ``docs/bounds.md``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+from einops import rearrange, repeat
+from torch import Tensor
+
+from latentkit.chains import LatentModel
+from latentkit.errors import InputError
+from latentkit.estimators import monte_carlo_estimator, resolve_estimator
+from latentkit.validation import check_data, check_positive_int
+
+__all__ = ["ElboResult", "bits_per_dim", "elbo", "iwae"]
+
+
+@attrs.frozen(eq=False)
+class ElboResult:
+    """The bound and its named terms, each ``[batch]`` (``layer_kl``: ``[batch, L-1]``).
+
+    ``total = reconstruction − beta · (prior_matching + layer_kl.sum(-1))``, averaged over
+    ``num_samples`` draws; ``samples`` keeps each draw's total, ``[num_samples, batch]``.
+    """
+
+    total: Tensor
+    reconstruction: Tensor
+    prior_matching: Tensor
+    layer_kl: Tensor
+    samples: Tensor
+    beta: float
+    estimator: str
+
+    @property
+    def kl(self) -> Tensor:
+        """Σ of every KL term (prior matching and all layers), ``[batch]``."""
+        return self.prior_matching + self.layer_kl.sum(-1)
+
+    @property
+    def terms(self) -> dict[str, Tensor]:
+        """Named ``[batch]`` terms: reconstruction, prior_matching, kl_1 … kl_{L-1}."""
+        out = {"reconstruction": self.reconstruction, "prior_matching": self.prior_matching}
+        for i in range(self.layer_kl.shape[-1]):
+            out[f"kl_{i + 1}"] = self.layer_kl[:, i]
+        return out
+
+
+def elbo(
+    model: LatentModel,
+    x: Tensor,
+    *,
+    beta: float = 1.0,
+    num_samples: int = 1,
+    estimator: str = "auto",
+    validate: bool = True,
+    **estimator_options,
+) -> ElboResult:
+    """ELBO_β(x) = E_q[log p(x|z_1)] − β·Σ KL terms, per example, averaged over draws.
+
+    Args:
+        model: a :class:`~latentkit.LatentModel`.
+        x: ``[batch, *model.data_shape]``, same dtype and device as the model.
+        beta: weight of the KL terms; 1 gives the ELBO, β > 1 a looser bound (β-VAE).
+        num_samples: draws of z per example; terms are averaged over them.
+        estimator: ``auto`` or a name from :data:`latentkit.estimators.ESTIMATORS`.
+        validate: check ``x`` (shape, dtype, device, finiteness) first.
+        **estimator_options: passed to the estimator (e.g. ``pairs_per_call``).
+    """
+    if not isinstance(model, LatentModel):
+        raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
+    if validate:
+        check_data(model, x)
+    check_positive_int(num_samples, "num_samples")
+    beta = _check_beta(beta)
+    est = resolve_estimator(model, estimator, **estimator_options)
+    s, n = num_samples, x.shape[0]
+    draw = est(model, repeat(x, "b ... -> (s b) ...", s=s) if s > 1 else x)
+
+    def per_sample(t: Tensor) -> Tensor:
+        return rearrange(t, "(s b) ... -> s b ...", s=s, b=n)
+
+    recon, prior, layer = map(per_sample, (draw.reconstruction, draw.prior_matching, draw.layer_kl))
+    samples = recon - beta * (prior + layer.sum(-1))
+    return ElboResult(
+        total=samples.mean(0),
+        reconstruction=recon.mean(0),
+        prior_matching=prior.mean(0),
+        layer_kl=layer.mean(0),
+        samples=samples,
+        beta=beta,
+        estimator=est.name,
+    )
+
+
+def log_weights(model: LatentModel, x: Tensor, k: int) -> Tensor:
+    """log w = log p(x, z) − log q(z|x) for k draws z ~ q(·|x): ``[k, batch]``."""
+    est = monte_carlo_estimator(model)
+    draw = est(model, repeat(x, "b ... -> (k b) ...", k=k))
+    log_w = draw.reconstruction - draw.prior_matching - draw.layer_kl.sum(-1)
+    return rearrange(log_w, "(k b) -> k b", k=k)
+
+
+def iwae(model: LatentModel, x: Tensor, k: int, *, validate: bool = True) -> Tensor:
+    """IWAE_k(x) = log (1/k) Σ_i p(x, z_i)/q(z_i|x), z_i ~ q(·|x) i.i.d., ``[batch]``.
+
+    Computed as logsumexp(log w) − log k, never as exp then log. IWAE_1 is a one-sample
+    Monte Carlo ELBO; IWAE_k rises towards log p(x) as k grows (Burda et al., 2016).
+    """
+    if not isinstance(model, LatentModel):
+        raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
+    if validate:
+        check_data(model, x)
+    check_positive_int(k, "k")
+    return torch.logsumexp(log_weights(model, x, k), dim=0) - math.log(k)
+
+
+def bits_per_dim(nats: Tensor, data_dims: int) -> Tensor:
+    """Convert a per-example log-likelihood bound in nats to bits/dim: −nats / (D · ln 2).
+
+    Meaningful as a bound on a discrete likelihood only when the model's p(x|z_1) is
+    discrete (Bernoulli, or the discretized Normal for 8-bit data).
+    """
+    return -nats / (data_dims * math.log(2.0))
+
+
+def _check_beta(beta: float) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta):
+        raise InputError(f"beta must be a finite number ≥ 0, got {beta!r}")
+    if beta < 0:
+        raise InputError(f"beta must be ≥ 0 (it weighs KL terms), got {beta}")
+    return float(beta)

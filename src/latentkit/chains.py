@@ -1,0 +1,208 @@
+"""The model: a generative chain p and a posterior chain q over the same latents z_1..z_L.
+
+Generative chain (top-down), always this shape::
+
+    p(x, z_1..z_L) = p(z_L) · Π_{l=2..L} p(z_{l-1} | z_l) · p(x | z_1)
+                     prior    transitions                   likelihood
+
+Posterior chain q(z_1..z_L | x): the only part in which the built-in families differ.
+It declares which factorizations it offers and the ELBO engine (``latentkit.estimators``)
+picks the best estimator the declaration allows:
+
+* ``top_down``  — q(z_L | x) and q(z_{l-1} | z_l, x), aligned with p: per-layer KLs,
+  analytic where torch knows them.
+* ``bottom_up`` — q(z_1 | x) and q(z_l | z_{l-1}, x), a Markov forward chain: the plain
+  Monte Carlo log-ratio log p(x, z) − log q(z | x).
+* ``layer_batched`` — the chain also gives the marginals q(z_l | x) for a tensor of layer
+  indices, and both chains accept a ``LongTensor`` of layers; then every layer's term is
+  computed in batched network calls (a DDPM's T = 1000 timesteps), not a Python loop.
+
+Layer indices follow the docs: z_1 is next to the data, z_L next to the prior. A layer
+argument ``l`` is a Python ``int`` on the sequential path; on the layer-batched path it
+is a ``LongTensor`` of shape ``[batch]`` (one layer per example).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+if TYPE_CHECKING:
+    from latentkit.oracles import LinearGaussianSpec
+
+__all__ = ["GenerativeChain", "LatentModel", "PosteriorChain", "SingleLayerPosterior"]
+
+
+
+class GenerativeChain(nn.Module):
+    """p(z_L) · Π p(z_{l-1} | z_l) · p(x | z_1). Subclasses set the shapes and the three parts.
+
+    Attributes:
+        data_shape: event shape of one example x, e.g. ``(64,)`` or ``(1, 28, 28)``.
+        latent_shapes: event shapes of z_1..z_L, in that order (``len`` is L).
+        layer_batched: ``transition`` accepts a ``LongTensor`` of layer indices.
+    """
+
+    data_shape: tuple[int, ...]
+    latent_shapes: tuple[tuple[int, ...], ...]
+    layer_batched: bool = False
+
+    def __init__(self, data_shape: Sequence[int], latent_shapes: Sequence[Sequence[int]]):
+        super().__init__()
+        self.data_shape = tuple(int(d) for d in data_shape)
+        self.latent_shapes = tuple(tuple(int(d) for d in s) for s in latent_shapes)
+        if not self.latent_shapes:
+            raise ValueError("a generative chain needs at least one latent layer")
+
+    @property
+    def num_layers(self) -> int:
+        """L, the number of latent layers."""
+        return len(self.latent_shapes)
+
+    def prior(self, n: int) -> Distribution:
+        """p(z_L) with ``batch_shape == [n]``."""
+        raise NotImplementedError
+
+    def transition(self, l: int | Tensor, z: Tensor) -> Distribution:
+        """p(z_{l-1} | z_l = z) for 2 ≤ l ≤ L, ``batch_shape == [batch]``."""
+        raise NotImplementedError(f"{type(self).__name__} has one layer; it has no transitions")
+
+    def likelihood(self, z1: Tensor) -> Distribution:
+        """p(x | z_1), ``batch_shape == [batch]``, ``event_shape == data_shape``."""
+        raise NotImplementedError
+
+    def linear_gaussian(self) -> LinearGaussianSpec | None:
+        """The chain as linear-Gaussian conditionals, when it is one; enables the exact oracle."""
+        return None
+
+    def log_marginal(self, x: Tensor) -> Tensor | None:
+        """Exact log p(x) by a model-specific route (e.g. enumerating a discrete latent).
+
+        Return ``None`` (the default) when there is none; ``latentkit.exact_log_prob``
+        then tries the linear-Gaussian oracle.
+        """
+        return None
+
+
+class PosteriorChain(nn.Module):
+    """q(z_1..z_L | x). Set the capability flags of the factorizations you implement."""
+
+    top_down: bool = False
+    bottom_up: bool = False
+    layer_batched: bool = False
+
+    def top(self, x: Tensor) -> Distribution:
+        """q(z_L | x) (top-down)."""
+        raise NotImplementedError
+
+    def down(self, l: int | Tensor, z: Tensor, x: Tensor) -> Distribution:
+        """q(z_{l-1} | z_l = z, x) for 2 ≤ l ≤ L (top-down)."""
+        raise NotImplementedError
+
+    def first(self, x: Tensor) -> Distribution:
+        """q(z_1 | x) (bottom-up)."""
+        raise NotImplementedError
+
+    def up(self, l: int | Tensor, z: Tensor, x: Tensor) -> Distribution:
+        """q(z_l | z_{l-1} = z, x) for 2 ≤ l ≤ L (bottom-up)."""
+        raise NotImplementedError
+
+    def marginal(self, l: Tensor, x: Tensor) -> Distribution:
+        """q(z_l | x) for a ``LongTensor`` of layers, one per example (layer-batched)."""
+        raise NotImplementedError
+
+
+class SingleLayerPosterior(PosteriorChain):
+    """A one-layer q(z | x): top-down and bottom-up coincide. Implement ``forward(x)``."""
+
+    top_down = True
+    bottom_up = True
+
+    def top(self, x: Tensor) -> Distribution:
+        return self(x)
+
+    def first(self, x: Tensor) -> Distribution:
+        return self(x)
+
+
+class LatentModel(nn.Module):
+    """A latent-variable model: ``generative`` (p) and ``posterior`` (q) chains.
+
+    Args:
+        generative: the generative chain p.
+        posterior: the posterior chain q.
+        name: the registry name it was loaded under, if any.
+        config: the attrs config that built it, if any.
+        objective_beta: β that training weighs the KL terms with (1 is the ELBO;
+            the β-VAE family sets it). Evaluation always reports β = 1 unless asked.
+        training_estimator: the estimator name the default training loss uses.
+    """
+
+    def __init__(
+        self,
+        generative: GenerativeChain,
+        posterior: PosteriorChain,
+        *,
+        name: str | None = None,
+        config: Any = None,
+        objective_beta: float = 1.0,
+        training_estimator: str = "auto",
+    ):
+        super().__init__()
+        if not isinstance(generative, GenerativeChain):
+            raise TypeError(f"generative must be a GenerativeChain, got {type(generative)!r}")
+        if not isinstance(posterior, PosteriorChain):
+            raise TypeError(f"posterior must be a PosteriorChain, got {type(posterior)!r}")
+        if not (posterior.top_down or posterior.bottom_up):
+            raise TypeError(
+                f"{type(posterior).__name__} declares neither top_down nor bottom_up; "
+                "set the flag of the factorization it implements"
+            )
+        self.generative = generative
+        self.posterior = posterior
+        self.name = name
+        self.config = config
+        self.objective_beta = float(objective_beta)
+        self.training_estimator = training_estimator
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return self.generative.data_shape
+
+    @property
+    def num_layers(self) -> int:
+        return self.generative.num_layers
+
+    @property
+    def data_dims(self) -> int:
+        """D, the number of scalar dimensions of one example (for bits/dim)."""
+        return math.prod(self.data_shape)
+
+    def with_posterior(self, posterior: PosteriorChain) -> LatentModel:
+        """The same generative chain (shared, not copied) with another posterior chain."""
+        other = copy.copy(self)
+        other._modules = dict(self._modules)
+        other._modules["posterior"] = posterior
+        return other
+
+    def training_loss(self, x: Tensor) -> Tensor:
+        """The per-example loss the trainer minimizes, ``[batch]``: −ELBO_β by default."""
+        from latentkit.bounds import elbo
+
+        return -elbo(
+            self, x, beta=self.objective_beta, estimator=self.training_estimator, validate=False
+        ).total
+
+    def reference(self) -> Tensor:
+        """A parameter or buffer: tells the model's device and dtype."""
+        for t in self.parameters():
+            return t
+        for t in self.buffers():
+            return t
+        return torch.empty(0)

@@ -1,0 +1,52 @@
+"""Model configurations: attrs frozen classes, structured from dicts/TOML with cattrs.
+
+A bad value raises :class:`~latentkit.errors.ConfigError` naming the model, the field,
+the value given and (through the class's validators) what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import cattrs
+
+from latentkit.errors import ConfigError
+
+__all__ = ["config_fields", "structure_config", "unstructure_config"]
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def config_fields(config_class: type) -> list[tuple[str, str, Any]]:
+    """(name, type, default) of each field, for tables and ``--help``."""
+    out = []
+    for f in attrs.fields(config_class):
+        default = f.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory()
+        tname = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        out.append((f.name, str(tname), default))
+    return out
+
+
+def structure_config(config_class: type, values: Mapping[str, Any], *, model: str = "") -> Any:
+    """Build ``config_class`` from plain values (e.g. parsed TOML), with clear errors."""
+    where = f"model {model!r}" if model else config_class.__name__
+    names = [f.name for f in attrs.fields(config_class)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown config field(s) {unknown}; known fields: {names}")
+    try:
+        return _converter.structure(dict(values), config_class)
+    except cattrs.ClassValidationError as exc:
+        messages = cattrs.transform_error(exc)
+        raise ConfigError(f"{where}: " + "; ".join(messages)) from None
+    except (ValueError, TypeError) as exc:  # attrs validators run inside the constructor
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def unstructure_config(config: Any) -> dict[str, Any]:
+    """The config as plain JSON/TOML-ready values; ``structure_config`` inverts it."""
+    return _converter.unstructure(config)

@@ -1,0 +1,108 @@
+"""Distributions the bounds are built from: torch.distributions, plus what torch lacks.
+
+Everything here returns per-example distributions: ``batch_shape == [batch]`` and the
+data or latent dimensions in ``event_shape``, so ``log_prob`` and ``kl_divergence``
+give ``[batch]`` tensors (STYLE §2).
+
+Added to torch's KL table with ``register_kl``:
+
+* ``KL(MultivariateNormal ‖ Independent(Normal, 1))`` and the reverse, used when the
+  exact linear-Gaussian posterior (full covariance) is compared with a model's
+  diagonal transitions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import (
+    Distribution,
+    Independent,
+    MultivariateNormal,
+    Normal,
+    constraints,
+    kl_divergence,
+    register_kl,
+)
+
+__all__ = ["DiscretizedNormal", "diag_normal", "log1mexp", "to_multivariate"]
+
+
+def diag_normal(loc: Tensor, scale: Tensor, event_dims: int = 1) -> Independent:
+    """N(loc, diag(scale²)) with the trailing ``event_dims`` dimensions as the event."""
+    return Independent(Normal(loc, scale, validate_args=False), event_dims)
+
+
+def log1mexp(a: Tensor) -> Tensor:
+    """log(1 - exp(a)) for a ≤ 0, accurate at both ends (Mächler's two-branch rule)."""
+    return torch.where(a > -math.log(2.0), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
+
+
+class DiscretizedNormal(Distribution):
+    """A Normal integrated over the bins of 8-bit data mapped to [-1, 1].
+
+    Pixel value k ∈ {0..255} is x = 2k/255 − 1; its bin is [x − 1/255, x + 1/255], and
+    the outermost bins extend to ±∞ so the 256 probabilities sum to one. Then
+    −log P(x) / (D·ln 2) is an honest bits/dim figure for 8-bit data (DDPM, §3.3).
+    ``log_prob`` works in log space (``log_ndtr`` and ``log1mexp``), so a bin far in a
+    tail keeps a finite, accurate log-probability instead of log(0).
+    """
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.interval(-1.0, 1.0)
+    has_rsample = False
+    half_bin = 1.0 / 255.0
+
+    def __init__(self, loc: Tensor, scale: Tensor, validate_args: bool | None = False):
+        self.loc, self.scale = torch.broadcast_tensors(loc, scale)
+        super().__init__(self.loc.shape, validate_args=validate_args)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+    def expand(self, batch_shape, _instance=None):
+        return DiscretizedNormal(self.loc.expand(batch_shape), self.scale.expand(batch_shape))
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        upper = (value + self.half_bin - self.loc) / self.scale
+        lower = (value - self.half_bin - self.loc) / self.scale
+        # Use the tail that keeps the CDFs small: for lower > 0 mirror the bin.
+        mirror = lower > 0
+        hi = torch.where(mirror, -lower, upper)
+        lo = torch.where(mirror, -upper, lower)
+        log_hi = torch.special.log_ndtr(hi)
+        log_lo = torch.special.log_ndtr(lo)
+        middle = log_hi + log1mexp((log_lo - log_hi).clamp(max=0.0))
+        # The outermost bins are open: P(x = -1) = Φ(upper), P(x = 1) = 1 − Φ(lower).
+        left = torch.special.log_ndtr(upper)
+        right = torch.special.log_ndtr(-lower)
+        edge = 1.0 - self.half_bin
+        return torch.where(value < -edge, left, torch.where(value > edge, right, middle))
+
+    def sample(self, sample_shape=torch.Size()) -> Tensor:
+        with torch.no_grad():
+            shape = self._extended_shape(sample_shape)
+            x = self.loc.expand(shape) + self.scale.expand(shape) * torch.randn(
+                shape, dtype=self.loc.dtype, device=self.loc.device
+            )
+            return (torch.round((x.clamp(-1.0, 1.0) + 1.0) * 127.5) / 127.5) - 1.0
+
+
+def to_multivariate(p: Independent) -> MultivariateNormal:
+    """Independent(Normal, 1) as the equivalent MultivariateNormal (diagonal covariance)."""
+    if not (isinstance(p.base_dist, Normal) and p.reinterpreted_batch_ndims == 1):
+        raise NotImplementedError("only Independent(Normal, 1) converts to MultivariateNormal")
+    return MultivariateNormal(p.base_dist.loc, scale_tril=torch.diag_embed(p.base_dist.scale))
+
+
+@register_kl(MultivariateNormal, Independent)
+def _kl_mvn_diag(q: MultivariateNormal, p: Independent) -> Tensor:
+    return kl_divergence(q, to_multivariate(p))
+
+
+@register_kl(Independent, MultivariateNormal)
+def _kl_diag_mvn(q: Independent, p: MultivariateNormal) -> Tensor:
+    return kl_divergence(to_multivariate(q), p)

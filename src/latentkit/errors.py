@@ -1,0 +1,61 @@
+"""The exceptions latentkit raises. Every message names what was expected and what was given."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DTypeError",
+    "DeviceError",
+    "EstimatorError",
+    "InputError",
+    "LatentkitError",
+    "NonFiniteError",
+    "NotTractableError",
+    "PluginError",
+    "ShapeError",
+    "UnknownModelError",
+]
+
+
+class LatentkitError(Exception):
+    """Base class of every error latentkit raises on purpose."""
+
+
+class InputError(LatentkitError, ValueError):
+    """A tensor handed to a public entry point is unusable (shape, dtype, device, values)."""
+
+
+class ShapeError(InputError):
+    """A tensor has the wrong rank or shape."""
+
+
+class DTypeError(InputError, TypeError):
+    """A tensor has the wrong dtype (e.g. uint8 images where floats are expected)."""
+
+
+class DeviceError(InputError):
+    """Tensors (or a tensor and the model) live on different devices."""
+
+
+class NonFiniteError(InputError):
+    """A tensor holds NaN or infinite values."""
+
+
+class ConfigError(LatentkitError, ValueError):
+    """A configuration value is out of range or unknown; the message names the field."""
+
+
+class PluginError(LatentkitError):
+    """A plugin failed to load or registered something malformed; names the distribution."""
+
+
+class UnknownModelError(PluginError, LookupError):
+    """No registered model has the requested name."""
+
+
+class NotTractableError(LatentkitError):
+    """An exact quantity (e.g. log p(x)) was asked of a model for which it is intractable."""
+
+
+class EstimatorError(LatentkitError, ValueError):
+    """The requested bound estimator is unknown or not supported by the model's posterior chain."""

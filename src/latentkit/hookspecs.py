@@ -1,0 +1,40 @@
+"""Hook specifications: the contract between latentkit and its plugins.
+
+A plugin is a module (or object) with functions named like the hooks below, marked with
+``latentkit.hookimpl``, exposed through an entry point in the group ``latentkit.plugins``::
+
+    # pyproject.toml of your package
+    [project.entry-points."latentkit.plugins"]
+    mymodel = "mymodel_plugin.hooks"
+
+Each hook's docstring says when it is called, what it receives and what it returns.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("latentkit")
+hookimpl = pluggy.HookimplMarker("latentkit")
+
+__all__ = ["hookimpl", "hookspec", "latentkit_models"]
+
+
+@hookspec
+def latentkit_models() -> list:
+    """Contribute latent-variable models to the registry.
+
+    Called once per plugin when the registry is first used (``latentkit.list_models``,
+    ``latentkit.load_model``, ``latentkit list``), and again after
+    ``latentkit.reload_plugins()``. Takes no arguments.
+
+    Return a list of :class:`latentkit.ModelSpec`, one per model: its registry ``name``
+    (lower case, digits, ``-`` and ``_``), its ``config_class`` (an attrs class whose
+    validators reject bad values naming the field), and its ``factory``, a callable taking
+    one config instance and returning a :class:`latentkit.LatentModel`.
+
+    All plugins' results are collected (this is not a ``firstresult`` hook). A name two
+    plugins both return is a fault reported with both distributions; the first stays
+    usable. A plugin whose hook raises or returns anything but ``ModelSpec`` objects is
+    reported in ``latentkit.plugin_faults()`` and skipped; the other plugins still load.
+    """

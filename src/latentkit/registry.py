@@ -1,0 +1,244 @@
+"""The plugin registry: entry points → pluggy → model specs → ``load_model``.
+
+Discovery is pluggy's ``PluginManager.load_setuptools_entrypoints``, called once per
+entry point of the group ``latentkit.plugins``, so one plugin that fails to import is
+reported (naming its distribution) while the others still load. The core imports no
+built-in plugin by name: the built-ins are found exactly as a third party's would be.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pluggy
+
+from latentkit import hookspecs
+from latentkit.chains import LatentModel
+from latentkit.config import structure_config
+from latentkit.errors import PluginError, UnknownModelError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ModelSpec",
+    "PluginFault",
+    "get_model_spec",
+    "list_models",
+    "load_model",
+    "plugin_faults",
+    "register_plugin",
+    "reload_plugins",
+]
+
+ENTRY_POINT_GROUP = "latentkit.plugins"
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def _valid_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(
+            f"{attribute.name!r} must be lower case letters, digits, '-' or '_', "
+            f"starting with a letter; got {value!r}"
+        )
+
+
+def _attrs_class(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not (isinstance(value, type) and attrs.has(value)):
+        raise ValueError(f"{attribute.name!r} must be an attrs class, got {value!r}")
+
+
+@attrs.frozen
+class ModelSpec:
+    """What a plugin contributes for one model (returned from ``latentkit_models``).
+
+    Attributes:
+        name: registry name, e.g. ``"vae"``.
+        config_class: attrs (frozen) class holding the model's configuration.
+        factory: ``factory(config) -> LatentModel``.
+        description: one line for ``latentkit list``.
+        plugin: the distribution that registered it (filled in by the registry).
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    config_class: type = attrs.field(validator=_attrs_class)
+    factory: Callable[[Any], LatentModel] = attrs.field(validator=attrs.validators.is_callable())
+    description: str = ""
+    plugin: str = ""
+
+
+@attrs.frozen
+class PluginFault:
+    """A plugin problem found while loading: which distribution, which entry point, what."""
+
+    distribution: str
+    entry_point: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.distribution} (entry point {self.entry_point!r}): {self.problem}"
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("latentkit")
+        self.pm.add_hookspecs(hookspecs)
+        self.origin: dict[str, str] = {}  # plugin name → distribution
+        self.extra: list[tuple[object, str]] = []
+        self.models: dict[str, ModelSpec] | None = None
+        self.faults: list[PluginFault] = []
+
+    def _discover(self) -> None:
+        seen: dict[str, str] = {}
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else "<unknown distribution>"
+            if ep.name in seen:
+                if seen[ep.name] != dist:
+                    self.faults.append(
+                        PluginFault(
+                            dist,
+                            ep.name,
+                            f"entry point name already used by {seen[ep.name]}; not loaded",
+                        )
+                    )
+                continue
+            seen[ep.name] = dist
+            try:
+                self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
+            except Exception as exc:
+                self.faults.append(
+                    PluginFault(dist, ep.name, f"failed to load {ep.value}: {exc!r}")
+                )
+                continue
+            self.origin[ep.name] = dist
+        for obj, name in self.extra:
+            if not self.pm.is_registered(obj):
+                self.pm.register(obj, name=name)
+            self.origin[name] = "<registered in process>"
+
+    def _collect(self) -> dict[str, ModelSpec]:
+        models: dict[str, ModelSpec] = {}
+        for impl in self.pm.hook.latentkit_models.get_hookimpls():
+            dist = self.origin.get(impl.plugin_name, impl.plugin_name)
+            try:
+                specs = impl.function()
+            except Exception as exc:
+                self.faults.append(
+                    PluginFault(dist, impl.plugin_name, f"latentkit_models() raised {exc!r}")
+                )
+                continue
+            if not isinstance(specs, (list, tuple)):
+                self.faults.append(
+                    PluginFault(
+                        dist,
+                        impl.plugin_name,
+                        f"latentkit_models() must return a list of ModelSpec, "
+                        f"got {type(specs).__name__}",
+                    )
+                )
+                continue
+            for spec in specs:
+                if not isinstance(spec, ModelSpec):
+                    self.faults.append(
+                        PluginFault(
+                            dist,
+                            impl.plugin_name,
+                            f"latentkit_models() returned {spec!r}, not a ModelSpec",
+                        )
+                    )
+                    continue
+                if spec.name in models:
+                    self.faults.append(
+                        PluginFault(
+                            dist,
+                            impl.plugin_name,
+                            f"model name {spec.name!r} is already registered by "
+                            f"{models[spec.name].plugin}; this one is ignored",
+                        )
+                    )
+                    continue
+                models[spec.name] = attrs.evolve(spec, plugin=dist)
+        return dict(sorted(models.items()))
+
+    def ensure(self) -> dict[str, ModelSpec]:
+        if self.models is None:
+            self.faults = []
+            self._discover()
+            self.models = self._collect()
+        return self.models
+
+
+_registry = _Registry()
+
+
+def reload_plugins() -> None:
+    """Forget the loaded plugins and discover them again (e.g. after installing one)."""
+    extra = _registry.extra
+    _registry.__init__()
+    _registry.extra = extra
+
+
+def register_plugin(plugin: object, name: str | None = None) -> None:
+    """Register a plugin object in this process, without an entry point (tests, notebooks)."""
+    name = name or getattr(plugin, "__name__", None) or repr(plugin)
+    _registry.extra.append((plugin, name))
+    if _registry.models is not None:
+        _registry.pm.register(plugin, name=name)
+        _registry.origin[name] = "<registered in process>"
+        _registry.models = None
+        _registry.faults = []
+        _registry.models = _registry._collect()
+
+
+def unregister_plugin(plugin: object) -> None:
+    """Undo :func:`register_plugin`."""
+    _registry.extra = [(p, n) for p, n in _registry.extra if p is not plugin]
+    if _registry.pm.is_registered(plugin):
+        _registry.pm.unregister(plugin)
+    _registry.models = None
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    return list(_registry.ensure())
+
+
+def model_specs() -> dict[str, ModelSpec]:
+    """Every registered model's spec, by name."""
+    return dict(_registry.ensure())
+
+
+def plugin_faults() -> list[PluginFault]:
+    """Problems met while loading plugins (empty when all loaded cleanly)."""
+    _registry.ensure()
+    return list(_registry.faults)
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The spec registered under ``name``; a clear error listing the names otherwise."""
+    models = _registry.ensure()
+    if name not in models:
+        known = ", ".join(models) or "none"
+        hint = ""
+        if _registry.faults:
+            hint = "; plugin faults: " + "; ".join(map(str, _registry.faults))
+        raise UnknownModelError(f"no model named {name!r}; registered models: {known}{hint}")
+    return models[name]
+
+
+def load_model(name: str, **config: Any) -> LatentModel:
+    """Build the model registered as ``name`` from config values (fields of its config class)."""
+    if not isinstance(name, str):
+        raise UnknownModelError(f"model name must be a string, got {type(name).__name__}")
+    spec = get_model_spec(name)
+    cfg = structure_config(spec.config_class, config, model=name)
+    model = spec.factory(cfg)
+    if not isinstance(model, LatentModel):
+        raise PluginError(
+            f"{spec.plugin}: the factory of model {name!r} returned {type(model).__name__}, "
+            "not a latentkit.LatentModel"
+        )
+    model.name, model.config = name, cfg
+    return model

@@ -1,0 +1,37 @@
+"""Ancestral sampling from the generative chain: z_L ~ p(z_L), z_{l-1} ~ p(z_{l-1}|z_l), x ~ p(x|z_1)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from latentkit.chains import LatentModel
+from latentkit.errors import InputError
+from latentkit.validation import check_positive_int
+
+__all__ = ["sample"]
+
+
+@torch.no_grad()
+def sample(
+    model: LatentModel, n: int, *, likelihood_mean: bool = False, return_latents: bool = False
+) -> Tensor | tuple[Tensor, list[Tensor]]:
+    """Draw ``n`` examples ``[n, *data_shape]``, all n in one batch at every layer.
+
+    Args:
+        likelihood_mean: return the mean of p(x|z_1) instead of a draw from it (the
+            usual picture for images; a draw adds per-pixel noise).
+        return_latents: also return the latents ``[z_1, ..., z_L]``.
+    """
+    if not isinstance(model, LatentModel):
+        raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
+    check_positive_int(n, "n")
+    p = model.generative
+    z = p.prior(n).sample()
+    latents = [z]
+    for l in range(p.num_layers, 1, -1):
+        z = p.transition(l, z).sample()
+        latents.append(z)
+    lik = p.likelihood(z)
+    x = lik.mean if likelihood_mean else lik.sample()
+    return (x, latents[::-1]) if return_latents else x

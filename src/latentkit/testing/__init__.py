@@ -1,0 +1,1 @@
+"""Reusable verification: Hypothesis strategies and property checks for any latent model."""
