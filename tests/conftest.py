@@ -24,11 +24,7 @@ settings.register_profile("thorough", max_examples=500, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def device(latentkit_device: str) -> torch.device:
+    """cpu, or cuda when present (session-scoped so Hypothesis tests may use it)."""
     return torch.device(latentkit_device)
-
-
-@pytest.fixture(autouse=True)
-def _seeded() -> None:
-    torch.manual_seed(0)

@@ -31,4 +31,4 @@ def _devices(config: pytest.Config) -> list:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "latentkit_device" in metafunc.fixturenames:
-        metafunc.parametrize("latentkit_device", _devices(metafunc.config))
+        metafunc.parametrize("latentkit_device", _devices(metafunc.config), scope="session")
