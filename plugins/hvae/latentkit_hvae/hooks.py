@@ -1,0 +1,19 @@
+"""latentkit hook implementations of the hierarchical VAE plugin."""
+
+import latentkit as lk
+from latentkit_hvae.model import HVAEConfig, build_hvae
+
+
+@lk.hookimpl
+def latentkit_models() -> list[lk.ModelSpec]:
+    return [
+        lk.ModelSpec(
+            name="hvae",
+            config_class=HVAEConfig,
+            factory=build_hvae,
+            description=(
+                "hierarchical VAE: L ≥ 2 Gaussian layers, ladder (top-down) or Markov "
+                "(bottom-up) q; linear = exact oracle at any depth"
+            ),
+        )
+    ]

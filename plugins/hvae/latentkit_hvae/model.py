@@ -1,0 +1,292 @@
+"""The hierarchical VAE: L ≥ 2 Gaussian latent layers, one chain per direction.
+
+Generative chain (``docs/hvae.md``)::
+
+    p(z_L) = N(0, I),   p(z_{l-1} | z_l) = N(μ_l(z_l), diag σ_l²(z_l)),   p(x | z_1)
+
+``architecture="linear"``: μ_l(z) = A_l z + b_l with a learned diagonal variance that
+does not depend on z, and a linear decoder. With a Gaussian likelihood of fixed or
+learned scale the whole chain is linear-Gaussian, so ``linear_gaussian()`` hands the
+exact oracles (``latentkit.exact_log_prob``, ``latentkit.exact_posterior``) a
+:class:`~latentkit.LinearGaussianSpec` at any depth. ``architecture="mlp"``: each mean
+and scale is predicted by an MLP.
+
+Posterior chain, chosen by ``posterior``:
+
+* ``top-down`` (ladder style, the default): a deterministic bottom-up pass
+  h_1 = f_1(x), h_l = f_l(h_{l-1}); then q(z_L | x) from h_L and q(z_{l-1} | z_l, x)
+  from (z_l, h_{l-1}). It is aligned with p, so the engine's ``analytic`` estimator
+  takes every per-layer KL in closed form.
+* ``bottom-up``: the Markov chain q(z_1 | x), q(z_l | z_{l-1}); the engine uses the
+  Monte Carlo log-ratio (``bottom-up`` estimator).
+
+The bound itself is the engine's (``latentkit.elbo``); nothing here computes one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+import torch.nn.functional as F
+from attrs import validators as v
+from einops import rearrange
+from torch import Tensor, nn
+from torch.distributions import Independent
+
+import latentkit as lk
+from latentkit.distributions import diag_normal
+from latentkit.networks import ACTIVATIONS, GaussianHead, mlp
+
+__all__ = [
+    "HVAEConfig",
+    "HVAEGenerative",
+    "LadderPosterior",
+    "LinearGaussianTransition",
+    "MarkovPosterior",
+    "build_hvae",
+]
+
+
+def _positive_ints(instance, attribute, value) -> None:
+    if not value or not all(isinstance(d, int) and d > 0 for d in value):
+        raise ValueError(f"{attribute.name!r} must be a non-empty tuple of ints > 0, got {value!r}")
+
+
+def _latent_dims(instance, attribute, value) -> None:
+    if len(value) < 2 or not all(isinstance(d, int) and d > 0 for d in value):
+        raise ValueError(
+            f"{attribute.name!r} must be a tuple of at least 2 ints > 0, one latent dimension per "
+            f"layer z_1..z_L (L ≥ 2; use the 'vae' model for L = 1), got {value!r}"
+        )
+
+
+def _widths(instance, attribute, value) -> None:
+    if not all(isinstance(d, int) and d > 0 for d in value):
+        raise ValueError(f"{attribute.name!r} must be a tuple of ints > 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class HVAEConfig:
+    """Configuration of the ``hvae`` model.
+
+    Attributes:
+        data_shape: shape of one example, e.g. (64,) or (1, 28, 28); flattened by the nets.
+        latent_dims: dimensions of z_1..z_L, z_1 next to the data (L = len ≥ 2).
+        architecture: ``linear`` (a linear-Gaussian chain: exact oracles apply at any depth
+            with a Gaussian likelihood of fixed or learned scale) or ``mlp``.
+        hidden: hidden widths of every MLP (transitions, decoder, posterior heads) and of
+            each deterministic block of the ladder's bottom-up pass; ignored by ``linear``.
+        activation: one of silu, relu, gelu, tanh, softplus.
+        likelihood: gaussian, bernoulli (binary data) or discretized (8-bit data in [-1, 1]).
+        likelihood_scale: ``learned`` (one scale per dimension), ``predicted`` (by the
+            decoder) or ``fixed`` (``fixed_scale``); Gaussian and discretized only.
+        fixed_scale: the scale when ``likelihood_scale="fixed"`` (> 0).
+        posterior: ``top-down`` (ladder: q(z_L|x) Π q(z_{l-1}|z_l, x), analytic KLs) or
+            ``bottom-up`` (Markov: q(z_1|x) Π q(z_l|z_{l-1}), Monte Carlo log-ratio).
+        min_scale: floor added to every learned or predicted latent scale, in p's
+            transitions and in q (> 0), for stability.
+    """
+
+    data_shape: tuple[int, ...] = attrs.field(
+        default=(64,), converter=tuple, validator=_positive_ints
+    )
+    latent_dims: tuple[int, ...] = attrs.field(
+        default=(16, 8), converter=tuple, validator=_latent_dims
+    )
+    architecture: str = attrs.field(default="mlp", validator=v.in_(("linear", "mlp")))
+    hidden: tuple[int, ...] = attrs.field(default=(256, 256), converter=tuple, validator=_widths)
+    activation: str = attrs.field(default="silu", validator=v.in_(tuple(ACTIVATIONS)))
+    likelihood: str = attrs.field(
+        default="gaussian", validator=v.in_(("gaussian", "bernoulli", "discretized"))
+    )
+    likelihood_scale: str = attrs.field(
+        default="learned", validator=v.in_(("learned", "predicted", "fixed"))
+    )
+    fixed_scale: float = attrs.field(default=1.0, validator=[v.gt(0.0), v.lt(math.inf)])
+    posterior: str = attrs.field(default="top-down", validator=v.in_(("top-down", "bottom-up")))
+    min_scale: float = attrs.field(default=1e-4, validator=[v.gt(0.0), v.lt(math.inf)])
+
+    @property
+    def num_layers(self) -> int:
+        """L, the number of latent layers."""
+        return len(self.latent_dims)
+
+    def net(self, d_in: int, d_out: int) -> nn.Sequential:
+        """A map d_in → d_out: one linear layer (``linear``) or an MLP through ``hidden``."""
+        sizes = [d_in, d_out] if self.architecture == "linear" else [d_in, *self.hidden, d_out]
+        return mlp(sizes, self.activation)
+
+
+def _flat(x: Tensor) -> Tensor:
+    return rearrange(x, "b ... -> b (...)")
+
+
+class LinearGaussianTransition(nn.Module):
+    """p(z_{l-1} | z_l) = N(A z_l + b, diag σ²): mean linear in the parent, σ learned.
+
+    σ = softplus(raw) + min_scale does not depend on z_l, so the conditional is
+    linear-Gaussian (the form ``latentkit.LinearGaussianSpec`` describes).
+    """
+
+    def __init__(self, d_in: int, d_out: int, min_scale: float):
+        super().__init__()
+        self.linear = nn.Linear(d_in, d_out)
+        self.min_scale = float(min_scale)
+        # softplus⁻¹(1 − min_scale): every transition starts at unit scale.
+        raw = math.log(math.expm1(max(1.0 - self.min_scale, 1e-6)))
+        self.raw_scale = nn.Parameter(torch.full((d_out,), raw))
+
+    def scale(self) -> Tensor:
+        return F.softplus(self.raw_scale) + self.min_scale
+
+    def forward(self, z: Tensor) -> Independent:
+        mean = self.linear(z)
+        return diag_normal(mean, self.scale().expand_as(mean))
+
+
+class HVAEGenerative(lk.GenerativeChain):
+    """p(z_L) = N(0, I); p(z_{l-1} | z_l) per layer; p(x | z_1) = likelihood(decoder(z_1))."""
+
+    def __init__(self, cfg: HVAEConfig):
+        dims = cfg.latent_dims
+        super().__init__(cfg.data_shape, [(d,) for d in dims])
+        D = math.prod(cfg.data_shape)
+        self.linear = cfg.architecture == "linear"
+        scale = cfg.fixed_scale if cfg.likelihood_scale == "fixed" else cfg.likelihood_scale
+        self.lik = lk.make_likelihood(cfg.likelihood, cfg.data_shape, scale)
+        self.decoder = cfg.net(dims[0], D * self.lik.num_params)
+        # transitions[l - 2] is p(z_{l-1} | z_l), l = 2..L.
+        if self.linear:
+            steps = [
+                LinearGaussianTransition(dims[l - 1], dims[l - 2], cfg.min_scale)
+                for l in range(2, len(dims) + 1)
+            ]
+        else:
+            steps = [
+                nn.Sequential(cfg.net(dims[l - 1], 2 * dims[l - 2]), GaussianHead(cfg.min_scale))
+                for l in range(2, len(dims) + 1)
+            ]
+        self.transitions = nn.ModuleList(steps)
+        self.register_buffer("prior_loc", torch.zeros(dims[-1]))
+        self.register_buffer("prior_scale", torch.ones(dims[-1]))
+
+    def prior(self, n: int) -> Independent:
+        return diag_normal(self.prior_loc.expand(n, -1), self.prior_scale.expand(n, -1))
+
+    def transition(self, l: int, z: Tensor) -> Independent:
+        return self.transitions[l - 2](z)
+
+    def likelihood(self, z1: Tensor):
+        return self.lik.from_flat(self.decoder(z1))
+
+    def linear_gaussian(self) -> lk.LinearGaussianSpec | None:
+        noise_var = self.lik.linear_gaussian_variance()
+        if not self.linear or noise_var is None:
+            return None
+        out = self.decoder[0]
+        return lk.LinearGaussianSpec(
+            prior_mean=self.prior_loc,
+            prior_var=self.prior_scale**2,
+            transitions=tuple(
+                (t.linear.weight, t.linear.bias, t.scale() ** 2) for t in self.transitions
+            ),
+            weight=out.weight,
+            bias=out.bias,
+            noise_var=noise_var,
+        )
+
+
+class LadderPosterior(lk.PosteriorChain):
+    """q(z_L | x) Π q(z_{l-1} | z_l, x), fed by a deterministic bottom-up pass over x.
+
+    Features h_1 = f_1(x), h_l = f_l(h_{l-1}); q(z_L | x) = N(head_L(h_L)) and
+    q(z_{l-1} | z_l, x) = N(head_{l-1}([z_l, h_{l-1}])). For ``linear`` every f_l is the
+    identity (h_l = x: a stack of linear maps adds nothing a linear head cannot express),
+    so each q-mean is linear in (z_l, x).
+
+    A top-down pass calls ``top(x)`` and then ``down(l, ·, x)`` for l = L..2 with the same
+    x: ``top`` computes the features (with the current parameters) and keeps them for
+    that pass, ``down`` reuses them while it is handed the same tensor, and ``down(2)``,
+    the pass's last step, lets them go. A ``down`` call outside such a pass recomputes.
+    """
+
+    top_down = True
+
+    def __init__(self, cfg: HVAEConfig):
+        super().__init__()
+        dims, D = cfg.latent_dims, math.prod(cfg.data_shape)
+        deep = cfg.architecture == "mlp" and len(cfg.hidden) > 0
+        width = cfg.hidden[-1] if deep else D
+        blocks = []
+        for l in range(1, len(dims) + 1):
+            if deep:
+                d_in = D if l == 1 else width
+                blocks.append(
+                    nn.Sequential(
+                        *mlp([d_in, *cfg.hidden], cfg.activation), ACTIVATIONS[cfg.activation]()
+                    )
+                )
+            else:
+                blocks.append(nn.Identity())
+        self.blocks = nn.ModuleList(blocks)
+        self.top_head = nn.Sequential(mlp([width, 2 * dims[-1]]), GaussianHead(cfg.min_scale))
+        # down_heads[l - 2] gives q(z_{l-1} | z_l, x), l = 2..L.
+        self.down_heads = nn.ModuleList(
+            nn.Sequential(
+                cfg.net(dims[l - 1] + width, 2 * dims[l - 2]), GaussianHead(cfg.min_scale)
+            )
+            for l in range(2, len(dims) + 1)
+        )
+        self._pass: tuple[Tensor, list[Tensor]] | None = None
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """[h_1, ..., h_L] for the batch x (the ladder's deterministic bottom-up pass)."""
+        h, out = _flat(x), []
+        for block in self.blocks:
+            h = block(h)
+            out.append(h)
+        return out
+
+    def top(self, x: Tensor) -> Independent:
+        h = self.features(x)
+        self._pass = (x, h)
+        return self.top_head(h[-1])
+
+    def down(self, l: int, z: Tensor, x: Tensor) -> Independent:
+        if self._pass is not None and self._pass[0] is x:
+            h = self._pass[1]
+        else:
+            h = self.features(x)
+        if l == 2:
+            self._pass = None
+        return self.down_heads[l - 2](torch.cat([z, h[l - 2]], dim=-1))
+
+
+class MarkovPosterior(lk.PosteriorChain):
+    """q(z_1 | x) Π q(z_l | z_{l-1}): a Markov forward chain, each step a Gaussian head."""
+
+    bottom_up = True
+
+    def __init__(self, cfg: HVAEConfig):
+        super().__init__()
+        dims, D = cfg.latent_dims, math.prod(cfg.data_shape)
+        self.first_head = nn.Sequential(cfg.net(D, 2 * dims[0]), GaussianHead(cfg.min_scale))
+        # up_heads[l - 2] gives q(z_l | z_{l-1}), l = 2..L.
+        self.up_heads = nn.ModuleList(
+            nn.Sequential(cfg.net(dims[l - 2], 2 * dims[l - 1]), GaussianHead(cfg.min_scale))
+            for l in range(2, len(dims) + 1)
+        )
+
+    def first(self, x: Tensor) -> Independent:
+        return self.first_head(_flat(x))
+
+    def up(self, l: int, z: Tensor, x: Tensor) -> Independent:
+        return self.up_heads[l - 2](z)
+
+
+def build_hvae(cfg: HVAEConfig) -> lk.LatentModel:
+    """The hierarchical VAE described by ``cfg`` (the factory registered as ``hvae``)."""
+    posterior = LadderPosterior(cfg) if cfg.posterior == "top-down" else MarkovPosterior(cfg)
+    return lk.LatentModel(HVAEGenerative(cfg), posterior)
