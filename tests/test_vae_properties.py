@@ -102,9 +102,13 @@ def test_pointwise_bayes_identity_for_every_draw(data, device):
     model, x = data.draw(linear_vae(device))
     p, q = model.generative, model.posterior.top(x)
     z = q.sample((8,))
-    log_w = p.likelihood(rearrange(z, "s b d -> (s b) d")).log_prob(
-        repeat(x, "b d -> (s b) d", s=8)
-    ).reshape(8, -1) + p.prior(x.shape[0]).log_prob(z) - q.log_prob(z)
+    log_w = (
+        p.likelihood(rearrange(z, "s b d -> (s b) d"))
+        .log_prob(repeat(x, "b d -> (s b) d", s=8))
+        .reshape(8, -1)
+        + p.prior(x.shape[0]).log_prob(z)
+        - q.log_prob(z)
+    )
     log_post = lk.exact_posterior(model).top(x).log_prob(z)
     assert close(log_w + q.log_prob(z) - log_post, lk.exact_log_prob(model, x).expand(8, -1))
 

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["GenerativeChain", "LatentModel", "PosteriorChain", "SingleLayerPosterior"]
 
 
-
 class GenerativeChain(nn.Module):
     """p(z_L) · Π p(z_{l-1} | z_l) · p(x | z_1). Subclasses set the shapes and the three parts.
 

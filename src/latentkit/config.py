@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 import cattrs
+from cattrs.v import format_exception
 
 from latentkit.errors import ConfigError
 
@@ -41,10 +42,19 @@ def structure_config(config_class: type, values: Mapping[str, Any], *, model: st
     try:
         return _converter.structure(dict(values), config_class)
     except cattrs.ClassValidationError as exc:
-        messages = cattrs.transform_error(exc)
+        messages = [
+            m.removesuffix(" @ $") for m in cattrs.transform_error(exc, format_exception=_say)
+        ]
         raise ConfigError(f"{where}: " + "; ".join(messages)) from None
     except (ValueError, TypeError) as exc:  # attrs validators run inside the constructor
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _say(exc: BaseException, type_: Any) -> str:
+    # attrs validators already name the field and the allowed range: keep their words.
+    if isinstance(exc, ValueError) and str(exc):
+        return str(exc)
+    return format_exception(exc, type_)
 
 
 def unstructure_config(config: Any) -> dict[str, Any]:

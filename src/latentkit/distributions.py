@@ -14,6 +14,7 @@ Added to torch's KL table with ``register_kl``:
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -50,7 +51,7 @@ class DiscretizedNormal(Distribution):
     tail keeps a finite, accurate log-probability instead of log(0).
     """
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    arg_constraints: ClassVar[dict] = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.interval(-1.0, 1.0)
     has_rsample = False
     half_bin = 1.0 / 255.0
@@ -82,7 +83,7 @@ class DiscretizedNormal(Distribution):
         edge = 1.0 - self.half_bin
         return torch.where(value < -edge, left, torch.where(value > edge, right, middle))
 
-    def sample(self, sample_shape=torch.Size()) -> Tensor:
+    def sample(self, sample_shape: torch.Size | tuple = ()) -> Tensor:
         with torch.no_grad():
             shape = self._extended_shape(sample_shape)
             x = self.loc.expand(shape) + self.scale.expand(shape) * torch.randn(

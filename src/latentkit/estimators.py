@@ -258,9 +258,7 @@ def resolve_estimator(model: LatentModel, name: str, **options) -> Estimator:
                 name = candidate
                 break
     if name not in ESTIMATORS:
-        raise EstimatorError(
-            f"unknown estimator {name!r}; choose one of {['auto', *ESTIMATORS]}"
-        )
+        raise EstimatorError(f"unknown estimator {name!r}; choose one of {['auto', *ESTIMATORS]}")
     cls = ESTIMATORS[name]
     reason = cls.supports(model)
     if reason is not None:

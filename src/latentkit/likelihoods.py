@@ -4,11 +4,13 @@ A decoder emits ``params`` of shape ``[batch, num_params, *data_shape]`` (use
 :meth:`Likelihood.from_flat` for an MLP's ``[batch, num_params·D]``). Each likelihood
 turns them into ``Independent(..., len(data_shape))`` so ``log_prob(x)`` is ``[batch]``.
 
-| name          | data                       | params                       | scale options            |
-|---------------|----------------------------|------------------------------|--------------------------|
-| ``gaussian``  | real                       | mean (+ raw scale if predicted) | float, learned, predicted |
-| ``bernoulli`` | binary {0, 1} (or in [0,1]) | logits                       | —                        |
-| ``discretized`` | 8-bit mapped to [-1, 1]  | mean (+ raw scale if predicted) | float, learned, predicted |
+=============== ============================ ============================ ===================
+name            data                         params                       scale
+=============== ============================ ============================ ===================
+gaussian        real                         mean (+ raw scale)           fixed/learned/predicted
+bernoulli       binary {0, 1}                logits                       —
+discretized     8-bit mapped to [-1, 1]      mean (+ raw scale)           fixed/learned/predicted
+=============== ============================ ============================ ===================
 
 Scales are ``softplus(raw) + min_scale``: positive, smooth, and never collapsing to 0.
 """
@@ -118,7 +120,9 @@ class DiscretizedGaussianLikelihood(_ScaledLikelihood):
         return None
 
     def forward(self, params: Tensor) -> Distribution:
-        return Independent(DiscretizedNormal(params[:, 0], self.scale(params)), len(self.data_shape))
+        return Independent(
+            DiscretizedNormal(params[:, 0], self.scale(params)), len(self.data_shape)
+        )
 
 
 class BernoulliLikelihood(Likelihood):

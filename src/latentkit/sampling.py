@@ -1,4 +1,7 @@
-"""Ancestral sampling from the generative chain: z_L ~ p(z_L), z_{l-1} ~ p(z_{l-1}|z_l), x ~ p(x|z_1)."""
+"""Ancestral sampling from the generative chain.
+
+z_L ~ p(z_L), then z_{l-1} ~ p(z_{l-1} | z_l) for l = L..2, then x ~ p(x | z_1).
+"""
 
 from __future__ import annotations
 

@@ -24,11 +24,9 @@ def _describe(x: Tensor) -> str:
 def check_data(model: Any, x: Any, *, name: str = "x") -> Tensor:
     """Check that ``x`` is a batch the model accepts: ``[batch, *data_shape]``, float, same
     dtype and device as the model, at least one example, no NaN or inf."""
+    want = f"[batch, {', '.join(map(str, model.data_shape))}]"
     if not isinstance(x, Tensor):
-        raise InputError(
-            f"{name} must be a torch.Tensor of shape [batch, {', '.join(map(str, model.data_shape))}]"
-            f", got {type(x).__name__}"
-        )
+        raise InputError(f"{name} must be a torch.Tensor of shape {want}, got {type(x).__name__}")
     ref = model.reference()
     expected = (x.shape[0] if x.ndim else "batch", *model.data_shape)
     if not x.is_floating_point():
@@ -40,8 +38,7 @@ def check_data(model: Any, x: Any, *, name: str = "x") -> Tensor:
         raise DTypeError(f"{name} must be a floating-point tensor, got {_describe(x)}{hint}")
     if x.ndim != len(model.data_shape) + 1 or tuple(x.shape[1:]) != tuple(model.data_shape):
         raise ShapeError(
-            f"{name} must have shape [batch, {', '.join(map(str, model.data_shape))}] "
-            f"(expected {tuple(expected)}), got {tuple(x.shape)}"
+            f"{name} must have shape {want} (expected {tuple(expected)}), got {tuple(x.shape)}"
         )
     if x.shape[0] == 0:
         raise ShapeError(f"{name} is an empty batch (shape {tuple(x.shape)}); pass ≥ 1 example")

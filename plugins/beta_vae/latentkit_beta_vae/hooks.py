@@ -6,9 +6,9 @@ Same chains as ``vae``; the model's ``objective_beta`` makes training minimise â
 
 import attrs
 from attrs import validators as v
+from latentkit_vae import VAEConfig, build_vae
 
 import latentkit as lk
-from latentkit_vae import VAEConfig, build_vae
 
 
 @attrs.frozen(kw_only=True)

@@ -11,6 +11,8 @@ def latentkit_models() -> list[lk.ModelSpec]:
             name="vae",
             config_class=VAEConfig,
             factory=build_vae,
-            description="VAE: one Gaussian latent layer, learned q(z|x); linear = probabilistic PCA",
+            description=(
+                "VAE: one Gaussian latent layer, learned q(z|x); linear = probabilistic PCA"
+            ),
         )
     ]

@@ -47,7 +47,9 @@ class VAEConfig:
         min_scale: floor added to every posterior scale (> 0), for stability.
     """
 
-    data_shape: tuple[int, ...] = attrs.field(default=(64,), converter=tuple, validator=_positive_ints)
+    data_shape: tuple[int, ...] = attrs.field(
+        default=(64,), converter=tuple, validator=_positive_ints
+    )
     latent_dim: int = attrs.field(default=8, validator=[v.instance_of(int), v.gt(0)])
     architecture: str = attrs.field(default="mlp", validator=v.in_(("linear", "mlp")))
     hidden: tuple[int, ...] = attrs.field(default=(256, 256), converter=tuple, validator=_ints_ge0)

@@ -48,9 +48,7 @@ def importance_ks(max_value: int = 64) -> st.SearchStrategy[int]:
 
 
 @st.composite
-def linear_vae_configs(
-    draw, max_data_dim: int = 6, max_latent_dim: int = 4
-) -> dict:
+def linear_vae_configs(draw, max_data_dim: int = 6, max_latent_dim: int = 4) -> dict:
     """Config values for ``load_model("vae", **cfg)`` giving a linear-Gaussian (pPCA) VAE."""
     return {
         "data_shape": (draw(st.integers(1, max_data_dim)),),
@@ -80,7 +78,9 @@ def data_batches(
             hnp.arrays(
                 np_dtype,
                 (b, *data_shape),
-                elements=st.floats(-scale, scale, allow_nan=False, width=64 if np_dtype is np.float64 else 32),
+                elements=st.floats(
+                    -scale, scale, allow_nan=False, width=64 if np_dtype is np.float64 else 32
+                ),
             )
         )
         return torch.from_numpy(arr).to(device=device, dtype=dtype)
