@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DTypeError",
+    "DataSourceError",
     "DeviceError",
     "EstimatorError",
     "InputError",
@@ -59,3 +60,8 @@ class NotTractableError(LatentkitError):
 
 class EstimatorError(LatentkitError, ValueError):
     """The requested bound estimator is unknown or not supported by the model's posterior chain."""
+
+
+class DataSourceError(InputError):
+    """A data set cannot be had: an optional source is not installed (the message names the
+    extra or package to install), a name is unknown, or a user's file is missing or unreadable."""

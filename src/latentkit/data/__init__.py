@@ -1,0 +1,48 @@
+"""Data sets for latentkit, from files that installed packages ship (nothing downloads by
+default), and the user's own arrays and images.
+
+>>> from latentkit.data import load_dataset
+>>> ds = load_dataset("digits", variant="binarized", seed=0)
+>>> ds.train.shape, ds.test.shape, ds.kind
+(torch.Size([1500, 1, 8, 8]), torch.Size([297, 1, 8, 8]), 'binary')
+
+See docs/data.md for the sources, the variants and how to bring your own data.
+"""
+
+from latentkit.data.core import (
+    KINDS,
+    LIKELIHOOD_FOR_KIND,
+    VARIANTS,
+    Dataset,
+    binarize,
+    to_display,
+    to_symmetric,
+    to_unit_interval,
+)
+from latentkit.data.files import SPLIT_SEED
+from latentkit.data.sources import (
+    SourceStatus,
+    dataset_sources,
+    list_datasets,
+    load_dataset,
+    resolve_mnist,
+)
+from latentkit.errors import DataSourceError
+
+__all__ = [
+    "KINDS",
+    "LIKELIHOOD_FOR_KIND",
+    "SPLIT_SEED",
+    "VARIANTS",
+    "DataSourceError",
+    "Dataset",
+    "SourceStatus",
+    "binarize",
+    "dataset_sources",
+    "list_datasets",
+    "load_dataset",
+    "resolve_mnist",
+    "to_display",
+    "to_symmetric",
+    "to_unit_interval",
+]
