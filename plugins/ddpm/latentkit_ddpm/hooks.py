@@ -1,0 +1,16 @@
+"""latentkit hook implementations of the DDPM plugin."""
+
+import latentkit as lk
+from latentkit_ddpm.model import DDPMConfig, build_ddpm
+
+
+@lk.hookimpl
+def latentkit_models() -> list[lk.ModelSpec]:
+    return [
+        lk.ModelSpec(
+            name="ddpm",
+            config_class=DDPMConfig,
+            factory=build_ddpm,
+            description="DDPM: T latent layers x_1..x_T, the fixed forward diffusion as q",
+        )
+    ]

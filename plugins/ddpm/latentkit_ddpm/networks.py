@@ -1,0 +1,162 @@
+"""ε-prediction networks ε_θ(x_t, t): a time-conditioned MLP (vectors) and U-Net (images).
+
+Both take ``x_t`` of shape ``[batch, *data_shape]`` and ``t`` a ``LongTensor[batch]`` and
+return ``[batch, out_groups, *data_shape]``: group 0 is ε̂, group 1 (``out_groups = 2``)
+the raw interpolation weight v of a learned reverse variance (improved DDPM, eq. 15).
+The last layer starts at zero, so an untrained model predicts ε̂ = 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from latentkit.networks import ACTIVATIONS, mlp
+
+__all__ = ["EpsMLP", "EpsUNet", "timestep_embedding"]
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
+    """Sinusoidal embedding of integer timesteps (as DDPM): ``[batch] -> [batch, dim]``."""
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float64) / half
+    )
+    angles = t.to(torch.float64)[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+class _TimeEmbedding(nn.Module):
+    """t → sinusoid → Linear → act → Linear: ``[batch] -> [batch, out_dim]``."""
+
+    def __init__(self, dim: int, out_dim: int, activation: str):
+        super().__init__()
+        self.dim = dim
+        self.net = mlp([dim, out_dim, out_dim], activation)
+
+    def forward(self, t: Tensor) -> Tensor:
+        first = self.net[0].weight
+        return self.net(timestep_embedding(t, self.dim).to(first.dtype))
+
+
+class EpsMLP(nn.Module):
+    """ε_θ for vectors: an MLP on [x_t, embed(t)] with the time embedding added at every layer."""
+
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        hidden: Sequence[int] = (256, 256),
+        *,
+        out_groups: int = 1,
+        activation: str = "silu",
+    ):
+        super().__init__()
+        self.data_shape = tuple(data_shape)
+        self.out_groups = out_groups
+        D = math.prod(self.data_shape)
+        widths = [D, *hidden]
+        self.time = _TimeEmbedding(hidden[0], hidden[0], activation)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
+        self.time_proj = nn.ModuleList(nn.Linear(hidden[0], b) for b in hidden)
+        self.act = ACTIVATIONS[activation]()
+        self.out = nn.Linear(widths[-1], D * out_groups)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        emb = self.time(t)
+        h = rearrange(x, "b ... -> b (...)")
+        for layer, proj in zip(self.layers, self.time_proj):
+            h = self.act(layer(h) + proj(emb))
+        out = rearrange(self.out(h), "b (k d) -> b k d", k=self.out_groups)
+        return out.reshape(x.shape[0], self.out_groups, *self.data_shape)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+class _ResBlock(nn.Module):
+    """GN → SiLU → conv → + time → GN → SiLU → conv, with a 1×1 skip when widths differ."""
+
+    def __init__(self, c_in: int, c_out: int, time_dim: int):
+        super().__init__()
+        self.block1 = nn.Sequential(_norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.time = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, c_out))
+        self.block2 = nn.Sequential(_norm(c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.block1(x) + rearrange(self.time(emb), "b c -> b c 1 1")
+        return self.skip(x) + self.block2(h)
+
+
+class EpsUNet(nn.Module):
+    """ε_θ for images ``[C, H, W]``: a small U-Net (DDPM §4 in miniature, no attention).
+
+    One residual block per level; level i has ``channels · channel_mult[i]`` channels and
+    levels are joined by stride-2 convolutions down and nearest-neighbour upsampling up, so
+    H and W must be divisible by 2^(len(channel_mult) − 1).
+    """
+
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        channels: int = 32,
+        channel_mult: Sequence[int] = (1, 2),
+        *,
+        out_groups: int = 1,
+    ):
+        super().__init__()
+        C = data_shape[0]
+        self.out_groups = out_groups
+        time_dim = 4 * channels
+        self.time = _TimeEmbedding(channels, time_dim, "silu")
+        widths = [channels * m for m in channel_mult]
+        self.conv_in = nn.Conv2d(C, channels, 3, padding=1)
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        c = channels
+        for i, w in enumerate(widths):
+            self.down.append(_ResBlock(c, w, time_dim))
+            c = w
+            if i < len(widths) - 1:
+                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+        self.middle = _ResBlock(c, c, time_dim)
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i, w in reversed(list(enumerate(widths))):
+            self.up.append(_ResBlock(c + w, w, time_dim))
+            c = w
+            if i > 0:
+                self.upsample.append(nn.Conv2d(c, c, 3, padding=1))
+        self.conv_out = nn.Sequential(
+            _norm(c), nn.SiLU(), nn.Conv2d(c, C * out_groups, 3, padding=1)
+        )
+        nn.init.zeros_(self.conv_out[-1].weight)
+        nn.init.zeros_(self.conv_out[-1].bias)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        emb = self.time(t)
+        h = self.conv_in(x)
+        skips = []
+        for i, block in enumerate(self.down):
+            h = block(h, emb)
+            skips.append(h)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+        h = self.middle(h, emb)
+        for i, block in enumerate(self.up):
+            h = block(torch.cat([h, skips.pop()], dim=1), emb)
+            if i < len(self.upsample):
+                h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return rearrange(self.conv_out(h), "b (k c) h w -> b k c h w", k=self.out_groups)

@@ -1,0 +1,158 @@
+"""The forward chain's constants: α_t, β_t and everything derived from them, once, as buffers.
+
+Notation (``docs/ddpm.md``; seed 001): one forward step is
+
+    x_t = α_t x_{t-1} + β_t ε_t,   α_t² + β_t² = 1,   i.e. q(x_t | x_{t-1}) = N(α_t x_{t-1}, β_t² I)
+
+and t steps compose to q(x_t | x_0) = N(ᾱ_t x_0, β̄_t² I) with ᾱ_t = α_1⋯α_t and
+β̄_t = √(1 − ᾱ_t²) (seed 001, eq. 25). The DDPM paper writes β_t for our β_t² and ᾱ_t for
+our ᾱ_t². Every table is indexed by t = 0..T; row 0 is the data (α_0 = ᾱ_0 = 1,
+β_0 = β̄_0 = 0), so ``table[t]`` is the constant of step t with no off-by-one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from latentkit.errors import ConfigError
+
+__all__ = ["MAX_PAPER_BETA", "DiffusionSchedule", "check_beta", "cosine_beta", "linear_beta"]
+
+MAX_PAPER_BETA = 0.999
+"""Cap on the paper's β_t (our β_t²), as improved DDPM: keeps α_t > 0 at the last steps."""
+
+
+def linear_beta(num_timesteps: int) -> Tensor:
+    """Our β_t, t = 1..T, of DDPM's linear schedule: paper β_t (= our β_t²) linear from 1e-4 to
+    0.02 at T = 1000, both ends scaled by 1000/T for other T (as improved DDPM), capped at 0.999.
+    """
+    scale = 1000.0 / num_timesteps
+    paper_beta = torch.linspace(scale * 1e-4, scale * 0.02, num_timesteps, dtype=torch.float64)
+    return paper_beta.clamp(max=MAX_PAPER_BETA).sqrt()
+
+
+def cosine_beta(num_timesteps: int, offset: float = 0.008) -> Tensor:
+    """Our β_t, t = 1..T, of improved DDPM's cosine schedule (Nichol & Dhariwal, 2021, eq. 17).
+
+    Paper ᾱ_t = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2); so our ᾱ_t = cos(…)/cos(…) and
+    β_t² = 1 − (ᾱ_t/ᾱ_{t-1})², capped at 0.999 like the paper.
+    """
+    t = torch.arange(num_timesteps + 1, dtype=torch.float64)
+    alpha_bar = torch.cos((t / num_timesteps + offset) / (1 + offset) * math.pi / 2)
+    alpha_bar = alpha_bar / alpha_bar[0]
+    beta_sq = 1.0 - (alpha_bar[1:] / alpha_bar[:-1]) ** 2
+    return beta_sq.clamp(min=0.0, max=MAX_PAPER_BETA).sqrt()
+
+
+def check_beta(beta: Tensor, field: str = "beta") -> Tensor:
+    """``beta`` unchanged if it is a non-empty 1-d schedule with 0 < β_t < 1; else a ConfigError
+    naming ``field``, the first bad step and its value."""
+    if beta.ndim != 1 or beta.numel() == 0:
+        raise ConfigError(
+            f"{field!r} must be a non-empty 1-d schedule β_1..β_T, got shape {tuple(beta.shape)}"
+        )
+    bad = ~(torch.isfinite(beta) & (beta > 0) & (beta < 1))
+    if bool(bad.any()):
+        t = int(bad.nonzero()[0, 0]) + 1
+        raise ConfigError(
+            f"{field!r} must satisfy 0 < β_t < 1 at every step (our β_t, the per-step noise std; "
+            f"the DDPM paper's β_t is its square); step t={t} has β_t={float(beta[t - 1])!r}"
+        )
+    return beta
+
+
+class DiffusionSchedule(nn.Module):
+    """α_t, β_t, ᾱ_t, β̄_t and the posterior/reverse-variance constants, each a ``[T+1]`` buffer.
+
+    Args:
+        beta: our β_t for t = 1..T (``[T]``, 0 < β_t < 1); computed in float64.
+
+    Buffers (row t; row 0 is the data and only filled in where it means something):
+
+    * ``alpha``, ``beta``: one step, α_t = √(1 − β_t²).
+    * ``alpha_bar``, ``beta_bar``: t steps composed, ᾱ_t = Π α_s, β̄_t = √(1 − ᾱ_t²).
+    * ``posterior_coef_x0``, ``posterior_coef_xt``, ``beta_tilde``: q(x_{t-1} | x_t, x_0) =
+      N(coef_x0·x_0 + coef_xt·x_t, β̃_t² I) with coef_x0 = ᾱ_{t-1} β_t² / β̄_t²,
+      coef_xt = α_t β̄_{t-1}² / β̄_t², β̃_t = β̄_{t-1} β_t / β̄_t (Bayes' rule on eq. 25).
+    * ``log_sigma_sq_upper`` = log β_t² and ``log_sigma_sq_lower`` = log β̃_t², the two fixed
+      reverse variances (DDPM §3.2); at t = 1, β̃_1 = 0, so the lower one uses β̃_2 (T ≥ 2)
+      or β_1 (T = 1), as improved DDPM's clipped log-variance.
+
+    Buffers are not saved in ``state_dict`` (the config rebuilds them) and are re-cast from
+    a float64 master on every ``.to()``, so ``model.float().double()`` keeps them exact.
+    """
+
+    alpha: Tensor
+    beta: Tensor
+    alpha_bar: Tensor
+    beta_bar: Tensor
+    posterior_coef_x0: Tensor
+    posterior_coef_xt: Tensor
+    beta_tilde: Tensor
+    log_sigma_sq_upper: Tensor
+    log_sigma_sq_lower: Tensor
+
+    def __init__(self, beta: Tensor):
+        super().__init__()
+        beta = check_beta(torch.as_tensor(beta, dtype=torch.float64).detach().cpu())
+        zero, one = beta.new_zeros(1), beta.new_ones(1)
+        beta_sq = beta**2
+        log_alpha = 0.5 * torch.log1p(-beta_sq)
+        log_alpha_bar = torch.cumsum(log_alpha, 0)
+        # β̄_t² = 1 − ᾱ_t² via expm1: exact even where ᾱ_t is within round-off of 1.
+        beta_bar_sq = torch.cat([zero, -torch.expm1(2 * log_alpha_bar)])
+        alpha_bar = torch.cat([one, torch.exp(log_alpha_bar)])
+        alpha = torch.cat([one, torch.exp(log_alpha)])
+        beta_sq = torch.cat([zero, beta_sq])
+        safe = beta_bar_sq.clone()
+        safe[0] = 1.0  # row 0 of the posterior tables is unused; avoid 0/0
+        beta_tilde_sq = beta_bar_sq.roll(1) * beta_sq / safe
+        beta_tilde_sq[0] = 0.0
+        lower = beta_tilde_sq.clone()
+        lower[1] = beta_tilde_sq[2] if len(beta) >= 2 else beta_sq[1]
+        lower[0] = lower[1]
+        upper = beta_sq.clone()
+        upper[0] = upper[1]
+        self._master = {
+            "alpha": alpha,
+            "beta": beta_sq.sqrt(),
+            "alpha_bar": alpha_bar,
+            "beta_bar": beta_bar_sq.sqrt(),
+            "posterior_coef_x0": alpha_bar.roll(1) * beta_sq / safe,
+            "posterior_coef_xt": alpha * beta_bar_sq.roll(1) / safe,
+            "beta_tilde": beta_tilde_sq.sqrt(),
+            "log_sigma_sq_upper": upper.log(),
+            "log_sigma_sq_lower": lower.log(),
+        }
+        self._master["posterior_coef_x0"][0] = 1.0
+        self._master["posterior_coef_xt"][0] = 0.0
+        for name, value in self._master.items():
+            self.register_buffer(name, value.to(torch.get_default_dtype()), persistent=False)
+
+    @property
+    def num_timesteps(self) -> int:
+        """T."""
+        return self.beta.shape[0] - 1
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        # Re-derive from the float64 master: a float32 round trip must not leak into float64.
+        for name, value in self._master.items():
+            now = getattr(self, name)
+            setattr(self, name, value.to(device=now.device, dtype=now.dtype))
+        return self
+
+    def gather(self, table: Tensor, t: int | Tensor, like: Tensor) -> Tensor:
+        """``table[t]`` shaped to broadcast against ``like`` (``[batch, *event]``).
+
+        ``t`` is an int (a 0-d result) or a ``LongTensor[batch]`` (a ``[batch, 1, …, 1]`` result).
+        """
+        if isinstance(t, Tensor) and t.ndim == 1:
+            return table[t].reshape(-1, *([1] * (like.ndim - 1)))
+        t = int(t)
+        if not 0 <= t <= self.num_timesteps:
+            raise IndexError(f"timestep t={t} is outside 0..T={self.num_timesteps}")
+        return table[t]
