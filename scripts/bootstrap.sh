@@ -16,7 +16,8 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 stamp="$VENV/.latentkit-stamp"
-want="$(cat "$ROOT"/pyproject.toml "$ROOT"/plugins/*/pyproject.toml "$ROOT"/docs/examples/*/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)"
+# (cat fails on an unmatched glob such as docs/examples/*; under pipefail that must not end the script)
+want="$( { cat "$ROOT"/pyproject.toml "$ROOT"/plugins/*/pyproject.toml "$ROOT"/docs/examples/*/pyproject.toml 2>/dev/null || true; } | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0 2>/dev/null || exit 0
 fi
@@ -45,7 +46,7 @@ for extras in "test,mnist,mnist-sample" "test,mnist-sample" "test"; do
     echo "[bootstrap] could not install latentkit[$extras]; trying a smaller set of extras:"
     grep -v -e "^WARNING: Location" -e "^$" "$pip_log" | tail -n 5 || true
 done
-grep -v -e "^WARNING: Location" -e "^$" "$pip_log" || true
+grep -e "ERROR" "$pip_log" || true  # e.g. dependency-resolver conflicts that pip only reports
 rm -f "$pip_log"
 if [ -z "$installed" ]; then
     echo "[bootstrap] WARNING: pip failed for every set of extras (see above)" >&2
