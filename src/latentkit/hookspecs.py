@@ -31,10 +31,14 @@ def latentkit_models() -> list:
     Return a list of :class:`latentkit.ModelSpec`, one per model: its registry ``name``
     (lower case, digits, ``-`` and ``_``), its ``config_class`` (an attrs class whose
     validators reject bad values naming the field), and its ``factory``, a callable taking
-    one config instance and returning a :class:`latentkit.LatentModel`.
+    one config instance and returning a :class:`latentkit.LatentModel`. Optionally (keyword
+    ``test_configs``) a zero-argument callable returning a Hypothesis strategy of small
+    config dicts, which ``latentkit verify`` and ``latentkit.testing`` check the model on.
 
     All plugins' results are collected (this is not a ``firstresult`` hook). A name two
     plugins both return is a fault reported with both distributions; the first stays
     usable. A plugin whose hook raises or returns anything but ``ModelSpec`` objects is
     reported in ``latentkit.plugin_faults()`` and skipped; the other plugins still load.
+    So is a hook implementation whose name matches no hook here (a typo would otherwise
+    contribute nothing, silently).
     """

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "latentkit.plugins"
+IN_PROCESS = "<registered in process>"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
@@ -60,6 +61,12 @@ class ModelSpec:
         factory: ``factory(config) -> LatentModel``.
         description: one line for ``latentkit list``.
         plugin: the distribution that registered it (filled in by the registry).
+        test_configs: (keyword only, optional) a zero-argument callable returning a
+            Hypothesis strategy of config dicts (keyword arguments of ``load_model``) for
+            ``latentkit.testing``'s checks and ``latentkit verify``: small configs that
+            build and run in milliseconds and together cover the model's options. ``None``
+            (the default): the checks use the default config. Test data need not be
+            declared: the checks draw it from the model itself (see ``docs/checks.md``).
     """
 
     name: str = attrs.field(validator=_valid_name)
@@ -67,6 +74,11 @@ class ModelSpec:
     factory: Callable[[Any], LatentModel] = attrs.field(validator=attrs.validators.is_callable())
     description: str = ""
     plugin: str = ""
+    test_configs: Callable[[], Any] | None = attrs.field(
+        default=None,
+        kw_only=True,
+        validator=attrs.validators.optional(attrs.validators.is_callable()),
+    )
 
 
 @attrs.frozen
@@ -78,6 +90,8 @@ class PluginFault:
     problem: str
 
     def __str__(self) -> str:
+        if self.distribution == IN_PROCESS:
+            return f"plugin {self.entry_point!r} (registered in process): {self.problem}"
         return f"{self.distribution} (entry point {self.entry_point!r}): {self.problem}"
 
 
@@ -115,8 +129,37 @@ class _Registry:
             self.origin[ep.name] = dist
         for obj, name in self.extra:
             if not self.pm.is_registered(obj):
-                self.pm.register(obj, name=name)
-            self.origin[name] = "<registered in process>"
+                problem = None
+                if self.pm.get_plugin(name) is not None:
+                    problem = f"the plugin name is taken by {self.pm.get_plugin(name)!r}"
+                else:
+                    try:
+                        self.pm.register(obj, name=name)
+                    except pluggy.PluginValidationError as exc:
+                        problem = str(exc)
+                if problem:
+                    self.faults.append(PluginFault(IN_PROCESS, name, f"not registered: {problem}"))
+                    continue
+            self.origin[name] = IN_PROCESS
+        self._unknown_hooks()
+
+    def _unknown_hooks(self) -> None:
+        """A hook implementation with no matching spec (a typo) would contribute nothing."""
+        known = sorted(n for n in dir(hookspecs) if n.startswith("latentkit_"))
+        for hook_name, caller in vars(self.pm.hook).items():
+            if hook_name.startswith("_") or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.optionalhook:
+                    continue
+                self.faults.append(
+                    PluginFault(
+                        self.origin.get(impl.plugin_name, impl.plugin_name),
+                        impl.plugin_name,
+                        f"implements {hook_name!r}, which is not a latentkit hook "
+                        f"(known hooks: {', '.join(known)})",
+                    )
+                )
 
     def _collect(self) -> dict[str, ModelSpec]:
         models: dict[str, ModelSpec] = {}
@@ -184,12 +227,8 @@ def register_plugin(plugin: object, name: str | None = None) -> None:
     """Register a plugin object in this process, without an entry point (tests, notebooks)."""
     name = name or getattr(plugin, "__name__", None) or repr(plugin)
     _registry.extra.append((plugin, name))
-    if _registry.models is not None:
-        _registry.pm.register(plugin, name=name)
-        _registry.origin[name] = "<registered in process>"
-        _registry.models = None
-        _registry.faults = []
-        _registry.models = _registry._collect()
+    # Collected again (with every fault, the entry points' included) at the next use.
+    _registry.models = None
 
 
 def unregister_plugin(plugin: object) -> None:
