@@ -1,0 +1,26 @@
+"""The docs' Python examples run: every ```python block of these pages, in order, per page."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PAGES = ["README.md", "docs/core.md", "docs/bounds.md"]
+BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_python_blocks_run(page, tmp_path, monkeypatch):
+    text = (ROOT / page).read_text()
+    blocks = BLOCK.findall(text)
+    assert blocks, f"{page} has no python example"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": f"docs_{pathlib.Path(page).stem}"}
+    for i, code in enumerate(blocks):
+        try:
+            exec(compile(code, f"{page}[block {i}]", "exec"), namespace)
+        except Exception as exc:  # pragma: no cover - the message is the point
+            raise AssertionError(f"{page}, python block {i} failed: {exc!r}\n{code}") from exc
