@@ -6,6 +6,7 @@ import pathlib
 import re
 
 import pytest
+import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/core.md", "docs/bounds.md"]
@@ -19,8 +20,13 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
     assert blocks, f"{page} has no python example"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": f"docs_{pathlib.Path(page).stem}"}
-    for i, code in enumerate(blocks):
-        try:
-            exec(compile(code, f"{page}[block {i}]", "exec"), namespace)
-        except Exception as exc:  # pragma: no cover - the message is the point
-            raise AssertionError(f"{page}, python block {i} failed: {exc!r}\n{code}") from exc
+    grad, dtype = torch.is_grad_enabled(), torch.get_default_dtype()
+    try:
+        for i, code in enumerate(blocks):
+            try:
+                exec(compile(code, f"{page}[block {i}]", "exec"), namespace)
+            except Exception as exc:  # pragma: no cover - the message is the point
+                raise AssertionError(f"{page}, python block {i} failed: {exc!r}\n{code}") from exc
+    finally:  # examples may switch global torch state; later tests must not inherit it
+        torch.set_grad_enabled(grad)
+        torch.set_default_dtype(dtype)
