@@ -121,6 +121,9 @@ def _read_arrays(path: Path) -> Mapping[str, Any] | Any:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
+            with open(path, "rb") as f:
+                if f.read(6) != b"\x93NUMPY":
+                    raise ValueError("no .npy header (not a file written by numpy.save)")
             return np.load(path, allow_pickle=False)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
