@@ -442,7 +442,7 @@ def test_image_folder_with_splits_and_classes(tmp_path):
             (tmp_path / split / cls).mkdir(parents=True)
             for i in range(n):
                 a = rng.integers(0, 256, (6, 5), dtype=np.uint8)  # height 6, width 5
-                Image.fromarray(a, mode="L").save(tmp_path / split / cls / f"{i}.png")
+                Image.fromarray(a).save(tmp_path / split / cls / f"{i}.png")
                 made[(split, cls, i)] = a
     ds = data.load_dataset(f"folder:{tmp_path}")
     assert (ds.train.shape, ds.test.shape) == ((8, 1, 6, 5), (4, 1, 6, 5))
@@ -463,7 +463,7 @@ def test_flat_rgb_image_folder_and_its_errors(tmp_path):
     rng = np.random.default_rng(1)
     for i in range(10):
         a = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-        Image.fromarray(a, mode="RGB").save(tmp_path / f"im{i:02d}.png")
+        Image.fromarray(a).save(tmp_path / f"im{i:02d}.png")
     ds = data.load_dataset(f"folder:{tmp_path}", variant="binarized", seed=0)
     assert (ds.train.shape, ds.test.shape) == ((9, 3, 4, 4), (1, 3, 4, 4))
     assert ds.train_labels is None and ds.kind == "binary"
@@ -481,3 +481,17 @@ def test_flat_rgb_image_folder_and_its_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(DataSourceError, match="no images"):
         data.load_dataset(f"folder:{empty}")
+
+
+def test_docs_data_md_examples_run(tmp_path, monkeypatch):
+    """Every ```python block of docs/data.md runs, in order, in a scratch folder."""
+    import pathlib
+    import re
+
+    page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "data.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    assert len(blocks) >= 5
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "docs_data"}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"docs/data.md[block {i}]", "exec"), namespace)
