@@ -1,0 +1,317 @@
+"""Checkpoints: tensors in safetensors, everything else in a JSON file beside them.
+
+A checkpoint at step s is two files in ``<run>/checkpoints/``::
+
+    step-00000100.safetensors   model/…  optimizer/…  rng/…   (tensors only)
+    step-00000100.json          model name and config, training config, step, data
+                                position, optimizer hyper-parameters, sha256 of the above
+
+Both are written atomically (a temporary file in the same folder, flushed and fsynced,
+then ``os.replace``; the folder is fsynced after). The tensor file is written first and
+the JSON names its sha256, so the JSON is the commit marker: a run killed between the two
+writes leaves no JSON for that step, and :func:`latest_checkpoint` finds the previous one.
+Nothing is unpickled on load: safetensors holds raw tensors and JSON holds plain values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+from torch import Tensor
+
+from latentkit.chains import LatentModel
+from latentkit.errors import LatentkitError
+from latentkit.registry import load_model
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "checkpoint_paths",
+    "flatten_optimizer_state",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_trained_model",
+    "read_checkpoint",
+    "resolve_checkpoint",
+    "restore_rng",
+    "rng_tensors",
+    "subset",
+    "unflatten_optimizer_state",
+    "write_checkpoint",
+]
+
+FORMAT_VERSION = 1
+_STEP_FILE = re.compile(r"^step-(\d+)\.json$")
+
+
+class CheckpointError(LatentkitError):
+    """A checkpoint is missing, incomplete, corrupt, or of an unknown format."""
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a directory.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
+
+    The temporary file lives in the destination folder, so ``os.replace`` is a rename on
+    one file system (atomic on POSIX and Windows).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """:func:`atomic_write_bytes` of ``obj`` as indented JSON (strict: no NaN or inf)."""
+    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    return atomic_write_bytes(path, text.encode())
+
+
+def flatten_optimizer_state(state_dict: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict]:
+    """Split ``optimizer.state_dict()`` into tensors (``optimizer/<index>/<key>``) and JSON.
+
+    Returns ``(tensors, plain)`` where ``plain`` holds the param groups and any
+    non-tensor per-parameter state, all JSON values.
+    """
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in state_dict["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, Tensor):
+                tensors[f"optimizer/{index}/{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    groups = [_jsonable(dict(g)) for g in state_dict["param_groups"]]
+    return tensors, {"param_groups": groups, "state_scalars": scalars}
+
+
+def unflatten_optimizer_state(tensors: Mapping[str, Tensor], plain: Mapping[str, Any]) -> dict:
+    """Invert :func:`flatten_optimizer_state` into a dict ``optimizer.load_state_dict`` takes.
+
+    ``tensors`` are named ``optimizer/<index>/<key>`` or, prefix removed, ``<index>/<key>``.
+    """
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        index, key = name.removeprefix("optimizer/").split("/", 1)
+        state.setdefault(int(index), {})[key] = value
+    for index, entry in plain.get("state_scalars", {}).items():
+        state.setdefault(int(index), {}).update(entry)
+    groups = []
+    for g in plain["param_groups"]:
+        g = dict(g)
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    return {"state": state, "param_groups": groups}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _to_cpu(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    # clone(): safetensors refuses tensors that share storage (tied weights, views).
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+
+
+def checkpoint_paths(directory: str | os.PathLike, step: int) -> tuple[Path, Path]:
+    """(tensor file, JSON file) of the checkpoint at ``step`` in ``directory``."""
+    directory = Path(directory)
+    stem = f"step-{step:08d}"
+    return directory / f"{stem}.safetensors", directory / f"{stem}.json"
+
+
+def write_checkpoint(
+    directory: str | os.PathLike,
+    step: int,
+    tensors: Mapping[str, Tensor],
+    info: Mapping[str, Any],
+    *,
+    keep_last: int | None = 2,
+) -> Path:
+    """Write one checkpoint (tensors first, then the JSON that commits it); return the JSON path.
+
+    ``keep_last`` older checkpoints are kept (``None`` keeps all).
+    """
+    tensor_path, json_path = checkpoint_paths(directory, step)
+    blob = save_safetensors_bytes(_to_cpu(tensors), metadata={"latentkit_step": str(step)})
+    atomic_write_bytes(tensor_path, blob)
+    record = {
+        "format": "latentkit-checkpoint",
+        "format_version": FORMAT_VERSION,
+        "step": int(step),
+        "tensors": tensor_path.name,
+        "tensors_sha256": hashlib.sha256(blob).hexdigest(),
+        **info,
+    }
+    atomic_write_json(json_path, record)
+    if keep_last is not None:
+        for old in list_checkpoints(directory)[:-keep_last]:
+            for p in checkpoint_paths(directory, _step_of(old)):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+    return json_path
+
+
+def _step_of(json_path: Path) -> int:
+    m = _STEP_FILE.match(json_path.name)
+    assert m is not None
+    return int(m.group(1))
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Committed checkpoints (their JSON files) in ``directory``, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if _STEP_FILE.match(p.name)]
+    return sorted(found, key=_step_of)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest committed checkpoint of a run folder (or a checkpoints folder), or None."""
+    run_dir = Path(run_dir)
+    for directory in (run_dir / "checkpoints", run_dir):
+        found = list_checkpoints(directory)
+        if found:
+            return found[-1]
+    return None
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint's JSON path from a run folder, a checkpoints folder, or the file itself."""
+    path = Path(path)
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"no checkpoint in {path} (looked for checkpoints/step-*.json)")
+        return found
+    if path.suffix == ".safetensors":
+        path = path.with_suffix(".json")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Load ``(tensors, info)`` from a checkpoint (JSON path, tensor path, or run folder).
+
+    The tensor file's sha256 must match the JSON, else :class:`CheckpointError`.
+    """
+    json_path = resolve_checkpoint(path)
+    try:
+        info = json.loads(json_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {json_path}: {exc}") from None
+    if info.get("format") != "latentkit-checkpoint":
+        raise CheckpointError(f"{json_path} is not a latentkit checkpoint")
+    if info.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{json_path} has format version {info.get('format_version')!r}; "
+            f"this latentkit reads version {FORMAT_VERSION}"
+        )
+    tensor_path = json_path.parent / str(info["tensors"])
+    try:
+        blob = tensor_path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint tensors {tensor_path} cannot be read: {exc}") from None
+    if hashlib.sha256(blob).hexdigest() != info.get("tensors_sha256"):
+        raise CheckpointError(
+            f"{tensor_path} does not match the sha256 recorded in {json_path.name} "
+            "(corrupt, or replaced after the checkpoint was written)"
+        )
+    try:
+        tensors = load_safetensors_bytes(blob)
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{tensor_path} is not a valid safetensors file: {exc}") from None
+    return tensors, info
+
+
+def subset(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The tensors whose names start with ``prefix + '/'``, with the prefix removed."""
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
+
+
+def rng_tensors(prefix: str = "rng") -> dict[str, Tensor]:
+    """This process's torch RNG states (CPU, and every CUDA device) as uint8 tensors."""
+    out = {f"{prefix}/cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"{prefix}/cuda{i}"] = state
+    return out
+
+
+def restore_rng(tensors: Mapping[str, Tensor]) -> None:
+    """Set the RNG states saved by :func:`rng_tensors` (without the prefix)."""
+    torch.set_rng_state(tensors["cpu"].to(torch.uint8))
+    cuda = sorted(k for k in tensors if k.startswith("cuda"))
+    if cuda and torch.cuda.is_available():
+        states = [tensors[k].to(torch.uint8) for k in cuda]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+
+
+def load_trained_model(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu"
+) -> tuple[LatentModel, dict[str, Any]]:
+    """Rebuild the model a checkpoint names (``load_model(name, **config)``) with its weights.
+
+    ``path``: a run folder (its newest checkpoint), a checkpoint's JSON or tensor file.
+    Returns ``(model, info)``, the model in eval mode on ``device``; ``info`` is the JSON.
+    """
+    tensors, info = read_checkpoint(path)
+    name, config = info.get("model"), info.get("model_config")
+    if not name or config is None:
+        raise CheckpointError(
+            f"{resolve_checkpoint(path)} does not name its model (written for a model built "
+            "without latentkit.load_model); rebuild the model yourself and load the weights "
+            "with Trainer.resume"
+        )
+    model = load_model(name, **config)
+    try:
+        model.load_state_dict(subset(tensors, "model"))
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit model {name!r} as configured: {exc}"
+        ) from None
+    return model.to(device).eval(), info

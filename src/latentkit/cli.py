@@ -1,0 +1,893 @@
+"""The ``latentkit`` command: list, train, evaluate, sample, report, verify.
+
+Configuration comes from a TOML file and/or flags, later ones winning::
+
+    model = "vae"              # top level: the model's registry name
+    [model_config]             # fields of the model's attrs config class
+    latent_dim = 16
+    [train]                    # fields of latentkit.training.TrainConfig
+    steps = 3000
+    [data]                     # name, variant, seed, limit
+    name = "mnist"
+    variant = "binarized"
+    [evaluate]                 # iwae_k, examples, batch_size, num_samples, estimator
+    iwae_k = 100
+
+``--set field=value`` sets one value: ``latent_dim=16`` (a model field), ``train.lr=3e-4``,
+``data.limit=1000``, ``evaluate.iwae_k=50``. Values are read as TOML (``hidden=[512,512]``,
+``amp=true``), else taken as text (``likelihood=bernoulli``). A bad field or value is an
+error that names it. Under ``torchrun --nproc_per_node=N -m latentkit.cli train ...`` the
+same command trains with DistributedDataParallel (docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import tomllib
+import torch
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from latentkit.checkpoint import (
+    atomic_write_json,
+    latest_checkpoint,
+    load_trained_model,
+    read_checkpoint,
+)
+from latentkit.config import config_fields, structure_config, unstructure_config
+from latentkit.errors import ConfigError, LatentkitError
+from latentkit.registry import get_model_spec, load_model, model_specs, plugin_faults
+
+__all__ = ["build_parser", "main"]
+
+DATA_KEYS = ("name", "variant", "seed", "limit")
+EVAL_KEYS = ("iwae_k", "examples", "batch_size", "num_samples", "estimator", "seed")
+DEFAULT_DATA = "mnist"
+EVAL_PAIRS = 20000
+"""Default evaluation budget in (example, layer) pairs: every test example for short chains,
+fewer for long ones (a 1000-step DDPM gets 64), since the ELBO of an example costs L calls."""
+
+
+class CLIError(LatentkitError):
+    """A problem with the command line itself (exit status 2)."""
+
+
+# ------------------------------------------------------------------------------ parsing
+
+
+def _add_common_train_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training (shortcuts for train.FIELD)")
+    g.add_argument("--steps", type=int, help="optimizer steps in all (default 2000)")
+    g.add_argument("--batch-size", type=int, help="global batch size (default 128)")
+    g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    g.add_argument("--seed", type=int, help="seed of the data order and the model's noise")
+    g.add_argument("--eval-every", type=int, help="steps between test-set ELBOs (0: at the end)")
+    g.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (0: at the end)")
+    g.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    g.add_argument("--amp", action="store_true", default=None, help="bf16 autocast on CUDA")
+    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
+    g.add_argument(
+        "--no-progress", dest="progress", action="store_false", default=None, help="no progress bar"
+    )
+
+
+def _add_data_flags(p: argparse.ArgumentParser, *, default_hint: str) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        help=f"data set: digits, mnist, mnist-sample, fashion-mnist, "
+        f"file:PATH, folder:PATH ({default_hint})",
+    )
+    g.add_argument(
+        "--variant",
+        help="unit, binarized, threshold, 8bit or real (default: what the model's likelihood fits)",
+    )
+    g.add_argument("--limit", type=int, help="use at most this many examples of each split")
+
+
+def _add_eval_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("evaluation")
+    g.add_argument(
+        "--iwae-k",
+        type=int,
+        help="importance samples for the IWAE NLL (0: skip; "
+        "default 100, none for chains longer than 16)",
+    )
+    g.add_argument(
+        "--eval-limit",
+        type=int,
+        dest="eval_examples",
+        help="test examples to evaluate (default: all, fewer for long chains)",
+    )
+    g.add_argument("--num-samples", type=int, help="draws of z per example for the ELBO")
+    g.add_argument("--estimator", help="ELBO estimator (auto, analytic, bottom-up, ...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``latentkit`` (every subcommand has ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="latentkit",
+        description="Latent-variable models (VAE, β-VAE, hierarchical VAE, DDPM) under one ELBO.",
+        epilog="`latentkit COMMAND --help` for each command; docs/cli.md for examples.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser(
+        "list",
+        help="the registered models, their plugins and config fields",
+        description="List the registered models (with their plugin distribution, "
+        "description and config fields), the data sets, and any plugin faults.",
+    )
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser(
+        "train",
+        help="train a model by name on a data set",
+        description="Train a model by name. Writes metrics.jsonl and checkpoints/ into the run "
+        "folder; --report also evaluates on the test split and writes report.json and PNGs.",
+        epilog="example: latentkit train --model vae --data mnist --steps 3000 --report "
+        "--set latent_dim=16",
+    )
+    p.add_argument("--model", help="registry name (see `latentkit list`)")
+    p.add_argument("--config", type=Path, help="TOML file (see `latentkit --help` docs)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="set one value: FIELD (model), train.FIELD, data.FIELD, evaluate.FIELD",
+    )
+    p.add_argument("--run-dir", type=Path, help="output folder (default runs/MODEL)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over even if the run folder holds checkpoints",
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="after training: evaluate, write report.json and the PNGs",
+    )
+    _add_common_train_flags(p)
+    _add_data_flags(p, default_hint="default mnist, falling back to the MNIST sample, then digits")
+    _add_eval_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="ELBO, its terms, IWAE-k NLL and bits/dim of a trained model",
+        description="Evaluate a checkpoint on its data set's test split (or --data/--split).",
+    )
+    p.add_argument("run", type=Path, help="a run folder (its newest checkpoint) or a checkpoint")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--json", dest="json_out", help="write the report as JSON here ('-': stdout)")
+    p.add_argument("--batch-size", type=int, help="examples per batch (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation's noise")
+    p.add_argument("--device", default="cpu")
+    _add_data_flags(p, default_hint="default: the data the model was trained on")
+    _add_eval_flags(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "sample",
+        help="draw samples from a trained model into a PNG grid",
+        description="Ancestral sampling from the generative chain.",
+    )
+    p.add_argument("run", type=Path, help="a run folder (its newest checkpoint) or a checkpoint")
+    p.add_argument("-n", "--num", type=int, default=64, help="how many samples (default 64)")
+    p.add_argument("--out", type=Path, help="PNG path (default RUN/samples.png)")
+    p.add_argument("--tensors", type=Path, help="also save the samples as a .safetensors file")
+    p.add_argument(
+        "--draw",
+        action="store_true",
+        help="draw x ~ p(x|z_1) instead of showing its mean (the default)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "report",
+        help="evaluate a run and write report.json with sample, curve and KL PNGs",
+        description="Evaluate a run's newest checkpoint on the test split and write "
+        "report.json, samples.png, curves.png and layer_kl.png into the run folder.",
+    )
+    p.add_argument("run", type=Path, help="a run folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation's noise")
+    p.add_argument("--device", default="cpu")
+    _add_eval_flags(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "verify",
+        help="run latentkit's property checks on a model",
+        description="Check a registered model against the identities of the "
+        "theory (log p ≥ ELBO, IWAE ordering, KL ≥ 0, ...).",
+    )
+    p.add_argument("name", help="registry name")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-examples", type=int, default=25, help="Hypothesis examples per check")
+    p.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``latentkit`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from latentkit.training import distributed_env
+
+    quiet = not distributed_env().is_main
+    out = Console(quiet=quiet)
+    err = Console(stderr=True, quiet=quiet)
+    try:
+        return int(args.func(args, out, err) or 0)
+    except (CLIError, ConfigError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except LatentkitError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 1
+    finally:
+        from latentkit.training import shutdown_distributed
+
+        shutdown_distributed()
+
+
+# ------------------------------------------------------------------------------ config
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: TOML if it parses (numbers, booleans, arrays, quoted text), else text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+@attrs.define
+class RunSpec:
+    """Everything ``train`` was asked for, merged from the TOML file, flags and --set."""
+
+    model: str | None = None
+    model_config: dict[str, Any] = attrs.Factory(dict)
+    train: dict[str, Any] = attrs.Factory(dict)
+    data: dict[str, Any] = attrs.Factory(dict)
+    evaluate: dict[str, Any] = attrs.Factory(dict)
+
+
+def _read_toml(path: Path) -> RunSpec:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise CLIError(f"--config {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CLIError(f"--config {path}: not valid TOML: {exc}") from None
+    known = {"model", "model_config", "train", "data", "evaluate"}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; known: {sorted(known)}")
+    spec = RunSpec(model=doc.get("model"))
+    for key in ("model_config", "train", "data", "evaluate"):
+        table = doc.get(key, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{key}] must be a table, got {type(table).__name__}")
+        setattr(spec, key, dict(table))
+    return spec
+
+
+def _train_field_names() -> list[str]:
+    from latentkit.training import TrainConfig
+
+    return [f.name for f in attrs.fields(TrainConfig)]
+
+
+def _apply_set(spec: RunSpec, items: Sequence[str], model_fields: Sequence[str]) -> None:
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise CLIError(f"--set {item!r}: expected FIELD=VALUE")
+        value = parse_value(text.strip())
+        section, dot, field = key.partition(".")
+        if dot and section in ("train", "data", "evaluate", "model"):
+            target = {
+                "train": spec.train,
+                "data": spec.data,
+                "evaluate": spec.evaluate,
+                "model": spec.model_config,
+            }[section]
+            target[field] = value
+        elif key in model_fields:
+            spec.model_config[key] = value
+        elif key in _train_field_names():
+            spec.train[key] = value
+        else:
+            raise ConfigError(
+                f"--set {key}: no such field; model {spec.model!r} has fields "
+                f"{list(model_fields)}, training has {_train_field_names()} "
+                "(or use train.FIELD, data.FIELD, evaluate.FIELD)"
+            )
+
+
+def _check_keys(values: dict[str, Any], known: Sequence[str], where: str) -> None:
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields: {list(known)}")
+
+
+def _merge_flags(spec: RunSpec, args: argparse.Namespace) -> None:
+    for flag, field in (
+        ("steps", "steps"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("seed", "seed"),
+        ("eval_every", "eval_every"),
+        ("checkpoint_every", "checkpoint_every"),
+        ("device", "device"),
+        ("amp", "amp"),
+        ("compile", "compile"),
+        ("progress", "progress"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            spec.train[field] = value
+    for flag, field in (("data", "name"), ("variant", "variant"), ("limit", "limit")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            spec.data[field] = value
+    _merge_eval_flags(spec.evaluate, args)
+
+
+def _merge_eval_flags(target: dict[str, Any], args: argparse.Namespace) -> None:
+    for flag in ("iwae_k", "eval_examples", "num_samples", "estimator"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            target["examples" if flag == "eval_examples" else flag] = value
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def _likelihood_variant(model_name: str, data_shape: tuple[int, ...]) -> str:
+    """The data variant that fits the model's default p(x|z_1) (probed, not looked up by name)."""
+    from torch.distributions import Bernoulli, Independent
+
+    from latentkit.distributions import DiscretizedNormal
+    from latentkit.sampling import sample
+
+    try:
+        model = load_model(model_name, data_shape=data_shape)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            _, latents = sample(model, 1, return_latents=True)
+            d = model.generative.likelihood(latents[0])
+    except Exception:  # a plugin that cannot build at this shape: let training say why
+        return "unit"
+    while isinstance(d, Independent):
+        d = d.base_dist
+    if isinstance(d, Bernoulli):
+        return "binarized"
+    if isinstance(d, DiscretizedNormal):
+        return "8bit"
+    return "unit"
+
+
+def load_data(
+    data: dict[str, Any],
+    *,
+    model_name: str,
+    model_fields: Sequence[str],
+    err: Console,
+    default_seed: int = 0,
+) -> tuple[Any, dict[str, Any]]:
+    """Load the data set ``data`` asks for; returns ``(dataset, what was loaded)``.
+
+    With no name given, MNIST is tried, then the MNIST sample, then digits — each fallback
+    announced. With no variant given: ``binarized`` when the model's config has a
+    ``likelihood`` field (it is then set to match), else what its default likelihood fits.
+    """
+    from latentkit.data import load_dataset
+
+    _check_keys(data, DATA_KEYS, "[data]")
+    name = data.get("name")
+    seed = int(data.get("seed", default_seed))
+    limit = data.get("limit")
+    variant = data.get("variant")
+    candidates = [name] if name else [DEFAULT_DATA, "mnist-sample", "digits"]
+    failures: list[str] = []
+    ds = None
+    for candidate in candidates:
+        probe_shape = (1, 28, 28) if candidate != "digits" else (1, 8, 8)
+        v = variant or (
+            "binarized"
+            if "likelihood" in model_fields
+            else _likelihood_variant(model_name, probe_shape)
+        )
+        try:
+            ds = load_dataset(candidate, variant=v, seed=seed, limit=limit)
+            break
+        except LatentkitError as exc:
+            if name:  # asked for by name: no substitute
+                raise
+            failures.append(f"{candidate}: {exc}")
+    if ds is None:
+        raise CLIError("no data set could be loaded: " + "; ".join(failures))
+    if failures:
+        err.print(
+            Panel(
+                "\n".join(failures)
+                + f"\n\n[bold]Training on {ds.name!r} instead[/] ({ds.description}).\n"
+                "For the full MNIST: pip install 'latentkit[mnist]'",
+                title="[bold yellow]MNIST is not installed",
+                border_style="yellow",
+            )
+        )
+    info = {
+        "name": ds.name,
+        "variant": ds.variant,
+        "seed": seed,
+        "limit": limit,
+        "kind": ds.kind,
+        "data_shape": list(ds.data_shape),
+    }
+    return ds, info
+
+
+def _load_recorded_data(info: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    from latentkit.data import load_dataset
+
+    recorded = dict(info.get("data") or {})
+    recorded.update({k: v for k, v in overrides.items() if v is not None})
+    if not recorded.get("name"):
+        raise CLIError("the checkpoint does not record its data set; pass --data")
+    return load_dataset(
+        recorded["name"],
+        variant=recorded.get("variant") or "unit",
+        seed=int(recorded.get("seed") or 0),
+        limit=recorded.get("limit"),
+    )
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+def cmd_list(args: argparse.Namespace, out: Console, err: Console) -> int:
+    table = Table(title="latentkit models")
+    for col in ("model", "plugin", "description", "config fields (default)"):
+        table.add_column(col, overflow="fold")
+    for name, spec in model_specs().items():
+        fields = ", ".join(f"{f}={d!r}" for f, _, d in config_fields(spec.config_class))
+        table.add_row(name, spec.plugin, spec.description, fields)
+    out.print(table)
+    try:
+        from latentkit.data import dataset_sources
+    except ImportError:
+        dataset_sources = None
+    if dataset_sources is not None:
+        data = Table(title="data sets")
+        for col in ("name", "here", "what / why not", "install"):
+            data.add_column(col, overflow="fold")
+        for s in dataset_sources():
+            data.add_row(s.name, "yes" if s.available else "[red]no", s.detail, s.install)
+        out.print(data)
+    faults = plugin_faults()
+    if faults:
+        ft = Table(title="[bold red]plugin faults", border_style="red")
+        for col in ("distribution", "entry point", "problem"):
+            ft.add_column(col, overflow="fold")
+        for f in faults:
+            ft.add_row(f.distribution, f.entry_point, f.problem)
+        out.print(ft)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from latentkit.training import TrainConfig, Trainer, distributed_env, seed_everything
+
+    spec = _read_toml(args.config) if args.config else RunSpec()
+    if args.model:
+        spec.model = args.model
+    run_dir_arg: Path | None = args.run_dir
+    checkpoint = None
+    if args.resume:
+        if run_dir_arg is None and spec.model is None:
+            raise CLIError("--resume needs --run-dir (or --model, for runs/MODEL)")
+        run_dir_arg = run_dir_arg or Path("runs") / str(spec.model)
+        checkpoint = latest_checkpoint(run_dir_arg)
+        if checkpoint is None:
+            raise CLIError(f"--resume: no checkpoint in {run_dir_arg}")
+        _, info = read_checkpoint(checkpoint)
+        if spec.model and spec.model != info["model"]:
+            raise CLIError(f"--resume: {checkpoint} is a {info['model']!r} run, not {spec.model!r}")
+        spec.model = info["model"]
+        # The checkpoint's settings first; anything given now overrides them.
+        spec.model_config = {**info["model_config"], **spec.model_config}
+        spec.train = {**info["train_config"], **spec.train}
+        recorded = {k: info.get("data", {}).get(k) for k in DATA_KEYS}
+        spec.data = {**{k: v for k, v in recorded.items() if v is not None}, **spec.data}
+    if not spec.model:
+        raise CLIError("which model? pass --model NAME (see `latentkit list`)")
+    model_spec = get_model_spec(spec.model)
+    fields = [f.name for f in attrs.fields(model_spec.config_class)]
+    _apply_set(spec, args.set, fields)
+    _merge_flags(spec, args)
+    _check_keys(spec.model_config, fields, f"model {spec.model!r}")
+    _check_keys(spec.evaluate, EVAL_KEYS, "[evaluate]")
+    train_cfg = structure_config(TrainConfig, spec.train)
+    run_dir = run_dir_arg or Path("runs") / spec.model
+    if checkpoint is None and latest_checkpoint(run_dir) is not None and not args.overwrite:
+        raise CLIError(
+            f"{run_dir} already holds a run (checkpoint {latest_checkpoint(run_dir)}); pass "
+            "--resume to continue it, --overwrite to start over, or another --run-dir"
+        )
+    if checkpoint is None and args.overwrite and distributed_env().is_main:
+        _clear_run(run_dir)
+
+    ds, data_info = load_data(
+        spec.data,
+        model_name=spec.model,
+        model_fields=fields,
+        err=err,
+        default_seed=train_cfg.seed,
+    )
+    model_values = dict(spec.model_config)
+    model_values.setdefault("data_shape", list(ds.data_shape))
+    if "likelihood" in fields and "likelihood" not in model_values:
+        model_values["likelihood"] = ds.likelihood
+    seed_everything(train_cfg.seed)
+    model = load_model(spec.model, **model_values)
+    nparams = sum(p.numel() for p in model.parameters())
+    err.print(
+        f"[bold]{spec.model}[/] ({nparams:,} parameters) on {ds.description}; "
+        f"{train_cfg.steps} steps of {train_cfg.batch_size}, lr {train_cfg.lr}, "
+        f"seed {train_cfg.seed} → {run_dir}",
+        highlight=False,
+    )
+    trainer = Trainer(
+        model,
+        ds.train,
+        train_cfg,
+        test_data=ds.test,
+        run_dir=run_dir,
+        data_info=data_info,
+        console=err,
+    )
+    if trainer.dist.active:
+        err.print(
+            f"torchrun: {trainer.dist.world_size} processes "
+            f"({'nccl' if trainer.device.type == 'cuda' else 'gloo'}); rank 0 writes"
+        )
+    if checkpoint is not None:
+        step = trainer.resume(checkpoint)
+        err.print(f"resumed from {checkpoint} at step {step}")
+    if trainer.dist.is_main:
+        atomic_write_json(
+            run_dir / "config.json",
+            {
+                "model": spec.model,
+                "model_config": unstructure_config(model.config),
+                "train": unstructure_config(train_cfg),
+                "data": data_info,
+                "evaluate": spec.evaluate,
+            },
+        )
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - t0
+    if result.interrupted:
+        err.print(
+            f"[yellow]stopped at step {result.step}[/]; checkpoint {result.checkpoint}. "
+            f"Continue with: latentkit train --resume --run-dir {run_dir}",
+            highlight=False,
+        )
+        return 130
+    test = result.last_metrics.get("test", {})
+    err.print(
+        f"trained {result.step} steps in {seconds:.0f} s; test ELBO "
+        f"{test.get('elbo', float('nan')):.2f} nats; checkpoint {result.checkpoint}",
+        highlight=False,
+    )
+    if args.report and trainer.dist.is_main:
+        write_report(
+            run_dir,
+            out=out,
+            err=err,
+            options=spec.evaluate,
+            dataset=ds,
+            model=model,
+            info=_checkpoint_info(result.checkpoint),
+        )
+    return 0
+
+
+def _checkpoint_info(path: Path | None) -> dict[str, Any]:
+    return read_checkpoint(path)[1] if path is not None else {}
+
+
+def _clear_run(run_dir: Path) -> None:
+    for p in (run_dir / "checkpoints").glob("step-*"):
+        p.unlink()
+    for name in ("metrics.jsonl", "report.json", "samples.png", "curves.png", "layer_kl.png"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def _eval_budget(model: Any, n: int, options: dict[str, Any]) -> int:
+    if options.get("examples"):
+        return min(n, int(options["examples"]))
+    return min(n, max(64, EVAL_PAIRS // max(1, model.num_layers)))
+
+
+def _run_evaluation(
+    model: Any,
+    data: torch.Tensor,
+    *,
+    options: dict[str, Any],
+    discrete: bool,
+    seed: int,
+    err: Console,
+    batch_size: int | None = None,
+) -> Any:
+    from latentkit.evaluation import evaluate
+
+    n = _eval_budget(model, data.shape[0], options)
+    if n < data.shape[0] and not options.get("examples"):
+        err.print(
+            f"evaluating {n} of {data.shape[0]} examples (a {model.num_layers}-layer chain; "
+            "--eval-limit to change)"
+        )
+    with Progress(
+        TextColumn("[bold]evaluate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("evaluate", total=n)
+        return evaluate(
+            model,
+            data[:n],
+            batch_size=batch_size or int(options.get("batch_size", 500)),
+            iwae_k=options.get("iwae_k"),
+            num_samples=int(options.get("num_samples", 1)),
+            estimator=str(options.get("estimator", "auto")),
+            discrete=discrete,
+            seed=seed,
+            on_batch=lambda done: progress.update(task, completed=done),
+        )
+
+
+def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from latentkit.evaluation import report_table
+
+    model, info = load_trained_model(args.run, device=_device(args.device))
+    ds = _load_recorded_data(
+        info, {"name": args.data, "variant": args.variant, "limit": args.limit}
+    )
+    options: dict[str, Any] = {}
+    _merge_eval_flags(options, args)
+    data = ds.test if args.split == "test" else ds.train
+    report = _run_evaluation(
+        model,
+        data,
+        options=options,
+        seed=args.seed,
+        err=err,
+        discrete=ds.kind in ("binary", "symmetric8"),
+        batch_size=args.batch_size,
+    )
+    payload = {
+        "model": info.get("model"),
+        "step": info.get("step"),
+        "data": ds.name,
+        "variant": ds.variant,
+        "split": args.split,
+        **report.to_json(),
+    }
+    if args.json_out == "-":
+        print(json.dumps(payload, indent=2))
+    else:
+        out.print(
+            report_table(
+                report,
+                title=f"{info.get('model')} at step {info.get('step')}, {ds.name} {args.split}",
+            )
+        )
+        if args.json_out:
+            atomic_write_json(args.json_out, payload)
+            err.print(f"wrote {args.json_out}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from latentkit.plots import sample_grid
+    from latentkit.sampling import sample
+
+    if args.num < 1:
+        raise CLIError(f"--num must be ≥ 1, got {args.num}")
+    model, info = load_trained_model(args.run, device=_device(args.device))
+    torch.manual_seed(args.seed)
+    x = sample(model, args.num, likelihood_mean=not args.draw)
+    display = _to_display(x, info)
+    run_dir = _run_dir_of(args.run)
+    path = sample_grid(
+        display,
+        args.out or run_dir / "samples.png",
+        title=f"{info.get('model')}: {args.num} samples at step {info.get('step')}",
+    )
+    out.print(f"wrote {path}")
+    if args.tensors:
+        from safetensors.torch import save_file
+
+        save_file({"samples": x.cpu().contiguous()}, str(args.tensors))
+        out.print(f"wrote {args.tensors}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
+    options: dict[str, Any] = {}
+    _merge_eval_flags(options, args)
+    model, info = load_trained_model(args.run, device=_device(args.device))
+    ds = _load_recorded_data(info, {})
+    write_report(
+        _run_dir_of(args.run),
+        out=out,
+        err=err,
+        options=options,
+        dataset=ds,
+        model=model,
+        info=info,
+        seed=args.seed,
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
+    try:
+        from latentkit.testing.verify import verify_command
+    except ImportError as exc:
+        raise CLIError(
+            f"`latentkit verify` is not available in this installation ({exc}); "
+            "the property checks can be run with pytest meanwhile"
+        ) from None
+    return int(
+        verify_command(args.name, device=args.device, max_examples=args.max_examples, console=out)
+    )
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def write_report(
+    run_dir: Path,
+    *,
+    out: Console,
+    err: Console,
+    options: dict[str, Any],
+    dataset: Any,
+    model: Any,
+    info: dict[str, Any],
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate on the test split and write report.json, samples.png, curves.png, layer_kl.png."""
+    from latentkit.evaluation import report_table
+    from latentkit.plots import layer_kl_plot, sample_grid, training_curves
+    from latentkit.sampling import sample
+
+    model.eval()
+    report = _run_evaluation(
+        model,
+        dataset.test,
+        options=options,
+        seed=seed,
+        err=err,
+        discrete=dataset.kind in ("binary", "symmetric8"),
+    )
+    name = info.get("model", getattr(model, "name", "model"))
+    step = info.get("step")
+    files: dict[str, str] = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        x = sample(model, 64, likelihood_mean=True)
+    files["samples"] = str(
+        sample_grid(
+            dataset.to_display(x.cpu()),
+            run_dir / "samples.png",
+            title=f"{name}: samples (mean of p(x|z₁)) at step {step}",
+        )
+    )
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.exists():
+        files["curves"] = str(
+            training_curves(metrics, run_dir / "curves.png", title=f"{name} on {dataset.name}")
+        )
+    files["layer_kl"] = str(
+        layer_kl_plot(
+            report.layer_kl,
+            report.prior_matching.mean,
+            run_dir / "layer_kl.png",
+            reconstruction=report.reconstruction.mean,
+            title=f"{name}: each layer's term of −ELBO on {dataset.name} test "
+            f"({report.num_examples} examples)",
+        )
+    )
+    payload = {
+        "model": name,
+        "model_config": info.get("model_config"),
+        "step": step,
+        "train_config": info.get("train_config"),
+        "data": {
+            "name": dataset.name,
+            "variant": dataset.variant,
+            "kind": dataset.kind,
+            "description": dataset.description,
+            "split": "test",
+        },
+        "evaluation": report.to_json(),
+        "last_train_metrics": (info.get("metrics") or {}).get("train"),
+        "files": files,
+        "checkpoint": str(latest_checkpoint(run_dir)),
+    }
+    atomic_write_json(run_dir / "report.json", _finite_json(payload))
+    out.print(report_table(report, title=f"{name} at step {step} on {dataset.name} test"))
+    out.print(
+        f"report: {run_dir / 'report.json'}; plots: "
+        + ", ".join(Path(p).name for p in files.values()),
+        highlight=False,
+    )
+    return payload
+
+
+def _finite_json(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    return obj
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _device(name: str) -> torch.device:
+    from latentkit.training import resolve_device
+
+    return resolve_device(name)
+
+
+def _run_dir_of(path: Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        return path
+    # .../run/checkpoints/step-N.json → .../run
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def _to_display(x: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
+    from latentkit.data import to_display
+
+    kind = (info.get("data") or {}).get("kind", "unit")
+    x = x.detach().float().cpu()
+    if kind == "real":  # standardized data: the scalars are not in the checkpoint; stretch
+        return (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)
+    return to_display(x, kind)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

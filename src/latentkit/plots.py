@@ -1,0 +1,227 @@
+"""Figures a person would rather look at than read: PNGs drawn with matplotlib's Agg backend.
+
+* :func:`sample_grid` — a grid of examples (model samples or data).
+* :func:`training_curves` — the bound and its terms over training, from ``metrics.jsonl``.
+* :func:`layer_kl_plot` — each latent layer's KL contribution to the bound; for a DDPM
+  (many layers) a log-scale curve over the timestep t.
+
+Each function writes one PNG and returns its path. Nothing here opens a window.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display is needed or opened
+
+import matplotlib.pyplot as plt
+import numpy as np
+from torch import Tensor
+
+__all__ = ["as_images", "layer_kl_plot", "read_metrics", "sample_grid", "training_curves"]
+
+_DPI = 120
+
+
+def as_images(x: Tensor, data_shape: Sequence[int] | None = None) -> np.ndarray:
+    """``[n, *shape]`` values in [0, 1] → ``[n, H, W]`` (grey) or ``[n, H, W, 3]`` arrays.
+
+    Images are ``(C, H, W)`` or ``(H, W)``; a flat vector of a square length D is shown as
+    √D × √D (digits' 64 → 8 × 8); any other vector as one row of D pixels.
+    """
+    x = x.detach().float().cpu()
+    shape = tuple(data_shape) if data_shape is not None else tuple(x.shape[1:])
+    x = x.reshape(x.shape[0], *shape)
+    if x.ndim == 2:
+        side = math.isqrt(x.shape[1])
+        x = x.reshape(-1, side, side) if side * side == x.shape[1] else x.reshape(-1, 1, x.shape[1])
+    elif x.ndim == 4:
+        if x.shape[1] == 1:
+            x = x[:, 0]
+        elif x.shape[1] == 3:
+            x = x.permute(0, 2, 3, 1)
+        else:
+            x = x[:, 0]  # more channels than a picture has: show the first
+    return x.clamp(0.0, 1.0).numpy()
+
+
+def sample_grid(
+    x: Tensor,
+    path: str | os.PathLike,
+    *,
+    data_shape: Sequence[int] | None = None,
+    title: str | None = None,
+    ncols: int | None = None,
+) -> Path:
+    """Save ``x`` (values in [0, 1]; map them with ``Dataset.to_display``) as a grid PNG."""
+    images = as_images(x, data_shape)
+    n = images.shape[0]
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    h, w = images.shape[1:3]
+    pad = max(1, h // 14)
+    canvas = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad, *images.shape[3:]))
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        y0, x0 = pad + r * (h + pad), pad + c * (w + pad)
+        canvas[y0 : y0 + h, x0 : x0 + w] = images[i]
+    # About 0.6-0.7 inch per example, crisp pixels (no interpolation).
+    fig_w = min(10.0, max(3.0, ncols * max(0.6, w / 40)))
+    fig_h = fig_w * canvas.shape[0] / canvas.shape[1] + (0.4 if title else 0.0)
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h))
+    ax.imshow(canvas, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file (a line cut short by a crash is skipped)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def _smooth(y: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1 or y.size < width:
+        return y
+    kernel = np.ones(width) / width
+    padded = np.concatenate([np.full(width - 1, y[0]), y])
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def training_curves(
+    metrics: str | os.PathLike | Sequence[dict[str, Any]],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Plot the ELBO (train, and test where evaluated) and its terms against the step.
+
+    Left: ELBO in nats per example (higher is better); the training curve is a running
+    mean over ~5% of the run, raw values faint behind it. Right: the terms
+    −E[log p(x|z_1)] (reconstruction cost) and Σ KL, both ≥ 0 and lower is better.
+    """
+    records = read_metrics(metrics) if isinstance(metrics, (str, os.PathLike)) else list(metrics)
+    train = [r for r in records if r.get("split") == "train" and r.get("elbo") is not None]
+    test = [r for r in records if r.get("split") == "test" and r.get("elbo") is not None]
+    fig, (ax_b, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
+    width = max(1, len(train) // 20)
+    if train:
+        s = np.array([r["step"] for r in train])
+        for ax, key, label, color, sign in (
+            (ax_b, "elbo", "train ELBO", "C0", 1.0),
+            (ax_t, "reconstruction", "train −E[log p(x|z₁)]", "C1", -1.0),
+            (ax_t, "kl", "train Σ KL", "C2", 1.0),
+        ):
+            y = sign * np.array([r[key] for r in train], dtype=float)
+            ax.plot(s, y, color=color, alpha=0.25, lw=0.8)
+            ax.plot(s, _smooth(y, width), color=color, lw=1.8, label=label)
+    if test:
+        s = np.array([r["step"] for r in test])
+        ax_b.plot(s, [r["elbo"] for r in test], "o-", color="C3", ms=4, label="test ELBO")
+        ax_t.plot(
+            s,
+            [-r["reconstruction"] for r in test],
+            "s--",
+            color="C1",
+            ms=4,
+            label="test −E[log p(x|z₁)]",
+        )
+        ax_t.plot(s, [r["kl"] for r in test], "s--", color="C2", ms=4, label="test Σ KL")
+    if train:
+        # Zoom on the last 80% of training: the first steps' huge losses would flatten the rest.
+        tail = np.array([r["elbo"] for r in train[len(train) // 5 :]] + [r["elbo"] for r in test])
+        lo, hi = float(np.min(tail)), float(np.max(tail))
+        margin = 0.1 * (hi - lo) + 1e-6
+        ax_b.set_ylim(lo - margin, hi + margin)
+    ax_b.set(xlabel="step", ylabel="nats per example", title="ELBO (higher is better)")
+    ax_t.set(xlabel="step", ylabel="nats per example", title="terms of −ELBO (lower is better)")
+    for ax in (ax_b, ax_t):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def layer_kl_plot(
+    layer_kl: Sequence[float] | Tensor,
+    prior_matching: float,
+    path: str | os.PathLike,
+    *,
+    reconstruction: float | None = None,
+    timesteps: bool | None = None,
+    title: str | None = None,
+) -> Path:
+    """Each latent layer's term of −ELBO, in nats per example.
+
+    ``layer_kl[l-1]`` is the KL term of z_l (1 ≤ l < L) and ``prior_matching`` that of z_L.
+    With ``timesteps`` (default: when L > 16) the layers are a DDPM's timesteps: the term
+    of x_t is L_{t-1} for t = 2..T (and L_T for the prior) and the plot is a log-scale curve
+    over t, since the terms span orders of magnitude; otherwise one bar per layer.
+    """
+    kl = [float(v) for v in (layer_kl.tolist() if isinstance(layer_kl, Tensor) else layer_kl)]
+    values = np.array([*kl, float(prior_matching)])
+    L = values.size
+    timesteps = L > 16 if timesteps is None else timesteps
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if timesteps:
+        t = np.arange(1, L + 1)
+        ax.plot(
+            t[:-1],
+            np.clip(values[:-1], 1e-12, None),
+            color="C0",
+            lw=1.2,
+            label=r"$L_{t-1}$ = E KL(q(x$_{t-1}$|x$_t$,x$_0$) ‖ p(x$_{t-1}$|x$_t$)) at t",
+        )
+        ax.plot(
+            [L],
+            [max(values[-1], 1e-12)],
+            "o",
+            color="C3",
+            label=f"prior matching $L_T$ = {values[-1]:.3g}",
+        )
+        ax.set_yscale("log")
+        ax.set(xlabel="timestep t", ylabel="nats per example (log scale)")
+        note = f"Σ_t L_(t-1) = {values[:-1].sum():.2f} nats"
+        if reconstruction is not None:
+            note += f",  L_0 = −E log p(x₀|x₁) = {-reconstruction:.2f} nats"
+        ax.text(0.99, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize=8)
+        ax.legend(fontsize=8, loc="lower left")
+    else:
+        names = [f"z{l}" for l in range(1, L)] + [f"z{L}\n(prior)"]
+        colors = ["C0"] * (L - 1) + ["C3"]
+        if reconstruction is not None:
+            names, colors = ["x\n(recon.)", *names], ["C1", *colors]
+            values = np.concatenate([[-reconstruction], values])
+        bars = ax.bar(names, values, color=colors)
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        ax.set(ylabel="nats per example", xlabel="latent layer (z₁ next to the data)")
+        ax.margins(y=0.15)
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(title or "contribution of each layer to −ELBO", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=_DPI, bbox_inches="tight", pad_inches=0.1)
+    plt.close(fig)
+    return path

@@ -1,0 +1,705 @@
+"""One small trainer for any latent model: minimise ``model.training_loss(x).mean()`` with Adam.
+
+It knows nothing of a model's family: a VAE, a hierarchical VAE and a DDPM differ only in
+``training_loss`` (−ELBO_β, or a DDPM's one-timestep estimate). The bound's terms shown
+live and logged come from :func:`latentkit.elbo` on the current batch.
+
+Reproducibility, and exact resume
+---------------------------------
+* The examples of step s are fixed by (seed, s): epoch e = s // (N // B) takes a
+  permutation drawn from a generator seeded by (seed, e), and step s its slice
+  (:class:`DataOrder`). No data-loader state is needed to resume.
+* The model's own noise (reparameterized draws, a DDPM's timesteps) comes from torch's
+  global generator, seeded with ``seed + rank`` at the start and saved in each checkpoint.
+* Evaluation and the logged ELBO terms run inside ``torch.random.fork_rng`` with their own
+  seed, so how often you log or evaluate does not change the training trajectory.
+* A checkpoint (``latentkit.checkpoint``) holds the weights, Adam's state, every rank's RNG
+  state and the step. Resuming from step k and training to n gives bit-for-bit the
+  parameters of an uninterrupted run to n on CPU (``tests/test_training.py``). The
+  learning rate is constant, so ``steps`` can be raised when resuming.
+
+Several processes
+-----------------
+Launched by ``torchrun --nproc_per_node=N`` (which sets RANK, WORLD_SIZE, LOCAL_RANK), the
+trainer joins the process group (gloo on CPU, NCCL on CUDA), wraps the objective in
+DistributedDataParallel and gives rank r the r-th contiguous slice of each global batch of
+``batch_size`` examples, so the averaged gradient is that of the whole batch. Rank 0
+alone writes metrics and checkpoints and runs the periodic evaluation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+import torch.distributed as dist
+from attrs import validators as v
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor, nn
+
+from latentkit.bounds import elbo
+from latentkit.chains import LatentModel
+from latentkit.checkpoint import (
+    CheckpointError,
+    atomic_write_bytes,
+    flatten_optimizer_state,
+    read_checkpoint,
+    restore_rng,
+    rng_tensors,
+    subset,
+    unflatten_optimizer_state,
+    write_checkpoint,
+)
+from latentkit.config import unstructure_config
+from latentkit.errors import ConfigError, LatentkitError
+from latentkit.estimators import ESTIMATORS
+from latentkit.evaluation import evaluate
+from latentkit.validation import check_data
+
+__all__ = [
+    "DataOrder",
+    "DistInfo",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "distributed_env",
+    "init_distributed",
+    "resolve_device",
+    "seed_everything",
+    "shutdown_distributed",
+]
+
+
+def _nonneg_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name!r} must be an int ≥ 0, got {value!r}")
+
+
+def _pos_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name!r} must be an int ≥ 1, got {value!r}")
+
+
+def _pos_float(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"{attribute.name!r} must be a finite number > 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    """How to train (the model's own configuration is separate).
+
+    Attributes:
+        steps: optimizer steps in all (a resumed run continues up to this number).
+        batch_size: examples per step, over all processes (the global batch).
+        lr: Adam's learning rate (constant).
+        weight_decay: Adam's L2 weight decay (≥ 0).
+        grad_clip: clip the gradient's global norm to this (0: no clipping).
+        seed: seeds the data order and the model's noise.
+        log_every: steps between metric lines (and live-display updates).
+        eval_every: steps between test-set ELBO evaluations (0: only at the end).
+        eval_examples: test examples in each periodic evaluation (0: all).
+        eval_estimator: ELBO estimator for the periodic evaluations.
+        checkpoint_every: steps between checkpoints (0: only at the end).
+        keep_checkpoints: how many checkpoints to keep (older ones are deleted).
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present).
+        amp: bf16 autocast on CUDA (ignored, with a warning, on CPU).
+        compile: ``torch.compile`` the training objective.
+        progress: show a live progress bar (or, off a terminal, periodic lines).
+    """
+
+    steps: int = attrs.field(default=2000, validator=_pos_int)
+    batch_size: int = attrs.field(default=128, validator=_pos_int)
+    lr: float = attrs.field(default=1e-3, validator=_pos_float)
+    weight_decay: float = attrs.field(default=0.0, validator=[v.instance_of((int, float)), v.ge(0)])
+    grad_clip: float = attrs.field(default=0.0, validator=[v.instance_of((int, float)), v.ge(0)])
+    seed: int = attrs.field(default=0, validator=_nonneg_int)
+    log_every: int = attrs.field(default=25, validator=_pos_int)
+    eval_every: int = attrs.field(default=0, validator=_nonneg_int)
+    eval_examples: int = attrs.field(default=1000, validator=_nonneg_int)
+    eval_estimator: str = attrs.field(default="auto", validator=v.in_(("auto", *ESTIMATORS)))
+    checkpoint_every: int = attrs.field(default=500, validator=_nonneg_int)
+    keep_checkpoints: int = attrs.field(default=2, validator=_pos_int)
+    device: str = attrs.field(default="cpu", validator=v.instance_of(str))
+    amp: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    compile: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    progress: bool = attrs.field(default=True, validator=v.instance_of(bool))
+
+
+EXACT_RESUME_FIELDS = ("batch_size", "lr", "weight_decay", "grad_clip", "seed")
+"""Fields that must not change on resume for the continuation to be exact."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's generators (CPU and every CUDA device); latentkit draws from no other."""
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; a clear error for an unavailable device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"device: {name!r} is not a torch device (cpu, cuda, cuda:N, auto)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} asked for, but this machine has no CUDA device")
+    return device
+
+
+@attrs.frozen
+class DistInfo:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def distributed_env() -> DistInfo:
+    """Read RANK / WORLD_SIZE / LOCAL_RANK as torchrun sets them."""
+    return DistInfo(
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
+    """Join torchrun's process group if there is one (gloo on CPU, NCCL on CUDA).
+
+    Returns the rank information and the device this process uses (``cuda:LOCAL_RANK``).
+    """
+    info = distributed_env()
+    if not info.active:
+        return info, device
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return info, device
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group (no-op when not in one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class DataOrder:
+    """The global batch of each step: epoch e's permutation comes from a generator seeded by
+    (seed, e); step s takes slice s mod (N // B) of epoch s // (N // B). Drop-last epochs."""
+
+    def __init__(self, num_examples: int, batch_size: int, seed: int):
+        if batch_size > num_examples:
+            raise ConfigError(
+                f"batch_size: {batch_size} is larger than the training set "
+                f"({num_examples} examples)"
+            )
+        self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
+        self.steps_per_epoch = num_examples // batch_size
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def position(self, step: int) -> dict[str, int]:
+        """Where step ``step`` sits: its epoch and its batch within the epoch."""
+        return {"epoch": step // self.steps_per_epoch, "batch": step % self.steps_per_epoch}
+
+    def indices(self, step: int) -> Tensor:
+        """Example indices of step ``step``'s global batch, ``[batch_size]``."""
+        pos = self.position(step)
+        if pos["epoch"] != self._epoch:
+            seed = int(np.random.SeedSequence([self.seed, pos["epoch"]]).generate_state(1)[0])
+            g = torch.Generator().manual_seed(seed)
+            self._epoch, self._perm = pos["epoch"], torch.randperm(self.num_examples, generator=g)
+        start = pos["batch"] * self.batch_size
+        return self._perm[start : start + self.batch_size]
+
+
+class _Objective(nn.Module):
+    """The per-example training loss as a module, so DDP and torch.compile can wrap it."""
+
+    def __init__(self, model: LatentModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.training_loss(x)
+
+
+@attrs.frozen
+class TrainResult:
+    """How :meth:`Trainer.fit` ended."""
+
+    step: int
+    interrupted: bool
+    checkpoint: Path | None
+    last_metrics: dict[str, Any]
+
+
+class TrainingError(LatentkitError):
+    """Training cannot go on (e.g. the loss became NaN); the message names the step."""
+
+
+class _Display:
+    """A rich progress bar on a terminal; elsewhere a line every ~5% of the run."""
+
+    def __init__(self, console: Console, enabled: bool, total: int, start: int):
+        self.console, self.total = console, total
+        self.live = enabled and console.is_terminal
+        self.plain = enabled and not self.live
+        self.every = max(1, total // 20)
+        self.printed = start
+        self.progress: Progress | None = None
+        if self.live:
+            self.progress = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"),
+                console=console,
+                transient=False,
+            )
+            self.task = self.progress.add_task("train", total=total, completed=start, stats="")
+            self.progress.start()
+
+    def update(self, step: int, stats: str | None) -> None:
+        if self.progress is not None:
+            kw = {"stats": stats} if stats is not None else {}
+            self.progress.update(self.task, completed=step, **kw)
+        elif self.plain and stats is not None and step // self.every > self.printed // self.every:
+            # Metrics land on log steps: print the first one at or past each 5% mark.
+            self.printed = step
+            self.console.print(f"step {step}/{self.total}  {stats}", highlight=False)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class Trainer:
+    """Train ``model`` on ``train_data`` with Adam; log, evaluate and checkpoint into ``run_dir``.
+
+    Args:
+        model: any :class:`~latentkit.LatentModel` (its ``training_loss`` is minimised).
+        train_data: ``[N, *model.data_shape]`` floats (moved to the model's dtype).
+        config: a :class:`TrainConfig`.
+        test_data: examples for the periodic evaluation (optional).
+        run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go (None: write nothing).
+        model_name, model_config: recorded in checkpoints so they rebuild the model;
+            default to the model's own ``name`` and ``config`` (set by ``load_model``).
+        data_info: how the data were loaded (recorded in checkpoints, for ``resume``).
+        console: where progress and messages go.
+    """
+
+    def __init__(
+        self,
+        model: LatentModel,
+        train_data: Tensor,
+        config: TrainConfig | None = None,
+        *,
+        test_data: Tensor | None = None,
+        run_dir: str | os.PathLike | None = None,
+        model_name: str | None = None,
+        model_config: Any = None,
+        data_info: dict[str, Any] | None = None,
+        console: Console | None = None,
+    ):
+        if not isinstance(model, LatentModel):
+            raise TypeError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
+        self.config = config = config or TrainConfig()
+        self.console = console or Console(stderr=True)
+        self.dist, self.device = init_distributed(resolve_device(config.device))
+        if config.batch_size % self.dist.world_size:
+            raise ConfigError(
+                f"batch_size: {config.batch_size} does not split evenly over "
+                f"{self.dist.world_size} processes"
+            )
+        self.model = model.to(self.device)
+        ref = self.model.reference()
+        self.dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
+        self.train_data = self._place(train_data)
+        self.test_data = None if test_data is None else test_data.to(dtype=self.dtype)
+        check_data(self.model, self.train_data[:1].to(self.device), name="train_data")
+        self.order = DataOrder(train_data.shape[0], config.batch_size, config.seed)
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.model_name = model_name or getattr(model, "name", None)
+        cfg = model_config if model_config is not None else getattr(model, "config", None)
+        self.model_config = unstructure_config(cfg) if cfg is not None else None
+        self.data_info = dict(data_info or {})
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        objective: nn.Module = _Objective(self.model)
+        if config.compile:
+            objective = torch.compile(objective)
+        if self.dist.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids)
+        self.objective = objective
+        if config.amp and self.device.type != "cuda":
+            warnings.warn(
+                "amp: bf16 autocast is used on CUDA only; training in float32", stacklevel=2
+            )
+        self.amp = config.amp and self.device.type == "cuda"
+        self.step = 0
+        self.resumed_from: Path | None = None
+        self.last_checkpoint: Path | None = None
+        self.last_metrics: dict[str, Any] = {}
+        self._stop: int = 0
+        self._saved_step = -1
+        self._rng_ready = False
+        self._term_estimator = (
+            "single-layer"
+            if ESTIMATORS["single-layer"].supports(self.model) is None
+            else self.model.training_estimator
+        )
+
+    # -- data ---------------------------------------------------------------------------
+
+    def _place(self, data: Tensor) -> Tensor:
+        data = data.to(dtype=self.dtype)
+        # Small data sets live on the accelerator, so a batch is one index, not a copy.
+        if self.device.type == "cuda" and data.numel() * data.element_size() < 2**30:
+            data = data.to(self.device)
+        return data
+
+    def batch(self, step: int) -> Tensor:
+        """This process's share of step ``step``'s global batch, on the training device."""
+        idx = self.order.indices(step)
+        share = self.config.batch_size // self.dist.world_size
+        idx = idx[self.dist.rank * share : (self.dist.rank + 1) * share]
+        return self.train_data[idx.to(self.train_data.device)].to(self.device, non_blocking=True)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def fit(self, *, until: int | None = None) -> TrainResult:
+        """Train from the current step to ``config.steps`` (or stop early at ``until``).
+
+        Stopping at ``until`` < steps, or on SIGINT/SIGTERM (after the step in flight),
+        writes a checkpoint and returns ``interrupted=True``; a second signal aborts at once.
+        """
+        cfg = self.config
+        end = cfg.steps if until is None else min(until, cfg.steps)
+        if not self._rng_ready:
+            seed_everything(cfg.seed + self.dist.rank)
+            self._rng_ready = True
+        self.model.train()
+        display = _Display(self.console, cfg.progress and self.dist.is_main, cfg.steps, self.step)
+        handlers = self._catch_signals()
+        window = torch.zeros((), device=self.device, dtype=torch.float64)
+        window_steps, t_window = 0, time.perf_counter()
+        interrupted = False
+        try:
+            while self.step < end:
+                x = self.batch(self.step)
+                with self._autocast():
+                    loss = self.objective(x).mean()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                self.step += 1
+                window += loss.detach().double()
+                window_steps += 1
+                stats = None
+                if self.step % cfg.log_every == 0 or self.step == end:
+                    now = time.perf_counter()
+                    rate = window_steps * cfg.batch_size / max(now - t_window, 1e-9)
+                    stats = self._log_train(x, window / window_steps, rate)
+                    window.zero_()
+                    window_steps, t_window = 0, now
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step != end:
+                    self.evaluate_now()
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                display.update(self.step, stats)
+                if self._should_stop():
+                    interrupted = True
+                    break
+            interrupted = interrupted or self.step < cfg.steps
+            if self.test_data is not None and not interrupted:
+                self.evaluate_now()
+            if self._saved_step != self.step:
+                self.save_checkpoint()
+        finally:
+            display.stop()
+            self._restore_signals(handlers)
+        return TrainResult(self.step, interrupted, self.last_checkpoint, dict(self.last_metrics))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _fork_rng(self, seed: int) -> contextlib.AbstractContextManager:
+        @contextlib.contextmanager
+        def forked() -> Iterator[None]:
+            devices = [self.device.index or 0] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                yield
+
+        return forked()
+
+    def _log_train(self, x: Tensor, mean_loss: Tensor, rate: float) -> str:
+        if self.dist.active:
+            dist.all_reduce(mean_loss)
+            mean_loss = mean_loss / self.dist.world_size
+        loss = float(mean_loss)
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"the training loss became {loss} by step {self.step}; the last good checkpoint "
+                f"is {self.last_checkpoint or 'none'} (lower lr, or set grad_clip)"
+            )
+        # The bound's terms on this batch, with noise of their own (the trajectory is unchanged).
+        with torch.no_grad(), self._fork_rng(self.config.seed + 7919 * self.step + 1):
+            r = elbo(self.model, x, estimator=self._term_estimator, validate=False)
+            terms = {
+                "elbo": float(r.total.mean()),
+                "reconstruction": float(r.reconstruction.mean()),
+                "prior_matching": float(r.prior_matching.mean()),
+                "kl": float(r.kl.mean()),
+            }
+        record = {
+            "step": self.step,
+            "split": "train",
+            "loss": loss,
+            **terms,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "examples_per_s": round(rate, 1),
+            "time": round(time.time(), 3),
+        }
+        self._write_metrics(record)
+        return (
+            f"loss {loss:.2f} │ ELBO {terms['elbo']:.2f} = rec {terms['reconstruction']:.2f}"
+            f" − KL {terms['kl']:.2f}"
+        )
+
+    def evaluate_now(self) -> dict[str, Any] | None:
+        """Test-set ELBO and terms at the current step (rank 0), logged as a ``test`` line."""
+        record = None
+        if self.dist.is_main and self.test_data is not None:
+            n = self.config.eval_examples or self.test_data.shape[0]
+            report = evaluate(
+                self.model,
+                self.test_data[:n],
+                iwae_k=0,
+                estimator=self.config.eval_estimator,
+                seed=self.config.seed + 1,
+            )
+            self.model.train()
+            record = {
+                "step": self.step,
+                "split": "test",
+                "examples": report.num_examples,
+                "elbo": report.elbo.mean,
+                "reconstruction": report.reconstruction.mean,
+                "prior_matching": report.prior_matching.mean,
+                "kl": report.kl.mean,
+                "time": round(time.time(), 3),
+            }
+            self._write_metrics(record)
+        if self.dist.active:
+            dist.barrier()
+        return record
+
+    def _write_metrics(self, record: dict[str, Any]) -> None:
+        self.last_metrics[record["split"]] = record
+        if self.run_dir is None or not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(_json_safe(record)) + "\n")
+
+    @property
+    def metrics_path(self) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / "metrics.jsonl"
+
+    # -- stopping on a signal -----------------------------------------------------------
+
+    def _catch_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop:
+                raise KeyboardInterrupt
+            self._stop = signum
+
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+        return old
+
+    @staticmethod
+    def _restore_signals(old: dict[int, Any]) -> None:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+    def _should_stop(self) -> bool:
+        if not self.dist.active:
+            return bool(self._stop)
+        # Every rank must stop after the same step, or the others wait forever in all-reduce.
+        flag = torch.tensor([1 if self._stop else 0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        """Weights, optimizer state and RNG states, named for the safetensors file."""
+        tensors = {f"model/{k}": t for k, t in self.model.state_dict().items()}
+        opt_tensors, _ = flatten_optimizer_state(self.optimizer.state_dict())
+        tensors.update(opt_tensors)
+        mine = rng_tensors(prefix="")
+        if self.dist.active:
+            everyone: list[Any] = [None] * self.dist.world_size
+            dist.all_gather_object(everyone, {k: t.cpu() for k, t in mine.items()})
+        else:
+            everyone = [mine]
+        for rank, states in enumerate(everyone):
+            for k, t in states.items():
+                tensors[f"rng/rank{rank}{k}"] = t
+        return tensors
+
+    def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint of the current step (rank 0 writes; every rank must call it)."""
+        tensors = self.state_tensors()  # a collective under DDP: every rank gathers
+        self._saved_step = self.step
+        if self.run_dir is None or not self.dist.is_main:
+            if self.dist.active:
+                dist.barrier()
+            return None
+        _, opt_plain = flatten_optimizer_state(self.optimizer.state_dict())
+        info = {
+            "model": self.model_name,
+            "model_config": self.model_config,
+            "train_config": unstructure_config(self.config),
+            "data": self.data_info,
+            "data_order": {
+                "seed": self.config.seed,
+                "num_examples": self.order.num_examples,
+                "batch_size": self.config.batch_size,
+                **self.order.position(self.step),
+            },
+            "optimizer": {"class": type(self.optimizer).__name__, **opt_plain},
+            "world_size": self.dist.world_size,
+            "metrics": _json_safe(self.last_metrics),
+            "torch": torch.__version__,
+        }
+        path = write_checkpoint(
+            self.run_dir / "checkpoints",
+            self.step,
+            tensors,
+            info,
+            keep_last=self.config.keep_checkpoints,
+        )
+        self.last_checkpoint = path
+        if self.dist.active:
+            dist.barrier()
+        return path
+
+    def resume(self, path: str | os.PathLike) -> int:
+        """Load weights, optimizer, RNG and step from a checkpoint; return the step.
+
+        The training configuration's data-order and optimizer fields should match the
+        checkpoint's (:data:`EXACT_RESUME_FIELDS`); a change is warned about, since the
+        continuation is then no longer the uninterrupted run.
+        """
+        tensors, info = read_checkpoint(path)
+        saved = info.get("train_config", {})
+        changed = [
+            f for f in EXACT_RESUME_FIELDS if f in saved and saved[f] != getattr(self.config, f)
+        ]
+        if changed:
+            warnings.warn(
+                f"resuming with changed {changed}: training goes on, but not as the "
+                "uninterrupted run would have",
+                stacklevel=2,
+            )
+        n = info.get("data_order", {}).get("num_examples")
+        if n is not None and n != self.order.num_examples:
+            raise CheckpointError(
+                f"the checkpoint was trained on {n} examples, this data set has "
+                f"{self.order.num_examples}; load the same data to resume"
+            )
+        try:
+            self.model.load_state_dict(subset(tensors, "model"))
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"the checkpoint's weights do not fit this model: {exc}"
+            ) from None
+        opt_plain = {k: info["optimizer"][k] for k in ("param_groups", "state_scalars")}
+        opt_state = unflatten_optimizer_state(subset(tensors, "optimizer"), opt_plain)
+        for group in opt_state["param_groups"]:  # hyper-parameters come from this config
+            group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
+        self.optimizer.load_state_dict(opt_state)
+        self.step = self._saved_step = int(info["step"])
+        rng = subset(tensors, f"rng/rank{self.dist.rank}")
+        if info.get("world_size", 1) == self.dist.world_size and rng:
+            restore_rng(rng)
+        else:
+            warnings.warn(
+                f"the checkpoint was written by {info.get('world_size')} process(es), this run "
+                f"has {self.dist.world_size}: the model's noise is reseeded",
+                stacklevel=2,
+            )
+            seed_everything(self.config.seed + 104729 * self.step + self.dist.rank)
+        self._rng_ready = True
+        self.last_checkpoint = Path(path) if Path(path).suffix == ".json" else None
+        self.resumed_from = self.last_checkpoint
+        self.last_metrics = dict(info.get("metrics") or {})
+        if self.run_dir is not None and self.dist.is_main:
+            self._truncate_metrics(self.step)
+        return self.step
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric lines past ``step`` (written after the checkpoint, before a crash)."""
+        if not self.metrics_path.exists():
+            return
+        kept = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except ValueError:
+                continue  # a line cut short by the crash
+        atomic_write_bytes(self.metrics_path, ("\n".join(kept) + "\n" if kept else "").encode())
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
