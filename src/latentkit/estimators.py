@@ -216,7 +216,8 @@ class LayerBatched(_LayerBatched):
         layers = torch.arange(2, L + 1, device=x.device)
         per_call = max(1, self.pairs_per_call // n)
         chunks = []
-        for ls in layers.split(per_call):
+        # An empty tensor still splits into one (empty) chunk; L = 1 has no layer terms.
+        for ls in layers.split(per_call) if L > 1 else ():
             c = ls.shape[0]
             kl = self.layer_terms(
                 model, repeat(x, "b ... -> (c b) ...", c=c), repeat(ls, "c -> (c b)", b=n)
