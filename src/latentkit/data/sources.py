@@ -119,19 +119,34 @@ def _read_idx(path: Path) -> np.ndarray:
 # ----------------------------------------------------------------------------- sources
 
 
-@functools.lru_cache(maxsize=1)
-def _digits() -> RawData:
+def _digits_table() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (values [1797, 8, 8] in 0..16, labels). Reads the csv file the
+    scikit-learn wheel ships (what ``load_digits`` reads) without importing scikit-learn,
+    which costs seconds; falls back to ``load_digits`` if the file is not where expected."""
+    try:
+        path = _package_file("scikit-learn", "sklearn/datasets/data/digits.csv.gz", "test")
+        text = _gunzip(path.read_bytes()).decode("ascii")
+        table = np.loadtxt(text.splitlines(), delimiter=",", dtype=np.float64)
+        if table.shape == (1797, 65):
+            return table[:, :64].reshape(-1, 8, 8), table[:, 64].astype(np.int64)
+    except (DataSourceError, OSError, ValueError, zlib.error):
+        pass
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    values = np.asarray(bunch.images, dtype=np.float64)  # [1797, 8, 8], integers 0..16
+    return np.asarray(bunch.images, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> RawData:
+    values, target = _digits_table()  # [1797, 8, 8], integers 0..16
     levels = np.rint(values * 255.0 / 16.0).astype(np.uint8)[:, None]  # 17 levels, 0 → 0, 16 → 255
     tr, te = split_indices(levels.shape[0], 297, SPLIT_SEED)
     return RawData(
         train=levels[tr],
         test=levels[te],
-        train_labels=bunch.target[tr],
-        test_labels=bunch.target[te],
+        train_labels=target[tr],
+        test_labels=target[te],
         description=f"scikit-learn digits: {len(tr)} train / {len(te)} test, 1×8×8, "
         "values 0..16 as 8-bit levels round(255·v/16)",
         info={
