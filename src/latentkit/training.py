@@ -360,7 +360,9 @@ class Trainer:
             objective = torch.compile(objective)
         if self.dist.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids)
+            objective = nn.parallel.DistributedDataParallel(
+                objective, device_ids=ids, find_unused_parameters=self._has_unused_parameters()
+            )
         self.objective = objective
         if config.amp and self.device.type != "cuda":
             warnings.warn(
@@ -379,6 +381,16 @@ class Trainer:
             if ESTIMATORS["single-layer"].supports(self.model) is None
             else self.model.training_estimator
         )
+
+    def _has_unused_parameters(self) -> bool:
+        """Whether the loss leaves some parameter without a gradient (DDP must then look for
+        them each step); probed on two examples, with noise that leaves the trajectory be."""
+        x = self.train_data[:2].to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        with self._fork_rng(self.config.seed):
+            loss = self.model.training_loss(x).mean()
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return any(g is None for g in grads)
 
     # -- data ---------------------------------------------------------------------------
 
