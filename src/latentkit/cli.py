@@ -364,20 +364,15 @@ def _merge_eval_flags(target: dict[str, Any], args: argparse.Namespace) -> None:
 
 def _likelihood_variant(model_name: str, data_shape: tuple[int, ...]) -> str:
     """The data variant that fits the model's default p(x|z_1) (probed, not looked up by name)."""
-    from torch.distributions import Bernoulli, Independent
+    from torch.distributions import Bernoulli
 
     from latentkit.distributions import DiscretizedNormal
-    from latentkit.sampling import sample
+    from latentkit.evaluation import likelihood_family
 
     try:
-        model = load_model(model_name, data_shape=data_shape)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            _, latents = sample(model, 1, return_latents=True)
-            d = model.generative.likelihood(latents[0])
+        d = likelihood_family(load_model(model_name, data_shape=data_shape))
     except Exception:  # a plugin that cannot build at this shape: let training say why
         return "unit"
-    while isinstance(d, Independent):
-        d = d.base_dist
     if isinstance(d, Bernoulli):
         return "binarized"
     if isinstance(d, DiscretizedNormal):

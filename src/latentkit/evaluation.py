@@ -33,7 +33,6 @@ from torch.distributions import Bernoulli, Distribution, Independent
 from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
 from latentkit.distributions import DiscretizedNormal
-from latentkit.sampling import sample
 from latentkit.validation import check_data
 
 __all__ = [
@@ -41,6 +40,7 @@ __all__ = [
     "EvalReport",
     "default_iwae_k",
     "evaluate",
+    "likelihood_family",
     "likelihood_is_discrete",
     "report_table",
 ]
@@ -145,13 +145,25 @@ def default_iwae_k(model: LatentModel) -> int:
     return 100 if model.num_layers <= LONG_CHAIN else 0
 
 
-def likelihood_is_discrete(model: LatentModel) -> bool:
-    """Whether p(x | z_1) is a probability mass function (Bernoulli, discretized Normal, …)."""
-    with torch.random.fork_rng(devices=_devices(model)), torch.no_grad():
-        _, latents = sample(model, 1, return_latents=True)
-        d: Distribution = model.generative.likelihood(latents[0])
+def likelihood_family(model: LatentModel) -> Distribution:
+    """The base distribution of p(x | z_1) (``Independent`` unwrapped), at z_1 = 0.
+
+    Only its type matters to callers, so any z_1 does: zeros avoid sampling the chain
+    (a DDPM's ancestral sampling would cost T network calls).
+    """
+    ref = model.reference()
+    dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
+    z1 = torch.zeros(1, *model.generative.latent_shapes[0], dtype=dtype, device=ref.device)
+    with torch.no_grad():
+        d: Distribution = model.generative.likelihood(z1)
     while isinstance(d, Independent):
         d = d.base_dist
+    return d
+
+
+def likelihood_is_discrete(model: LatentModel) -> bool:
+    """Whether p(x | z_1) is a probability mass function (Bernoulli, discretized Normal, …)."""
+    d = likelihood_family(model)
     return isinstance(d, (Bernoulli, DiscretizedNormal)) or bool(
         getattr(d.support, "is_discrete", False)
     )

@@ -170,10 +170,12 @@ def layer_kl_plot(
 ) -> Path:
     """Each latent layer's term of −ELBO, in nats per example.
 
-    ``layer_kl[l-1]`` is the KL term of z_l (1 ≤ l < L) and ``prior_matching`` that of z_L.
-    With ``timesteps`` (default: when L > 16) the layers are a DDPM's timesteps: the term
-    of x_t is L_{t-1} for t = 2..T (and L_T for the prior) and the plot is a log-scale curve
-    over t, since the terms span orders of magnitude; otherwise one bar per layer.
+    ``layer_kl[l-1]`` is the KL term of z_l (1 ≤ l < L) and ``prior_matching`` that of z_L;
+    ``reconstruction`` (E log p(x|z_1)), when given, is shown as the term −E log p(x|z_1).
+    With ``timesteps`` (default: when L > 16) the layers are a DDPM's x_1..x_T and the plot
+    is the bound's terms L_t over t on a log scale, in the DDPM paper's indexing:
+    L_0 = −E log p(x_0|x_1), L_t = E KL(q(x_t|x_{t+1},x_0) ‖ p(x_t|x_{t+1})) for
+    1 ≤ t < T, L_T = KL(q(x_T|x_0) ‖ p(x_T)); otherwise one bar per layer.
     """
     kl = [float(v) for v in (layer_kl.tolist() if isinstance(layer_kl, Tensor) else layer_kl)]
     values = np.array([*kl, float(prior_matching)])
@@ -182,27 +184,44 @@ def layer_kl_plot(
     fig, ax = plt.subplots(figsize=(8, 4))
     if timesteps:
         t = np.arange(1, L + 1)
+        if reconstruction is not None:
+            t, values = np.concatenate([[0], t]), np.concatenate([[-reconstruction], values])
+        positive = values[values > 0]
+        floor = max(positive.min() / 2, positive.max() * 1e-9) if positive.size else 1e-12
+        shown = np.maximum(values, floor)
+        inner = (t >= 1) & (t < L)
         ax.plot(
-            t[:-1],
-            np.clip(values[:-1], 1e-12, None),
+            t[inner],
+            shown[inner],
             color="C0",
             lw=1.2,
-            label=r"$L_{t-1}$ = E KL(q(x$_{t-1}$|x$_t$,x$_0$) ‖ p(x$_{t-1}$|x$_t$)) at t",
+            label="L_t = KL(q(x_t | x_t+1, x_0) ‖ p(x_t | x_t+1)), 1 ≤ t < T",
         )
-        ax.plot(
-            [L],
-            [max(values[-1], 1e-12)],
-            "o",
-            color="C3",
-            label=f"prior matching $L_T$ = {values[-1]:.3g}",
-        )
-        ax.set_yscale("log")
-        ax.set(xlabel="timestep t", ylabel="nats per example (log scale)")
-        note = f"Σ_t L_(t-1) = {values[:-1].sum():.2f} nats"
+        ends = [(L, "C3", "L_T = prior matching")]
         if reconstruction is not None:
-            note += f",  L_0 = −E log p(x₀|x₁) = {-reconstruction:.2f} nats"
-        ax.text(0.99, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize=8)
-        ax.legend(fontsize=8, loc="lower left")
+            ends.insert(0, (0, "C1", "L_0 = −E log p(x_0 | x_1)"))
+        for at, color, label in ends:
+            k = int(np.searchsorted(t, at))
+            below = values[k] < floor  # ≤ 0 or tiny: a ▼ on the axis, not a made-up height
+            ax.plot(
+                [at],
+                [floor / 2 if below else values[k]],
+                "v" if below else "o",
+                color=color,
+                ms=7,
+                clip_on=False,
+                label=f"{label}: {values[k]:.3g}" + (" (below the axis)" if below else ""),
+            )
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=floor / 2)
+        ax.set(xlabel="timestep t", ylabel="nats per example (log scale)")
+        ax.legend(
+            fontsize=8,
+            loc="best",
+            title=f"Σ L_t over 1 ≤ t < T: {values[inner].sum():.2f};  "
+            f"−ELBO = Σ all: {values.sum():.2f}",
+            title_fontsize=8,
+        )
     else:
         names = [f"z{l}" for l in range(1, L)] + [f"z{L}\n(prior)"]
         colors = ["C0"] * (L - 1) + ["C3"]
@@ -211,7 +230,7 @@ def layer_kl_plot(
             values = np.concatenate([[-reconstruction], values])
         bars = ax.bar(names, values, color=colors)
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
-        ax.set(ylabel="nats per example", xlabel="latent layer (z₁ next to the data)")
+        ax.set(ylabel="nats per example", xlabel="latent layer (z1 next to the data)")
         ax.margins(y=0.15)
     ax.grid(alpha=0.3, axis="y")
     ax.set_title(title or "contribution of each layer to −ELBO", fontsize=10)
