@@ -78,7 +78,7 @@ def _condition(mean: Tensor, var: Tensor, C: Tensor, d: Tensor, S: Tensor, x: Te
     J = eye - gain @ C
     cov = J @ P @ J.T + gain @ S @ gain.T
     cov = 0.5 * (cov + cov.T)
-    return MultivariateNormal(post_mean, scale_tril=torch.linalg.cholesky(cov))
+    return MultivariateNormal(post_mean, scale_tril=torch.linalg.cholesky(cov), validate_args=False)
 
 
 def _spec(model: LatentModel) -> LinearGaussianSpec:
