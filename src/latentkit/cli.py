@@ -35,9 +35,11 @@ import attrs
 import tomllib
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from latentkit.checkpoint import (
     atomic_write_json,
@@ -236,10 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, out, err) or 0)
     except (CLIError, ConfigError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except LatentkitError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 1
     finally:
         from latentkit.training import shutdown_distributed
@@ -423,9 +425,9 @@ def load_data(
     if failures:
         err.print(
             Panel(
-                "\n".join(failures)
-                + f"\n\n[bold]Training on {ds.name!r} instead[/] ({ds.description}).\n"
-                "For the full MNIST: pip install 'latentkit[mnist]'",
+                escape("\n".join(failures))
+                + f"\n\n[bold]Training on {ds.name!r} instead[/] ({escape(ds.description)}).\n"
+                + escape("For the full MNIST: pip install 'latentkit[mnist]'"),
                 title="[bold yellow]MNIST is not installed",
                 border_style="yellow",
             )
@@ -465,7 +467,7 @@ def cmd_list(args: argparse.Namespace, out: Console, err: Console) -> int:
         table.add_column(col, overflow="fold")
     for name, spec in model_specs().items():
         fields = ", ".join(f"{f}={d!r}" for f, _, d in config_fields(spec.config_class))
-        table.add_row(name, spec.plugin, spec.description, fields)
+        table.add_row(name, spec.plugin, Text(spec.description), Text(fields))
     out.print(table)
     try:
         from latentkit.data import dataset_sources
@@ -476,7 +478,8 @@ def cmd_list(args: argparse.Namespace, out: Console, err: Console) -> int:
         for col in ("name", "here", "what / why not", "install"):
             data.add_column(col, overflow="fold")
         for s in dataset_sources():
-            data.add_row(s.name, "yes" if s.available else "[red]no", s.detail, s.install)
+            here = Text("yes") if s.available else Text("no", style="red")
+            data.add_row(s.name, here, Text(s.detail), Text(s.install))
         out.print(data)
     faults = plugin_faults()
     if faults:
@@ -484,7 +487,7 @@ def cmd_list(args: argparse.Namespace, out: Console, err: Console) -> int:
         for col in ("distribution", "entry point", "problem"):
             ft.add_column(col, overflow="fold")
         for f in faults:
-            ft.add_row(f.distribution, f.entry_point, f.problem)
+            ft.add_row(Text(f.distribution), Text(f.entry_point), Text(f.problem))
         out.print(ft)
     return 0
 
@@ -546,7 +549,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     model = load_model(spec.model, **model_values)
     nparams = sum(p.numel() for p in model.parameters())
     err.print(
-        f"[bold]{spec.model}[/] ({nparams:,} parameters) on {ds.description}; "
+        f"[bold]{spec.model}[/] ({nparams:,} parameters) on {escape(ds.description)}; "
         f"{train_cfg.steps} steps of {train_cfg.batch_size}, lr {train_cfg.lr}, "
         f"seed {train_cfg.seed} → {run_dir}",
         highlight=False,
@@ -567,7 +570,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         )
     if checkpoint is not None:
         step = trainer.resume(checkpoint)
-        err.print(f"resumed from {checkpoint} at step {step}")
+        err.print(f"resumed from {checkpoint} at step {step}", markup=False)
     if trainer.dist.is_main:
         atomic_write_json(
             run_dir / "config.json",
@@ -584,8 +587,9 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     seconds = time.perf_counter() - t0
     if result.interrupted:
         err.print(
-            f"[yellow]stopped at step {result.step}[/]; checkpoint {result.checkpoint}. "
-            f"Continue with: latentkit train --resume --run-dir {run_dir}",
+            f"[yellow]stopped at step {result.step}[/]; checkpoint "
+            f"{escape(str(result.checkpoint))}. "
+            f"Continue with: latentkit train --resume --run-dir {escape(str(run_dir))}",
             highlight=False,
         )
         return 130
@@ -594,6 +598,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         f"trained {result.step} steps in {seconds:.0f} s; test ELBO "
         f"{test.get('elbo', float('nan')):.2f} nats; checkpoint {result.checkpoint}",
         highlight=False,
+        markup=False,
     )
     if args.report and trainer.dist.is_main:
         write_report(
@@ -641,7 +646,8 @@ def _run_evaluation(
     if n < data.shape[0] and not options.get("examples"):
         err.print(
             f"evaluating {n} of {data.shape[0]} examples (a {model.num_layers}-layer chain; "
-            "--eval-limit to change)"
+            "--eval-limit to change)",
+            markup=False,
         )
     with Progress(
         TextColumn("[bold]evaluate"),
@@ -704,7 +710,7 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         )
         if args.json_out:
             atomic_write_json(args.json_out, payload)
-            err.print(f"wrote {args.json_out}")
+            err.print(f"wrote {args.json_out}", markup=False)
     return 0
 
 
@@ -724,12 +730,12 @@ def cmd_sample(args: argparse.Namespace, out: Console, err: Console) -> int:
         args.out or run_dir / "samples.png",
         title=f"{info.get('model')}: {args.num} samples at step {info.get('step')}",
     )
-    out.print(f"wrote {path}")
+    out.print(f"wrote {path}", markup=False)
     if args.tensors:
         from safetensors.torch import save_file
 
         save_file({"samples": x.cpu().contiguous()}, str(args.tensors))
-        out.print(f"wrote {args.tensors}")
+        out.print(f"wrote {args.tensors}", markup=False)
     return 0
 
 
@@ -843,6 +849,7 @@ def write_report(
         f"report: {run_dir / 'report.json'}; plots: "
         + ", ".join(Path(p).name for p in files.values()),
         highlight=False,
+        markup=False,
     )
     return payload
 

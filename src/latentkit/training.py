@@ -295,7 +295,7 @@ class _Display:
         elif self.plain and stats is not None and step // self.every > self.printed // self.every:
             # Metrics land on log steps: print the first one at or past each 5% mark.
             self.printed = step
-            self.console.print(f"step {step}/{self.total}  {stats}", highlight=False)
+            self.console.print(f"step {step}/{self.total}  {stats}", highlight=False, markup=False)
 
     def stop(self) -> None:
         if self.progress is not None:
