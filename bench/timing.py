@@ -1,0 +1,104 @@
+"""Interleaved timing: contenders run in alternating blocks, so machine noise hits all alike.
+
+Each round runs every contender's block of ``inner`` calls, in an order that reverses
+every other round (A B C, C B A, ...), so neither position nor a slow drift of the
+machine favours one side. A contender's time is the median over rounds of its per-call
+time; a ratio is the median over rounds of the *paired* per-round ratio (each round's
+two blocks ran seconds apart), with its interquartile range as the spread.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import attrs
+import torch
+
+__all__ = ["Timing", "device_string", "interleaved", "ratio"]
+
+
+@attrs.frozen
+class Timing:
+    """Per-call seconds of one contender, one entry per round."""
+
+    name: str
+    per_call: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.per_call)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def interleaved(
+    contenders: dict[str, Callable[[], object]],
+    *,
+    rounds: int,
+    inner: int,
+    warmup: int = 3,
+) -> dict[str, Timing]:
+    """Time each zero-argument callable: ``warmup`` untimed calls each, then ``rounds``
+    alternating rounds of ``inner`` calls per contender. Returns per-call seconds."""
+    names = list(contenders)
+    for name in names:
+        for _ in range(warmup):
+            contenders[name]()
+    _sync()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            fn = contenders[name]
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            _sync()
+            times[name].append((time.perf_counter() - t0) / inner)
+    return {n: Timing(n, tuple(t)) for n, t in times.items()}
+
+
+def ratio(a: Timing, b: Timing) -> tuple[float, float, float]:
+    """a / b as (median, 25th, 75th percentile) of the paired per-round ratios."""
+    rs = sorted(x / y for x, y in zip(a.per_call, b.per_call))
+    q = statistics.quantiles(rs, n=4) if len(rs) > 1 else [rs[0]] * 3
+    return statistics.median(rs), q[0], q[2]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_string() -> str:
+    """What the absolute times were measured on: CPU model, cores, torch threads, versions."""
+    cores = os.cpu_count()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = cores
+    return (
+        f"{cpu_model()}, {usable} usable of {cores} logical cores, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"Python {platform.python_version()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+    )
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"

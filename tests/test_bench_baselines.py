@@ -1,0 +1,167 @@
+"""The benchmark's hand-written baselines (``bench/baselines.py``) compute latentkit's losses.
+
+The overhead ratios in ``docs/benchmarks.md`` compare latentkit with these baselines, so
+they must stay the *same* computation as the code changes: on latentkit's weights and under
+one seed, the per-example loss (and, for the training step, the gradient) agrees to float32
+round-off, |Δ| ≤ 1e-5 · max |loss|. The peers' wrappers (``bench/peers.py``) are checked
+the same way when pythae or diffusers is installed (the optional ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import latentkit as lk
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not installed
+
+from bench import baselines
+
+RTOL = 1e-5  # float32: ~100 terms summed, each within a few ulps
+
+
+def agree(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool((a - b).abs().max() <= RTOL * a.abs().max())
+
+
+def same_seed(f, g, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    a = f()
+    torch.manual_seed(seed)
+    return a, g()
+
+
+@pytest.fixture
+def binary() -> torch.Tensor:
+    return (torch.rand(16, 20, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+
+
+@pytest.fixture
+def eightbit() -> torch.Tensor:
+    g = torch.Generator().manual_seed(2)
+    return torch.randint(0, 256, (8, 12), generator=g).float() * 2 / 255 - 1
+
+
+def _vae(name: str, **extra):
+    torch.manual_seed(0)
+    return lk.load_model(
+        name, data_shape=(20,), latent_dim=3, hidden=(16, 8), likelihood="bernoulli", **extra
+    )
+
+
+@pytest.mark.parametrize("name, extra", [("vae", {}), ("beta-vae", {"beta": 4.0})])
+def test_vae_baseline_gives_latentkits_loss_and_gradient(name, extra, binary):
+    model = _vae(name, **extra)
+    base = baselines.VAE.from_latentkit(model)
+    a, b = same_seed(lambda: model.training_loss(binary), lambda: base.loss(binary))
+    assert a.shape == b.shape == (16,)
+    assert agree(a, b)
+    a.mean().backward()
+    b.mean().backward()
+    assert agree(model.posterior.net[0].weight.grad, base.enc[0].weight.grad)
+    assert agree(model.generative.decoder[-1].bias.grad, base.dec[-1].bias.grad)
+
+
+def test_vae_baseline_negated_is_latentkits_elbo(binary):
+    model = _vae("vae")
+    base = baselines.VAE.from_latentkit(model)
+    a, b = same_seed(lambda: lk.elbo(model, binary).total, lambda: -base.loss(binary))
+    assert agree(a, b)
+
+
+@pytest.mark.parametrize("latent_dims", [(4, 2), (5, 3, 2)])
+def test_hvae_baseline_gives_latentkits_loss_and_gradient(latent_dims, binary):
+    torch.manual_seed(0)
+    model = lk.load_model(
+        "hvae", data_shape=(20,), latent_dims=latent_dims, hidden=(16, 8), likelihood="bernoulli"
+    )
+    base = baselines.HVAE.from_latentkit(model)
+    a, b = same_seed(lambda: model.training_loss(binary), lambda: base.loss(binary))
+    assert agree(a, b)
+    a.mean().backward()
+    b.mean().backward()
+    assert agree(model.posterior.blocks[0][0].weight.grad, base.blocks[0][0].weight.grad)
+    assert agree(model.generative.transitions[0][0][0].weight.grad, base.p_down[0][0].weight.grad)
+
+
+def _ddpm(T: int = 20):
+    torch.manual_seed(0)
+    model = lk.load_model("ddpm", data_shape=(12,), num_timesteps=T, network="mlp", hidden=(16, 16))
+    # ε-network's last layer starts at zero; give it weights so the check sees the network.
+    torch.nn.init.normal_(model.generative.net.out.weight, std=0.1)
+    return model
+
+
+def test_ddpm_baseline_gives_latentkits_one_timestep_loss(eightbit):
+    model = _ddpm()
+    base = baselines.DDPM.from_latentkit(model)
+    a, b = same_seed(
+        lambda: model.training_loss(eightbit),
+        lambda: base.loss(eightbit, latentkit_draw_order=True),
+    )
+    assert agree(a, b)
+    a.mean().backward()
+    b.mean().backward()
+    assert agree(model.generative.net.out.weight.grad, base.net.out.weight.grad)
+
+
+@pytest.mark.parametrize("pairs_per_call", [8192, 40])
+def test_ddpm_baseline_gives_latentkits_full_T_elbo(pairs_per_call, eightbit):
+    """Every timestep's KL, in one chunk or several (40 rows: 5 timesteps per call)."""
+    model = _ddpm()
+    base = baselines.DDPM.from_latentkit(model)
+    with torch.no_grad():
+        a, b = same_seed(
+            lambda: lk.elbo(model, eightbit, pairs_per_call=pairs_per_call).total,
+            lambda: base.elbo(eightbit, pairs_per_call=pairs_per_call, latentkit_draw_order=True),
+        )
+    assert agree(a, b)
+
+
+def test_ddpm_baseline_schedule_is_latentkits():
+    model = _ddpm(T=50)
+    s, mine = model.schedule, baselines.linear_schedule(50)
+    for ours, theirs in [
+        ("alpha_bar", "alpha_bar"),
+        ("beta_bar", "beta_bar"),
+        ("coef_x0", "posterior_coef_x0"),
+        ("coef_xt", "posterior_coef_xt"),
+        ("beta_tilde", "beta_tilde"),
+    ]:
+        want = s._master[theirs][1:]
+        assert torch.allclose(mine[ours][1:], want, rtol=1e-12, atol=1e-15), ours
+
+
+def test_pythae_wrappers_give_latentkits_loss(binary):
+    pytest.importorskip("pythae", reason="pythae is an optional benchmark dependency")
+    from bench import peers
+
+    for name, extra, beta in [("vae", {}, None), ("beta-vae", {"beta": 4.0}, 4.0)]:
+        model = _vae(name, **extra)
+        pv = peers.pythae_vae(model, beta=beta)
+        a, b = same_seed(
+            lambda m=model: m.training_loss(binary).mean(), lambda p=pv: p({"data": binary}).loss
+        )
+        assert agree(a, b), name
+
+
+def test_diffusers_step_is_latentkits_simple_loss_over_D(eightbit):
+    pytest.importorskip("diffusers", reason="diffusers is an optional benchmark dependency")
+    from bench import peers
+
+    torch.manual_seed(0)
+    model = lk.load_model(
+        "ddpm", data_shape=(12,), num_timesteps=20, network="mlp", hidden=(16, 16), loss="simple"
+    )
+    torch.nn.init.normal_(model.generative.net.out.weight, std=0.1)
+    net = model.generative.net
+    sched = peers.diffusers_scheduler(20)
+    a, b = same_seed(
+        lambda: model.training_loss(eightbit).mean(),
+        lambda: 12 * peers.diffusers_step_loss(lambda x, t: net(x, t)[:, 0], sched, eightbit),
+    )
+    assert agree(a, b)
