@@ -388,19 +388,20 @@ def load_data(
     model_name: str,
     model_fields: Sequence[str],
     err: Console,
-    default_seed: int = 0,
 ) -> tuple[Any, dict[str, Any]]:
     """Load the data set ``data`` asks for; returns ``(dataset, what was loaded)``.
 
     With no name given, MNIST is tried, then the MNIST sample, then digits — each fallback
     announced. With no variant given: ``binarized`` when the model's config has a
     ``likelihood`` field (it is then set to match), else what its default likelihood fits.
+    The binarization seed is ``data.seed`` (default 0), not the training seed, so runs with
+    different training seeds are scored on the same binarized test set.
     """
     from latentkit.data import load_dataset
 
     _check_keys(data, DATA_KEYS, "[data]")
     name = data.get("name")
-    seed = int(data.get("seed", default_seed))
+    seed = int(data.get("seed", 0))
     limit = data.get("limit")
     variant = data.get("variant")
     candidates = [name] if name else [DEFAULT_DATA, "mnist-sample", "digits"]
@@ -523,6 +524,8 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     _apply_set(spec, args.set, fields)
     _merge_flags(spec, args)
     _check_keys(spec.model_config, fields, f"model {spec.model!r}")
+    # Check the values now, before the data load (data_shape, if not given, is the default).
+    structure_config(model_spec.config_class, spec.model_config, model=spec.model)
     _check_keys(spec.evaluate, EVAL_KEYS, "[evaluate]")
     train_cfg = structure_config(TrainConfig, spec.train)
     run_dir = run_dir_arg or Path("runs") / spec.model
@@ -539,7 +542,6 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         model_name=spec.model,
         model_fields=fields,
         err=err,
-        default_seed=train_cfg.seed,
     )
     model_values = dict(spec.model_config)
     model_values.setdefault("data_shape", list(ds.data_shape))

@@ -357,7 +357,7 @@ class Trainer:
         )
         objective: nn.Module = _Objective(self.model)
         if config.compile:
-            objective = torch.compile(objective)
+            objective = self._compiled(objective)
         if self.dist.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
             objective = nn.parallel.DistributedDataParallel(
@@ -368,7 +368,6 @@ class Trainer:
             warnings.warn(
                 "amp: bf16 autocast is used on CUDA only; training in float32", stacklevel=2
             )
-        self.amp = config.amp and self.device.type == "cuda"
         self.step = 0
         self.resumed_from: Path | None = None
         self.last_checkpoint: Path | None = None
@@ -381,6 +380,24 @@ class Trainer:
             if ESTIMATORS["single-layer"].supports(self.model) is None
             else self.model.training_estimator
         )
+
+    def _compiled(self, objective: nn.Module) -> nn.Module:
+        """``torch.compile(objective)``, compiled now on one batch (noise forked), or the eager
+        objective with a warning when Dynamo cannot trace the model."""
+        compiled = torch.compile(objective)
+        share = self.config.batch_size // self.dist.world_size
+        x = self.train_data[: min(share, self.train_data.shape[0])].to(self.device)
+        try:
+            with self._fork_rng(self.config.seed), self._autocast_for(self.device):
+                compiled(x)
+        except Exception as exc:  # Dynamo's failures have many types; all mean "not this model"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            warnings.warn(
+                f"compile: torch.compile could not trace this model ({first}); training without it",
+                stacklevel=3,
+            )
+            return objective
+        return compiled
 
     def _has_unused_parameters(self) -> bool:
         """Whether the loss leaves some parameter without a gradient (DDP must then look for
@@ -466,7 +483,10 @@ class Trainer:
         return TrainResult(self.step, interrupted, self.last_checkpoint, dict(self.last_metrics))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp:
+        return self._autocast_for(self.device)
+
+    def _autocast_for(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.config.amp and device.type == "cuda":
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
