@@ -8,27 +8,45 @@ Plugin authors reuse these on their own models::
     @given(cfg=lks.linear_vae_configs(), seed=lks.seeds())
     def test_my_property(cfg, seed): ...
 
-Random parameters come from a seed (``randomize_parameters``) so a failing example is
-reproduced from the printed seed; data comes from ``hypothesis.extra.numpy`` so it shrinks.
+Random parameters come from a seed (``randomize_parameters``, ``perturb_parameters``) so a
+failing example is reproduced from the printed seed; data comes from
+``hypothesis.extra.numpy`` so it shrinks, or from the model itself (``model_data``), which
+fits any likelihood's support.
+
+For any registered model, ``model_configs(name)`` draws from the configs its plugin declares
+(``ModelSpec.test_configs``) and ``model_data(model)`` draws batches it accepts; the checks
+in :mod:`latentkit.testing.checks` are built from these.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from torch import nn
+from torch.distributions import constraints
+
+from latentkit.chains import LatentModel
+from latentkit.registry import get_model_spec
+from latentkit.sampling import sample
 
 __all__ = [
     "betas",
     "data_batches",
     "importance_ks",
     "linear_vae_configs",
+    "model_configs",
+    "model_data",
+    "perturb_parameters",
     "randomize_parameters",
+    "seeded",
     "seeds",
+    "vae_configs",
 ]
 
 
@@ -68,7 +86,8 @@ def data_batches(
     device: str | torch.device = "cpu",
 ) -> st.SearchStrategy[torch.Tensor]:
     """Finite batches ``[batch, *data_shape]`` with entries in [-scale, scale]."""
-    batch_size = batch_size or st.integers(min_value=1, max_value=8)
+    if batch_size is None:
+        batch_size = st.integers(min_value=1, max_value=8)
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
 
     @st.composite
@@ -99,3 +118,102 @@ def randomize_parameters(model: nn.Module, seed: int, scale: float = 0.7) -> nn.
     for p in model.parameters():
         p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p) * scale)
     return model
+
+
+@torch.no_grad()
+def perturb_parameters(model: nn.Module, seed: int, scale: float = 0.5) -> nn.Module:
+    """Add seeded noise to every parameter: N(0, scale²) for vectors and scalars, and
+    N(0, scale²/fan_in) per entry of a matrix (fan_in = its last dimension).
+
+    Moves a model away from its initialisation (where, say, a zero-initialised head makes
+    q equal the prior and hides a wrong KL) while keeping activations O(1), which
+    ``randomize_parameters`` does not for wide layers.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    for p in model.parameters():
+        noise = torch.randn(p.shape, generator=gen, dtype=torch.float64) * scale
+        if p.ndim >= 2:
+            noise /= math.sqrt(p.shape[-1])
+        p.add_(noise.to(p))
+    return model
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
+    """Run a block with torch's global generators seeded by ``seed``, restoring them after.
+
+    Seeds the CPU generator and, for a CUDA ``device``, that device's; draws made inside
+    (``rsample``, ``sample``, ``randint``) are then reproduced by the same seed.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        # Only the CPU generator: torch.manual_seed would also queue a lazy CUDA seeding,
+        # recording a stack trace each time (slow in a loop of thousands of examples).
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(seed))
+            yield
+        return
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    with torch.random.fork_rng(devices=[index]):
+        torch.default_generator.manual_seed(int(seed))
+        with torch.cuda.device(index):
+            torch.cuda.manual_seed(int(seed))
+        yield
+
+
+def model_configs(name: str) -> st.SearchStrategy[dict]:
+    """Config dicts for ``load_model(name, **cfg)``: the plugin's ``test_configs``, if it
+    declares them, else only the default config."""
+    spec = get_model_spec(name)
+    return spec.test_configs() if spec.test_configs is not None else st.just({})
+
+
+def _real_valued(model: LatentModel) -> bool:
+    """Whether p(x | z_1) has the whole real line as support (so any finite batch is data)."""
+    with seeded(0, model.reference().device):
+        _, latents = sample(model, 1, return_latents=True)
+        support = model.generative.likelihood(latents[0]).support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support is constraints.real
+
+
+def model_data(
+    model: LatentModel, *, min_batch: int = 1, max_batch: int = 6
+) -> st.SearchStrategy[torch.Tensor]:
+    """Batches ``[b, *data_shape]`` the model accepts, on its device and in its dtype.
+
+    Draws from the model's own generative chain (``latentkit.sample`` under a drawn seed),
+    which fits any likelihood (binary, 8-bit, real); where p(x | z_1) is supported on the
+    whole real line, also arbitrary finite batches (``data_batches``), tried first so a
+    counterexample shrinks to plain numbers.
+    """
+    ref = model.reference()
+    batch = st.integers(min_batch, max_batch)
+
+    def from_model(b: int, seed: int) -> torch.Tensor:
+        with seeded(seed, ref.device):
+            return sample(model, b).to(ref.dtype)
+
+    samples = st.builds(from_model, batch, seeds())
+    if not _real_valued(model):
+        return samples
+    arrays = data_batches(model.data_shape, batch_size=batch, dtype=ref.dtype, device=ref.device)
+    return st.one_of(arrays, samples)
+
+
+@st.composite
+def vae_configs(draw, max_data_dim: int = 6, max_latent_dim: int = 4) -> dict:
+    """Small config values for ``load_model("vae", **cfg)`` across its options: linear or
+    MLP, Gaussian (learned, predicted or fixed scale), Bernoulli or discretized."""
+    likelihood = draw(st.sampled_from(["gaussian", "bernoulli", "discretized"]))
+    cfg = {
+        "data_shape": (draw(st.integers(1, max_data_dim)),),
+        "latent_dim": draw(st.integers(1, max_latent_dim)),
+        "architecture": draw(st.sampled_from(["linear", "mlp"])),
+        "hidden": (draw(st.integers(1, 8)),),
+        "likelihood": likelihood,
+    }
+    if likelihood != "bernoulli":
+        cfg["likelihood_scale"] = draw(st.sampled_from(["learned", "predicted", "fixed"]))
+    return cfg
