@@ -79,7 +79,8 @@ def main() -> None:
     ).to(device)
     model.eval()
     net = model.generative.net
-    rows = max(1, args.pairs_per_call // B) * B  # rows per network call in the ELBO's chunks
+    # Rows in the ELBO's largest network call: the estimator chunks T − 1 layers × B images.
+    rows = min(max(1, args.pairs_per_call // B), max(T - 1, 1)) * B
     x_rows = x.repeat(math.ceil(rows / B), 1, 1, 1)[:rows]
     t_rows = torch.randint(1, T + 1, (rows,), device=device)
 
