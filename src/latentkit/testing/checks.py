@@ -122,6 +122,9 @@ class ModelCase:
         independent sets of draws within one check)."""
         return seeded(self.seed + 7919 * stream, self.device)
 
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # how Hypothesis prints a case
+        printer.text(repr(self))
+
     def __repr__(self) -> str:
         return (
             f"ModelCase(name={self.name!r}, config={self.config!r}, seed={self.seed}, "
@@ -207,40 +210,69 @@ def assert_close(a: Tensor, b: Tensor, what: str) -> None:
 
 
 def _mean_se(t: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and standard error over replicates ``[R, batch]``; an exact ``[batch]`` has se 0."""
+    if t.ndim == 1:
+        return t, torch.zeros_like(t)
     return t.mean(0), t.std(0) / math.sqrt(t.shape[0])
 
 
-def assert_le_in_expectation(
-    a: Tensor, b: Tensor, what: str, *, paired: bool = False, exact: bool = False
-) -> None:
-    """E[a] ≤ E[b] per example, from replicates ``[R, batch]`` (``b`` may be a constant
-    ``[batch]``): fails when mean(a) − mean(b) > Z_CRITICAL · se + round-off.
+def assert_le_in_expectation(a: Tensor, b: Tensor, what: str, *, paired: bool = False) -> None:
+    """E[a] ≤ E[b] per example; each side is replicates ``[R, batch]`` or an exact value
+    ``[batch]``. Fails when mean(a) − mean(b) > Z_CRITICAL · se + round-off allowance.
 
-    ``paired``: a and b come from the same draws; the standard error is that of a − b.
+    ``paired``: a and b are replicates from the same draws; se is then that of a − b.
     """
-    if b.ndim == 1:
-        mean, se = _mean_se(a)
-        diff, scale = mean - b, (mean, b)
-    elif paired:
-        mean, se = _mean_se(a - b)
-        diff, scale = mean, (a.mean(0), b.mean(0))
+    if paired:
+        diff, se = _mean_se(a - b)
+        scale = (a.mean(0), b.mean(0))
     else:
         (ma, sa), (mb, sb) = _mean_se(a), _mean_se(b)
         diff, se, scale = ma - mb, (sa**2 + sb**2).sqrt(), (ma, mb)
     excess = diff - Z_CRITICAL * se - _allowance(*scale)
     i = _worst(excess)
     if i is not None:
-        raise CheckFailure(
-            f"{what} fails for example {i}: the difference is {diff[i].item():.6g} "
-            f"= {diff[i].item() / max(se[i].item(), 1e-300):.3g} standard errors "
-            f"(threshold {Z_CRITICAL}, {a.shape[0]} replicates)"
+        d, e = diff[i].item(), se[i].item()
+        spread = (
+            f"{d / e:.3g} standard errors (threshold {Z_CRITICAL}, {REPLICATES} replicates)"
+            if e > 0
+            else "with no spread across replicates"
         )
+        raise CheckFailure(f"{what} fails for example {i}: the difference is {d:.6g}, {spread}")
 
 
 def assert_equal_in_expectation(a: Tensor, b: Tensor, what: str, *, paired: bool) -> None:
     """E[a] = E[b] per entry: the two one-sided comparisons at Z_CRITICAL each."""
     assert_le_in_expectation(a, b, f"{what} (left > right)", paired=paired)
     assert_le_in_expectation(b, a, f"{what} (left < right)", paired=paired)
+
+
+def enumerable(model: LatentModel, x: Tensor) -> bool:
+    """Whether expectations over q can be taken exactly: one latent layer, q(z|x) discrete.
+
+    The z-tests assume replicate means are near normal. A discrete q with a rare but
+    influential outcome breaks that (64 replicates that all miss an outcome of probability
+    1e-4 show no spread at all), so there the checks sum over q's support instead.
+    """
+    q = model.posterior
+    return model.num_layers == 1 and q.top_down and bool(q.top(x).has_enumerate_support)
+
+
+def expected_elbo(model: LatentModel, x: Tensor, case: ModelCase, stream: int) -> Tensor:
+    """E_q[ELBO] per example: exact ``[batch]`` (the ``enumerated`` estimator) when
+    :func:`enumerable`, else ``REPLICATES`` independent estimates ``[R, batch]``."""
+    if enumerable(model, x):
+        return elbo(model, x, estimator="enumerated").total
+    with case.draws(stream):
+        return _per_replicate(elbo(model, _replicated(x)).total)
+
+
+def expected_iwae(model: LatentModel, x: Tensor, k: int, case: ModelCase, stream: int) -> Tensor:
+    """IWAE_k per example: exact for k = 1 when :func:`enumerable` (IWAE_1 is the ELBO's
+    Monte Carlo estimate), else ``[R, batch]`` replicates."""
+    if k == 1 and enumerable(model, x):
+        return expected_elbo(model, x, case, stream)
+    with case.draws(stream):
+        return _per_replicate(iwae(model, _replicated(x), k))
 
 
 # ---- a latent path, walked independently of the estimators ------------------------------
@@ -430,13 +462,10 @@ def iwae_ordering(case: ModelCase) -> None:
     Catches a q whose draws do not follow its own log_prob, or weights that are not
     p(x, z)/q(z|x).
     """
-    model, xr = case.model, _replicated(case.x)
-    with case.draws(1):
-        bound = _per_replicate(elbo(model, xr).total)
-    with case.draws(2):
-        low = _per_replicate(iwae(model, xr, case.k))
-    with case.draws(3):
-        high = _per_replicate(iwae(model, xr, case.k_max))
+    model, x = case.model, case.x
+    bound = expected_elbo(model, x, case, 1)
+    low = expected_iwae(model, x, case.k, case, 2)
+    high = expected_iwae(model, x, case.k_max, case, 3)
     assert_le_in_expectation(bound, low, f"E[ELBO] ≤ E[IWAE_{case.k}]")
     assert_le_in_expectation(low, high, f"E[IWAE_{case.k}] ≤ E[IWAE_{case.k_max}]")
 
@@ -488,11 +517,8 @@ def exact_log_p_bounds(case: ModelCase) -> None:
         raise NotApplicable(str(exc)) from None
     if not bool(torch.isfinite(log_p).all()):
         raise CheckFailure(f"exact log p(x) is not finite: {log_p.tolist()}")
-    xr = _replicated(x)
-    with case.draws(1):
-        bound = _per_replicate(elbo(model, xr).total)
-    with case.draws(2):
-        tight = _per_replicate(iwae(model, xr, case.k_max))
+    bound = expected_elbo(model, x, case, 1)
+    tight = expected_iwae(model, x, case.k_max, case, 2)
     assert_le_in_expectation(bound, log_p, "E[ELBO] ≤ log p(x)")
     assert_le_in_expectation(tight, log_p, f"E[IWAE_{case.k_max}] ≤ log p(x)")
 
@@ -503,19 +529,22 @@ def kl_analytic_vs_monte_carlo(case: ModelCase) -> None:
 
     Proves: for a top-down chain, each KL term from the ``analytic`` estimator and the
     log-ratio log q(z) − log p(z) from ``top-down-mc`` at the same draws agree in
-    expectation (two-sided paired z-test). Catches a registered closed form that is wrong,
-    or a ``log_prob`` that disagrees with it. Not applicable when q is not top-down or torch
-    has no closed form for any of its terms.
+    expectation (two-sided paired z-test); for a one-layer discrete q, the closed form
+    equals Σ_z q(z|x) log(q(z|x)/p(z)) over q's support exactly. Catches a registered closed
+    form that is wrong, or a ``log_prob`` that disagrees with it. Not applicable when q is
+    not top-down or torch has no closed form for any of its terms.
     """
     model, x = case.model, case.x
     if not model.posterior.top_down:
-        raise NotApplicable(
-            "the posterior chain is not top-down: its KL terms are Monte Carlo only"
-        )
+        raise NotApplicable("the posterior chain is not top-down: its KL terms are log-ratios")
     with case.draws():
         kls = walk(model, x).closed_form_kls
     if not any(v is not None for v in kls.values()):
         raise NotApplicable("torch has no closed-form KL for any term of this model")
+    if enumerable(model, x):
+        summed = elbo(model, x, estimator="enumerated").prior_matching
+        assert_close(kls["prior_matching"], summed, "closed-form KL vs Σ_z q log(q/p)")
+        return
     xr = _replicated(x)
     with case.draws(1):
         analytic = elbo(model, xr, estimator="analytic")
@@ -534,17 +563,29 @@ def kl_analytic_vs_monte_carlo(case: ModelCase) -> None:
 
 @torch.no_grad()
 def estimator_agreement(case: ModelCase) -> None:
-    """Top-down and bottom-up ELBOs agree in expectation (DESIGN §1, §7.7).
+    """Top-down and bottom-up descriptions of q agree (DESIGN §1, §7.7).
 
     Proves: for a posterior chain that offers both factorizations, the ELBO from the
     top-down ``analytic`` estimator and from the ``bottom-up`` Monte Carlo estimator have
-    the same mean (two-sided z-test, independent replicates) — the two descriptions of q
-    are one distribution. Not applicable unless q is both top-down and bottom-up.
+    the same mean (two-sided z-test, independent replicates). With one latent layer both
+    describe the single factor q(z_1|x), so the check is exact: ``top(x)`` and ``first(x)``
+    give the same log density at draws from each (and at every support point of a
+    discrete q). Not applicable unless q is both top-down and bottom-up.
     """
-    model, xr = case.model, _replicated(case.x)
+    model, x = case.model, case.x
     q = model.posterior
     if not (q.top_down and q.bottom_up):
         raise NotApplicable("the posterior chain does not offer both top-down and bottom-up")
+    if model.num_layers == 1:
+        down, up = q.top(x), q.first(x)
+        with case.draws():
+            points = [_draw(down), _draw(up)]
+        if down.has_enumerate_support:
+            points.append(down.enumerate_support(expand=True))
+        for z in points:
+            assert_close(down.log_prob(z), up.log_prob(z), "log q(z_1|x): top(x) vs first(x)")
+        return
+    xr = _replicated(x)
     with case.draws(1):
         down = _per_replicate(elbo(model, xr, estimator="analytic").total)
     with case.draws(2):
@@ -559,7 +600,8 @@ def device_agreement(case: ModelCase) -> None:
     Proves: the same parameters on CPU and on CUDA give, along one latent path drawn on
     CPU, the same log density for every factor of q and of p (round-off allowance), the
     same exact log p(x) where it is tractable, and ELBOs of the same mean (two-sided
-    z-test; the devices' generators draw differently). Skipped without CUDA.
+    z-test; the devices' generators draw differently; exact sums for a one-layer discrete
+    q). Skipped without CUDA.
     """
     cpu = copy.deepcopy(case.model).to("cpu")
     gpu = copy.deepcopy(case.model).to("cuda")
@@ -575,10 +617,8 @@ def device_agreement(case: ModelCase) -> None:
         pass
     else:
         assert_close(exact_log_prob(gpu, x_gpu).cpu(), log_p, "exact log p(x): CUDA vs CPU")
-    with seeded(case.seed, "cpu"):
-        on_cpu = _per_replicate(elbo(cpu, _replicated(x_cpu)).total)
-    with seeded(case.seed, "cuda"):
-        on_cuda = _per_replicate(elbo(gpu, _replicated(x_gpu)).total).cpu()
+    on_cpu = expected_elbo(cpu, x_cpu, attrs.evolve(case, model=cpu, x=x_cpu), 1)
+    on_cuda = expected_elbo(gpu, x_gpu, attrs.evolve(case, model=gpu, x=x_gpu), 1).cpu()
     assert_equal_in_expectation(on_cuda, on_cpu, "E[ELBO]: CUDA vs CPU", paired=False)
 
 
@@ -670,7 +710,7 @@ def run_check(
     reason = check.skip_reason()
     if reason is not None:
         return CheckResult(check, "skipped", detail=reason)
-    seen = {"examples": 0, "not_applicable": 0, "first_failure": None}
+    seen: dict[str, Any] = {"examples": 0, "not_applicable": 0, "first_failure": None}
     reasons: list[str] = []
 
     def prop(case: ModelCase) -> None:
@@ -683,6 +723,7 @@ def run_check(
         except BaseException:
             if seen["first_failure"] is None:
                 seen["first_failure"] = seen["examples"]
+            seen["case"] = case  # the last failure Hypothesis replays is the shrunk one
             raise
 
     prop.__name__ = prop.__qualname__ = check.run.__name__
@@ -693,6 +734,8 @@ def run_check(
         test()
     except (Exception, Flaky) as exc:  # the property's failure, after shrinking
         notes = "\n".join(getattr(exc, "__notes__", ()))
+        if "case" in seen:  # Hypothesis's own print of it varies with its version and phase
+            notes = f"Falsifying example: {seen['case']!r}"
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CheckFailure) else str(exc)
         return CheckResult(
             check,
