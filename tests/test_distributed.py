@@ -66,73 +66,58 @@ def run(out_path, run_dir=None):
 if __name__ == "__main__":
     world = run(sys.argv[1], sys.argv[2])
     assert world == 2, world
+    # Then the user's path, in the same process group: `latentkit train` under torchrun.
+    from latentkit.cli import main
+
+    sys.exit(main(["train", *sys.argv[3:]]))
 """
+
+CLI_ARGS = ["--model", "vae", "--data", "digits", "--limit", "256", "--steps", "6",
+            "--batch-size", "32", "--no-progress", "--set", "hidden=[32]",
+            "--set", "train.log_every=3"]  # fmt: skip
 
 
 def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RANK", None), env.pop("WORLD_SIZE", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--standalone",
-        *args,
-    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           *args]  # fmt: skip
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     return proc
 
 
-def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
-    """DDP over 2 gloo ranks (32 examples each) ends where 1 process (64 examples) does."""
-    worker = tmp_path / "worker.py"
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory) -> Path:
+    """One torchrun of 2 CPU processes: the comparison run, then `latentkit train` in the same
+    process group (one launch for both: starting processes costs more than these runs)."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    worker = tmp / "worker.py"
     worker.write_text(WORKER)
-    torchrun([str(worker), str(tmp_path / "ddp.safetensors"), str(tmp_path / "run")], tmp_path)
-    assert torch.distributed.is_available()
-    single = runpy.run_path(str(worker))["run"](str(tmp_path / "one.safetensors"))
+    torchrun([str(worker), str(tmp / "ddp.safetensors"), str(tmp / "run"), *CLI_ARGS,
+              "--run-dir", str(tmp / "cli")], tmp)  # fmt: skip
+    return tmp
+
+
+def test_two_processes_match_one_process_on_the_same_global_batch(ran):
+    """DDP over 2 gloo ranks (32 examples each) ends where 1 process (64 examples) does."""
+    single = runpy.run_path(str(ran / "worker.py"))["run"](str(ran / "one.safetensors"))
     assert single == 1
-    ddp, one = load_file(tmp_path / "ddp.safetensors"), load_file(tmp_path / "one.safetensors")
+    ddp, one = load_file(ran / "ddp.safetensors"), load_file(ran / "one.safetensors")
     assert ddp.keys() == one.keys()
     for name in one:
         torch.testing.assert_close(ddp[name], one[name], rtol=0, atol=1e-6, msg=name)
     # Rank 0 alone wrote: one metrics line per logged step, and the checkpoints.
-    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    lines = (ran / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["step"] for l in lines] == [2, 4, 6, 8]
-    info = json.loads((tmp_path / "run" / "checkpoints" / "step-00000008.json").read_text())
+    info = json.loads((ran / "run" / "checkpoints" / "step-00000008.json").read_text())
     assert info["world_size"] == 2
 
 
-def test_the_cli_trains_under_torchrun(tmp_path):
-    """`torchrun -m latentkit.cli train` trains on embedded data with 2 processes, writes one
+def test_the_cli_trains_under_torchrun(ran):
+    """`latentkit train` under torchrun trains on embedded data with 2 processes, writes one
     run folder, and the checkpoint keeps each rank's RNG state for an exact resume."""
-    run = tmp_path / "run"
-    torchrun(
-        [
-            "-m",
-            "latentkit.cli",
-            "train",
-            "--model",
-            "vae",
-            "--data",
-            "digits",
-            "--limit",
-            "256",
-            "--steps",
-            "6",
-            "--batch-size",
-            "32",
-            "--no-progress",
-            "--set",
-            "hidden=[32]",
-            "--set",
-            "train.log_every=3",
-            "--run-dir",
-            str(run),
-        ],
-        tmp_path,
-    )
+    run = ran / "cli"
     info = json.loads((run / "checkpoints" / "step-00000006.json").read_text())
     assert info["world_size"] == 2 and info["model"] == "vae"
     tensors = load_file(run / "checkpoints" / "step-00000006.safetensors")
@@ -141,32 +126,10 @@ def test_the_cli_trains_under_torchrun(tmp_path):
     assert steps == [3, 6, 6]  # train lines at 3 and 6, one test line at the end
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available() or torch.cuda.device_count() < 2,
-    reason="NCCL needs two CUDA devices",
-)
 @pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs two CUDA devices")
 def test_two_gpu_processes_with_nccl(tmp_path):
     run = tmp_path / "run"
-    torchrun(
-        [
-            "-m",
-            "latentkit.cli",
-            "train",
-            "--model",
-            "vae",
-            "--data",
-            "digits",
-            "--steps",
-            "6",
-            "--batch-size",
-            "32",
-            "--device",
-            "cuda",
-            "--no-progress",
-            "--run-dir",
-            str(run),
-        ],
-        tmp_path,
-    )
+    torchrun(["-m", "latentkit.cli", "train", *CLI_ARGS, "--device", "cuda",
+              "--run-dir", str(run)], tmp_path)  # fmt: skip
     assert json.loads((run / "checkpoints" / "step-00000006.json").read_text())["world_size"] == 2

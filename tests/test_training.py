@@ -98,14 +98,14 @@ def test_resume_after_a_signal_mid_run_equals_the_uninterrupted_run(data, tmp_pa
     """SIGINT while training: the step in flight finishes, a checkpoint is written, fit
     returns interrupted; resuming from it reaches the uninterrupted run's weights exactly."""
     train, _ = data
-    cfg = config(steps=120)
+    cfg = config(steps=40)
     whole = Trainer(new_model(), train, cfg)
     whole.fit()
 
     first = Trainer(new_model(), train, cfg, run_dir=tmp_path)
-    first.objective.register_forward_hook(_interrupt_once_at(first, step=50))
+    first.objective.register_forward_hook(_interrupt_once_at(first, step=15))
     stopped = first.fit()
-    assert stopped.interrupted and 50 <= stopped.step < 120
+    assert stopped.interrupted and 15 <= stopped.step < 40
     second = Trainer(new_model(seed=5), train, cfg, run_dir=tmp_path)
     second.resume(tmp_path)
     second.fit()

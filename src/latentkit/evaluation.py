@@ -282,7 +282,7 @@ def report_table(report: EvalReport, title: str = "Evaluation") -> Table:
         rows.append((f"IWAE-{report.iwae_k} NLL", report.nll, "nats"))
     bpd = report.bits_per_dim
     if bpd is not None:
-        rows.append(("NLL" if report.iwae_k else "−ELBO", bpd, "bits/dim"))
+        rows.append((f"IWAE-{report.iwae_k} NLL" if report.iwae_k else "−ELBO", bpd, "bits/dim"))
     for name, e, unit in rows:
         table.add_row(Text(name), *_fmt(e, 4 if unit == "bits/dim" else 2), unit)
     L = len(report.layer_kl) + 1

@@ -226,7 +226,7 @@ def layer_kl_plot(
         names = [f"z{l}" for l in range(1, L)] + [f"z{L}\n(prior)"]
         colors = ["C0"] * (L - 1) + ["C3"]
         if reconstruction is not None:
-            names, colors = ["x\n(recon.)", *names], ["C1", *colors]
+            names, colors = ["x\n(−E log p(x|z1))", *names], ["C1", *colors]
             values = np.concatenate([[-reconstruction], values])
         bars = ax.bar(names, values, color=colors)
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
