@@ -1,8 +1,15 @@
-"""Where latentkit's extra time goes: cProfile self-time per call, grouped by where it is spent.
+"""Where latentkit's extra time goes, measured four ways for a pair that misses its target.
 
-cProfile times every Python call, so pure-Python layers (torch.distributions, latentkit,
-einops) look several times dearer under it than they are; the groups locate the overhead,
-the interleaved timings (not these) size it. Run for a pair whose ratio misses the target.
+* the gap at batch 1 against the gap at the benchmark's batch (interleaved): a gap that
+  does not grow with the batch is a fixed per-call cost — Python and small operators —
+  not extra work per example;
+* the aten operators one call dispatches (torch.profiler), and what one trivial operator
+  costs on this machine;
+* cProfile self-time per call grouped by where it is spent. cProfile times every Python
+  call, so pure-Python layers (torch.distributions, latentkit, einops) look several times
+  dearer under it than they are: the groups locate the overhead, the interleaved timings
+  size it;
+* for the VAE, one ELBO evaluation built up step by step from plain tensors to latentkit.
 """
 
 from __future__ import annotations
@@ -11,8 +18,11 @@ import cProfile
 import pstats
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["GROUPS", "group_of", "profile_calls"]
+ROOT = str(Path(__file__).resolve().parents[1]) + "/"
+
+__all__ = ["GROUPS", "dispatch_cost_us", "group_of", "op_count", "profile_calls", "vae_ladder"]
 
 GROUPS = (
     "latentkit core",
@@ -65,7 +75,8 @@ def profile_calls(fn: Callable[[], object], calls: int) -> dict:
         groups[g] += tt
         total += tt
         if g not in ("torch ops and autograd (C++)",):
-            funcs.append((tt, ct, nc, f"{file.split('/site-packages/')[-1]}:{line}({func})", g))
+            where = file.split("/site-packages/")[-1].replace(ROOT, "")
+            funcs.append((tt, ct, nc, f"{where}:{line}({func})", g))
     funcs.sort(reverse=True)
     return {
         "calls": calls,
@@ -79,6 +90,71 @@ def profile_calls(fn: Callable[[], object], calls: int) -> dict:
                 "where": name,
                 "group": g,
             }
-            for tt, ct, nc, name, g in funcs[:12]
+            for tt, ct, nc, name, g in funcs[:40]
         ],
     }
+
+
+def op_count(fn: Callable[[], object]) -> int:
+    """aten operators one call dispatches (nested ones included), by torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return int(sum(e.count for e in prof.key_averages() if e.key.startswith("aten::")))
+
+
+def dispatch_cost_us(calls: int = 20_000) -> float:
+    """Microseconds one trivial operator costs here (an in-place add on a 1-element tensor):
+    the unit in which a framework's extra operators are paid for."""
+    import time
+
+    import torch
+
+    t = torch.zeros(1)
+    for _ in range(1000):
+        t.add_(1.0)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(calls // 5):
+            t.add_(1.0)
+        best = min(best, (time.perf_counter() - t0) / (calls // 5))
+    return best * 1e6
+
+
+def vae_ladder(model, hand, x, *, rounds: int, block_seconds: float) -> dict:
+    """One VAE ELBO evaluation built up from plain tensors to latentkit, interleaved:
+    plain tensors (the baseline) → the same with torch.distributions objects and
+    ``kl_divergence`` → ``latentkit.elbo(validate=False)`` (the training path) →
+    ``latentkit.elbo()`` (input checks on). Each step's extra time is what it adds."""
+    import torch
+    import torch.nn.functional as F
+    from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
+
+    import latentkit as lk
+    from bench.steps import calibrate
+    from bench.timing import interleaved
+
+    d = model.config.latent_dim
+
+    def with_distributions(x):
+        mu, raw = hand.enc(x).chunk(2, dim=-1)
+        q = Independent(Normal(mu, F.softplus(raw) + 1e-4, validate_args=False), 1)
+        z = q.rsample()
+        prior = Independent(Normal(x.new_zeros(d), x.new_ones(d), validate_args=False), 1)
+        lik = Independent(Bernoulli(logits=hand.dec(z), validate_args=False), 1)
+        return lik.log_prob(x) - kl_divergence(q, prior.expand(x.shape[:1]))
+
+    steps = {
+        "plain tensors (hand-written)": lambda: -hand.loss(x),
+        "+ torch.distributions": lambda: with_distributions(x),
+        "latentkit.elbo(validate=False)": lambda: lk.elbo(model, x, validate=False).total,
+        "latentkit.elbo() (checks x)": lambda: lk.elbo(model, x).total,
+    }
+    with torch.no_grad():
+        inner = calibrate(steps, block_seconds, 3)
+        t = interleaved(steps, rounds=rounds, inner=inner, warmup=1)
+        ops = {k: op_count(f) for k, f in steps.items()}
+    return {k: {"us": v.median * 1e6, "ops": ops[k]} for k, v in t.items()}

@@ -38,7 +38,7 @@ class QualitySize:
     iwae_k: int = 100
     test_examples: int = 2000
     pythae_nll_examples: int = 200
-    ddpm_steps: int = 3000
+    ddpm_steps: int = 2000
     ddpm_timesteps: int = 1000
     ddpm_test_examples: int = 0  # 0: the whole test split
     seed: int = 0

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import attrs
 import torch
 
-__all__ = ["Timing", "device_string", "interleaved", "ratio"]
+__all__ = ["Timing", "device_string", "difference", "interleaved", "ratio"]
 
 
 @attrs.frozen
@@ -69,6 +69,11 @@ def ratio(a: Timing, b: Timing) -> tuple[float, float, float]:
     rs = sorted(x / y for x, y in zip(a.per_call, b.per_call))
     q = statistics.quantiles(rs, n=4) if len(rs) > 1 else [rs[0]] * 3
     return statistics.median(rs), q[0], q[2]
+
+
+def difference(a: Timing, b: Timing) -> float:
+    """a − b in seconds per call: the median of the paired per-round differences."""
+    return statistics.median(x - y for x, y in zip(a.per_call, b.per_call))
 
 
 def cpu_model() -> str:
