@@ -332,3 +332,37 @@ def test_each_family_trains_and_evaluates_on_embedded_data(model, settings, tmp_
 
 def _config(run: Path) -> dict:
     return json.loads((run / "config.json").read_text())["model_config"]
+
+
+def _without_mnist(monkeypatch) -> None:
+    import latentkit.data
+
+    real = latentkit.data.load_dataset
+
+    def load_dataset(name, **kw):
+        if name in ("mnist", "mnist-sample"):
+            raise lk.errors.DataSourceError(
+                f"dataset {name!r} is not available: pip install 'latentkit[{name}]'"
+            )
+        return real(name, **kw)
+
+    monkeypatch.setattr(latentkit.data, "load_dataset", load_dataset)
+
+
+def test_without_mnist_the_default_falls_back_to_digits_loudly(monkeypatch, tmp_path, capsys):
+    """No --data and no MNIST extra: digits stand in, and the notice says how to get MNIST."""
+    _without_mnist(monkeypatch)
+    run = tmp_path / "r"
+    argv = ["train", "--model", "vae", "--steps", "2", "--batch-size", "16", "--no-progress",
+            "--set", "hidden=[16]", "--set", "data.limit=64", "--run-dir", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "MNIST is not installed" in err and "latentkit[mnist]" in err and "digits" in err
+    assert json.loads((run / "config.json").read_text())["data"]["name"] == "digits"
+
+
+def test_mnist_asked_for_by_name_is_not_replaced(monkeypatch, tmp_path, capsys):
+    _without_mnist(monkeypatch)
+    argv = ["train", "--model", "vae", "--data", "mnist", "--run-dir", str(tmp_path)]
+    assert main(argv) == 1
+    assert "latentkit[mnist]" in capsys.readouterr().err
