@@ -366,3 +366,17 @@ def test_mnist_asked_for_by_name_is_not_replaced(monkeypatch, tmp_path, capsys):
     argv = ["train", "--model", "vae", "--data", "mnist", "--run-dir", str(tmp_path)]
     assert main(argv) == 1
     assert "latentkit[mnist]" in capsys.readouterr().err
+
+
+def test_no_bits_per_dim_for_a_continuous_likelihood(tmp_path, capsys):
+    """A Gaussian p(x|z) is a density, not a probability: the report gives nats, no bits/dim."""
+    run = tmp_path / "gauss"
+    argv = ["train", "--model", "vae", *TINY, "--variant", "unit", "--set", "likelihood=gaussian",
+            "--steps", "3", "--run-dir", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "-", "--iwae-k", "2"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["discrete_likelihood"] is False
+    assert payload["bits_per_dim"] == {"elbo": None, "iwae": None}
+    assert payload["nll_nats"]["mean"] is not None

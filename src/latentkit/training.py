@@ -57,6 +57,7 @@ from latentkit.checkpoint import (
     atomic_write_bytes,
     flatten_optimizer_state,
     read_checkpoint,
+    resolve_checkpoint,
     restore_rng,
     rng_tensors,
     subset,
@@ -706,8 +707,7 @@ class Trainer:
             )
             seed_everything(self.config.seed + 104729 * self.step + self.dist.rank)
         self._rng_ready = True
-        self.last_checkpoint = Path(path) if Path(path).suffix == ".json" else None
-        self.resumed_from = self.last_checkpoint
+        self.last_checkpoint = self.resumed_from = resolve_checkpoint(path)
         self.last_metrics = dict(info.get("metrics") or {})
         if self.run_dir is not None and self.dist.is_main:
             self._truncate_metrics(self.step)
