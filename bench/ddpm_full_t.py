@@ -9,6 +9,9 @@ random data of MNIST shape). Measured side by side, medians over repeats after w
 * ``full-T ELBO (sequential)``: the ``analytic`` estimator, a Python loop of T calls (skip it
   with ``--no-sequential``).
 
+The measurements are timed in turns (ELBO, forward, sequential, ELBO, …), so a change in
+the machine's load affects them alike.
+
 An (image, t) pair is one network evaluation; a full-T ELBO of B images is B·T pairs
 (T − 1 KL terms and the decoder term; the prior term has no network). The ratio of the
 ELBO's pairs/s to the forward's pairs/s is the estimator's efficiency (1 = no overhead).
@@ -23,6 +26,7 @@ import argparse
 import math
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -39,21 +43,27 @@ def images(kind: str, batch: int, seed: int) -> torch.Tensor:
     return torch.randint(0, 256, (batch, 1, 28, 28), generator=gen).float() / 127.5 - 1
 
 
-def median_seconds(fn, *, warmup: int, repeats: int, device: torch.device) -> float:
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], *, warmup: int, repeats: int, device: torch.device
+) -> dict[str, float]:
+    """Median seconds of each function, timed in turns (a, b, a, b, …) after ``warmup``
+    rounds, so a change in the machine's load hits every measurement alike."""
 
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
+    def timed(fn) -> float:
         start = time.perf_counter()
         fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    for _ in range(warmup):
+        for fn in fns.values():
+            timed(fn)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(timed(fn))
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
@@ -84,32 +94,28 @@ def main() -> None:
     x_rows = x.repeat(math.ceil(rows / B), 1, 1, 1)[:rows]
     t_rows = torch.randint(1, T + 1, (rows,), device=device)
 
-    results = []
-
     def full_t_elbo() -> lk.ElboResult:
         return lk.elbo(model, x, estimator="layer-batched", pairs_per_call=args.pairs_per_call)
 
     with torch.inference_mode():
         bound = full_t_elbo()
-        sec = median_seconds(
-            full_t_elbo,
-            warmup=args.warmup,
-            repeats=args.repeats,
-            device=device,
-        )
-        results.append(("full-T ELBO (layer-batched)", rows, sec, B / sec, B * T / sec))
-        sec = median_seconds(
-            lambda: net(x_rows, t_rows), warmup=args.warmup, repeats=args.repeats, device=device
-        )
-        results.append(("plain forward ε_θ(x_t, t)", rows, sec, rows / sec, rows / sec))
+        fns = {"elbo": full_t_elbo, "forward": lambda: net(x_rows, t_rows)}
         if not args.no_sequential:
-            sec = median_seconds(
-                lambda: lk.elbo(model, x, estimator="analytic"),
-                warmup=min(args.warmup, 1),
-                repeats=max(1, args.repeats // 2),
-                device=device,
-            )
-            results.append(("full-T ELBO (sequential, T calls)", B, sec, B / sec, B * T / sec))
+            fns["sequential"] = lambda: lk.elbo(model, x, estimator="analytic")
+        sec = interleaved_medians(fns, warmup=args.warmup, repeats=args.repeats, device=device)
+    results = [
+        ("full-T ELBO (layer-batched)", rows, sec["elbo"], B / sec["elbo"], B * T / sec["elbo"]),
+        (
+            "plain forward ε_θ(x_t, t)",
+            rows,
+            sec["forward"],
+            rows / sec["forward"],
+            rows / sec["forward"],
+        ),
+    ]
+    if not args.no_sequential:
+        s = sec["sequential"]
+        results.append(("full-T ELBO (sequential, T calls)", B, s, B / s, B * T / s))
 
     params = sum(p.numel() for p in net.parameters())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

@@ -31,6 +31,7 @@ from latentkit_ddpm import (
 )
 from latentkit_ddpm.gaussian_oracle import gaussian_data_marginals
 from latentkit_ddpm.model import DDPMConfig
+from latentkit_ddpm.strategies import schedules
 
 import latentkit as lk
 from latentkit.distributions import diag_normal
@@ -42,17 +43,6 @@ F64 = torch.float64
 
 
 # --- strategies and helpers ---------------------------------------------------------------
-
-
-@st.composite
-def schedules(draw, min_T: int = 1, max_T: int = 12) -> dict:
-    """Config values for a schedule: linear, cosine, or a given β_1..β_T in [0.02, 0.98]."""
-    T = draw(st.integers(min_T, max_T))
-    kind = draw(st.sampled_from(("linear", "cosine", "given")))
-    if kind != "given":
-        return {"num_timesteps": T, "schedule": kind}
-    beta = draw(st.lists(st.floats(0.02, 0.98), min_size=T, max_size=T))
-    return {"num_timesteps": T, "schedule": "given", "beta": tuple(beta)}
 
 
 def gentle_schedules(min_T: int = 1, max_T: int = 6) -> st.SearchStrategy[dict]:

@@ -2,6 +2,7 @@
 
 import latentkit as lk
 from latentkit_ddpm.model import DDPMConfig, build_ddpm
+from latentkit_ddpm.strategies import ddpm_configs
 
 
 @lk.hookimpl
@@ -12,5 +13,6 @@ def latentkit_models() -> list[lk.ModelSpec]:
             config_class=DDPMConfig,
             factory=build_ddpm,
             description="DDPM: T latent layers x_1..x_T, the fixed forward diffusion as q",
+            test_configs=ddpm_configs,
         )
     ]

@@ -97,7 +97,7 @@ class DDPMConfig:
             the DDPM paper's β_t is its square).
         reverse_variance: σ_t² of p(x_{t-1} | x_t): ``beta`` (β_t²), ``posterior`` (β̃_t², the
             variance of q(x_{t-1} | x_t, x_0)) or ``learned`` (log-space interpolation
-            between them, improved DDPM).
+            between them, improved DDPM, with the weight held in [0, 1]).
         decoder: p(x_0 | x_1): ``discretized`` (8-bit data mapped to [-1, 1]; bits/dim are an
             honest bound) or ``gaussian`` (real-valued data).
         network: ε_θ: ``mlp``, ``unet`` (needs ``(C, H, W)``) or ``auto`` (unet for images).
@@ -235,7 +235,9 @@ class DDPMGenerative(lk.GenerativeChain):
         upper = s.gather(s.log_sigma_sq_upper, t, z)
         lower = s.gather(s.log_sigma_sq_lower, t, z)
         if self.reverse_variance == "learned":
-            frac = (out[:, 1] + 1) / 2  # improved DDPM eq. 15: v ∈ [0, 1] interpolates
+            # Improved DDPM eq. 15 with v = (out + 1)/2, held in [0, 1] so that σ_t² stays
+            # between β̃_t² and β_t²: an untrained network cannot extrapolate it to overflow.
+            frac = ((out[:, 1] + 1) / 2).clamp(0.0, 1.0)
             return out[:, 0], frac * upper + (1 - frac) * lower
         return out[:, 0], upper if self.reverse_variance == "beta" else lower
 
@@ -315,9 +317,11 @@ class DDPMModel(lk.LatentModel):
         Pass ``eps.detach()`` for improved DDPM's L_vlb inside L_hybrid (no gradient to μ_θ).
         """
         p, q = self.generative, self.posterior
+        nll = -p.reverse_from(t, x_t, eps, log_var, decoder=True).log_prob(x0)
+        if self.num_layers == 1:
+            return nll
         # Rows with t = 1 would give q a zero variance: evaluate them at t = 2, then discard.
         kl = kl_divergence(q.down(t.clamp(min=2), x_t, x0), p.reverse_from(t, x_t, eps, log_var))
-        nll = -p.reverse_from(t, x_t, eps, log_var, decoder=True).log_prob(x0)
         return torch.where(t == 1, nll, kl)
 
     def training_loss(self, x: Tensor) -> Tensor:
