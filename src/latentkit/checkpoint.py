@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -41,6 +42,7 @@ __all__ = [
     "atomic_write_json",
     "checkpoint_paths",
     "flatten_optimizer_state",
+    "json_safe",
     "latest_checkpoint",
     "list_checkpoints",
     "load_trained_model",
@@ -94,9 +96,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None`` (strict JSON has neither)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """:func:`atomic_write_bytes` of ``obj`` as indented JSON (strict: no NaN or inf)."""
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    """:func:`atomic_write_bytes` of ``obj`` as indented JSON (NaN and inf written as null)."""
+    text = json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
     return atomic_write_bytes(path, text.encode())
 
 

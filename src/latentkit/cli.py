@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -845,7 +844,7 @@ def write_report(
         "files": files,
         "checkpoint": str(latest_checkpoint(run_dir)),
     }
-    atomic_write_json(run_dir / "report.json", _finite_json(payload))
+    atomic_write_json(run_dir / "report.json", payload)
     out.print(report_table(report, title=f"{name} at step {step} on {dataset.name} test"))
     out.print(
         f"report: {run_dir / 'report.json'}; plots: "
@@ -854,16 +853,6 @@ def write_report(
         markup=False,
     )
     return payload
-
-
-def _finite_json(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_json(v) for v in obj]
-    return obj
 
 
 # ------------------------------------------------------------------------------ helpers

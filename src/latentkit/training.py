@@ -56,6 +56,7 @@ from latentkit.checkpoint import (
     CheckpointError,
     atomic_write_bytes,
     flatten_optimizer_state,
+    json_safe,
     read_checkpoint,
     resolve_checkpoint,
     restore_rng,
@@ -569,7 +570,7 @@ class Trainer:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(_json_safe(record)) + "\n")
+            f.write(json.dumps(json_safe(record)) + "\n")
 
     @property
     def metrics_path(self) -> Path:
@@ -645,7 +646,7 @@ class Trainer:
             },
             "optimizer": {"class": type(self.optimizer).__name__, **opt_plain},
             "world_size": self.dist.world_size,
-            "metrics": _json_safe(self.last_metrics),
+            "metrics": json_safe(self.last_metrics),
             "torch": torch.__version__,
         }
         path = write_checkpoint(
@@ -725,13 +726,3 @@ class Trainer:
             except ValueError:
                 continue  # a line cut short by the crash
         atomic_write_bytes(self.metrics_path, ("\n".join(kept) + "\n" if kept else "").encode())
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
