@@ -31,7 +31,7 @@ from latentkit_ddpm import (
 )
 from latentkit_ddpm.gaussian_oracle import gaussian_data_marginals
 from latentkit_ddpm.model import DDPMConfig
-from latentkit_ddpm.strategies import schedules
+from latentkit_ddpm.strategies import ddpm_configs, schedules
 
 import latentkit as lk
 from latentkit.distributions import diag_normal
@@ -497,3 +497,27 @@ def test_images_train_and_sample(device, config):
     assert torch.allclose(levels, levels.round(), atol=1e-3)
     bound = lk.elbo(model, x)
     assert bound.estimator == "layer-batched" and bool(torch.isfinite(bound.total).all())
+
+
+@given(config=ddpm_configs(), seed=lks.seeds())
+def test_every_declared_config_trains_and_samples(device, config, seed):
+    """Every config the plugin declares for latentkit's checks (T = 1 included): the training
+    loss is finite with finite gradients, samples are finite, and a learned σ_t² stays
+    between β̃_t² and β_t²."""
+    model = lk.load_model("ddpm", **config)
+    lks.randomize_parameters(model, seed, 0.5)
+    model = model.to(device, F64)
+    x = lk.sample(model, 3)
+    assert bool(torch.isfinite(x).all())
+    loss = model.training_loss(x)
+    assert loss.shape == (3,) and bool(torch.isfinite(loss).all())
+    loss.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    s, T = model.schedule, config["num_timesteps"]
+    t = torch.arange(1, T + 1, device=device).repeat_interleave(3)
+    _, log_var = model.generative.eps_and_log_var(t, x.repeat(T, *[1] * (x.ndim - 1)))
+    lower = s.gather(s.log_sigma_sq_lower, t, log_var).expand_as(log_var)
+    upper = s.gather(s.log_sigma_sq_upper, t, log_var).expand_as(log_var)
+    slack = 1e-12 * (1 + lower.abs() + upper.abs())
+    assert bool((log_var >= torch.minimum(lower, upper) - slack).all())
+    assert bool((log_var <= torch.maximum(lower, upper) + slack).all())
