@@ -109,6 +109,7 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
         "--eval-limit",
         type=int,
         dest="eval_examples",
+        metavar="N",
         help="test examples to evaluate (default: all, fewer for long chains)",
     )
     g.add_argument("--num-samples", type=int, help="draws of z per example for the ELBO")
@@ -142,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--set latent_dim=16",
     )
     p.add_argument("--model", help="registry name (see `latentkit list`)")
-    p.add_argument("--config", type=Path, help="TOML file (see `latentkit --help` docs)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="TOML file: model = NAME, [model_config], [train], [data], [evaluate] (docs/cli.md)",
+    )
     p.add_argument(
         "--set",
         action="append",
