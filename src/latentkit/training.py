@@ -114,7 +114,9 @@ class TrainConfig:
         log_every: steps between metric lines (and live-display updates).
         eval_every: steps between test-set ELBO evaluations (0: only at the end).
         eval_examples: test examples in each periodic evaluation (0: all).
-        eval_estimator: ELBO estimator for the periodic evaluations.
+        eval_estimator: ELBO estimator for the periodic evaluations; ``auto`` is the one the
+            logged training terms use (``single-layer`` for layer-batched chains such as a
+            DDPM: unbiased, and one network call per example instead of T).
         checkpoint_every: steps between checkpoints (0: only at the end).
         keep_checkpoints: how many checkpoints to keep (older ones are deleted).
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present).
@@ -541,11 +543,12 @@ class Trainer:
         record = None
         if self.dist.is_main and self.test_data is not None:
             n = self.config.eval_examples or self.test_data.shape[0]
+            estimator = self.config.eval_estimator
             report = evaluate(
                 self.model,
                 self.test_data[:n],
                 iwae_k=0,
-                estimator=self.config.eval_estimator,
+                estimator=self._term_estimator if estimator == "auto" else estimator,
                 seed=self.config.seed + 1,
             )
             self.model.train()
