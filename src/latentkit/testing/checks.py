@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import copy
 import math
+import pathlib
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 import torch
 from einops import rearrange, repeat
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, HypothesisException
+from hypothesis.internal.conjecture import engine as hypothesis_engine
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
@@ -39,6 +42,7 @@ from latentkit.errors import NotTractableError
 from latentkit.estimators import resolve_estimator
 from latentkit.oracles import exact_log_prob
 from latentkit.registry import get_model_spec, load_model
+from latentkit.sampling import sample
 from latentkit.testing.strategies import (
     model_configs,
     model_data,
@@ -51,7 +55,9 @@ __all__ = [
     "CHECKS",
     "EXACT_RTOL",
     "REPLICATES",
+    "SHRINK_SECONDS",
     "Z_CRITICAL",
+    "CaseError",
     "Check",
     "CheckFailure",
     "CheckResult",
@@ -67,12 +73,17 @@ __all__ = [
 
 Z_CRITICAL = 4.5
 REPLICATES = 64
+SHRINK_SECONDS = 30.0
 EXACT_RTOL = 1e-8
 """float64 round-off allowance, relative to 1 + |value|: ~10⁷ ulps, far below any real error."""
 
 
 class CheckFailure(AssertionError):
     """A property check found a violation; the message says which values, by how much."""
+
+
+class CaseError(CheckFailure):
+    """No case could be made: the model failed to build, or to give finite samples."""
 
 
 class NotApplicable(Exception):
@@ -157,7 +168,7 @@ def model_cases(
     except HypothesisException:
         raise
     except Exception as exc:
-        raise CheckFailure(
+        raise CaseError(
             f"building model {name!r} or sampling data from it failed for "
             f"config={config!r}, seed={seed}: {type(exc).__name__}: {exc}"
         ) from exc
@@ -343,6 +354,30 @@ def _kl_terms(result) -> dict[str, Tensor]:
 
 
 # ---- the checks --------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def samples(case: ModelCase) -> None:
+    """The model builds and samples.
+
+    Proves: for every drawn config and seed the model builds, and ancestral sampling
+    (``latentkit.sample``) gives finite data of shape ``[n, *data_shape]`` and finite
+    latents of the declared shapes. (Drawing the case already built the model and sampled
+    from it; a failure there is reported here, and the later checks are then skipped.)
+    """
+    model, n = case.model, case.x.shape[0]
+    with case.draws():
+        x, latents = sample(model, n, return_latents=True)
+    if tuple(x.shape) != (n, *model.data_shape):
+        raise CheckFailure(
+            f"samples have shape {tuple(x.shape)}, expected {(n, *model.data_shape)}"
+        )
+    for l, (z, shape) in enumerate(zip(latents, model.generative.latent_shapes), start=1):
+        if tuple(z.shape) != (n, *shape):
+            raise CheckFailure(f"z_{l} has shape {tuple(z.shape)}, expected {(n, *shape)}")
+    for what, value in (("x", x), *((f"z_{l}", z) for l, z in enumerate(latents, start=1))):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckFailure(f"sampled {what} is not finite: {value.tolist()}")
 
 
 def finite_values_and_gradients(case: ModelCase) -> None:
@@ -645,6 +680,7 @@ def _no_cuda() -> str | None:
 
 
 CHECKS: tuple[Check, ...] = (
+    Check("samples", "builds and samples", samples),
     Check("finite", "finite values and gradients", finite_values_and_gradients),
     Check("beta-ordering", "ELBO_β ≤ ELBO (β ≥ 1)", beta_ordering),
     Check("kl-nonnegative", "KL terms ≥ 0", kl_nonnegative),
@@ -673,6 +709,8 @@ class CheckResult:
     not_applicable: int = 0
     detail: str = ""
     counterexample: str = ""
+    no_case: bool = False
+    """The failure came from drawing the case (see :class:`CaseError`), not the check."""
 
     @property
     def failed(self) -> bool:
@@ -683,6 +721,9 @@ def _settings(max_examples: int | None, derandomize: bool | None) -> settings:
     base = settings.default
     return settings(
         base,
+        # The explain phase annotates Hypothesis's own print of the case, which we replace
+        # with ModelCase's repr; it costs more than the shrinking itself.
+        phases=[p for p in base.phases if p != Phase.explain],
         max_examples=max_examples if max_examples is not None else base.max_examples,
         derandomize=derandomize if derandomize is not None else base.derandomize,
         deadline=None,
@@ -701,11 +742,13 @@ def run_check(
     max_examples: int | None = None,
     derandomize: bool | None = None,
     configs: st.SearchStrategy[dict] | None = None,
+    shrink_seconds: float = SHRINK_SECONDS,
 ) -> CheckResult:
     """Run one check on model ``name`` over up to ``max_examples`` Hypothesis examples.
 
     ``max_examples``/``derandomize`` default to the active Hypothesis profile's;
-    ``configs`` overrides the plugin's ``test_configs``.
+    ``configs`` overrides the plugin's ``test_configs``; ``shrink_seconds`` bounds the
+    time Hypothesis spends shrinking a failure (the case is then partly shrunk).
     """
     reason = check.skip_reason()
     if reason is not None:
@@ -730,26 +773,40 @@ def run_check(
     test = _settings(max_examples, derandomize)(
         given(case=model_cases(name, device=device, configs=configs))(prop)
     )
+    shrink_limit = hypothesis_engine.MAX_SHRINKING_SECONDS
+    # Hypothesis documents this constant as monkeypatchable; its default is 300 s.
+    hypothesis_engine.MAX_SHRINKING_SECONDS = shrink_seconds
     try:
         test()
     except (Exception, Flaky) as exc:  # the property's failure, after shrinking
         notes = "\n".join(getattr(exc, "__notes__", ()))
         if "case" in seen:  # Hypothesis's own print of it varies with its version and phase
             notes = f"Falsifying example: {seen['case']!r}"
-        message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CheckFailure) else str(exc)
         return CheckResult(
             check,
             "failed",
             examples=seen["first_failure"] or seen["examples"],
             not_applicable=seen["not_applicable"],
-            detail=message,
+            detail=_describe(exc),
             counterexample=notes,
+            no_case=isinstance(exc, CaseError),
         )
+    finally:
+        hypothesis_engine.MAX_SHRINKING_SECONDS = shrink_limit
     if seen["examples"] and seen["not_applicable"] == seen["examples"]:
         return CheckResult(
             check, "not applicable", seen["examples"], seen["not_applicable"], reasons[-1]
         )
     return CheckResult(check, "passed", seen["examples"], seen["not_applicable"])
+
+
+def _describe(exc: BaseException) -> str:
+    """A check's own failure message; for anything else its type, message and where."""
+    if isinstance(exc, CheckFailure):
+        return str(exc)
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    where = "; ".join(f"{pathlib.Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
+    return f"{type(exc).__name__}: {exc} (at {where})"
 
 
 def _select(checks: Iterable[str] | None) -> list[Check]:
@@ -770,27 +827,35 @@ def run_checks(
     derandomize: bool | None = None,
     checks: Iterable[str] | None = None,
     configs: st.SearchStrategy[dict] | None = None,
+    shrink_seconds: float = SHRINK_SECONDS,
     on_result: Callable[[CheckResult], Any] | None = None,
 ) -> list[CheckResult]:
     """Run the checks (all of :data:`CHECKS`, or those keyed in ``checks``) on model ``name``.
 
     Raises ``UnknownModelError`` for an unregistered name and ``ValueError`` for an unknown
     check or a CUDA device on a machine without one. ``on_result`` is called as each check
-    finishes (progress display).
+    finishes (progress display). When no case can be drawn at all (the model does not
+    build or sample), the checks after the one that found it are skipped.
     """
     get_model_spec(name)
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but there is no CUDA device")
-    results = []
+    results: list[CheckResult] = []
     for check in _select(checks):
-        result = run_check(
-            check,
-            name,
-            device=device,
-            max_examples=max_examples,
-            derandomize=derandomize,
-            configs=configs,
-        )
+        broken = next((r for r in results if r.no_case), None)
+        if broken is not None:
+            reason = f"no case could be drawn (see {broken.check.key!r})"
+            result = CheckResult(check, "skipped", detail=reason)
+        else:
+            result = run_check(
+                check,
+                name,
+                device=device,
+                max_examples=max_examples,
+                derandomize=derandomize,
+                configs=configs,
+                shrink_seconds=shrink_seconds,
+            )
         results.append(result)
         if on_result is not None:
             on_result(result)

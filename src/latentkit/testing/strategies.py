@@ -199,7 +199,10 @@ def model_data(
 
     def from_model(b: int, seed: int) -> torch.Tensor:
         with seeded(seed, ref.device):
-            return sample(model, b).to(ref.dtype)
+            x = sample(model, b).to(ref.dtype)
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"latentkit.sample gave non-finite data under seed {seed}")
+        return x
 
     samples = st.builds(from_model, batch, seeds())
     if not _real_valued(model):
