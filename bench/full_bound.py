@@ -31,9 +31,9 @@ class FullBoundSize:
     batches: tuple[int, ...] = (4, 16, 64)  # the batch sweep, at T = max(timesteps)
     hidden: tuple[int, ...] = (256, 256)
     pairs_per_call: int = 8192  # latentkit's default
-    rounds: int = 5
+    rounds: int = 7
     unet_batch: int = 2  # one U-Net point at T = max(timesteps); 0 skips it
-    unet_rounds: int = 3
+    unet_rounds: int = 5
 
 
 def digit_images(batch: int) -> Tensor:

@@ -268,6 +268,10 @@ def markdown(ctx: dict) -> str:
     )
     w(f"- **GPU:** {ctx['gpu']}\n")
 
+    glance = _at_a_glance(rows, full, quality)
+    if glance:
+        w("## At a glance\n")
+        w(glance + "\n")
     w("## Method\n")
     w(
         "Every comparison is one *group* of contenders measured in the same run: each contender "
@@ -478,6 +482,55 @@ def markdown(ctx: dict) -> str:
     w("## GPU\n")
     w(ctx["gpu"] + "\n")
     return "\n".join(L)
+
+
+def _span(rs: list[dict]) -> str:
+    lo, hi = min(r["ratio"] for r in rs), max(r["ratio"] for r in rs)
+    return f"{lo:.2f}×" if abs(hi - lo) < 0.005 else f"{lo:.2f}–{hi:.2f}×"
+
+
+def _at_a_glance(rows: list[dict], full: dict | None, quality: dict | None) -> str:
+    out = []
+    over = [r for r in rows if r["kind"] == "overhead"]
+    for task in ("train step", "ELBO eval", "full-T ELBO eval"):
+        rs = [r for r in over if r["task"] == task]
+        if rs:
+            met = sum(r["met"] for r in rs)
+            out.append(
+                f"- latentkit ÷ hand-written PyTorch, {task}: {_span(rs)} "
+                f"({', '.join(r['model'] for r in rs)}; {met} of {len(rs)} within the 5% target)"
+            )
+    for peer in ("pythae", "diffusers"):
+        rs = [r for r in rows if r["kind"] == "peer" and r["b"] == peer]
+        if rs:
+            faster = sum(r["met"] for r in rs)
+            out.append(
+                f"- latentkit ÷ {peer}: {_span(rs)} ({faster} of {len(rs)} comparisons faster)"
+            )
+    if full:
+        pts = _full_points(full)
+        mlp = [p for p in pts if p["net"] == "MLP"]
+        eff = [p["efficiency"] for p in mlp]
+        line = (
+            f"- DDPM full-T ELBO throughput ÷ plain forward: {min(eff):.2f}–{max(eff):.2f} "
+            "with the MLP ε-network"
+        )
+        if full.get("unet"):
+            line += f", {full['unet']['efficiency']:.2f} with the U-Net"
+        out.append(line + " (target ≥ 0.80)")
+    if quality and quality.get("vae"):
+        v = quality["vae"]
+        line = f"- VAE test NLL after {v['steps']} steps: latentkit {_pm(v['latentkit']['nll'])}"
+        if v.get("pythae"):
+            line += f", pythae {_pm(v['pythae']['nll'])}"
+        out.append(line + " nats")
+    if quality and quality.get("ddpm"):
+        d = quality["ddpm"]
+        out.append(
+            f"- DDPM test bits/dim after {d['steps']} steps: "
+            + ", ".join(f"{k} {r['bits_per_dim'][0]:.2f}" for k, r in d["runs"].items())
+        )
+    return "\n".join(out)
 
 
 KEY_GROUPS = ("latentkit core", "latentkit plugin", "torch.distributions", "einops")

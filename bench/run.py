@@ -20,6 +20,7 @@ from pathlib import Path
 # on 2 busy cores); sleeping costs microseconds of wake-up, the same for every contender.
 # It must be set before torch loads its OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("KINETO_LOG_LEVEL", "99")  # torch.profiler's start/stop lines on stderr
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
