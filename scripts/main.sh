@@ -15,5 +15,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
 . "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
+# One thread per process unless you say otherwise: these small networks gain little from a
+# second thread, and OpenMP threads that spin on a busy machine slow training ten-fold
+# (torchrun sets the same default for each of its workers).
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 python -m latentkit.cli train --model vae --steps 8000 --batch-size 128 --eval-every 500 \
     --checkpoint-every 1000 --report --overwrite "$@"
