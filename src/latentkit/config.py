@@ -47,13 +47,14 @@ def structure_config(config_class: type, values: Mapping[str, Any], *, model: st
         ]
         raise ConfigError(f"{where}: " + "; ".join(messages)) from None
     except (ValueError, TypeError) as exc:  # attrs validators run inside the constructor
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where}: {_say(exc, config_class)}") from None
 
 
 def _say(exc: BaseException, type_: Any) -> str:
     # attrs validators already name the field and the allowed range: keep their words.
-    if isinstance(exc, ValueError) and str(exc):
-        return str(exc)
+    # attrs' in_() raises ValueError(message, attribute, options, value): keep the message.
+    if isinstance(exc, ValueError) and exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
     return format_exception(exc, type_)
 
 
