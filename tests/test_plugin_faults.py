@@ -68,6 +68,7 @@ FAULTY = {
         "typo",
         "import latentkit as lk\n\n@lk.hookimpl\ndef latentkit_model():\n    return []\n",
     ),
+    "fault-quoted": ("quoted", GOOD.replace("good-model", "quoted-model")),
     "fault-good": ("good", GOOD),
     "fault-twin": ("good", GOOD.replace("good-model", "twin-model")),
 }
@@ -88,6 +89,10 @@ def faulty_path(tmp_path_factory) -> list[pathlib.Path]:
     first, second = tmp_path_factory.mktemp("plugins_a"), tmp_path_factory.mktemp("plugins_b")
     for dist, (entry_point, source) in FAULTY.items():
         write_distribution(second if dist == "fault-twin" else first, dist, entry_point, source)
+    # A value copied from pyproject.toml with its quotes: not a valid entry point.
+    (first / "fault_quoted-0.1.dist-info" / "entry_points.txt").write_text(
+        '[latentkit.plugins]\nquoted = "fault_quoted_hooks"\n'
+    )
     return [first, second]
 
 
@@ -154,6 +159,7 @@ def test_a_duplicate_entry_point_name_is_reported_not_silently_dropped(registry_
         ("fault-bad-name", ["'name' must be lower case", "'Bad Name!'"]),
         ("fault-raises", ["latentkit_models() raised", "the plugin crashed"]),
         ("fault-typo", ["'latentkit_model'", "not a latentkit hook", "latentkit_models"]),
+        ("fault-quoted", ["malformed entry point value", "'\"fault_quoted_hooks\"'", "unquoted"]),
     ],
 )
 def test_a_malformed_plugin_is_reported_with_its_distribution(registry_state, dist, words):

@@ -119,6 +119,16 @@ class _Registry:
                     )
                 continue
             seen[ep.name] = dist
+            if not ep.pattern.match(ep.value):
+                self.faults.append(
+                    PluginFault(
+                        dist,
+                        ep.name,
+                        f"malformed entry point value {ep.value!r}: expected 'package.module' "
+                        "or 'package.module:object', unquoted",
+                    )
+                )
+                continue
             try:
                 self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
             except Exception as exc:
