@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     train, test = digits(args.seed)
     console.print(f"digits: {len(train)} train / {len(test)} test, 64 dims, dequantized to [0, 1]")
     models = {
-        "vae linear (pPCA)": lk.load_model("vae", data_shape=(64,), latent_dim=8, architecture="linear"),
+        "vae linear (pPCA)": lk.load_model(
+            "vae", data_shape=(64,), latent_dim=8, architecture="linear"
+        ),
         "vae mlp": lk.load_model("vae", data_shape=(64,), latent_dim=8, hidden=(64, 64)),
     }
     table = Table(title=f"test set, nats per example (mean over {len(test)} digits)")
