@@ -7,8 +7,8 @@ yourself. Notation and derivations: ``docs/bounds.md``.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
-import attrs
 import torch
 from einops import rearrange, repeat
 from torch import Tensor
@@ -21,12 +21,12 @@ from latentkit.validation import check_data, check_positive_int
 __all__ = ["ElboResult", "bits_per_dim", "elbo", "iwae"]
 
 
-@attrs.frozen(eq=False)
-class ElboResult:
+class ElboResult(NamedTuple):
     """The bound and its named terms, each ``[batch]`` (``layer_kl``: ``[batch, L-1]``).
 
     ``total = reconstruction − beta · (prior_matching + layer_kl.sum(-1))``, averaged over
     ``num_samples`` draws; ``samples`` keeps each draw's total, ``[num_samples, batch]``.
+    (A NamedTuple so that torch.compile traces code returning it without a graph break.)
     """
 
     total: Tensor

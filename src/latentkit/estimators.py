@@ -29,9 +29,8 @@ estimator is one subclass registered in ``ESTIMATORS``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
-import attrs
 import torch
 from einops import rearrange, repeat
 from torch import Tensor
@@ -49,9 +48,11 @@ __all__ = [
 ]
 
 
-@attrs.frozen(eq=False)
-class Draw:
-    """One estimator pass over n examples: the bound's terms before β is applied."""
+class Draw(NamedTuple):
+    """One estimator pass over n examples: the bound's terms before β is applied.
+
+    A NamedTuple rather than an attrs class: torch.compile traces it without a graph break.
+    """
 
     reconstruction: Tensor  # [n]
     prior_matching: Tensor  # [n]

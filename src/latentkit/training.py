@@ -393,6 +393,9 @@ class Trainer:
         x = self.train_data[: min(share, self.train_data.shape[0])].to(self.device)
         try:
             with self._fork_rng(self.config.seed), self._autocast_for(self.device):
+                # One eager call first: torch.distributions memoizes each KL pair's function
+                # on first use, and Dynamo traces the memo lookup but not the dispatch.
+                objective(x)
                 compiled(x)
         except Exception as exc:  # Dynamo's failures have many types; all mean "not this model"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
