@@ -84,7 +84,7 @@ def measure_point(model, x: Tensor, *, pairs_per_call: int, rounds: int) -> dict
         "elbo_pairs_per_s": B * T / t["elbo"].median,
         "forward_pairs_per_s": B * T / t["forward"].median,
         "efficiency": med,
-        "efficiency_iqr": (lo, hi),
+        "efficiency_ci": (lo, hi),
         "raw": {k: list(v.per_call) for k, v in t.items()},
     }
 

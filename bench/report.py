@@ -32,7 +32,7 @@ def ratio_rows(groups) -> list[dict]:
                     "a": a,
                     "b": b,
                     "ratio": med,
-                    "iqr": (lo, hi),
+                    "ci": (lo, hi),
                     "a_ms": g.timings[a].median * 1e3,
                     "b_ms": g.timings[b].median * 1e3,
                     "kind": "peer" if peer else "overhead",
@@ -46,13 +46,13 @@ def ratio_rows(groups) -> list[dict]:
 
 
 def _fmt_ratio(r: dict) -> str:
-    return f"{r['ratio']:.3f} ({r['iqr'][0]:.2f}–{r['iqr'][1]:.2f})"
+    return f"{r['ratio']:.3f} ({r['ci'][0]:.2f}–{r['ci'][1]:.2f})"
 
 
 def print_tables(
     console: Console, rows: list[dict], checks: list[dict], full: dict | None, quality: dict | None
 ) -> None:
-    t = Table(title="latentkit ÷ other, per step (median of paired rounds; IQR)")
+    t = Table(title="latentkit ÷ other, per step (median of paired rounds; 95% CI)")
     for col in ("model", "task", "other", "ratio", "latentkit ms", "other ms", "target"):
         t.add_column(col, justify="right" if col not in ("model", "task", "other") else "left")
     for r in rows:
@@ -151,8 +151,8 @@ def plot_ratios(rows: list[dict], path: Path) -> None:
     labels = [f"{r['model']} {r['task']}\nvs {r['b']}" for r in rows]
     meds = [r["ratio"] for r in rows]
     err = [
-        [m - r["iqr"][0] for m, r in zip(meds, rows)],
-        [r["iqr"][1] - m for m, r in zip(meds, rows)],
+        [m - r["ci"][0] for m, r in zip(meds, rows)],
+        [r["ci"][1] - m for m, r in zip(meds, rows)],
     ]
     colors = ["tab:blue" if r["kind"] == "overhead" else "tab:orange" for r in rows]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
@@ -161,7 +161,7 @@ def plot_ratios(rows: list[dict], path: Path) -> None:
     ax.axvline(1.0, color="k", lw=1)
     ax.axvline(OVERHEAD_TARGET, color="tab:red", lw=1, ls="--", label="5% overhead target")
     ax.set_yticks(y, labels, fontsize=7)
-    ax.set_xlabel("time ratio latentkit ÷ other (median of paired rounds, IQR bars)")
+    ax.set_xlabel("time ratio latentkit ÷ other (median of paired rounds, 95% CI bars)")
     ax.set_title("Per-step time: blue = hand-written PyTorch, orange = peer library")
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
@@ -192,11 +192,11 @@ def plot_full_bound(full: dict, path: Path) -> None:
         )
         ax.fill_between(
             xs,
-            [p["efficiency_iqr"][0] for p in pts],
-            [p["efficiency_iqr"][1] for p in pts],
+            [p["efficiency_ci"][0] for p in pts],
+            [p["efficiency_ci"][1] for p in pts],
             color="tab:blue",
             alpha=0.2,
-            label="interquartile range over rounds",
+            label="95% CI of the median over rounds",
         )
         if full.get("unet") and key == "by_batch":
             u = full["unet"]
@@ -280,7 +280,8 @@ def markdown(ctx: dict) -> str:
         f"{ctx['block_s']:.2f} s (calls per block calibrated once, the same for all contenders "
         "of a group). A **ratio** is the median over rounds of the per-round ratio "
         "latentkit ÷ other (the two blocks of a round ran seconds apart, so a slow spell of the "
-        "machine hits both); the range in brackets is its interquartile range. Absolute "
+        "machine hits both); the range in brackets is a distribution-free 95% confidence "
+        "interval of that median (order statistics of the per-round ratios). Absolute "
         "medians are given in ms on the device above. A *training step* is "
         "`loss.mean()`, `zero_grad`, `backward`, `Adam.step` on one batch; an *ELBO "
         "evaluation* is one bound per example under `torch.no_grad()` through "
@@ -372,11 +373,11 @@ def markdown(ctx: dict) -> str:
         )
         w(
             "| ε-network | T | batch | full-T ELBO images/s | ELBO pairs/s | forward pairs/s "
-            "| efficiency (IQR) |"
+            "| efficiency (95% CI) |"
         )
         w("|---|---:|---:|---:|---:|---:|---:|")
         for p in _full_points(full):
-            lo, hi = p["efficiency_iqr"]
+            lo, hi = p["efficiency_ci"]
             w(
                 f"| {p['net']} | {p['T']} | {p['batch']} | {p['elbo_images_per_s']:.2f} | "
                 f"{p['elbo_pairs_per_s']:.0f} | {p['forward_pairs_per_s']:.0f} | "
@@ -394,14 +395,14 @@ def markdown(ctx: dict) -> str:
             w(
                 f"What the bound itself costs (MLP, T = {dr['T']}, batch {dr['batch']}, "
                 "interleaved): the hand-written full-T ELBO (`bench/baselines.py`, same chunks) "
-                f"takes {h[0]:.2f}× latentkit's time (IQR {h[1]:.2f}–{h[2]:.2f}), so the "
+                f"takes {h[0]:.2f}× latentkit's time (95% CI {h[1]:.2f}–{h[2]:.2f}), so the "
                 "efficiency lost against the plain forward is the bound's own elementwise "
                 "work — drawing x_t, q's posterior mean, the KL, the timestep embedding per "
                 "row — more than framework overhead. latentkit also draws one normal per "
                 "(image, t) pair that the analytic KL never reads "
                 "(`kl_or_log_ratio(q_l, p_l, _draw(q_l), analytic=True)` in "
                 "`latentkit/estimators.py`); adding those draws to the hand-written bound makes "
-                f"it {dd[0]:.2f}× slower (IQR {dd[1]:.2f}–{dd[2]:.2f}), and latentkit ÷ that "
+                f"it {dd[0]:.2f}× slower (95% CI {dd[1]:.2f}–{dd[2]:.2f}), and latentkit ÷ that "
                 f"version is {ld[0]:.2f}.\n"
             )
         if ctx.get("full_note"):
@@ -597,7 +598,7 @@ def _md_hotspots(hs: list[dict], ladder: dict) -> str:
 
 def _md_ratio_table(rows: list[dict]) -> str:
     out = [
-        "| model | task | data and size | vs | ratio latentkit ÷ other (IQR) | latentkit ms "
+        "| model | task | data and size | vs | ratio latentkit ÷ other (95% CI) | latentkit ms "
         "| other ms | rounds × calls | target |",
         "|---|---|---|---|---:|---:|---:|---:|:-:|",
     ]

@@ -42,8 +42,8 @@ class StepSize:
     timesteps: int = 1000
     elbo_batch: int = 128  # VAE / HVAE ELBO evaluation
     ddpm_elbo_batch: int = 8  # full-T: B·T network rows per evaluation
-    rounds: int = 15
-    block_seconds: float = 0.25  # each contender's block of calls per round lasts about this
+    rounds: int = 31
+    block_seconds: float = 0.12  # each contender's block of calls per round lasts about this
     warmup: int = 3
 
 

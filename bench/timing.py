@@ -4,11 +4,13 @@ Each round runs every contender's block of ``inner`` calls, in an order that rev
 every other round (A B C, C B A, ...), so neither position nor a slow drift of the
 machine favours one side. A contender's time is the median over rounds of its per-call
 time; a ratio is the median over rounds of the *paired* per-round ratio (each round's
-two blocks ran seconds apart), with its interquartile range as the spread.
+two blocks ran seconds apart), with a distribution-free 95% confidence interval of that
+median from the order statistics.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -64,11 +66,24 @@ def interleaved(
     return {n: Timing(n, tuple(t)) for n, t in times.items()}
 
 
+def median_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median: the k-th smallest and k-th
+    largest values, k the largest rank with P(Binomial(n, ½) < k) ≤ (1 − level)/2."""
+    xs, n = sorted(values), len(values)
+    tail, k = 0.0, 0
+    for j in range(n + 1):
+        p = math.comb(n, j) / 2**n
+        if tail + p > (1 - level) / 2:
+            break
+        tail, k = tail + p, j + 1
+    return (xs[0], xs[-1]) if k == 0 else (xs[k - 1], xs[n - k])
+
+
 def ratio(a: Timing, b: Timing) -> tuple[float, float, float]:
-    """a / b as (median, 25th, 75th percentile) of the paired per-round ratios."""
-    rs = sorted(x / y for x, y in zip(a.per_call, b.per_call))
-    q = statistics.quantiles(rs, n=4) if len(rs) > 1 else [rs[0]] * 3
-    return statistics.median(rs), q[0], q[2]
+    """a / b as (median, 95% CI low, high) of the paired per-round ratios."""
+    rs = [x / y for x, y in zip(a.per_call, b.per_call)]
+    lo, hi = median_ci(rs)
+    return statistics.median(rs), lo, hi
 
 
 def difference(a: Timing, b: Timing) -> float:
