@@ -251,10 +251,13 @@ def assert_le_in_expectation(a: Tensor, b: Tensor, what: str, *, paired: bool = 
         raise CheckFailure(f"{what} fails for example {i}: the difference is {d:.6g}, {spread}")
 
 
-def assert_equal_in_expectation(a: Tensor, b: Tensor, what: str, *, paired: bool) -> None:
-    """E[a] = E[b] per entry: the two one-sided comparisons at Z_CRITICAL each."""
-    assert_le_in_expectation(a, b, f"{what} (left > right)", paired=paired)
-    assert_le_in_expectation(b, a, f"{what} (left < right)", paired=paired)
+def assert_equal_in_expectation(
+    a: Tensor, b: Tensor, what: str, names: tuple[str, str], *, paired: bool
+) -> None:
+    """E[a] = E[b] per entry: the two one-sided comparisons at Z_CRITICAL each; ``names``
+    name a and b in the message, e.g. ``E[ELBO]: CUDA ≤ CPU fails ...``."""
+    assert_le_in_expectation(a, b, f"{what}: {names[0]} ≤ {names[1]}", paired=paired)
+    assert_le_in_expectation(b, a, f"{what}: {names[1]} ≤ {names[0]}", paired=paired)
 
 
 def enumerable(model: LatentModel, x: Tensor) -> bool:
@@ -591,7 +594,8 @@ def kl_analytic_vs_monte_carlo(case: ModelCase) -> None:
             assert_equal_in_expectation(
                 _per_replicate(value),
                 _per_replicate(mc_terms[term]),
-                f"E[{term}]: analytic vs Monte Carlo",
+                f"E[{term}]",
+                ("analytic", "Monte Carlo"),
                 paired=True,
             )
 
@@ -625,7 +629,7 @@ def estimator_agreement(case: ModelCase) -> None:
         down = _per_replicate(elbo(model, xr, estimator="analytic").total)
     with case.draws(2):
         up = _per_replicate(elbo(model, xr, estimator="bottom-up").total)
-    assert_equal_in_expectation(down, up, "E[ELBO]: top-down vs bottom-up", paired=False)
+    assert_equal_in_expectation(down, up, "E[ELBO]", ("top-down", "bottom-up"), paired=False)
 
 
 @torch.no_grad()
@@ -654,7 +658,7 @@ def device_agreement(case: ModelCase) -> None:
         assert_close(exact_log_prob(gpu, x_gpu).cpu(), log_p, "exact log p(x): CUDA vs CPU")
     on_cpu = expected_elbo(cpu, x_cpu, attrs.evolve(case, model=cpu, x=x_cpu), 1)
     on_cuda = expected_elbo(gpu, x_gpu, attrs.evolve(case, model=gpu, x=x_gpu), 1).cpu()
-    assert_equal_in_expectation(on_cuda, on_cpu, "E[ELBO]: CUDA vs CPU", paired=False)
+    assert_equal_in_expectation(on_cuda, on_cpu, "E[ELBO]", ("CUDA", "CPU"), paired=False)
 
 
 # ---- running them ------------------------------------------------------------------------

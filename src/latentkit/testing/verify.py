@@ -6,6 +6,7 @@ examples tried, result) and, for each failure, Hypothesis's shrunk counterexampl
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +41,8 @@ def _one_thread() -> Iterator[None]:
 def _result_cell(result: CheckResult) -> Text:
     text = Text(result.status.upper() if result.failed else result.status, _STYLE[result.status])
     if result.detail and not result.failed:
-        text.append(f": {result.detail}", "dim")
+        # The reason's first clause; the rest is for the Python API (CheckResult.detail).
+        text.append(": " + re.split(r": |; ", result.detail)[0], "dim")
     elif result.not_applicable:
         text.append(f" ({result.not_applicable} not applicable)", "dim")
     return text
@@ -84,7 +86,7 @@ def verify_command(
             "[yellow]note:[/] the plugin declares no test_configs; checking the default config only"
         )
     table = Table(title=f"latentkit verify {name}")
-    table.add_column("check")
+    table.add_column("check", no_wrap=True)
     table.add_column("examples tried", justify="right")
     table.add_column("result")
     table.add_column("time", justify="right", style="dim")
@@ -95,7 +97,7 @@ def verify_command(
         elapsed = time.perf_counter() - started
         started = time.perf_counter()
         table.add_row(
-            f"{result.check.key}  [dim]{result.check.title}[/]",
+            result.check.key,
             str(result.examples),
             _result_cell(result),
             f"{elapsed:.1f}s",
