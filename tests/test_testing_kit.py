@@ -209,6 +209,40 @@ def test_batch_coupling_is_caught_and_nothing_else(broken_models):
     assert {key for key, s in status.items() if s == "failed"} == {"batch-independence"}
 
 
+class SometimesUnbuildable:
+    @attrs.frozen
+    class Config:
+        bad: bool = False
+
+    @staticmethod
+    @lk.hookimpl
+    def latentkit_models():
+        def build(cfg):
+            if cfg.bad:
+                raise RuntimeError("this config cannot be built")
+            return lk.load_model("vae", data_shape=(2,), latent_dim=1, hidden=(3,))
+
+        configs = lambda: st.fixed_dictionaries({"bad": st.booleans()})  # noqa: E731
+        return [
+            lk.ModelSpec("unbuildable", SometimesUnbuildable.Config, build, test_configs=configs)
+        ]
+
+
+def test_a_model_that_cannot_always_be_built_fails_samples_and_skips_the_rest():
+    """One failure, shrunk to the config that cannot be built, instead of ten."""
+    lk.register_plugin(SometimesUnbuildable, name="unbuildable")
+    try:
+        results = run_checks("unbuildable")
+    finally:
+        lk.unregister_plugin(SometimesUnbuildable)
+    first, *rest = results
+    assert first.check.key == "samples" and first.status == "failed"
+    assert "config={'bad': True}" in first.detail and "this config cannot be built" in first.detail
+    assert first.counterexample.startswith("Falsifying example: latentkit.testing.build_model(")
+    assert {r.status for r in rest} == {"skipped"}
+    assert all("no case could be drawn (see 'samples')" in r.detail for r in rest)
+
+
 def test_unknown_check_and_unknown_model_are_clear_errors():
     with pytest.raises(ValueError, match="unknown check.*known checks"):
         run_checks("vae", checks=["no-such-check"])

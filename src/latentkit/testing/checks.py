@@ -83,7 +83,14 @@ class CheckFailure(AssertionError):
 
 
 class CaseError(CheckFailure):
-    """No case could be made: the model failed to build, or to give finite samples."""
+    """No case could be made: the model failed to build, or to give finite samples.
+
+    ``drawn`` is what was drawn before it failed, as a call that rebuilds the model.
+    """
+
+    def __init__(self, message: str, drawn: str = ""):
+        super().__init__(message)
+        self.drawn = drawn
 
 
 class NotApplicable(Exception):
@@ -170,7 +177,8 @@ def model_cases(
     except Exception as exc:
         raise CaseError(
             f"building model {name!r} or sampling data from it failed for "
-            f"config={config!r}, seed={seed}: {type(exc).__name__}: {exc}"
+            f"config={config!r}, seed={seed}: {type(exc).__name__}: {exc}",
+            drawn=f"latentkit.testing.build_model({name!r}, {config!r}, {seed})",
         ) from exc
     k = draw(st.integers(1, 4))
     return ModelCase(
@@ -773,10 +781,17 @@ def run_check(
             seen["case"] = case  # the last failure Hypothesis replays is the shrunk one
             raise
 
+    @st.composite
+    def cases(draw) -> ModelCase:
+        try:
+            return draw(model_cases(name, device=device, configs=configs))
+        except CaseError:
+            if seen["first_failure"] is None:
+                seen["first_failure"] = seen["examples"]
+            raise
+
     prop.__name__ = prop.__qualname__ = check.run.__name__
-    test = _settings(max_examples, derandomize)(
-        given(case=model_cases(name, device=device, configs=configs))(prop)
-    )
+    test = _settings(max_examples, derandomize)(given(case=cases())(prop))
     shrink_limit = hypothesis_engine.MAX_SHRINKING_SECONDS
     # Hypothesis documents this constant as monkeypatchable; its default is 300 s.
     hypothesis_engine.MAX_SHRINKING_SECONDS = shrink_seconds
@@ -786,10 +801,12 @@ def run_check(
         notes = "\n".join(getattr(exc, "__notes__", ()))
         if "case" in seen:  # Hypothesis's own print of it varies with its version and phase
             notes = f"Falsifying example: {seen['case']!r}"
+        elif isinstance(exc, CaseError) and exc.drawn:
+            notes = f"Falsifying example: {exc.drawn}"
         return CheckResult(
             check,
             "failed",
-            examples=seen["first_failure"] or seen["examples"],
+            examples=seen["examples"] if seen["first_failure"] is None else seen["first_failure"],
             not_applicable=seen["not_applicable"],
             detail=_describe(exc),
             counterexample=notes,
