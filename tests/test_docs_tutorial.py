@@ -79,6 +79,8 @@ def test_a_package_from_the_tutorial_alone_is_listed_and_verified(tmp_path):
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
     (info / "entry_points.txt").write_text(f"[latentkit.plugins]\n{name} = {value}\n")
+    # Discovery and the verify plumbing from the entry point; the tutorial's own block
+    # above runs the checks with 10 examples.
     code = textwrap.dedent(
         """
         import torch
