@@ -16,6 +16,7 @@ from latentkit.bounds import ElboResult, bits_per_dim, elbo, iwae
 from latentkit.chains import GenerativeChain, LatentModel, PosteriorChain, SingleLayerPosterior
 from latentkit.config import structure_config, unstructure_config
 from latentkit.errors import (
+    CheckpointError,
     ConfigError,
     DeviceError,
     DTypeError,
@@ -23,9 +24,12 @@ from latentkit.errors import (
     InputError,
     LatentkitError,
     NonFiniteError,
+    NonFiniteTrainingError,
     NotTractableError,
     PluginError,
     ShapeError,
+    SupportError,
+    TrainingError,
     UnknownModelError,
 )
 from latentkit.estimators import ESTIMATORS
@@ -50,6 +54,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ESTIMATORS",
+    "CheckpointError",
     "ConfigError",
     "DTypeError",
     "DeviceError",
@@ -62,12 +67,15 @@ __all__ = [
     "LinearGaussianSpec",
     "ModelSpec",
     "NonFiniteError",
+    "NonFiniteTrainingError",
     "NotTractableError",
     "PluginError",
     "PluginFault",
     "PosteriorChain",
     "ShapeError",
     "SingleLayerPosterior",
+    "SupportError",
+    "TrainingError",
     "UnknownModelError",
     "bits_per_dim",
     "elbo",

@@ -10,7 +10,24 @@ Both are written atomically (a temporary file in the same folder, flushed and fs
 then ``os.replace``; the folder is fsynced after). The tensor file is written first and
 the JSON names its sha256, so the JSON is the commit marker: a run killed between the two
 writes leaves no JSON for that step, and :func:`latest_checkpoint` finds the previous one.
-Nothing is unpickled on load: safetensors holds raw tensors and JSON holds plain values.
+Pruning removes an old checkpoint's JSON before its tensors, so a kill mid-prune never
+leaves a committed checkpoint without its tensors; temporaries and uncommitted tensor files
+left by a killed run are removed by the next write.
+
+Loading trusts nothing in the files (docs/reliability.md):
+
+* nothing is unpickled: safetensors holds raw tensors and JSON holds plain values;
+* the JSON records the sha256 of the tensor file and of its own content (``info_sha256``,
+  over the canonical JSON without that field), so a truncated, corrupt or edited file is
+  refused with :class:`CheckpointError`; the hashes catch accidents and edits, not a forger
+  who recomputes them, which is why the fields are checked as well:
+* the tensor file must be a bare file name beside the JSON (no paths), the step an int;
+* :func:`load_trained_model` builds the named model on the meta device first (no memory)
+  and refuses weights whose names or shapes differ, or which are not finite, before any
+  real allocation; a config the model's validators refuse is a :class:`CheckpointError`.
+
+``LATENTKIT_TEST_SLOW_CHECKPOINT=SECONDS`` (for tests only) sleeps between each checkpoint
+file's temporary write and its rename, so a test can kill a run inside that window.
 """
 
 from __future__ import annotations
@@ -22,6 +39,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +50,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor
 
 from latentkit.chains import LatentModel
-from latentkit.errors import LatentkitError
+from latentkit.errors import CheckpointError, LatentkitError
 from latentkit.registry import load_model
 
 __all__ = [
@@ -40,6 +58,7 @@ __all__ = [
     "CheckpointError",
     "atomic_write_bytes",
     "atomic_write_json",
+    "check_weights",
     "checkpoint_paths",
     "flatten_optimizer_state",
     "json_safe",
@@ -55,12 +74,14 @@ __all__ = [
     "write_checkpoint",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 adds ``info_sha256``; version 1 checkpoints (tensor hash only) still load."""
+READABLE_VERSIONS = (1, 2)
 _STEP_FILE = re.compile(r"^step-(\d+)\.json$")
-
-
-class CheckpointError(LatentkitError):
-    """A checkpoint is missing, incomplete, corrupt, or of an unknown format."""
+_TENSOR_FILE = re.compile(r"^step-(\d+)\.safetensors$")
+_TEMPORARY = re.compile(r"^\.step-\d+\.(json|safetensors)\..*\.tmp$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SLOW_CHECKPOINT_ENV = "LATENTKIT_TEST_SLOW_CHECKPOINT"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -73,11 +94,12 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, pause: float = 0.0) -> Path:
     """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
 
     The temporary file lives in the destination folder, so ``os.replace`` is a rename on
-    one file system (atomic on POSIX and Windows).
+    one file system (atomic on POSIX and Windows). ``pause`` seconds are slept between the
+    temporary write and the rename (tests use it to kill a process inside that window).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +109,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if pause > 0:
+            time.sleep(pause)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -107,10 +131,26 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, pause: float = 0.0) -> Path:
     """:func:`atomic_write_bytes` of ``obj`` as indented JSON (NaN and inf written as null)."""
     text = json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
-    return atomic_write_bytes(path, text.encode())
+    return atomic_write_bytes(path, text.encode(), pause=pause)
+
+
+def _info_digest(record: Mapping[str, Any]) -> str:
+    """sha256 of a checkpoint's JSON content without ``info_sha256``: canonical JSON (sorted
+    keys, no spaces) of the values as they read back, so writer and reader agree."""
+    body = {k: v for k, v in record.items() if k != "info_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _slow_checkpoint_pause() -> float:
+    text = os.environ.get(SLOW_CHECKPOINT_ENV, "")
+    try:
+        return max(0.0, float(text)) if text else 0.0
+    except ValueError:
+        return 0.0
 
 
 def flatten_optimizer_state(state_dict: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict]:
@@ -186,23 +226,41 @@ def write_checkpoint(
     ``keep_last`` older checkpoints are kept (``None`` keeps all).
     """
     tensor_path, json_path = checkpoint_paths(directory, step)
+    pause = _slow_checkpoint_pause()
+    _remove_leftovers(Path(directory))
     blob = save_safetensors_bytes(_to_cpu(tensors), metadata={"latentkit_step": str(step)})
-    atomic_write_bytes(tensor_path, blob)
+    atomic_write_bytes(tensor_path, blob, pause=pause)
     record = {
+        **info,
         "format": "latentkit-checkpoint",
         "format_version": FORMAT_VERSION,
         "step": int(step),
         "tensors": tensor_path.name,
         "tensors_sha256": hashlib.sha256(blob).hexdigest(),
-        **info,
     }
-    atomic_write_json(json_path, record)
+    record = json.loads(json.dumps(json_safe(record), allow_nan=False))  # as it will read back
+    record["info_sha256"] = _info_digest(record)
+    atomic_write_json(json_path, record, pause=pause)
     if keep_last is not None:
         for old in list_checkpoints(directory)[:-keep_last]:
-            for p in checkpoint_paths(directory, _step_of(old)):
+            # The JSON first: a kill between the two leaves stray tensors, never a
+            # committed checkpoint without them.
+            for p in reversed(checkpoint_paths(directory, _step_of(old))):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
     return json_path
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Delete what a killed writer left: temporaries, and tensor files no JSON commits."""
+    if not directory.is_dir():
+        return
+    committed = {p.with_suffix(".safetensors").name for p in list_checkpoints(directory)}
+    for p in directory.iterdir():
+        stray = _TEMPORARY.match(p.name) or (_TENSOR_FILE.match(p.name) and p.name not in committed)
+        if stray:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
 
 
 def _step_of(json_path: Path) -> int:
@@ -245,29 +303,68 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
+def _read_info(json_path: Path) -> dict[str, Any]:
+    """The checkpoint's JSON, checked: a latentkit checkpoint of a readable version whose
+    content matches its ``info_sha256`` and whose step and tensor file name are well formed."""
+    try:
+        info = json.loads(json_path.read_bytes())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+        raise CheckpointError(f"cannot read checkpoint {json_path}: {_one_line(exc)}") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(
+            f"{json_path} is not a latentkit checkpoint (a JSON {type(info).__name__}, "
+            "expected an object)"
+        )
+    if info.get("format") != "latentkit-checkpoint":
+        raise CheckpointError(f"{json_path} is not a latentkit checkpoint (no 'format' marker)")
+    version = info.get("format_version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise CheckpointError(
+            f"{json_path} has format version {version!r}; this latentkit reads versions "
+            f"{list(READABLE_VERSIONS)}"
+        )
+    if version >= 2 and info.get("info_sha256") != _info_digest(info):
+        raise CheckpointError(
+            f"{json_path} does not match the sha256 of its content recorded in it "
+            "(edited or corrupt after it was written)"
+        )
+    step = info.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{json_path}: 'step' must be an int ≥ 0, got {step!r}")
+    name = info.get("tensors")
+    if not isinstance(name, str) or not _TENSOR_FILE.match(name):
+        raise CheckpointError(
+            f"{json_path}: 'tensors' must name a step-N.safetensors file beside it, got {name!r}"
+        )
+    if not isinstance(info.get("tensors_sha256"), str) or not _SHA256.match(info["tensors_sha256"]):
+        raise CheckpointError(
+            f"{json_path}: 'tensors_sha256' must be 64 hex digits, got "
+            f"{info.get('tensors_sha256')!r}"
+        )
+    return info
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Load ``(tensors, info)`` from a checkpoint (JSON path, tensor path, or run folder).
 
-    The tensor file's sha256 must match the JSON, else :class:`CheckpointError`.
+    The JSON must be well formed and match its own sha256, and the tensor file the sha256
+    the JSON records, else :class:`CheckpointError`.
     """
     json_path = resolve_checkpoint(path)
-    try:
-        info = json.loads(json_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {json_path}: {exc}") from None
-    if info.get("format") != "latentkit-checkpoint":
-        raise CheckpointError(f"{json_path} is not a latentkit checkpoint")
-    if info.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{json_path} has format version {info.get('format_version')!r}; "
-            f"this latentkit reads version {FORMAT_VERSION}"
-        )
-    tensor_path = json_path.parent / str(info["tensors"])
+    info = _read_info(json_path)
+    tensor_path = json_path.parent / info["tensors"]
     try:
         blob = tensor_path.read_bytes()
     except OSError as exc:
-        raise CheckpointError(f"checkpoint tensors {tensor_path} cannot be read: {exc}") from None
-    if hashlib.sha256(blob).hexdigest() != info.get("tensors_sha256"):
+        raise CheckpointError(
+            f"checkpoint tensors {tensor_path} cannot be read: {_one_line(exc)}"
+        ) from None
+    if hashlib.sha256(blob).hexdigest() != info["tensors_sha256"]:
         raise CheckpointError(
             f"{tensor_path} does not match the sha256 recorded in {json_path.name} "
             "(corrupt, or replaced after the checkpoint was written)"
@@ -275,7 +372,9 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
     try:
         tensors = load_safetensors_bytes(blob)
     except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"{tensor_path} is not a valid safetensors file: {exc}") from None
+        raise CheckpointError(
+            f"{tensor_path} is not a valid safetensors file: {_one_line(exc)}"
+        ) from None
     return tensors, info
 
 
@@ -313,18 +412,64 @@ def load_trained_model(
     Returns ``(model, info)``, the model in eval mode on ``device``; ``info`` is the JSON.
     """
     tensors, info = read_checkpoint(path)
+    where = resolve_checkpoint(path)
     name, config = info.get("model"), info.get("model_config")
     if not name or config is None:
         raise CheckpointError(
-            f"{resolve_checkpoint(path)} does not name its model (written for a model built "
+            f"{where} does not name its model (written for a model built "
             "without latentkit.load_model); rebuild the model yourself and load the weights "
             "with Trainer.resume"
         )
-    model = load_model(name, **config)
-    try:
-        model.load_state_dict(subset(tensors, "model"))
-    except RuntimeError as exc:
+    if not isinstance(name, str) or not isinstance(config, dict):
         raise CheckpointError(
-            f"the checkpoint's weights do not fit model {name!r} as configured: {exc}"
-        ) from None
+            f"{where}: 'model' must be a name and 'model_config' an object, got "
+            f"{type(name).__name__} and {type(config).__name__}"
+        )
+    weights = subset(tensors, "model")
+    # Built on the meta device first: a config edited to ask for a huge network costs no
+    # memory, and is refused below because its shapes differ from the stored weights.
+    try:
+        with torch.device("meta"):
+            skeleton = _build(name, config, where)
+    except CheckpointError:
+        raise
+    except Exception:  # a model that computes values as it builds (a DDPM's schedule)
+        skeleton = None
+    if skeleton is not None:
+        check_weights(skeleton, weights, where=f"{where} (model {name!r})")
+    model = _build(name, config, where)
+    check_weights(model, weights, where=f"{where} (model {name!r})")
+    model.load_state_dict(weights)
     return model.to(device).eval(), info
+
+
+def _build(name: str, config: dict[str, Any], where: Path) -> LatentModel:
+    try:
+        return load_model(name, **config)
+    except LatentkitError as exc:  # unknown model, or values its validators refuse
+        raise CheckpointError(f"{where}: cannot rebuild its model: {_one_line(exc)}") from None
+    except TypeError as exc:  # e.g. a config key that clashes with load_model's arguments
+        raise CheckpointError(f"{where}: malformed model_config: {_one_line(exc)}") from None
+
+
+def check_weights(model: torch.nn.Module, weights: Mapping[str, Tensor], *, where: str) -> None:
+    """Refuse ``weights`` that are not exactly ``model``'s state (names and shapes) or hold NaN
+    or inf, with a :class:`CheckpointError` naming the first difference."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        raise CheckpointError(
+            f"{where}: the stored weights do not fit the model: missing {missing[:3]}"
+            f"{' …' if len(missing) > 3 else ''}, unexpected {extra[:3]}"
+            f"{' …' if len(extra) > 3 else ''}"
+        )
+    for key, want in expected.items():
+        got = weights[key]
+        if tuple(got.shape) != tuple(want.shape):
+            raise CheckpointError(
+                f"{where}: weight {key!r} has shape {tuple(got.shape)}, the model's is "
+                f"{tuple(want.shape)}"
+            )
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise CheckpointError(f"{where}: weight {key!r} holds NaN or inf values")

@@ -18,6 +18,11 @@ Configuration comes from a TOML file and/or flags, later ones winning::
 ``amp=true``), else taken as text (``likelihood=bernoulli``). A bad field or value is an
 error that names it. Under ``torchrun --nproc_per_node=N -m latentkit.cli train ...`` the
 same command trains with DistributedDataParallel (docs/training.md).
+
+Every refusal — a bad flag, file, field, value, data set or checkpoint, a NaN in training —
+is one line on stderr starting ``error:`` and a non-zero exit status (2 for the command line
+and configuration, 1 for the rest), never a Python traceback (docs/reliability.md). The
+TOML file is parsed with ``tomllib``, never evaluated.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import tomllib
@@ -41,6 +46,7 @@ from rich.table import Table
 from rich.text import Text
 
 from latentkit.checkpoint import (
+    CheckpointError,
     atomic_write_json,
     latest_checkpoint,
     load_trained_model,
@@ -64,6 +70,13 @@ class CLIError(LatentkitError):
     """A problem with the command line itself (exit status 2)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the usage itself is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 # ------------------------------------------------------------------------------ parsing
 
 
@@ -80,6 +93,12 @@ def _add_common_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
     g.add_argument(
         "--no-progress", dest="progress", action="store_false", default=None, help="no progress bar"
+    )
+    g.add_argument(
+        "--on-nonfinite",
+        choices=("stop", "skip"),
+        help="a step with a NaN/inf loss or gradient: stop the run (default) or skip the update "
+        "(train.max_skips in a row at most)",
     )
 
 
@@ -118,7 +137,7 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``latentkit`` (every subcommand has ``--help``)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="latentkit",
         description="Latent-variable models (VAE, β-VAE, hierarchical VAE, DDPM) under one ELBO.",
         epilog="`latentkit COMMAND --help` for each command; docs/cli.md for examples.",
@@ -242,10 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, out, err) or 0)
     except (CLIError, ConfigError) as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        _say_error(err, exc)
         return 2
-    except LatentkitError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+    except (LatentkitError, OSError) as exc:  # OSError: a folder or file the OS refuses
+        _say_error(err, exc)
         return 1
     finally:
         from latentkit.training import shutdown_distributed
@@ -253,15 +272,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutdown_distributed()
 
 
+def _say_error(err: Console, exc: BaseException) -> None:
+    """One line, never wrapped: ``error: MESSAGE`` (a message's own line breaks joined)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = " | ".join(lines) or type(exc).__name__
+    err.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
 # ------------------------------------------------------------------------------ config
 
 
 def parse_value(text: str) -> Any:
-    """A ``--set`` value: TOML if it parses (numbers, booleans, arrays, quoted text), else text."""
+    """A ``--set`` value: TOML if it parses as one value (numbers, booleans, arrays, quoted
+    text), else the text itself. Parsed, never evaluated."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        doc = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
         return text
+    return doc["v"] if list(doc) == ["v"] else text
 
 
 @attrs.define
@@ -286,6 +314,8 @@ def _read_toml(path: Path) -> RunSpec:
     unknown = sorted(set(doc) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; known: {sorted(known)}")
+    if "model" in doc and not isinstance(doc["model"], str):
+        raise ConfigError(f"{path}: model must be a name (a string), got {doc['model']!r}")
     spec = RunSpec(model=doc.get("model"))
     for key in ("model_config", "train", "data", "evaluate"):
         table = doc.get(key, {})
@@ -335,6 +365,33 @@ def _check_keys(values: dict[str, Any], known: Sequence[str], where: str) -> Non
         raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields: {list(known)}")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_OPTION_RULES: dict[str, tuple[str, Any]] = {
+    # field: (what it must be, test)
+    "name": ("a data set name (a string)", lambda v: isinstance(v, str) and v != ""),
+    "variant": ("a variant name (a string)", lambda v: isinstance(v, str)),
+    "seed": ("an int ≥ 0", lambda v: _is_int(v) and v >= 0),
+    "limit": ("an int ≥ 1", lambda v: v is None or (_is_int(v) and v >= 1)),
+    "iwae_k": ("an int ≥ 0", lambda v: v is None or (_is_int(v) and v >= 0)),
+    "examples": ("an int ≥ 0", lambda v: _is_int(v) and v >= 0),
+    "batch_size": ("an int ≥ 1", lambda v: _is_int(v) and v >= 1),
+    "num_samples": ("an int ≥ 1", lambda v: _is_int(v) and v >= 1),
+    "estimator": ("an estimator name (a string)", lambda v: isinstance(v, str)),
+}
+
+
+def _check_options(values: dict[str, Any], known: Sequence[str], where: str) -> None:
+    """The [data] / [evaluate] values: known fields, each of the right type and range."""
+    _check_keys(values, known, where)
+    for key, value in values.items():
+        want, ok = _OPTION_RULES[key]
+        if not ok(value):
+            raise ConfigError(f"{where}: {key!r} must be {want}, got {value!r}")
+
+
 def _merge_flags(spec: RunSpec, args: argparse.Namespace) -> None:
     for flag, field in (
         ("steps", "steps"),
@@ -347,6 +404,7 @@ def _merge_flags(spec: RunSpec, args: argparse.Namespace) -> None:
         ("amp", "amp"),
         ("compile", "compile"),
         ("progress", "progress"),
+        ("on_nonfinite", "on_nonfinite"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -403,7 +461,7 @@ def load_data(
     """
     from latentkit.data import load_dataset
 
-    _check_keys(data, DATA_KEYS, "[data]")
+    _check_options(data, DATA_KEYS, "[data]")
     name = data.get("name")
     seed = int(data.get("seed", 0))
     limit = data.get("limit")
@@ -513,13 +571,24 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         if checkpoint is None:
             raise CLIError(f"--resume: no checkpoint in {run_dir_arg}")
         _, info = read_checkpoint(checkpoint)
-        if spec.model and spec.model != info["model"]:
-            raise CLIError(f"--resume: {checkpoint} is a {info['model']!r} run, not {spec.model!r}")
-        spec.model = info["model"]
+        recorded_model = info.get("model")
+        if not isinstance(recorded_model, str) or not all(
+            isinstance(info.get(k), dict) for k in ("model_config", "train_config")
+        ):
+            raise CheckpointError(
+                f"--resume: {checkpoint} does not record its model, model_config and "
+                "train_config (not written by `latentkit train`)"
+            )
+        if spec.model and spec.model != recorded_model:
+            raise CLIError(
+                f"--resume: {checkpoint} is a {recorded_model!r} run, not {spec.model!r}"
+            )
+        spec.model = recorded_model
         # The checkpoint's settings first; anything given now overrides them.
         spec.model_config = {**info["model_config"], **spec.model_config}
         spec.train = {**info["train_config"], **spec.train}
-        recorded = {k: info.get("data", {}).get(k) for k in DATA_KEYS}
+        data_record = info.get("data") if isinstance(info.get("data"), dict) else {}
+        recorded = {k: data_record.get(k) for k in DATA_KEYS}
         spec.data = {**{k: v for k, v in recorded.items() if v is not None}, **spec.data}
     if not spec.model:
         raise CLIError("which model? pass --model NAME (see `latentkit list`)")
@@ -530,7 +599,8 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     _check_keys(spec.model_config, fields, f"model {spec.model!r}")
     # Check the values now, before the data load (data_shape, if not given, is the default).
     structure_config(model_spec.config_class, spec.model_config, model=spec.model)
-    _check_keys(spec.evaluate, EVAL_KEYS, "[evaluate]")
+    _check_options(spec.evaluate, EVAL_KEYS, "[evaluate]")
+    _check_options(spec.data, DATA_KEYS, "[data]")
     train_cfg = structure_config(TrainConfig, spec.train)
     run_dir = run_dir_arg or Path("runs") / spec.model
     if checkpoint is None and latest_checkpoint(run_dir) is not None and not args.overwrite:
@@ -553,13 +623,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         model_values["likelihood"] = ds.likelihood
     seed_everything(train_cfg.seed)
     model = load_model(spec.model, **model_values)
-    nparams = sum(p.numel() for p in model.parameters())
-    err.print(
-        f"[bold]{spec.model}[/] ({nparams:,} parameters) on {escape(ds.description)}; "
-        f"{train_cfg.steps} steps of {train_cfg.batch_size}, lr {train_cfg.lr}, "
-        f"seed {train_cfg.seed} → {run_dir}",
-        highlight=False,
-    )
+    # Built (and every example checked) before anything is printed: bad data is one line.
     trainer = Trainer(
         model,
         ds.train,
@@ -568,6 +632,13 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         run_dir=run_dir,
         data_info=data_info,
         console=err,
+    )
+    nparams = sum(p.numel() for p in model.parameters())
+    err.print(
+        f"[bold]{spec.model}[/] ({nparams:,} parameters) on {escape(ds.description)}; "
+        f"{train_cfg.steps} steps of {train_cfg.batch_size}, lr {train_cfg.lr}, "
+        f"seed {train_cfg.seed} → {run_dir}",
+        highlight=False,
     )
     if trainer.dist.active:
         err.print(

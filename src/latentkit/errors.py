@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "DTypeError",
     "DataSourceError",
@@ -11,9 +12,12 @@ __all__ = [
     "InputError",
     "LatentkitError",
     "NonFiniteError",
+    "NonFiniteTrainingError",
     "NotTractableError",
     "PluginError",
     "ShapeError",
+    "SupportError",
+    "TrainingError",
     "UnknownModelError",
 ]
 
@@ -65,3 +69,21 @@ class EstimatorError(LatentkitError, ValueError):
 class DataSourceError(InputError):
     """A data set cannot be had: an optional source is not installed (the message names the
     extra or package to install), a name is unknown, or a user's file is missing or unreadable."""
+
+
+class SupportError(InputError):
+    """Data lie outside the support of the model's likelihood p(x | z_1) (e.g. values other
+    than 0 and 1 for a Bernoulli likelihood); the message counts them and shows the first."""
+
+
+class CheckpointError(LatentkitError):
+    """A checkpoint is missing, incomplete, corrupt, tampered with, or of an unknown format."""
+
+
+class TrainingError(LatentkitError):
+    """Training cannot go on; the message names the step."""
+
+
+class NonFiniteTrainingError(TrainingError):
+    """A training step gave a NaN or infinite loss or gradient; the message names the step and
+    which (the loss, or the parameters whose gradient is not finite)."""

@@ -28,16 +28,18 @@ import torch
 from rich.table import Table
 from rich.text import Text
 from torch import Tensor
-from torch.distributions import Bernoulli, Distribution, Independent
+from torch.distributions import Bernoulli, Distribution, Independent, constraints
 
 from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
 from latentkit.distributions import DiscretizedNormal
+from latentkit.errors import SupportError
 from latentkit.validation import check_data
 
 __all__ = [
     "Estimate",
     "EvalReport",
+    "check_likelihood_support",
     "default_iwae_k",
     "evaluate",
     "likelihood_family",
@@ -169,6 +171,52 @@ def likelihood_is_discrete(model: LatentModel) -> bool:
     )
 
 
+def _support_words(d: Distribution) -> tuple[str, str]:
+    """(the support in words, what to do about data outside it) for p(x | z_1)'s family."""
+    support = d.support
+    if isinstance(d, Bernoulli):
+        return "binary values {0, 1}", (
+            "binarize the data (data variant 'binarized' or 'threshold', or "
+            "latentkit.data.binarize), or use a likelihood for continuous values "
+            "(likelihood='gaussian')"
+        )
+    if isinstance(d, DiscretizedNormal):
+        return "[-1, 1] (8-bit levels k as 2k/255 - 1)", (
+            "map 8-bit data with latentkit.data.to_symmetric (data variant '8bit')"
+        )
+    if isinstance(support, constraints.interval):
+        return f"[{support.lower_bound:g}, {support.upper_bound:g}]", "rescale the data"
+    return repr(support), "transform the data into it"
+
+
+def check_likelihood_support(model: LatentModel, data: Tensor, *, name: str = "data") -> None:
+    """Refuse ``data`` that p(x | z_1) gives no probability: values outside its support.
+
+    A Bernoulli likelihood evaluated at x = 0.3 returns a number (the cross-entropy), but it
+    is no log-probability, so bounds, NLLs and bits/dim computed from it mean nothing; this
+    check turns that silent error into a :class:`~latentkit.errors.SupportError` that counts
+    the values outside the support and shows the first. The check runs on ``data``'s own
+    device, once per call (the trainer's and ``evaluate``'s entry points), never per step.
+    A support that depends on the decoder's output (``constraints.dependent``) is not checked.
+    """
+    d = likelihood_family(model)
+    try:
+        inside = d.support.check(data)
+    except (NotImplementedError, ValueError, RuntimeError):  # a support we cannot test alone
+        return
+    if bool(inside.all()):
+        return
+    outside = ~inside
+    count = int(outside.sum())
+    first = tuple(int(i) for i in outside.nonzero()[0])
+    where, fix = _support_words(d)
+    raise SupportError(
+        f"{name}: the model's likelihood p(x|z_1) is {type(d).__name__}, defined on {where}, "
+        f"but {count} of {data.numel()} values lie outside it (the first, "
+        f"{float(data[first]):g}, at index {first}); {fix}"
+    )
+
+
 def _devices(model: LatentModel) -> list[int]:
     ref = model.reference()
     return [ref.device.index or 0] if ref.device.type == "cuda" else []
@@ -209,6 +257,7 @@ def evaluate(
         raise ValueError(f"iwae_k must be ≥ 0, got {k}")
     n = data.shape[0]
     check_data(model, data[:1].to(device=ref.device, dtype=ref.dtype), name="data")
+    check_likelihood_support(model, data, name="data")
     was_training = model.training
     model.eval()
     start = time.perf_counter()

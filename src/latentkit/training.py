@@ -15,8 +15,28 @@ Reproducibility, and exact resume
   seed, so how often you log or evaluate does not change the training trajectory.
 * A checkpoint (``latentkit.checkpoint``) holds the weights, Adam's state, every rank's RNG
   state and the step. Resuming from step k and training to n gives bit-for-bit the
-  parameters of an uninterrupted run to n on CPU (``tests/test_training.py``). The
-  learning rate is constant, so ``steps`` can be raised when resuming.
+  parameters of an uninterrupted run to n on CPU (``tests/test_training.py``; after a
+  ``kill -9`` too, ``tests/test_kill.py``). The learning rate is constant, so ``steps`` can
+  be raised when resuming.
+
+Bad data and numerical faults
+-----------------------------
+* Every example is checked once, when the trainer is built: a float tensor of the model's
+  ``[N, *data_shape]``, no NaN or inf (after the cast to the model's dtype), and inside the
+  support of p(x | z_1) (binary for a Bernoulli likelihood); a typed one-line error names
+  the problem otherwise.
+* Each step's health is computed on the device: ``isfinite`` of the loss and of the total
+  gradient norm (the norm ``grad_clip`` needs anyway; per-parameter norms are kept so a
+  fault names its parameters). With ``on_nonfinite="stop"`` (the default) nothing is read
+  back per step: the first faulty step, its loss and its non-finite gradients are recorded
+  on the device and read where the loop reads the device already — each log step, before
+  every evaluation and checkpoint, at the end — so a fault stops training with
+  :class:`~latentkit.errors.NonFiniteTrainingError` naming the step and the culprit, and no
+  checkpoint is ever written after it (the last good one stays as it was). With
+  ``on_nonfinite="skip"`` the update must be decided before it happens, so the flag is read
+  every step (one host sync per step, the price of skipping): a faulty step is skipped (no
+  optimizer update, the data order moves on), and more than ``max_skips`` in a row stop the
+  run as above.
 
 Several processes
 -----------------
@@ -45,7 +65,6 @@ import attrs
 import numpy as np
 import torch
 import torch.distributed as dist
-from attrs import validators as v
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
@@ -55,6 +74,7 @@ from latentkit.chains import LatentModel
 from latentkit.checkpoint import (
     CheckpointError,
     atomic_write_bytes,
+    check_weights,
     flatten_optimizer_state,
     json_safe,
     read_checkpoint,
@@ -66,17 +86,25 @@ from latentkit.checkpoint import (
     write_checkpoint,
 )
 from latentkit.config import unstructure_config
-from latentkit.errors import ConfigError, LatentkitError
+from latentkit.errors import (
+    ConfigError,
+    InputError,
+    NonFiniteTrainingError,
+    TrainingError,
+)
 from latentkit.estimators import ESTIMATORS
-from latentkit.evaluation import evaluate
+from latentkit.evaluation import check_likelihood_support, evaluate
 from latentkit.validation import check_data
 
 __all__ = [
+    "ON_NONFINITE",
     "DataOrder",
     "DistInfo",
+    "NonFiniteTrainingError",
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "TrainingError",
     "distributed_env",
     "init_distributed",
     "resolve_device",
@@ -85,19 +113,53 @@ __all__ = [
 ]
 
 
+ON_NONFINITE = ("stop", "skip")
+"""What a step with a NaN/inf loss or gradient does: stop the run, or skip the update."""
+
+# The validators raise ConfigError (a ValueError) naming the field, the rule and the value,
+# whether the config is built directly or structured from TOML (latentkit.structure_config).
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _nonneg_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name!r} must be an int ≥ 0, got {value!r}")
+    if not _is_int(value) or value < 0:
+        raise ConfigError(f"{attribute.name!r} must be an int ≥ 0, got {value!r}")
 
 
 def _pos_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name!r} must be an int ≥ 1, got {value!r}")
+    if not _is_int(value) or value < 1:
+        raise ConfigError(f"{attribute.name!r} must be an int ≥ 1, got {value!r}")
 
 
 def _pos_float(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValueError(f"{attribute.name!r} must be a finite number > 0, got {value!r}")
+        raise ConfigError(f"{attribute.name!r} must be a finite number > 0, got {value!r}")
+
+
+def _nonneg_float(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ConfigError(f"{attribute.name!r} must be a finite number ≥ 0, got {value!r}")
+
+
+def _boolean(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{attribute.name!r} must be true or false, got {value!r}")
+
+
+def _text(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ConfigError(f"{attribute.name!r} must be a string, got {value!r}")
+
+
+def _one_of(*choices: str) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, str) or value not in choices:
+            raise ConfigError(f"{attribute.name!r} must be one of {list(choices)}, got {value!r}")
+
+    return check
 
 
 @attrs.frozen(kw_only=True)
@@ -123,24 +185,29 @@ class TrainConfig:
         amp: bf16 autocast on CUDA (ignored, with a warning, on CPU).
         compile: ``torch.compile`` the training objective.
         progress: show a live progress bar (or, off a terminal, periodic lines).
+        on_nonfinite: a step whose loss or gradient is NaN/inf ``stop``s the run (the
+            default; no checkpoint is written after it) or is ``skip``ped (no update).
+        max_skips: with ``skip``, more than this many faulty steps in a row stop the run.
     """
 
     steps: int = attrs.field(default=2000, validator=_pos_int)
     batch_size: int = attrs.field(default=128, validator=_pos_int)
     lr: float = attrs.field(default=1e-3, validator=_pos_float)
-    weight_decay: float = attrs.field(default=0.0, validator=[v.instance_of((int, float)), v.ge(0)])
-    grad_clip: float = attrs.field(default=0.0, validator=[v.instance_of((int, float)), v.ge(0)])
+    weight_decay: float = attrs.field(default=0.0, validator=_nonneg_float)
+    grad_clip: float = attrs.field(default=0.0, validator=_nonneg_float)
     seed: int = attrs.field(default=0, validator=_nonneg_int)
     log_every: int = attrs.field(default=25, validator=_pos_int)
     eval_every: int = attrs.field(default=0, validator=_nonneg_int)
     eval_examples: int = attrs.field(default=1000, validator=_nonneg_int)
-    eval_estimator: str = attrs.field(default="auto", validator=v.in_(("auto", *ESTIMATORS)))
+    eval_estimator: str = attrs.field(default="auto", validator=_one_of("auto", *ESTIMATORS))
     checkpoint_every: int = attrs.field(default=500, validator=_nonneg_int)
     keep_checkpoints: int = attrs.field(default=2, validator=_pos_int)
-    device: str = attrs.field(default="cpu", validator=v.instance_of(str))
-    amp: bool = attrs.field(default=False, validator=v.instance_of(bool))
-    compile: bool = attrs.field(default=False, validator=v.instance_of(bool))
-    progress: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    device: str = attrs.field(default="cpu", validator=_text)
+    amp: bool = attrs.field(default=False, validator=_boolean)
+    compile: bool = attrs.field(default=False, validator=_boolean)
+    progress: bool = attrs.field(default=True, validator=_boolean)
+    on_nonfinite: str = attrs.field(default="stop", validator=_one_of(*ON_NONFINITE))
+    max_skips: int = attrs.field(default=10, validator=_pos_int)
 
 
 EXACT_RESUME_FIELDS = ("batch_size", "lr", "weight_decay", "grad_clip", "seed")
@@ -265,8 +332,22 @@ class TrainResult:
     last_metrics: dict[str, Any]
 
 
-class TrainingError(LatentkitError):
-    """Training cannot go on (e.g. the loss became NaN); the message names the step."""
+class _ShapeOnly:
+    """Stands for a model in :func:`check_data` when only the data's own properties are
+    checked (type, float, shape, emptiness, finiteness), wherever the data live."""
+
+    def __init__(self, data_shape: tuple[int, ...]):
+        self.data_shape = data_shape
+
+    @staticmethod
+    def reference() -> Tensor:
+        return torch.empty(0)  # no parameters: check_data skips the device and dtype checks
+
+
+def _name_list(names: list[str]) -> str:
+    if len(names) <= 3:
+        return ", ".join(names)
+    return f"{', '.join(names[:3])} and {len(names) - 3} more"
 
 
 class _Display:
@@ -347,9 +428,8 @@ class Trainer:
         self.model = model.to(self.device)
         ref = self.model.reference()
         self.dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
-        self.train_data = self._place(train_data)
-        self.test_data = None if test_data is None else test_data.to(dtype=self.dtype)
-        check_data(self.model, self.train_data[:1].to(self.device), name="train_data")
+        self.train_data = self._place(self._checked(train_data, "train_data"))
+        self.test_data = None if test_data is None else self._checked(test_data, "test_data")
         self.order = DataOrder(train_data.shape[0], config.batch_size, config.seed)
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.model_name = model_name or getattr(model, "name", None)
@@ -384,6 +464,15 @@ class Trainer:
             if ESTIMATORS["single-layer"].supports(self.model) is None
             else self.model.training_estimator
         )
+        # Step health, kept on the device (see the module docstring).
+        self._params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self._no_grad = torch.zeros((), device=self.device)
+        self._fault_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._fault_loss = torch.zeros((), device=self.device)
+        self._fault_total = torch.zeros((), device=self.device)
+        self._fault_grads = torch.zeros(len(self._params), dtype=torch.bool, device=self.device)
+        self.skipped_steps = 0
+        self._skips_in_a_row = 0
 
     def _compiled(self, objective: nn.Module) -> nn.Module:
         """``torch.compile(objective)``, compiled now on one batch (noise forked), or the eager
@@ -418,6 +507,20 @@ class Trainer:
 
     # -- data ---------------------------------------------------------------------------
 
+    def _checked(self, data: Any, name: str) -> Tensor:
+        """``data`` in the model's dtype, every example checked once: a float tensor
+        ``[N, *data_shape]`` with N ≥ 1, finite after the cast, inside p(x|z_1)'s support."""
+        if not isinstance(data, Tensor):
+            raise InputError(
+                f"{name} must be a torch.Tensor of shape [N, "
+                f"{', '.join(map(str, self.model.data_shape))}], got {type(data).__name__}"
+            )
+        if data.is_floating_point():  # float16/64 are cast; an overflow shows up as inf below
+            data = data.to(dtype=self.dtype)
+        check_data(_ShapeOnly(self.model.data_shape), data, name=name)
+        check_likelihood_support(self.model, data, name=name)
+        return data
+
     def _place(self, data: Tensor) -> Tensor:
         data = data.to(dtype=self.dtype)
         # Small data sets live on the accelerator, so a batch is one index, not a copy.
@@ -449,8 +552,9 @@ class Trainer:
         display = _Display(self.console, cfg.progress and self.dist.is_main, cfg.steps, self.step)
         handlers = self._catch_signals()
         window = torch.zeros((), device=self.device, dtype=torch.float64)
-        window_steps, t_window = 0, time.perf_counter()
+        window_steps, window_updates, t_window = 0, 0, time.perf_counter()
         interrupted = False
+        skip = cfg.on_nonfinite == "skip"
         try:
             while self.step < end:
                 x = self.batch(self.step)
@@ -458,19 +562,21 @@ class Trainer:
                     loss = self.objective(x).mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
+                finite = self._step_health(loss.detach())
+                if not skip or self._update_or_skip(finite):
+                    self.optimizer.step()
+                    window += loss.detach().double()
+                    window_updates += 1
                 self.step += 1
-                window += loss.detach().double()
                 window_steps += 1
                 stats = None
                 if self.step % cfg.log_every == 0 or self.step == end:
                     now = time.perf_counter()
                     rate = window_steps * cfg.batch_size / max(now - t_window, 1e-9)
-                    stats = self._log_train(x, window / window_steps, rate)
+                    mean = window / window_updates if window_updates else None
+                    stats = self._log_train(x, mean, rate)
                     window.zero_()
-                    window_steps, t_window = 0, now
+                    window_steps, window_updates, t_window = 0, 0, now
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step != end:
                     self.evaluate_now()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
@@ -480,6 +586,7 @@ class Trainer:
                     interrupted = True
                     break
             interrupted = interrupted or self.step < cfg.steps
+            self.raise_on_fault()
             if self.test_data is not None and not interrupted:
                 self.evaluate_now()
             if self._saved_step != self.step:
@@ -507,16 +614,106 @@ class Trainer:
 
         return forked()
 
-    def _log_train(self, x: Tensor, mean_loss: Tensor, rate: float) -> str:
-        if self.dist.active:
-            dist.all_reduce(mean_loss)
-            mean_loss = mean_loss / self.dist.world_size
-        loss = float(mean_loss)
+    # -- step health --------------------------------------------------------------------
+
+    def _step_health(self, loss: Tensor) -> Tensor:
+        """Whether this step's loss and total gradient norm are finite: a device bool, no
+        host read. Clips the gradients when ``grad_clip`` is set (the same norm serves), and
+        in ``stop`` mode records the first faulty step, its loss and its bad gradients."""
+        grads = [p.grad if p.grad is not None else self._no_grad for _, p in self._params]
+        if grads:
+            norms = torch.stack(torch._foreach_norm(grads)).float()  # clip_grad_norm_'s norms
+            total = torch.linalg.vector_norm(norms)
+        else:
+            norms, total = torch.zeros(0, device=self.device), self._no_grad
+        present = [p.grad for _, p in self._params if p.grad is not None]
+        if self.config.grad_clip and present:  # as clip_grad_norm_ does, with the norm in hand
+            coef = torch.clamp(self.config.grad_clip / (total + 1e-6), max=1.0)
+            torch._foreach_mul_(present, coef.to(present[0].dtype))
+        finite = torch.isfinite(loss) & torch.isfinite(total)
+        self._last = (loss, norms, total)
+        if self.config.on_nonfinite == "stop":
+            first = ~finite & (self._fault_step < 0)
+            self._fault_step = torch.where(first, self.step + 1, self._fault_step)
+            self._fault_loss = torch.where(first, loss.float(), self._fault_loss)
+            self._fault_total = torch.where(first, total, self._fault_total)
+            self._fault_grads |= first & ~torch.isfinite(norms)
+        return finite
+
+    def _fault_words(self, step: int, loss: float, bad: list[bool], total: float) -> str:
+        names = [n for (n, _), b in zip(self._params, bad) if b]
         if not math.isfinite(loss):
-            raise TrainingError(
-                f"the training loss became {loss} by step {self.step}; the last good checkpoint "
-                f"is {self.last_checkpoint or 'none'} (lower lr, or set grad_clip)"
+            what = f"the training loss is {loss}"
+            if names:
+                what += f" and the gradient of {_name_list(names)} is not finite"
+        elif names:
+            what = f"the gradient of {_name_list(names)} is not finite (the loss was {loss:.6g})"
+        else:
+            what = f"the total gradient norm is {total} (the loss was {loss:.6g})"
+        return f"step {step}: {what}"
+
+    def _update_or_skip(self, finite: Tensor) -> bool:
+        """``skip`` mode: read the step's health (one host sync) and decide the update."""
+        flag = finite.to(torch.int32)
+        if self.dist.active:  # every rank must take the same decision
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        if bool(flag):
+            self._skips_in_a_row = 0
+            return True
+        loss, norms, total = self._last
+        words = self._fault_words(
+            self.step + 1, float(loss), (~torch.isfinite(norms)).tolist(), float(total)
+        )
+        self.skipped_steps += 1
+        self._skips_in_a_row += 1
+        if self._skips_in_a_row > self.config.max_skips:
+            raise NonFiniteTrainingError(
+                f"{words}; {self._skips_in_a_row} steps in a row had to be skipped (max_skips "
+                f"{self.config.max_skips}), so training stopped; the last good checkpoint is "
+                f"{self.last_checkpoint or 'none written'} (lower lr, or set grad_clip)"
             )
+        if self.dist.is_main:
+            self.console.print(f"skipped {words}", highlight=False, markup=False)
+        return False
+
+    def raise_on_fault(self) -> None:
+        """Raise :class:`NonFiniteTrainingError` if a step since the last check was faulty
+        (``stop`` mode); reads one number from the device. Called before every log line,
+        evaluation and checkpoint, so none is written after a fault."""
+        if self.config.on_nonfinite != "stop":
+            return
+        step = self._fault_step
+        if self.dist.active:
+            never = torch.iinfo(torch.long).max
+            step = torch.where(step < 0, never, step)
+            dist.all_reduce(step, op=dist.ReduceOp.MIN)
+            step = torch.where(step == never, -1, step)
+        k = int(step)
+        if k < 0:
+            return
+        words = self._fault_words(
+            k, float(self._fault_loss), self._fault_grads.tolist(), float(self._fault_total)
+        )
+        when = f" (detected by step {self.step})" if self.step != k else ""
+        raise NonFiniteTrainingError(
+            f"{words}{when}; training stopped, the last good checkpoint is "
+            f"{self.last_checkpoint or 'none written'} (--on-nonfinite skip skips such steps; "
+            "or lower lr, or set grad_clip)"
+        )
+
+    def _log_train(self, x: Tensor, mean_loss: Tensor | None, rate: float) -> str:
+        self.raise_on_fault()
+        loss = math.nan
+        if mean_loss is not None:  # None: every step since the last line was skipped
+            if self.dist.active:
+                dist.all_reduce(mean_loss)
+                mean_loss = mean_loss / self.dist.world_size
+            loss = float(mean_loss)
+            if not math.isfinite(loss):
+                raise TrainingError(
+                    f"the training loss became {loss} by step {self.step}; the last good "
+                    f"checkpoint is {self.last_checkpoint or 'none'} (lower lr, or set grad_clip)"
+                )
         # The bound's terms on this batch, with noise of their own (the trajectory is unchanged).
         with torch.no_grad(), self._fork_rng(self.config.seed + 7919 * self.step + 1):
             r = elbo(self.model, x, estimator=self._term_estimator, validate=False)
@@ -535,6 +732,8 @@ class Trainer:
             "examples_per_s": round(rate, 1),
             "time": round(time.time(), 3),
         }
+        if self.config.on_nonfinite == "skip":
+            record["skipped_steps"] = self.skipped_steps
         self._write_metrics(record)
         return (
             f"loss {loss:.2f} │ ELBO {terms['elbo']:.2f} = rec {terms['reconstruction']:.2f}"
@@ -543,6 +742,7 @@ class Trainer:
 
     def evaluate_now(self) -> dict[str, Any] | None:
         """Test-set ELBO and terms at the current step (rank 0), logged as a ``test`` line."""
+        self.raise_on_fault()
         record = None
         if self.dist.is_main and self.test_data is not None:
             n = self.config.eval_examples or self.test_data.shape[0]
@@ -631,7 +831,11 @@ class Trainer:
         return tensors
 
     def save_checkpoint(self) -> Path | None:
-        """Write a checkpoint of the current step (rank 0 writes; every rank must call it)."""
+        """Write a checkpoint of the current step (rank 0 writes; every rank must call it).
+
+        Refused (:class:`NonFiniteTrainingError`) after a faulty step: a checkpoint never
+        holds the weights a NaN/inf update made."""
+        self.raise_on_fault()
         tensors = self.state_tensors()  # a collective under DDP: every rank gathers
         self._saved_step = self.step
         if self.run_dir is None or not self.dist.is_main:
@@ -652,6 +856,11 @@ class Trainer:
             },
             "optimizer": {"class": type(self.optimizer).__name__, **opt_plain},
             "world_size": self.dist.world_size,
+            "nonfinite": {
+                "policy": self.config.on_nonfinite,
+                "skipped_steps": self.skipped_steps,
+                "skips_in_a_row": self._skips_in_a_row,
+            },
             "metrics": json_safe(self.last_metrics),
             "torch": torch.__version__,
         }
@@ -675,7 +884,10 @@ class Trainer:
         continuation is then no longer the uninterrupted run.
         """
         tensors, info = read_checkpoint(path)
-        saved = info.get("train_config", {})
+        where = resolve_checkpoint(path)
+        saved = info.get("train_config") or {}
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{where}: 'train_config' must be an object, got {saved!r}")
         changed = [
             f for f in EXACT_RESUME_FIELDS if f in saved and saved[f] != getattr(self.config, f)
         ]
@@ -685,27 +897,40 @@ class Trainer:
                 "uninterrupted run would have",
                 stacklevel=2,
             )
-        n = info.get("data_order", {}).get("num_examples")
+        order = info.get("data_order") or {}
+        n = order.get("num_examples") if isinstance(order, dict) else None
         if n is not None and n != self.order.num_examples:
             raise CheckpointError(
                 f"the checkpoint was trained on {n} examples, this data set has "
                 f"{self.order.num_examples}; load the same data to resume"
             )
-        try:
-            self.model.load_state_dict(subset(tensors, "model"))
-        except RuntimeError as exc:
+        weights = subset(tensors, "model")
+        check_weights(self.model, weights, where=str(where))
+        self.model.load_state_dict(weights)
+        try:  # written by save_checkpoint; anything else in these fields is a damaged file
+            opt_plain = {k: info["optimizer"][k] for k in ("param_groups", "state_scalars")}
+            opt_state = unflatten_optimizer_state(subset(tensors, "optimizer"), opt_plain)
+            for group in opt_state["param_groups"]:  # hyper-parameters come from this config
+                group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
+            self.optimizer.load_state_dict(opt_state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
             raise CheckpointError(
-                f"the checkpoint's weights do not fit this model: {exc}"
+                f"{where}: the optimizer state is malformed ({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
             ) from None
-        opt_plain = {k: info["optimizer"][k] for k in ("param_groups", "state_scalars")}
-        opt_state = unflatten_optimizer_state(subset(tensors, "optimizer"), opt_plain)
-        for group in opt_state["param_groups"]:  # hyper-parameters come from this config
-            group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
-        self.optimizer.load_state_dict(opt_state)
         self.step = self._saved_step = int(info["step"])
+        faults = info.get("nonfinite") or {}
+        if isinstance(faults, dict):
+            self.skipped_steps = int(faults.get("skipped_steps", 0))
+            self._skips_in_a_row = int(faults.get("skips_in_a_row", 0))
         rng = subset(tensors, f"rng/rank{self.dist.rank}")
         if info.get("world_size", 1) == self.dist.world_size and rng:
-            restore_rng(rng)
+            try:
+                restore_rng(rng)
+            except (KeyError, RuntimeError, TypeError) as exc:
+                raise CheckpointError(
+                    f"{where}: the saved random-generator state is malformed ({type(exc).__name__})"
+                ) from None
         else:
             warnings.warn(
                 f"the checkpoint was written by {info.get('world_size')} process(es), this run "

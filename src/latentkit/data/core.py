@@ -46,10 +46,12 @@ VARIANTS: Mapping[str, str] = {
     "8bit": "symmetric8",
     "real": "real",
 }
-#: the likelihood (``latentkit.make_likelihood`` name) that fits each kind
+#: the likelihood (``latentkit.make_likelihood`` name) that fits each kind. Grey levels in
+#: [0, 1] get a Gaussian density: a Bernoulli gives them no probability (the trainer and
+#: ``evaluate`` refuse non-binary data for it, ``latentkit.evaluation.check_likelihood_support``)
 LIKELIHOOD_FOR_KIND: Mapping[str, str] = {
     "binary": "bernoulli",
-    "unit": "bernoulli",
+    "unit": "gaussian",
     "symmetric8": "discretized",
     "real": "gaussian",
 }
