@@ -6,9 +6,11 @@ Same chains as ``vae``; the model's ``objective_beta`` makes training minimise �
 
 import attrs
 from attrs import validators as v
+from hypothesis import strategies as st
 from latentkit_vae import VAEConfig, build_vae
 
 import latentkit as lk
+from latentkit.testing.strategies import vae_configs
 
 
 @attrs.frozen(kw_only=True)
@@ -22,6 +24,12 @@ def build_beta_vae(cfg: BetaVAEConfig) -> lk.LatentModel:
     return build_vae(cfg, objective_beta=cfg.beta)
 
 
+@st.composite
+def beta_vae_configs(draw) -> dict:
+    """The ``vae`` test configs plus a β on either side of 1."""
+    return {**draw(vae_configs()), "beta": draw(st.floats(0.1, 8.0))}
+
+
 @lk.hookimpl
 def latentkit_models() -> list[lk.ModelSpec]:
     return [
@@ -30,5 +38,6 @@ def latentkit_models() -> list[lk.ModelSpec]:
             config_class=BetaVAEConfig,
             factory=build_beta_vae,
             description="β-VAE: the VAE trained on ELBO_β = E[log p(x|z)] − β·KL",
+            test_configs=beta_vae_configs,
         )
     ]

@@ -2,6 +2,7 @@
 
 import latentkit as lk
 from latentkit_hvae.model import HVAEConfig, build_hvae
+from latentkit_hvae.strategies import hvae_configs
 
 
 @lk.hookimpl
@@ -15,5 +16,6 @@ def latentkit_models() -> list[lk.ModelSpec]:
                 "hierarchical VAE: L ≥ 2 Gaussian layers, ladder (top-down) or Markov "
                 "(bottom-up) q; linear = exact oracle at any depth"
             ),
+            test_configs=hvae_configs,
         )
     ]

@@ -1,6 +1,7 @@
 """latentkit hook implementations of the VAE plugin."""
 
 import latentkit as lk
+from latentkit.testing.strategies import vae_configs
 from latentkit_vae.model import VAEConfig, build_vae
 
 
@@ -14,5 +15,6 @@ def latentkit_models() -> list[lk.ModelSpec]:
             description=(
                 "VAE: one Gaussian latent layer, learned q(z|x); linear = probabilistic PCA"
             ),
+            test_configs=vae_configs,
         )
     ]

@@ -1,0 +1,27 @@
+"""Hypothesis strategies of small ``hvae`` configs, declared as the model's test configs."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+
+@st.composite
+def hvae_configs(draw, max_depth: int = 4, max_dim: int = 4) -> dict:
+    """Small ``load_model("hvae", **cfg)`` values across depth, architecture and posterior.
+
+    Linear configs with a Gaussian likelihood are linear-Gaussian chains, so the checks'
+    exact-log-p comparison applies to them.
+    """
+    architecture = draw(st.sampled_from(["linear", "mlp"]))
+    likelihood = (
+        "gaussian" if architecture == "linear" else draw(st.sampled_from(["gaussian", "bernoulli"]))
+    )
+    depth = draw(st.integers(2, max_depth))
+    return {
+        "data_shape": (draw(st.integers(1, 6)),),
+        "latent_dims": tuple(draw(st.integers(1, max_dim)) for _ in range(depth)),
+        "architecture": architecture,
+        "hidden": (draw(st.integers(2, 8)),),
+        "likelihood": likelihood,
+        "posterior": draw(st.sampled_from(["top-down", "bottom-up"])),
+    }
