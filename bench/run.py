@@ -125,7 +125,18 @@ def main(argv: list[str] | None = None) -> int:
         default="steps,full,quality",
         help="comma-separated sections to run: steps, full, quality",
     )
+    ap.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="measure nothing: redraw the tables, plots and OUT/benchmarks.md from a results "
+        "JSON this command wrote (after a change to bench/report.py)",
+    )
     args = ap.parse_args(argv)
+    if args.render:
+        ctx = json.loads(args.render.read_text(encoding="utf-8"))
+        return write_report(Console(), ctx, args.out or ROOT / "docs")
     size_name = "quick" if args.quick else "default"
     size = SIZES[size_name]
     out = args.out or (Path("/tmp/latentkit-bench-quick") if args.quick else ROOT / "docs")
@@ -209,13 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "peer_versions": {n: peers.version(n) for n in have},
         "peer_missing": {n: w for n, w in have.items() if w},
     }
-    report.print_tables(console, rows, checks, full, qual)
-    (out / "img").mkdir(parents=True, exist_ok=True)
-    if rows:
-        report.plot_ratios(rows, out / "img" / "bench_ratios.png")
-    if full:
-        report.plot_full_bound(full, out / "img" / "bench_full_t.png")
-    (out / "benchmarks.md").write_text(report.markdown(ctx), encoding="utf-8")
+    write_report(console, ctx, out)
     raw = {k: v for k, v in ctx.items() if k not in ("rows",)}
     raw["rows"] = rows
     raw["timings"] = [
@@ -237,6 +242,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(c["ok"] for c in checks) else 1
 
 
+def write_report(console: Console, ctx: dict, out: Path) -> int:
+    """Print the tables; write OUT/benchmarks.md and OUT/img/bench_*.png from ``ctx``."""
+    report.print_tables(console, ctx["rows"], ctx["checks"], ctx["full"], ctx["quality"])
+    (out / "img").mkdir(parents=True, exist_ok=True)
+    if ctx["rows"]:
+        report.plot_ratios(ctx["rows"], out / "img" / "bench_ratios.png")
+    if ctx["full"]:
+        report.plot_full_bound(ctx["full"], out / "img" / "bench_full_t.png")
+    (out / "benchmarks.md").write_text(report.markdown(ctx), encoding="utf-8")
+    return 0 if all(c["ok"] for c in ctx["checks"]) else 1
+
+
 def explain_overhead(groups, rows, binary, eightbit, size, log) -> tuple[list[dict], dict]:
     """For every latentkit/hand-written pair over its target: the gap at batch 1 against the
     gap at the benchmark batch, operator counts, and cProfile groups; the VAE ladder."""
@@ -247,7 +264,7 @@ def explain_overhead(groups, rows, binary, eightbit, size, log) -> tuple[list[di
         if r["model"] == g.model
         and r["task"] == g.task
         and r["b"] == "hand-written"
-        and not r["met"]
+        and report.verdict(r) != "met"
     ]
     if not missed:
         return [], {}
