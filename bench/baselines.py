@@ -13,9 +13,8 @@ Every loss is per example, ``[batch]`` (the trainer averages), in nats:
 * DDPM: the one-timestep −ELBO (reconstruction at t = 1, prior KL, one uniform t in 2..T
   scaled by T − 1), and the full-T −ELBO with every (example, t) pair in batched chunks.
 
-The DDPM functions take ``latentkit_draw_order``: when true they also draw the normals
-latentkit draws but does not use (z_T for the analytic prior KL, x_{t-1} beside each
-analytic KL), so that both consume one seed's stream alike. The timed runs leave it off.
+latentkit draws no normal it does not use (an analytic KL needs no sample), so the
+baselines draw in the same order and one seed gives both the same noise.
 """
 
 from __future__ import annotations
@@ -266,12 +265,10 @@ class DDPM(nn.Module):
         eps = self.net(x_t, t)
         return (x_t - self._c("beta_sq", t) / self._c("beta_bar", t) * eps) / self._c("alpha", t)
 
-    def _terms(self, x0: Tensor, draw_order: bool) -> tuple[Tensor, Tensor]:
+    def _terms(self, x0: Tensor) -> tuple[Tensor, Tensor]:
         """log p(x_0|x_1) at x_1 ~ q(x_1|x_0), and KL(q(x_T|x_0) ‖ N(0, I))."""
         one = torch.ones(x0.shape[0], dtype=torch.long, device=x0.device)
         x1 = self.q_sample(x0, one, torch.randn_like(x0))
-        if draw_order:
-            torch.randn_like(x0)  # latentkit's z_T draw
         recon = discretized_gaussian_log_likelihood(
             x0, self.p_mean(x1, one), self._c("beta_sq", one).sqrt()
         )
@@ -281,34 +278,30 @@ class DDPM(nn.Module):
         prior = (0.5 * (mu.pow(2) + std.pow(2) - 1) - std.log()).sum(-1)
         return recon, prior
 
-    def _layer_kl(self, x0: Tensor, t: Tensor, draw_order: bool) -> Tensor:
+    def _layer_kl(self, x0: Tensor, t: Tensor) -> Tensor:
         """KL(q(x_{t-1}|x_t, x_0) ‖ p(x_{t-1}|x_t)) at x_t ~ q(x_t|x_0), one t per row."""
         x_t = self.q_sample(x0, t, torch.randn_like(x0))
-        if draw_order:
-            torch.randn_like(x0)  # latentkit's x_{t-1} draw beside the analytic KL
         mu_q = self._c("coef_x0", t) * x0 + self._c("coef_xt", t) * x_t
         std_q = self._c("beta_tilde", t).expand_as(x0)
         std_p = self._c("beta_sq", t).sqrt().expand_as(x0)
         return gaussian_kl(mu_q, std_q, self.p_mean(x_t, t), std_p)
 
-    def loss(self, x0: Tensor, *, latentkit_draw_order: bool = False) -> Tensor:
+    def loss(self, x0: Tensor) -> Tensor:
         """The one-timestep −ELBO per example (t ~ U{2..T}, its KL × (T − 1))."""
-        recon, prior = self._terms(x0, latentkit_draw_order)
+        recon, prior = self._terms(x0)
         t = torch.randint(2, self.T + 1, (x0.shape[0],), device=x0.device)
-        kl = self._layer_kl(x0, t, latentkit_draw_order)
+        kl = self._layer_kl(x0, t)
         return -(recon - prior - (self.T - 1) * kl)
 
-    def elbo(
-        self, x0: Tensor, *, pairs_per_call: int = 8192, latentkit_draw_order: bool = False
-    ) -> Tensor:
+    def elbo(self, x0: Tensor, *, pairs_per_call: int = 8192) -> Tensor:
         """The full-T ELBO per example: every t in 2..T, in chunks of ``pairs_per_call``
         (example, t) rows per network call."""
         n = x0.shape[0]
-        recon, prior = self._terms(x0, latentkit_draw_order)
+        recon, prior = self._terms(x0)
         kl = torch.zeros(n, dtype=x0.dtype, device=x0.device)
         ts = torch.arange(2, self.T + 1, device=x0.device)
         for chunk in ts.split(max(1, pairs_per_call // n)):
             c = chunk.shape[0]
             t = chunk.repeat_interleave(n)
-            kl = kl + self._layer_kl(x0.repeat(c, 1), t, latentkit_draw_order).view(c, n).sum(0)
+            kl = kl + self._layer_kl(x0.repeat(c, 1), t).view(c, n).sum(0)
         return recon - prior - kl

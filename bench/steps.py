@@ -192,7 +192,7 @@ def check_losses(binary: Tensor, eightbit: Tensor, size: StepSize, seed: int = 0
     out.append(
         _close(
             "ddpm: training_loss (one-timestep −ELBO) vs hand-written",
-            *both(lambda: ddpm.training_loss(y), lambda: base.loss(y, latentkit_draw_order=True)),
+            *both(lambda: ddpm.training_loss(y), lambda: base.loss(y)),
             rtol=1e-5,
         )
     )
@@ -203,7 +203,7 @@ def check_losses(binary: Tensor, eightbit: Tensor, size: StepSize, seed: int = 0
                 "ddpm: full-T latentkit.elbo vs hand-written",
                 *both(
                     lambda: lk.elbo(ddpm, yb).total,
-                    lambda: base.elbo(yb, latentkit_draw_order=True),
+                    lambda: base.elbo(yb),
                 ),
                 rtol=1e-5,
             )

@@ -101,7 +101,7 @@ def test_ddpm_baseline_gives_latentkits_one_timestep_loss(eightbit):
     base = baselines.DDPM.from_latentkit(model)
     a, b = same_seed(
         lambda: model.training_loss(eightbit),
-        lambda: base.loss(eightbit, latentkit_draw_order=True),
+        lambda: base.loss(eightbit),
     )
     assert agree(a, b)
     a.mean().backward()
@@ -117,7 +117,7 @@ def test_ddpm_baseline_gives_latentkits_full_T_elbo(pairs_per_call, eightbit):
     with torch.no_grad():
         a, b = same_seed(
             lambda: lk.elbo(model, eightbit, pairs_per_call=pairs_per_call).total,
-            lambda: base.elbo(eightbit, pairs_per_call=pairs_per_call, latentkit_draw_order=True),
+            lambda: base.elbo(eightbit, pairs_per_call=pairs_per_call),
         )
     assert agree(a, b)
 

@@ -80,7 +80,19 @@ def elbo(
     beta = _check_beta(beta)
     est = resolve_estimator(model, estimator, **estimator_options)
     s, n = num_samples, x.shape[0]
-    draw = est(model, repeat(x, "b ... -> (s b) ...", s=s) if s > 1 else x)
+    if s == 1:  # no draws axis to average over: skip the reshapes and means
+        draw = est(model, x)
+        total = draw.reconstruction - beta * (draw.prior_matching + draw.layer_kl.sum(-1))
+        return ElboResult(
+            total=total,
+            reconstruction=draw.reconstruction,
+            prior_matching=draw.prior_matching,
+            layer_kl=draw.layer_kl,
+            samples=total.unsqueeze(0),
+            beta=beta,
+            estimator=est.name,
+        )
+    draw = est(model, repeat(x, "b ... -> (s b) ...", s=s))
 
     def per_sample(t: Tensor) -> Tensor:
         return rearrange(t, "(s b) ... -> s b ...", s=s, b=n)

@@ -192,11 +192,11 @@ class LatentModel(nn.Module):
 
     def training_loss(self, x: Tensor) -> Tensor:
         """The per-example loss the trainer minimizes, ``[batch]``: −ELBO_β by default."""
-        from latentkit.bounds import elbo
+        from latentkit.estimators import resolve_estimator
 
-        return -elbo(
-            self, x, beta=self.objective_beta, estimator=self.training_estimator, validate=False
-        ).total
+        # The estimator's lean path: the total only, no named terms, no input checks.
+        estimator = resolve_estimator(self, self.training_estimator)
+        return -estimator.total(self, x, self.objective_beta)
 
     def reference(self) -> Tensor:
         """A parameter or buffer: tells the model's device and dtype."""

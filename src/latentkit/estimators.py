@@ -116,6 +116,12 @@ class Estimator:
     def __call__(self, model: LatentModel, x: Tensor) -> Draw:
         raise NotImplementedError
 
+    def total(self, model: LatentModel, x: Tensor, beta: float = 1.0) -> Tensor:
+        """ELBO_β per example, ``[n]``, without keeping the named terms (the training path)."""
+        d = self(model, x)
+        kl = d.prior_matching + d.layer_kl.sum(-1) if d.layer_kl.shape[-1] else d.prior_matching
+        return d.reconstruction - beta * kl if beta != 1.0 else d.reconstruction - kl
+
 
 class _TopDown(Estimator):
     needs_top_down = True
@@ -191,9 +197,12 @@ class _LayerBatched(Estimator):
         ones = torch.ones(n, dtype=torch.long, device=x.device)
         z1 = _draw(q.marginal(ones, x))
         recon = _check(p.likelihood(z1).log_prob(x), n, "log p(x|z_1)")
-        q_top = q.marginal(ones * L, x)
-        zL = _draw(q_top)
-        prior = _check(kl_or_log_ratio(q_top, p.prior(n), zL, analytic=True), n, "prior matching")
+        q_top, prior_L = q.marginal(ones * L, x), p.prior(n)
+        try:  # closed form first: no draw of z_L just to be thrown away
+            kl = kl_divergence(q_top, prior_L)
+        except NotImplementedError:
+            kl = kl_or_log_ratio(q_top, prior_L, _draw(q_top), analytic=False)
+        prior = _check(kl, n, "prior matching")
         return recon, prior
 
     @staticmethod
@@ -202,7 +211,10 @@ class _LayerBatched(Estimator):
         p, q = model.generative, model.posterior
         z = _draw(q.marginal(l, x))
         q_l, p_l = q.down(l, z, x), p.transition(l, z)
-        kl = kl_or_log_ratio(q_l, p_l, _draw(q_l), analytic=True)
+        try:  # closed form first: then no draw from q_l is made only to be thrown away
+            kl = kl_divergence(q_l, p_l)
+        except NotImplementedError:
+            kl = kl_or_log_ratio(q_l, p_l, _draw(q_l), analytic=False)
         return _check(kl, x.shape[0], "layer-batched KL term")
 
 
@@ -291,6 +303,14 @@ class SingleLayer(_LayerBatched):
             kl = self.layer_terms(model, x, l) * (L - 1)
             layer_kl = layer_kl.scatter(1, (l - 2).unsqueeze(1), kl.unsqueeze(1))
         return Draw(recon, prior, layer_kl)
+
+    def total(self, model: LatentModel, x: Tensor, beta: float = 1.0) -> Tensor:
+        n, L = x.shape[0], model.num_layers
+        recon, prior = self._ends(model, x)
+        if L == 1:
+            return recon - beta * prior
+        l = torch.randint(2, L + 1, (n,), device=x.device)
+        return recon - beta * (prior + self.layer_terms(model, x, l) * (L - 1))
 
 
 ESTIMATORS: dict[str, type[Estimator]] = {
