@@ -9,7 +9,14 @@ import pytest
 import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PAGES = ["README.md", "docs/core.md", "docs/bounds.md"]
+PAGES = [
+    "README.md",
+    "docs/core.md",
+    "docs/bounds.md",
+    "docs/hvae.md",
+    "docs/ddpm.md",
+    "docs/training.md",
+]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
