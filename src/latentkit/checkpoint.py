@@ -307,7 +307,7 @@ def _read_info(json_path: Path) -> dict[str, Any]:
     """The checkpoint's JSON, checked: a latentkit checkpoint of a readable version whose
     content matches its ``info_sha256`` and whose step and tensor file name are well formed."""
     try:
-        info = json.loads(json_path.read_bytes())
+        info = json.loads(json_path.read_bytes(), parse_constant=_no_constant)
     except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
         raise CheckpointError(f"cannot read checkpoint {json_path}: {_one_line(exc)}") from None
     if not isinstance(info, dict):
@@ -342,6 +342,10 @@ def _read_info(json_path: Path) -> dict[str, Any]:
             f"{info.get('tensors_sha256')!r}"
         )
     return info
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not strict JSON (checkpoints write NaN and inf as null)")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -20,6 +20,32 @@ __all__ = ["config_fields", "structure_config", "unstructure_config"]
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
+def _strict(kind: str, accept: Any, cast: Any) -> Any:
+    """A structure hook that refuses a value of the wrong type instead of coercing it
+    (cattrs alone would make ``"false"`` True, ``3.7`` 3 and ``"12"`` the tuple (1, 2))."""
+
+    def hook(value: Any, _type: Any) -> Any:
+        if not accept(value):
+            raise ValueError(f"expected {kind}, got {value!r}")
+        return cast(value)
+
+    return hook
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_converter.register_structure_hook(
+    int, _strict("an int", lambda v: isinstance(v, int) and not isinstance(v, bool), int)
+)
+_converter.register_structure_hook(float, _strict("a number", _number, float))
+_converter.register_structure_hook(
+    bool, _strict("true or false", lambda v: isinstance(v, bool), bool)
+)
+_converter.register_structure_hook(str, _strict("a string", lambda v: isinstance(v, str), str))
+
+
 def config_fields(config_class: type) -> list[tuple[str, str, Any]]:
     """(name, type, default) of each field, for tables and ``--help``."""
     out = []

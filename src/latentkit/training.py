@@ -225,12 +225,19 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, TypeError, ValueError):
         raise ConfigError(
             f"device: {name!r} is not a torch device (cpu, cuda, cuda:N, auto)"
         ) from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device: {name!r} is not one the trainer runs on (cpu, cuda, cuda:N)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {name!r} asked for, but this machine has no CUDA device")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device: {name!r} asked for, but this machine has {torch.cuda.device_count()} "
+            "CUDA device(s)"
+        )
     return device
 
 
@@ -907,22 +914,18 @@ class Trainer:
         weights = subset(tensors, "model")
         check_weights(self.model, weights, where=str(where))
         self.model.load_state_dict(weights)
-        try:  # written by save_checkpoint; anything else in these fields is a damaged file
-            opt_plain = {k: info["optimizer"][k] for k in ("param_groups", "state_scalars")}
-            opt_state = unflatten_optimizer_state(subset(tensors, "optimizer"), opt_plain)
-            for group in opt_state["param_groups"]:  # hyper-parameters come from this config
-                group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
-            self.optimizer.load_state_dict(opt_state)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
-            raise CheckpointError(
-                f"{where}: the optimizer state is malformed ({type(exc).__name__}: "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
-            ) from None
-        self.step = self._saved_step = int(info["step"])
+        self.optimizer.load_state_dict(self._optimizer_state(tensors, info, where))
+        self.step = self._saved_step = info["step"]
         faults = info.get("nonfinite") or {}
+        counts = (
+            [faults.get(k, 0) for k in ("skipped_steps", "skips_in_a_row")]
+            if isinstance(faults, dict)
+            else [None]
+        )
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise CheckpointError(f"{where}: 'nonfinite' must hold counts ≥ 0, got {faults!r}")
         if isinstance(faults, dict):
-            self.skipped_steps = int(faults.get("skipped_steps", 0))
-            self._skips_in_a_row = int(faults.get("skips_in_a_row", 0))
+            self.skipped_steps, self._skips_in_a_row = counts
         rng = subset(tensors, f"rng/rank{self.dist.rank}")
         if info.get("world_size", 1) == self.dist.world_size and rng:
             try:
@@ -933,17 +936,54 @@ class Trainer:
                 ) from None
         else:
             warnings.warn(
-                f"the checkpoint was written by {info.get('world_size')} process(es), this run "
-                f"has {self.dist.world_size}: the model's noise is reseeded",
+                f"the checkpoint was written by {info.get('world_size')!r} process(es), this "
+                f"run has {self.dist.world_size}: the model's noise is reseeded",
                 stacklevel=2,
             )
-            seed_everything(self.config.seed + 104729 * self.step + self.dist.rank)
+            seed_everything((self.config.seed + 104729 * self.step + self.dist.rank) % 2**63)
         self._rng_ready = True
-        self.last_checkpoint = self.resumed_from = resolve_checkpoint(path)
-        self.last_metrics = dict(info.get("metrics") or {})
+        self.last_checkpoint = self.resumed_from = where
+        metrics = info.get("metrics")
+        self.last_metrics = dict(metrics) if isinstance(metrics, dict) else {}
         if self.run_dir is not None and self.dist.is_main:
             self._truncate_metrics(self.step)
         return self.step
+
+    def _optimizer_state(
+        self, tensors: dict[str, Tensor], info: dict[str, Any], where: Path
+    ) -> dict[str, Any]:
+        """Adam's saved state, checked against this model's parameters. The hyper-parameters
+        (param groups) are this trainer's own, not the file's: nothing but moments and step
+        counts is taken from the checkpoint."""
+        plain = info.get("optimizer")
+        scalars = plain.get("state_scalars", {}) if isinstance(plain, dict) else None
+        params = list(self.model.parameters())
+        try:
+            state = unflatten_optimizer_state(
+                subset(tensors, "optimizer"), {"param_groups": [], "state_scalars": scalars}
+            )["state"]
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{where}: the optimizer state is malformed ({type(exc).__name__})"
+            ) from None
+        for index, entry in state.items():
+            if not 0 <= index < len(params):
+                raise CheckpointError(
+                    f"{where}: optimizer state for parameter {index}; the model has {len(params)}"
+                )
+            for key, value in entry.items():
+                if isinstance(value, Tensor):
+                    shape_ok = value.ndim == 0 or tuple(value.shape) == tuple(params[index].shape)
+                    finite = not value.is_floating_point() or bool(torch.isfinite(value).all())
+                    if shape_ok and finite:
+                        continue
+                elif isinstance(value, (int, float)) and math.isfinite(value):
+                    continue
+                raise CheckpointError(
+                    f"{where}: optimizer state {key!r} of parameter {index} is malformed "
+                    "(wrong shape, type, or not finite)"
+                )
+        return {"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]}
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop metric lines past ``step`` (written after the checkpoint, before a crash)."""
@@ -952,8 +992,10 @@ class Trainer:
         kept = []
         for line in self.metrics_path.read_text().splitlines():
             try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
+                record = json.loads(line)
             except ValueError:
                 continue  # a line cut short by the crash
+            if isinstance(record, dict) and isinstance(record.get("step", 0), int):
+                if record.get("step", 0) <= step:
+                    kept.append(line)
         atomic_write_bytes(self.metrics_path, ("\n".join(kept) + "\n" if kept else "").encode())

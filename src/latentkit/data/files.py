@@ -6,6 +6,11 @@ An array file holds either one array ``[N, *data_shape]`` (split by a fixed seed
 optional ``train_labels`` / ``test_labels`` (or ``labels`` beside a single ``data``/``x``).
 Values: uint8 (8-bit levels), bool, other ints within 0..255 (taken as 8-bit levels), or
 floats (float16/32/64; no NaN or inf). Anything else is refused with the dtype named.
+
+Files are untrusted: nothing is unpickled (``np.load(allow_pickle=False)``,
+``torch.load(weights_only=True)``), a truncated or corrupt file is a one-line
+:class:`~latentkit.errors.DataSourceError` naming the path, and an image whose header claims
+more pixels than Pillow's decompression-bomb limit is refused before it is decoded.
 """
 
 from __future__ import annotations
@@ -116,14 +121,40 @@ def _split(x: np.ndarray, labels: np.ndarray | None, test_fraction: float, where
     return x[tr], x[te], lab[0], lab[1]
 
 
+def _first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line (torch's are paragraphs)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+_MAGIC = {
+    ".npy": ((b"\x93NUMPY",), "no .npy header (not a file written by numpy.save)"),
+    ".npz": ((b"PK\x03\x04", b"PK\x05\x06"), "not a zip archive (not written by numpy.savez)"),
+}
+
+
+def _torch_reason(e: BaseException) -> str:
+    """The informative line of a torch.load failure (its first lines are boilerplate)."""
+    lines = [line.strip() for line in str(e).splitlines()]
+    said = [line for line in lines if line.startswith("WeightsUnpickler error:")]
+    reason = said[0] if said else _first_line(e)
+    return reason.rstrip(": ") or type(e).__name__
+
+
 def _read_arrays(path: Path) -> Mapping[str, Any] | Any:
     """The file's content: one array, or a mapping of named arrays."""
     suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise DataSourceError(f"file:{path}: is empty (0 bytes)")
     try:
-        if suffix == ".npy":
+        if suffix in _MAGIC:
+            # numpy takes a file without its magic for a pickle: say what it is not instead
+            magics, why = _MAGIC[suffix]
             with open(path, "rb") as f:
-                if f.read(6) != b"\x93NUMPY":
-                    raise ValueError("no .npy header (not a file written by numpy.save)")
+                head = f.read(6)
+            if not any(head.startswith(m) for m in magics):
+                raise ValueError(why)
+        if suffix == ".npy":
             return np.load(path, allow_pickle=False)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
@@ -141,10 +172,18 @@ def _read_arrays(path: Path) -> Mapping[str, Any] | Any:
             raise DTypeError(
                 f"file:{path}: holds Python objects (pickled); save a plain numeric array"
             ) from None
-        raise DataSourceError(f"file:{path}: cannot be read as {suffix} ({e})") from None
-    except Exception as e:  # corrupt or truncated files raise many different types
         raise DataSourceError(
-            f"file:{path}: cannot be read as {suffix} ({type(e).__name__}: {e})"
+            f"file:{path}: cannot be read as {suffix} ({_first_line(e)})"
+        ) from None
+    except Exception as e:  # corrupt or truncated files raise many different types
+        if suffix in (".pt", ".pth") and "Unsupported global" in str(e):
+            raise DataSourceError(
+                f"file:{path}: holds Python objects that torch.load(weights_only=True) will not "
+                f"unpickle ({_torch_reason(e)}); save plain tensors (a tensor, or a dict of them)"
+            ) from None
+        reason = _torch_reason(e) if suffix in (".pt", ".pth") else _first_line(e)
+        raise DataSourceError(
+            f"file:{path}: cannot be read as {suffix} ({type(e).__name__}: {reason})"
         ) from None
 
 
@@ -237,7 +276,7 @@ def _images_under(root: Path) -> list[Path]:
 
 def _read_images(paths: list[Path], root: Path) -> tuple[np.ndarray, str]:
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
     except ImportError:  # pragma: no cover - pillow comes with matplotlib
         raise DataSourceError(
             "folder: datasets need Pillow; install it with `pip install pillow`"
@@ -248,8 +287,10 @@ def _read_images(paths: list[Path], root: Path) -> tuple[np.ndarray, str]:
             with Image.open(p) as im:
                 im.load()
                 image = im.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise DataSourceError(f"folder:{root}: cannot read image {p} ({e})") from None
+        except Exception as e:  # Pillow's decoders raise many types on corrupt or bomb files
+            raise DataSourceError(
+                f"folder:{root}: cannot read image {p} ({_first_line(e)})"
+            ) from None
         if image.mode in _WIDE_MODES:
             raise DTypeError(
                 f"folder:{root}: {p} is a {image.mode} (16-bit or float) image; only 8-bit "
