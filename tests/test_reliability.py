@@ -40,6 +40,7 @@ from safetensors.numpy import save_file as save_safetensors_np
 
 import latentkit as lk
 from latentkit import checkpoint as ckpt
+from latentkit import training
 from latentkit.cli import main
 from latentkit.data import load_dataset
 from latentkit.errors import DataSourceError
@@ -402,6 +403,17 @@ def test_a_nan_gradient_names_its_parameter(data, tmp_path):
     ), msg
     assert "(detected by step 10)" in msg and "none written" in msg
     assert ckpt.latest_checkpoint(tmp_path) is None
+
+
+def test_a_fault_is_read_back_within_check_every_steps(data, monkeypatch):
+    """With no log line, evaluation or checkpoint for a long while, stop mode still reads the
+    kept flags every CHECK_EVERY steps (here 5: the fault of step 7 is found at step 10)."""
+    monkeypatch.setattr(training, "CHECK_EVERY", 5)
+    train, _, _ = data
+    t = Trainer(faulty(fault="loss"), train, config(log_every=10**6, checkpoint_every=0))
+    with pytest.raises(lk.NonFiniteTrainingError, match=r"^step 7: .*\(detected by step 9\)"):
+        t.fit()
+    assert t.step == 9  # the check ran inside step 10, before its update
 
 
 def test_skip_mode_skips_exactly_the_faulty_steps_and_resumes_exactly(data, tmp_path):

@@ -26,13 +26,14 @@ Bad data and numerical faults
   support of p(x | z_1) (binary for a Bernoulli likelihood); a typed one-line error names
   the problem otherwise.
 * Each step's health is computed on the device: ``isfinite`` of the loss and of the total
-  gradient norm (the norm ``grad_clip`` needs anyway; per-parameter norms are kept so a
-  fault names its parameters). With ``on_nonfinite="stop"`` (the default) nothing is read
-  back per step: the first faulty step, its loss and its non-finite gradients are recorded
-  on the device and read where the loop reads the device already — each log step, before
-  every evaluation and checkpoint, at the end — so a fault stops training with
-  :class:`~latentkit.errors.NonFiniteTrainingError` naming the step and the culprit, and no
-  checkpoint is ever written after it (the last good one stays as it was). With
+  gradient norm (the norm ``grad_clip`` needs anyway, from per-parameter norms so a fault
+  can name its parameters). With ``on_nonfinite="stop"`` (the default) nothing is read back
+  per step: the steps' flags (tensors the step computed anyway) are kept and read, in one
+  read, where the loop reads the device already — each log step, before every evaluation
+  and checkpoint, at the end, and at least every :data:`CHECK_EVERY` steps — so a fault
+  stops training with :class:`~latentkit.errors.NonFiniteTrainingError` naming the first
+  faulty step and the culprit (the loss, or the parameters whose gradient is not finite),
+  and no checkpoint is ever written after it (the last good one stays as it was). With
   ``on_nonfinite="skip"`` the update must be decided before it happens, so the flag is read
   every step (one host sync per step, the price of skipping): a faulty step is skipped (no
   optimizer update, the data order moves on), and more than ``max_skips`` in a row stop the
@@ -209,6 +210,10 @@ class TrainConfig:
     on_nonfinite: str = attrs.field(default="stop", validator=_one_of(*ON_NONFINITE))
     max_skips: int = attrs.field(default=10, validator=_pos_int)
 
+
+CHECK_EVERY = 1000
+"""In ``stop`` mode, the longest run of steps whose health is not yet read back (the log,
+evaluation and checkpoint steps usually read it sooner)."""
 
 EXACT_RESUME_FIELDS = ("batch_size", "lr", "weight_decay", "grad_clip", "seed")
 """Fields that must not change on resume for the continuation to be exact."""
@@ -474,10 +479,9 @@ class Trainer:
         # Step health, kept on the device (see the module docstring).
         self._params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self._no_grad = torch.zeros((), device=self.device)
-        self._fault_step = torch.full((), -1, dtype=torch.long, device=self.device)
-        self._fault_loss = torch.zeros((), device=self.device)
-        self._fault_total = torch.zeros((), device=self.device)
-        self._fault_grads = torch.zeros(len(self._params), dtype=torch.bool, device=self.device)
+        # stop mode: (step, finite, loss, grad norms, total norm) of each step since the last
+        # check, as device tensors the step computed anyway; read at the next check.
+        self._pending: list[tuple[int, Tensor, Tensor, Tensor, Tensor]] = []
         self.skipped_steps = 0
         self._skips_in_a_row = 0
 
@@ -625,8 +629,9 @@ class Trainer:
 
     def _step_health(self, loss: Tensor) -> Tensor:
         """Whether this step's loss and total gradient norm are finite: a device bool, no
-        host read. Clips the gradients when ``grad_clip`` is set (the same norm serves), and
-        in ``stop`` mode records the first faulty step, its loss and its bad gradients."""
+        host read. Clips the gradients when ``grad_clip`` is set (the same norm serves). In
+        ``stop`` mode the step's tensors are kept for :meth:`raise_on_fault` (no extra device
+        work); at most :data:`CHECK_EVERY` steps go unchecked."""
         grads = [p.grad if p.grad is not None else self._no_grad for _, p in self._params]
         if grads:
             norms = torch.stack(torch._foreach_norm(grads)).float()  # clip_grad_norm_'s norms
@@ -640,11 +645,9 @@ class Trainer:
         finite = torch.isfinite(loss) & torch.isfinite(total)
         self._last = (loss, norms, total)
         if self.config.on_nonfinite == "stop":
-            first = ~finite & (self._fault_step < 0)
-            self._fault_step = torch.where(first, self.step + 1, self._fault_step)
-            self._fault_loss = torch.where(first, loss.float(), self._fault_loss)
-            self._fault_total = torch.where(first, total, self._fault_total)
-            self._fault_grads |= first & ~torch.isfinite(norms)
+            self._pending.append((self.step + 1, finite, loss, norms, total))
+            if len(self._pending) >= CHECK_EVERY:
+                self.raise_on_fault()
         return finite
 
     def _fault_words(self, step: int, loss: float, bad: list[bool], total: float) -> str:
@@ -687,20 +690,19 @@ class Trainer:
         """Raise :class:`NonFiniteTrainingError` if a step since the last check was faulty
         (``stop`` mode); reads one number from the device. Called before every log line,
         evaluation and checkpoint, so none is written after a fault."""
-        if self.config.on_nonfinite != "stop":
+        if self.config.on_nonfinite != "stop" or not self._pending:
+            return  # every rank steps in lockstep: all have pending steps, or none has
+        bad = ~torch.stack([entry[1] for entry in self._pending])
+        if self.dist.active:  # a fault on any rank stops every rank at the same step
+            bad = bad.to(torch.int32)
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+            bad = bad.bool()
+        first = int(torch.where(bad.any(), bad.to(torch.int32).argmax(), -1))  # the one read
+        if first < 0:
+            self._pending.clear()
             return
-        step = self._fault_step
-        if self.dist.active:
-            never = torch.iinfo(torch.long).max
-            step = torch.where(step < 0, never, step)
-            dist.all_reduce(step, op=dist.ReduceOp.MIN)
-            step = torch.where(step == never, -1, step)
-        k = int(step)
-        if k < 0:
-            return
-        words = self._fault_words(
-            k, float(self._fault_loss), self._fault_grads.tolist(), float(self._fault_total)
-        )
+        k, _, loss, norms, total = self._pending[first]
+        words = self._fault_words(k, float(loss), (~torch.isfinite(norms)).tolist(), float(total))
         when = f" (detected by step {self.step})" if self.step != k else ""
         raise NonFiniteTrainingError(
             f"{words}{when}; training stopped, the last good checkpoint is "
