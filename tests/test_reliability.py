@@ -1117,3 +1117,20 @@ def test_a_kill_mid_prune_leaves_every_committed_checkpoint_whole(tmp_path, monk
         "step-00000004.json",
         "step-00000004.safetensors",
     ]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "sample", "report"])
+def test_the_cli_refuses_a_tampered_checkpoint_in_one_line(trained_run, tmp_path, command):
+    """`latentkit evaluate|sample|report RUN` on a run whose newest checkpoint lost a byte:
+    exit status 1, one error line naming the file and the sha256, no traceback."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    _apply(
+        run,
+        "tensor-cut",
+        ckpt.latest_checkpoint(run).with_suffix(".safetensors").stat().st_size - 1,
+    )
+    code, err = run_cli([command, str(run)])
+    assert code == 1
+    line = only_error_line(err)
+    assert "step-00000004.safetensors" in line and "sha256" in line
