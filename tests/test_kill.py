@@ -91,12 +91,10 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
 def start(run: Path, pause: float) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", ckpt.SLOW_CHECKPOINT_ENV: str(pause)}
     cmd = [sys.executable, "-m", "latentkit.cli", "train", *ARGS, "--steps", "1000000"]
-    return subprocess.Popen(
-        [*cmd, "--run-dir", str(run)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(run.parent / f"{run.name}.stderr", "w"),  # the child process owns it
-    )
+    with open(run.parent / f"{run.name}.stderr", "w") as err:  # the child keeps its own fd
+        return subprocess.Popen(
+            [*cmd, "--run-dir", str(run)], env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
 
 
 def wait_for(proc: subprocess.Popen, run: Path, found, what: str, limit: float = 90.0):
