@@ -1134,3 +1134,15 @@ def test_the_cli_refuses_a_tampered_checkpoint_in_one_line(trained_run, tmp_path
     assert code == 1
     line = only_error_line(err)
     assert "step-00000004.safetensors" in line and "sha256" in line
+
+
+def test_a_run_folder_the_os_refuses_is_one_line(tmp_path):
+    """--run-dir inside a regular file: the OSError is one error line, exit status 1."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, err = run_cli(
+        ["train", "--model", "vae", "--data", "digits", "--limit", "64", "--steps", "1",
+         "--batch-size", "16", "--no-progress", "--run-dir", str(blocker / "run")]
+    )  # fmt: skip
+    assert code == 1
+    assert "file/run" in only_error_line(err)
