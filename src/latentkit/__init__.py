@@ -18,6 +18,7 @@ from latentkit.config import structure_config, unstructure_config
 from latentkit.errors import (
     CheckpointError,
     ConfigError,
+    DataSourceError,
     DeviceError,
     DTypeError,
     EstimatorError,
@@ -57,6 +58,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DTypeError",
+    "DataSourceError",
     "DeviceError",
     "ElboResult",
     "EstimatorError",
