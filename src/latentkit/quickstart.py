@@ -48,7 +48,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     console = Console()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train, test = digits(args.seed)
     console.print(f"digits: {len(train)} train / {len(test)} test, 64 dims, dequantized to [0, 1]")
     models = {
