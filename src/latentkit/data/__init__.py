@@ -6,7 +6,8 @@ default), and the user's own arrays and images.
 >>> ds.train.shape, ds.test.shape, ds.kind
 (torch.Size([1500, 1, 8, 8]), torch.Size([297, 1, 8, 8]), 'binary')
 
-See docs/data.md for the sources, the variants and how to bring your own data.
+See docs/data.md for the sources, the variants and how to bring your own data, and
+latentkit.data.protocol for dynamic binarization and the validation split.
 """
 
 from latentkit.data.core import (
@@ -20,6 +21,12 @@ from latentkit.data.core import (
     to_unit_interval,
 )
 from latentkit.data.files import SPLIT_SEED
+from latentkit.data.protocol import (
+    VALIDATION_SIZE,
+    DynamicBinarizer,
+    split_validation,
+    step_seed,
+)
 from latentkit.data.sources import (
     SourceStatus,
     dataset_sources,
@@ -33,15 +40,19 @@ __all__ = [
     "KINDS",
     "LIKELIHOOD_FOR_KIND",
     "SPLIT_SEED",
+    "VALIDATION_SIZE",
     "VARIANTS",
     "DataSourceError",
     "Dataset",
+    "DynamicBinarizer",
     "SourceStatus",
     "binarize",
     "dataset_sources",
     "list_datasets",
     "load_dataset",
     "resolve_mnist",
+    "split_validation",
+    "step_seed",
     "to_display",
     "to_symmetric",
     "to_unit_interval",
