@@ -82,7 +82,7 @@ class VAE(nn.Module):
             math.prod(cfg.data_shape),
             cfg.latent_dim,
             cfg.hidden,
-            beta=model.objective_beta,
+            beta=model.default_objective[1].get("beta", 1.0),
             min_scale=cfg.min_scale,
         )
         out.enc.load_state_dict(model.posterior.net.state_dict())

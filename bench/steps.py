@@ -152,7 +152,7 @@ def check_losses(binary: Tensor, eightbit: Tensor, size: StepSize, seed: int = 0
     out.append(
         _close(
             "vae: training_loss vs hand-written",
-            *both(lambda: vae.training_loss(x), lambda: base.loss(x)),
+            *both(lambda: lk.training_loss(vae, x), lambda: base.loss(x)),
             rtol=1e-5,
         )
     )
@@ -168,7 +168,7 @@ def check_losses(binary: Tensor, eightbit: Tensor, size: StepSize, seed: int = 0
     out.append(
         _close(
             "beta-vae (β=4): training_loss vs hand-written",
-            *both(lambda: bvae.training_loss(x), lambda: base.loss(x)),
+            *both(lambda: lk.training_loss(bvae, x), lambda: base.loss(x)),
             rtol=1e-5,
         )
     )
@@ -183,7 +183,7 @@ def check_losses(binary: Tensor, eightbit: Tensor, size: StepSize, seed: int = 0
     out.append(
         _close(
             "hvae: training_loss vs hand-written",
-            *both(lambda: hvae.training_loss(x), lambda: base.loss(x)),
+            *both(lambda: lk.training_loss(hvae, x), lambda: base.loss(x)),
             rtol=1e-5,
         )
     )
@@ -192,7 +192,7 @@ def check_losses(binary: Tensor, eightbit: Tensor, size: StepSize, seed: int = 0
     out.append(
         _close(
             "ddpm: training_loss (one-timestep −ELBO) vs hand-written",
-            *both(lambda: ddpm.training_loss(y), lambda: base.loss(y)),
+            *both(lambda: lk.training_loss(ddpm, y), lambda: base.loss(y)),
             rtol=1e-5,
         )
     )
@@ -214,7 +214,7 @@ def check_losses(binary: Tensor, eightbit: Tensor, size: StepSize, seed: int = 0
         out.append(
             _close(
                 "vae: mean training_loss vs pythae VAE loss",
-                *both(lambda: vae.training_loss(x).mean(), lambda: pv({"data": x}).loss),
+                *both(lambda: lk.training_loss(vae, x).mean(), lambda: pv({"data": x}).loss),
                 rtol=1e-5,
                 note="pythae: BCE on sigmoid probabilities (log clamped at −100), batch mean",
             )
@@ -223,7 +223,7 @@ def check_losses(binary: Tensor, eightbit: Tensor, size: StepSize, seed: int = 0
         out.append(
             _close(
                 "beta-vae: mean training_loss vs pythae BetaVAE loss",
-                *both(lambda: bvae.training_loss(x).mean(), lambda: pb({"data": x}).loss),
+                *both(lambda: lk.training_loss(bvae, x).mean(), lambda: pb({"data": x}).loss),
                 rtol=1e-5,
                 note="as above, β = 4",
             )
@@ -236,7 +236,7 @@ def check_losses(binary: Tensor, eightbit: Tensor, size: StepSize, seed: int = 0
             _close(
                 "ddpm: loss='simple' batch mean vs D × diffusers MSE",
                 *both(
-                    lambda: simple.training_loss(y).mean(),
+                    lambda: lk.training_loss(simple, y).mean(),
                     lambda: Dd * peers.diffusers_step_loss(eps, sched, y),
                 ),
                 rtol=1e-5,
@@ -255,7 +255,9 @@ def _vae_groups(
     hand = baselines.VAE.from_latentkit(model)
     xb = _batches(data, size.batch)
     c = {
-        "latentkit": _train_step(model.parameters(), lambda x: model.training_loss(x).mean(), xb),
+        "latentkit": _train_step(
+            model.parameters(), lambda x: lk.training_loss(model, x).mean(), xb
+        ),
         "hand-written": _train_step(hand.parameters(), lambda x: hand.loss(x).mean(), xb),
     }
     pairs = [("latentkit", "hand-written")]
@@ -293,7 +295,9 @@ def _hvae_groups(data: Tensor, desc: str, size: StepSize) -> list[Group]:
     hand = baselines.HVAE.from_latentkit(model)
     xb = _batches(data, size.batch)
     c = {
-        "latentkit": _train_step(model.parameters(), lambda x: model.training_loss(x).mean(), xb),
+        "latentkit": _train_step(
+            model.parameters(), lambda x: lk.training_loss(model, x).mean(), xb
+        ),
         "hand-written": _train_step(hand.parameters(), lambda x: hand.loss(x).mean(), xb),
     }
     desc = f"{desc}, L={len(size.hvae_latents)} ladder"
@@ -327,7 +331,9 @@ def _ddpm_groups(data: Tensor, desc: str, size: StepSize, have: dict) -> list[Gr
     hand = baselines.DDPM.from_latentkit(model)
     yb = _batches(data, size.batch)
     c = {
-        "latentkit": _train_step(model.parameters(), lambda x: model.training_loss(x).mean(), yb),
+        "latentkit": _train_step(
+            model.parameters(), lambda x: lk.training_loss(model, x).mean(), yb
+        ),
         "hand-written": _train_step(hand.parameters(), lambda x: hand.loss(x).mean(), yb),
     }
     pairs = [("latentkit", "hand-written")]
@@ -338,7 +344,7 @@ def _ddpm_groups(data: Tensor, desc: str, size: StepSize, have: dict) -> list[Gr
         sched = peers.diffusers_scheduler(size.timesteps)
         eps = _eps(net)
         c["latentkit loss=simple"] = _train_step(
-            simple.parameters(), lambda x: simple.training_loss(x).mean(), yb
+            simple.parameters(), lambda x: lk.training_loss(simple, x).mean(), yb
         )
         c["diffusers"] = _train_step(
             net.parameters(), lambda x: peers.diffusers_step_loss(eps, sched, x), yb

@@ -49,14 +49,14 @@ def run(out_path, run_dir=None):
     model = lk.load_model("vae", data_shape=(16,), latent_dim=3, hidden=(32,),
                           likelihood="bernoulli")
 
-    def elbo_at_the_posterior_mean(batch):
+    def elbo_at_the_posterior_mean(model, batch, step):
         q = model.posterior.top(batch)
         recon = model.generative.likelihood(q.mean).log_prob(batch)
         return kl_divergence(q, model.generative.prior(batch.shape[0])) - recon
 
-    model.training_loss = elbo_at_the_posterior_mean
     cfg = TrainConfig(steps=8, batch_size=64, log_every=2, checkpoint_every=4, progress=False)
-    trainer = Trainer(model, x, cfg, run_dir=run_dir)
+    objective = lk.FunctionObjective(elbo_at_the_posterior_mean)
+    trainer = Trainer(model, x, cfg, run_dir=run_dir, objective=objective)
     trainer.fit()
     if trainer.dist.is_main:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out_path)

@@ -16,6 +16,7 @@ PAGES = [
     "docs/hvae.md",
     "docs/ddpm.md",
     "docs/training.md",
+    "docs/objectives.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 

@@ -132,7 +132,9 @@ def test_bad_beta_is_named(model, beta):
 
 
 @given(
-    name=st.text(min_size=1, max_size=12).filter(lambda s: s not in lk.ESTIMATORS and s != "auto")
+    name=st.text(min_size=1, max_size=12).filter(
+        lambda s: s not in lk.list_estimators() and s != "auto"
+    )
 )
 def test_unknown_estimator_is_named(model, name):
     with pytest.raises(lk.EstimatorError, match="unknown estimator"):

@@ -89,10 +89,27 @@ def build_faulty(cfg: FaultyConfig) -> lk.LatentModel:
         hidden=cfg.hidden,
         likelihood=cfg.likelihood,
     )
-    plain = model.training_loss
+    model.default_objective = ("faulty", {})
+    return model
 
-    def training_loss(x: torch.Tensor) -> torch.Tensor:
-        loss = plain(x)
+
+@attrs.frozen
+class NoOptions:
+    """The fault objective takes its settings from the model's FaultyConfig."""
+
+
+class FaultyObjective(lk.Objective):
+    """The plain ELBO, with the fault the model's FaultyConfig asks for."""
+
+    name = "faulty"
+
+    def __init__(self, config: NoOptions, model: lk.LatentModel):
+        super().__init__(config, model)
+        self.plain = lk.make_objective("elbo", model)
+
+    def forward(self, model, x, step=None):
+        cfg = model.config
+        loss = self.plain(model, x, step)
         hit = x.reshape(x.shape[0], -1).sum(-1) == cfg.poison_sum
         if cfg.fault == "always":
             hit = torch.ones_like(hit)
@@ -108,11 +125,13 @@ def build_faulty(cfg: FaultyConfig) -> lk.LatentModel:
             return loss + bump
         return loss
 
-    model.training_loss = training_loss
-    return model
-
 
 class FaultPlugin:
+    @staticmethod
+    @lk.hookimpl
+    def latentkit_objectives() -> list[lk.ObjectiveSpec]:
+        return [lk.ObjectiveSpec("faulty", NoOptions, FaultyObjective, "test only: NaN faults")]
+
     @staticmethod
     @lk.hookimpl
     def latentkit_models() -> list[lk.ModelSpec]:
@@ -309,7 +328,9 @@ _OUT_OF_RANGE = {
     "lr": st.one_of(st.floats(max_value=0.0), st.sampled_from([math.inf, math.nan])),
     "weight_decay": st.one_of(st.floats(max_value=-1e-300), st.sampled_from([math.inf, math.nan])),
     "grad_clip": st.one_of(st.floats(max_value=-1e-300), st.sampled_from([math.inf, math.nan])),
-    "eval_estimator": st.text(max_size=8).filter(lambda s: s != "auto" and s not in lk.ESTIMATORS),
+    "eval_estimator": st.text(max_size=8).filter(
+        lambda s: s != "auto" and s not in lk.list_estimators()
+    ),
     "on_nonfinite": st.text(max_size=6).filter(lambda s: s not in ("stop", "skip")),
 }
 TRAIN_FIELDS = {f.name: f.type for f in attrs.fields(TrainConfig)}

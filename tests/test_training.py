@@ -227,9 +227,11 @@ def test_data_order_is_a_seeded_permutation_per_epoch():
 def test_a_nan_loss_stops_training_with_the_step(data):
     train, _ = data
     model = new_model()
-    model.training_loss = lambda x: torch.full((x.shape[0],), float("nan"), requires_grad=True)
+    nan = lk.FunctionObjective(
+        lambda m, x, step: torch.full((x.shape[0],), float("nan"), requires_grad=True)
+    )
     with pytest.raises(TrainingError, match="by step 5"):
-        Trainer(model, train, config()).fit()
+        Trainer(model, train, config(), objective=nan).fit()
 
 
 def test_batch_larger_than_the_data_is_a_config_error(data):

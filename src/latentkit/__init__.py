@@ -15,6 +15,9 @@ from latentkit import distributions as distributions
 from latentkit.bounds import ElboResult, bits_per_dim, elbo, iwae
 from latentkit.chains import GenerativeChain, LatentModel, PosteriorChain, SingleLayerPosterior
 from latentkit.config import structure_config, unstructure_config
+
+# Training, evaluation and data come last: they build on everything above.
+from latentkit.data import load_dataset
 from latentkit.errors import (
     CheckpointError,
     ConfigError,
@@ -33,35 +36,51 @@ from latentkit.errors import (
     TrainingError,
     UnknownModelError,
 )
-from latentkit.estimators import ESTIMATORS
+from latentkit.estimators import Draw, Estimator, list_estimators
+from latentkit.evaluation import EvalReport, evaluate
 from latentkit.hookspecs import hookimpl
 from latentkit.likelihoods import make_likelihood
+from latentkit.objectives import (
+    FunctionObjective,
+    Objective,
+    ObjectiveSpec,
+    default_objective,
+    training_loss,
+)
 from latentkit.oracles import LinearGaussianSpec, exact_log_prob, exact_posterior
 from latentkit.registry import (
     ModelSpec,
     PluginFault,
     get_model_spec,
+    get_objective_spec,
     list_models,
+    list_objectives,
     load_model,
+    make_objective,
     model_specs,
+    objective_specs,
     plugin_faults,
     register_plugin,
     reload_plugins,
     unregister_plugin,
 )
 from latentkit.sampling import sample
+from latentkit.training import TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ESTIMATORS",
     "CheckpointError",
     "ConfigError",
     "DTypeError",
     "DataSourceError",
     "DeviceError",
+    "Draw",
     "ElboResult",
+    "Estimator",
     "EstimatorError",
+    "EvalReport",
+    "FunctionObjective",
     "GenerativeChain",
     "InputError",
     "LatentModel",
@@ -71,30 +90,43 @@ __all__ = [
     "NonFiniteError",
     "NonFiniteTrainingError",
     "NotTractableError",
+    "Objective",
+    "ObjectiveSpec",
     "PluginError",
     "PluginFault",
     "PosteriorChain",
     "ShapeError",
     "SingleLayerPosterior",
     "SupportError",
+    "TrainConfig",
+    "Trainer",
     "TrainingError",
     "UnknownModelError",
     "bits_per_dim",
+    "default_objective",
     "elbo",
+    "evaluate",
     "exact_log_prob",
     "exact_posterior",
     "get_model_spec",
+    "get_objective_spec",
     "hookimpl",
     "iwae",
+    "list_estimators",
     "list_models",
+    "list_objectives",
+    "load_dataset",
     "load_model",
     "make_likelihood",
+    "make_objective",
     "model_specs",
+    "objective_specs",
     "plugin_faults",
     "register_plugin",
     "reload_plugins",
     "sample",
     "structure_config",
+    "training_loss",
     "unregister_plugin",
     "unstructure_config",
 ]

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from latentkit.chains import LatentModel
 from latentkit.errors import InputError
-from latentkit.estimators import monte_carlo_estimator, resolve_estimator
+from latentkit.estimators import Draw, monte_carlo_estimator, resolve_estimator
 from latentkit.validation import check_data, check_positive_int
 
 __all__ = ["ElboResult", "bits_per_dim", "elbo", "iwae"]
@@ -40,7 +40,7 @@ class ElboResult(NamedTuple):
     @property
     def kl(self) -> Tensor:
         """Σ of every KL term (prior matching and all layers), ``[batch]``."""
-        return self.prior_matching + self.layer_kl.sum(-1)
+        return Draw(self.reconstruction, self.prior_matching, self.layer_kl).kl()
 
     @property
     def terms(self) -> dict[str, Tensor]:
@@ -82,7 +82,7 @@ def elbo(
     s, n = num_samples, x.shape[0]
     if s == 1:  # no draws axis to average over: skip the reshapes and means
         draw = est(model, x)
-        total = draw.reconstruction - beta * (draw.prior_matching + draw.layer_kl.sum(-1))
+        total = draw.total(beta)
         return ElboResult(
             total=total,
             reconstruction=draw.reconstruction,
@@ -98,7 +98,7 @@ def elbo(
         return rearrange(t, "(s b) ... -> s b ...", s=s, b=n)
 
     recon, prior, layer = map(per_sample, (draw.reconstruction, draw.prior_matching, draw.layer_kl))
-    samples = recon - beta * (prior + layer.sum(-1))
+    samples = per_sample(draw.total(beta))
     return ElboResult(
         total=samples.mean(0),
         reconstruction=recon.mean(0),
@@ -114,8 +114,7 @@ def log_weights(model: LatentModel, x: Tensor, k: int) -> Tensor:
     """log w = log p(x, z) − log q(z|x) for k draws z ~ q(·|x): ``[k, batch]``."""
     est = monte_carlo_estimator(model)
     draw = est(model, repeat(x, "b ... -> (k b) ...", k=k))
-    log_w = draw.reconstruction - draw.prior_matching - draw.layer_kl.sum(-1)
-    return rearrange(log_w, "(k b) -> k b", k=k)
+    return rearrange(draw.total(), "(k b) -> k b", k=k)
 
 
 def iwae(model: LatentModel, x: Tensor, k: int, *, validate: bool = True) -> Tensor:

@@ -90,11 +90,22 @@ class GenerativeChain(nn.Module):
 
 
 class PosteriorChain(nn.Module):
-    """q(z_1..z_L | x). Set the capability flags of the factorizations you implement."""
+    """q(z_1..z_L | x). Set the capability flags of the factorizations you implement.
+
+    The engine calls :meth:`encode` once per pass over a batch and hands what it returns to
+    every other method in place of ``x`` (the argument still named ``x`` below). The default
+    returns ``x`` itself; a chain whose factors share a deterministic pass over the data (a
+    ladder's bottom-up features) computes it there once. Methods called directly with the
+    data tensor should accept it too (``hvae``'s ladder does: it encodes when given a tensor).
+    """
 
     top_down: bool = False
     bottom_up: bool = False
     layer_batched: bool = False
+
+    def encode(self, x: Tensor) -> Any:
+        """What every factor of this pass conditions on: ``x`` itself by default."""
+        return x
 
     def top(self, x: Tensor) -> Distribution:
         """q(z_L | x) (top-down)."""
@@ -138,9 +149,12 @@ class LatentModel(nn.Module):
         posterior: the posterior chain q.
         name: the registry name it was loaded under, if any.
         config: the attrs config that built it, if any.
-        objective_beta: β that training weighs the KL terms with (1 is the ELBO;
-            the β-VAE family sets it). Evaluation always reports β = 1 unless asked.
-        training_estimator: the estimator name the default training loss uses.
+        objective: the name of the training objective the model trains with unless told
+            otherwise (``latentkit.list_objectives()``; ``elbo`` by default).
+        objective_config: that objective's config values, e.g. ``{"beta": 4.0}`` for a
+            β-VAE or ``{"estimator": "enumerated"}``. The model never evaluates its loss
+            itself: ``latentkit.objectives`` does (DESIGN §8); evaluation always reports
+            the true bound.
     """
 
     def __init__(
@@ -150,8 +164,8 @@ class LatentModel(nn.Module):
         *,
         name: str | None = None,
         config: Any = None,
-        objective_beta: float = 1.0,
-        training_estimator: str = "auto",
+        objective: str = "elbo",
+        objective_config: dict[str, Any] | None = None,
     ):
         super().__init__()
         if not isinstance(generative, GenerativeChain):
@@ -167,8 +181,10 @@ class LatentModel(nn.Module):
         self.posterior = posterior
         self.name = name
         self.config = config
-        self.objective_beta = float(objective_beta)
-        self.training_estimator = training_estimator
+        self.default_objective: tuple[str, dict[str, Any]] = (
+            objective,
+            dict(objective_config or {}),
+        )
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -189,14 +205,6 @@ class LatentModel(nn.Module):
         other._modules = dict(self._modules)
         other._modules["posterior"] = posterior
         return other
-
-    def training_loss(self, x: Tensor) -> Tensor:
-        """The per-example loss the trainer minimizes, ``[batch]``: −ELBO_β by default."""
-        from latentkit.estimators import resolve_estimator
-
-        # The estimator's lean path: the total only, no named terms, no input checks.
-        estimator = resolve_estimator(self, self.training_estimator)
-        return -estimator.total(self, x, self.objective_beta)
 
     def reference(self) -> Tensor:
         """A parameter or buffer: tells the model's device and dtype."""

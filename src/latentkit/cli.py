@@ -3,8 +3,11 @@
 Configuration comes from a TOML file and/or flags, later ones winning::
 
     model = "vae"              # top level: the model's registry name
+    objective = "iwae"         # top level: the training objective (default: the model's own)
     [model_config]             # fields of the model's attrs config class
     latent_dim = 16
+    [objective_config]         # fields of the objective's config (docs/objectives.md)
+    k = 5
     [train]                    # fields of latentkit.training.TrainConfig
     steps = 3000
     [data]                     # name, variant, seed, limit
@@ -14,10 +17,11 @@ Configuration comes from a TOML file and/or flags, later ones winning::
     iwae_k = 100
 
 ``--set field=value`` sets one value: ``latent_dim=16`` (a model field), ``train.lr=3e-4``,
-``data.limit=1000``, ``evaluate.iwae_k=50``. Values are read as TOML (``hidden=[512,512]``,
-``amp=true``), else taken as text (``likelihood=bernoulli``). A bad field or value is an
-error that names it. Under ``torchrun --nproc_per_node=N -m latentkit.cli train ...`` the
-same command trains with DistributedDataParallel (docs/training.md).
+``objective.k=50``, ``data.limit=1000``, ``evaluate.iwae_k=50``. Values are read as TOML
+(``hidden=[512,512]``, ``amp=true``), else taken as text (``likelihood=bernoulli``). A bad
+field or value is an error that names it. Under
+``torchrun --nproc_per_node=N -m latentkit.cli train ...`` the same command trains with
+DistributedDataParallel (docs/training.md).
 
 Every refusal — a bad flag, file, field, value, data set or checkpoint, a NaN in training —
 is one line on stderr starting ``error:`` and a non-zero exit status (2 for the command line
@@ -54,7 +58,14 @@ from latentkit.checkpoint import (
 )
 from latentkit.config import config_fields, structure_config, unstructure_config
 from latentkit.errors import ConfigError, LatentkitError
-from latentkit.registry import get_model_spec, load_model, model_specs, plugin_faults
+from latentkit.registry import (
+    get_model_spec,
+    get_objective_spec,
+    load_model,
+    model_specs,
+    objective_specs,
+    plugin_faults,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -163,16 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="registry name (see `latentkit list`)")
     p.add_argument(
+        "--objective",
+        help="training objective by name (elbo, iwae, and plugins' own; see `latentkit list`); "
+        "default: the model's own (elbo, with a β-VAE's β, or a DDPM's loss); its options "
+        "with --set objective.FIELD=VALUE (docs/objectives.md)",
+    )
+    p.add_argument(
         "--config",
         type=Path,
-        help="TOML file: model = NAME, [model_config], [train], [data], [evaluate] (docs/cli.md)",
+        help="TOML file: model = NAME, objective = NAME, [model_config], [objective_config], "
+        "[train], [data], [evaluate] (docs/cli.md)",
     )
     p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="set one value: FIELD (model), train.FIELD, data.FIELD, evaluate.FIELD",
+        help="set one value: FIELD (model), objective.FIELD, train.FIELD, data.FIELD, "
+        "evaluate.FIELD",
     )
     p.add_argument("--run-dir", type=Path, help="output folder (default runs/MODEL)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
@@ -298,6 +317,8 @@ class RunSpec:
 
     model: str | None = None
     model_config: dict[str, Any] = attrs.Factory(dict)
+    objective: str | None = None
+    objective_config: dict[str, Any] = attrs.Factory(dict)
     train: dict[str, Any] = attrs.Factory(dict)
     data: dict[str, Any] = attrs.Factory(dict)
     evaluate: dict[str, Any] = attrs.Factory(dict)
@@ -310,14 +331,15 @@ def _read_toml(path: Path) -> RunSpec:
         raise CLIError(f"--config {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise CLIError(f"--config {path}: not valid TOML: {exc}") from None
-    known = {"model", "model_config", "train", "data", "evaluate"}
+    known = {"model", "model_config", "objective", "objective_config", "train", "data", "evaluate"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; known: {sorted(known)}")
-    if "model" in doc and not isinstance(doc["model"], str):
-        raise ConfigError(f"{path}: model must be a name (a string), got {doc['model']!r}")
-    spec = RunSpec(model=doc.get("model"))
-    for key in ("model_config", "train", "data", "evaluate"):
+    for key in ("model", "objective"):
+        if key in doc and not isinstance(doc[key], str):
+            raise ConfigError(f"{path}: {key} must be a name (a string), got {doc[key]!r}")
+    spec = RunSpec(model=doc.get("model"), objective=doc.get("objective"))
+    for key in ("model_config", "objective_config", "train", "data", "evaluate"):
         table = doc.get(key, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{key}] must be a table, got {type(table).__name__}")
@@ -339,12 +361,13 @@ def _apply_set(spec: RunSpec, items: Sequence[str], model_fields: Sequence[str])
             raise CLIError(f"--set {item!r}: expected FIELD=VALUE")
         value = parse_value(text.strip())
         section, dot, field = key.partition(".")
-        if dot and section in ("train", "data", "evaluate", "model"):
+        if dot and section in ("train", "data", "evaluate", "model", "objective"):
             target = {
                 "train": spec.train,
                 "data": spec.data,
                 "evaluate": spec.evaluate,
                 "model": spec.model_config,
+                "objective": spec.objective_config,
             }[section]
             target[field] = value
         elif key in model_fields:
@@ -355,7 +378,7 @@ def _apply_set(spec: RunSpec, items: Sequence[str], model_fields: Sequence[str])
             raise ConfigError(
                 f"--set {key}: no such field; model {spec.model!r} has fields "
                 f"{list(model_fields)}, training has {_train_field_names()} "
-                "(or use train.FIELD, data.FIELD, evaluate.FIELD)"
+                "(or use objective.FIELD, train.FIELD, data.FIELD, evaluate.FIELD)"
             )
 
 
@@ -532,6 +555,13 @@ def cmd_list(args: argparse.Namespace, out: Console, err: Console) -> int:
         fields = ", ".join(f"{f}={d!r}" for f, _, d in config_fields(spec.config_class))
         table.add_row(name, spec.plugin, Text(spec.description), Text(fields))
     out.print(table)
+    objectives = Table(title="training objectives (--objective NAME, --set objective.FIELD=…)")
+    for col in ("name", "plugin", "what", "options"):
+        objectives.add_column(col, overflow="fold")
+    for name, ospec in objective_specs().items():
+        fields = ", ".join(f"{f}={d!r}" for f, _, d in config_fields(ospec.config_class))
+        objectives.add_row(name, ospec.plugin, Text(ospec.description), Text(fields))
+    out.print(objectives)
     try:
         from latentkit.data import dataset_sources
     except ImportError:
@@ -586,10 +616,18 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         spec.model = recorded_model
         # The checkpoint's settings first; anything given now overrides them.
         spec.model_config = {**info["model_config"], **spec.model_config}
+        recorded_objective = info.get("objective")
+        if isinstance(recorded_objective, dict) and isinstance(recorded_objective.get("name"), str):
+            if spec.objective in (None, recorded_objective["name"]):
+                spec.objective = recorded_objective["name"]
+                saved = recorded_objective.get("config")
+                spec.objective_config = {**(saved or {}), **spec.objective_config}
         spec.train = {**info["train_config"], **spec.train}
         data_record = info.get("data") if isinstance(info.get("data"), dict) else {}
         recorded = {k: data_record.get(k) for k in DATA_KEYS}
         spec.data = {**{k: v for k, v in recorded.items() if v is not None}, **spec.data}
+    if args.objective:
+        spec.objective = args.objective
     if not spec.model:
         raise CLIError("which model? pass --model NAME (see `latentkit list`)")
     model_spec = get_model_spec(spec.model)
@@ -602,6 +640,13 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     _check_options(spec.evaluate, EVAL_KEYS, "[evaluate]")
     _check_options(spec.data, DATA_KEYS, "[data]")
     train_cfg = structure_config(TrainConfig, spec.train)
+    if spec.objective is not None:  # the config's values checked now, before the data load
+        objective_spec = get_objective_spec(spec.objective)
+        structure_config(
+            objective_spec.config_class,
+            spec.objective_config,
+            where=f"objective {spec.objective!r}",
+        )
     run_dir = run_dir_arg or Path("runs") / spec.model
     if checkpoint is None and latest_checkpoint(run_dir) is not None and not args.overwrite:
         raise CLIError(
@@ -623,11 +668,18 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         model_values["likelihood"] = ds.likelihood
     seed_everything(train_cfg.seed)
     model = load_model(spec.model, **model_values)
+    objective_name = spec.objective
+    objective_config = dict(spec.objective_config)
+    if objective_name is None:  # the model's own objective, with any objective.FIELD given
+        objective_name, declared = model.default_objective
+        objective_config = {**declared, **objective_config}
     # Built (and every example checked) before anything is printed: bad data is one line.
     trainer = Trainer(
         model,
         ds.train,
         train_cfg,
+        objective=objective_name,
+        objective_config=objective_config,
         test_data=ds.test,
         run_dir=run_dir,
         data_info=data_info,
@@ -636,6 +688,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     nparams = sum(p.numel() for p in model.parameters())
     err.print(
         f"[bold]{spec.model}[/] ({nparams:,} parameters) on {escape(ds.description)}; "
+        f"objective {escape(_objective_words(trainer.objective_record))}; "
         f"{train_cfg.steps} steps of {train_cfg.batch_size}, lr {train_cfg.lr}, "
         f"seed {train_cfg.seed} → {run_dir}",
         highlight=False,
@@ -654,6 +707,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
             {
                 "model": spec.model,
                 "model_config": unstructure_config(model.config),
+                "objective": trainer.objective_record,
                 "train": unstructure_config(train_cfg),
                 "data": data_info,
                 "evaluate": spec.evaluate,
@@ -688,6 +742,17 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
             info=_checkpoint_info(result.checkpoint),
         )
     return 0
+
+
+def _objective_words(record: dict[str, Any]) -> str:
+    """``name(option=value, …)`` with the options that differ from their defaults."""
+    config = record.get("config") or {}
+    try:
+        defaults = unstructure_config(get_objective_spec(record["name"]).config_class())
+    except Exception:  # an objective built in Python, not by name: show all
+        defaults = {}
+    options = ", ".join(f"{k}={v}" for k, v in config.items() if defaults.get(k, ...) != v)
+    return f"{record['name']}({options})"
 
 
 def _checkpoint_info(path: Path | None) -> dict[str, Any]:

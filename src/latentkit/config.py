@@ -58,9 +58,12 @@ def config_fields(config_class: type) -> list[tuple[str, str, Any]]:
     return out
 
 
-def structure_config(config_class: type, values: Mapping[str, Any], *, model: str = "") -> Any:
-    """Build ``config_class`` from plain values (e.g. parsed TOML), with clear errors."""
-    where = f"model {model!r}" if model else config_class.__name__
+def structure_config(
+    config_class: type, values: Mapping[str, Any], *, model: str = "", where: str = ""
+) -> Any:
+    """Build ``config_class`` from plain values (e.g. parsed TOML), with clear errors that
+    start with ``where`` (default: ``model 'NAME'``, or the class's name)."""
+    where = where or (f"model {model!r}" if model else config_class.__name__)
     names = [f.name for f in attrs.fields(config_class)]
     unknown = sorted(set(values) - set(names))
     if unknown:

@@ -34,7 +34,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from einops import rearrange, repeat
 from torch import Tensor
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution, Independent, kl_divergence
 
 from latentkit.chains import LatentModel
 from latentkit.errors import EstimatorError
@@ -43,8 +43,14 @@ __all__ = [
     "ESTIMATORS",
     "Draw",
     "Estimator",
+    "end_terms",
     "kl_or_log_ratio",
+    "layer_term",
+    "list_estimators",
+    "monte_carlo_estimator",
+    "per_dimension_kl",
     "resolve_estimator",
+    "training_estimator",
 ]
 
 
@@ -52,11 +58,26 @@ class Draw(NamedTuple):
     """One estimator pass over n examples: the bound's terms before β is applied.
 
     A NamedTuple rather than an attrs class: torch.compile traces it without a graph break.
+    :meth:`total` is the one place where a bound is assembled from its terms
+    (``latentkit.elbo``, ``latentkit.iwae``, the evaluation and every objective use it).
     """
 
     reconstruction: Tensor  # [n]
     prior_matching: Tensor  # [n]
     layer_kl: Tensor  # [n, L-1]
+    per_dimension: tuple[Tensor, ...] | None = None
+    """With ``per_dimension=True``: the KL term of each scalar of z_1..z_L, one ``[n, d_l]``
+    tensor per layer (z_L last), each summing over its last axis to that layer's term."""
+
+    def kl(self) -> Tensor:
+        """Σ of every KL term (prior matching and all layers), ``[n]``."""
+        if self.layer_kl.shape[-1] == 0:
+            return self.prior_matching
+        return self.prior_matching + self.layer_kl.sum(-1)
+
+    def total(self, beta: float | Tensor = 1.0) -> Tensor:
+        """ELBO_β = reconstruction − β · (prior_matching + Σ_l layer_kl[:, l]), ``[n]``."""
+        return self.reconstruction - beta * self.kl()
 
 
 def _draw(d: Distribution) -> Tensor:
@@ -87,6 +108,33 @@ def kl_or_log_ratio(q: Distribution, p: Distribution, z: Tensor, *, analytic: bo
     return q.log_prob(z) - p.log_prob(z)
 
 
+def _factors(d: Distribution) -> Distribution:
+    """The factorized base of an ``Independent`` (its ``log_prob`` is per scalar), or ``d``
+    itself when it is already per scalar (no event dimensions)."""
+    while isinstance(d, Independent):
+        d = d.base_dist
+    if d.event_shape != ():
+        raise EstimatorError(
+            f"per-dimension KL terms need factorized distributions (an Independent over a "
+            f"per-scalar base); {type(d).__name__} has event_shape {tuple(d.event_shape)}"
+        )
+    return d
+
+
+def per_dimension_kl(q: Distribution, p: Distribution, z: Tensor, *, analytic: bool) -> Tensor:
+    """The KL of each scalar of a factorized layer, ``[n, d]`` (d = the event's size): the
+    closed form per scalar when ``analytic`` and torch knows it, else the per-scalar
+    log-ratio at the draw ``z``. Sums over its last axis to :func:`kl_or_log_ratio`."""
+    qb, pb = _factors(q), _factors(p)
+    n = z.shape[0]
+    if analytic:
+        try:
+            return kl_divergence(qb, pb).expand(z.shape).reshape(n, -1)
+        except NotImplementedError:
+            pass
+    return (qb.log_prob(z) - pb.log_prob(z)).reshape(n, -1)
+
+
 class Estimator:
     """Base class: ``__call__(model, x) -> Draw``; subclasses say what they need."""
 
@@ -113,36 +161,47 @@ class Estimator:
             return "its chains are not layer-batched"
         return None
 
-    def __call__(self, model: LatentModel, x: Tensor) -> Draw:
+    supports_per_dimension: ClassVar[bool] = False
+    """Whether ``__call__(..., per_dimension=True)`` fills :attr:`Draw.per_dimension`."""
+
+    def __call__(self, model: LatentModel, x: Tensor, *, per_dimension: bool = False) -> Draw:
         raise NotImplementedError
 
-    def total(self, model: LatentModel, x: Tensor, beta: float = 1.0) -> Tensor:
-        """ELBO_β per example, ``[n]``, without keeping the named terms (the training path)."""
-        d = self(model, x)
-        kl = d.prior_matching + d.layer_kl.sum(-1) if d.layer_kl.shape[-1] else d.prior_matching
-        return d.reconstruction - beta * kl if beta != 1.0 else d.reconstruction - kl
+    def _refuse_per_dimension(self, per_dimension: bool) -> None:
+        if per_dimension:
+            raise EstimatorError(
+                f"estimator {self.name!r} gives no per-dimension KL terms; use 'analytic', "
+                "'top-down-mc' or 'bottom-up'"
+            )
 
 
 class _TopDown(Estimator):
     needs_top_down = True
+    supports_per_dimension = True
     analytic: ClassVar[bool]
 
-    def __call__(self, model: LatentModel, x: Tensor) -> Draw:
+    def __call__(self, model: LatentModel, x: Tensor, *, per_dimension: bool = False) -> Draw:
         p, q, n = model.generative, model.posterior, x.shape[0]
-        q_top = q.top(x)
+        h = q.encode(x)
+        q_top, prior_L = q.top(h), p.prior(n)
         z = _draw(q_top)
         prior = _check(
-            kl_or_log_ratio(q_top, p.prior(n), z, analytic=self.analytic), n, "KL(q(z_L|x)‖p(z_L))"
+            kl_or_log_ratio(q_top, prior_L, z, analytic=self.analytic), n, "KL(q(z_L|x)‖p(z_L))"
+        )
+        dims = (
+            [per_dimension_kl(q_top, prior_L, z, analytic=self.analytic)] if per_dimension else []
         )
         kls = []
         for l in range(p.num_layers, 1, -1):
-            q_l, p_l = q.down(l, z, x), p.transition(l, z)
+            q_l, p_l = q.down(l, z, h), p.transition(l, z)
             z = _draw(q_l)
             kl = kl_or_log_ratio(q_l, p_l, z, analytic=self.analytic)
             kls.append(_check(kl, n, f"KL term of z_{l - 1}"))
+            if per_dimension:
+                dims.append(per_dimension_kl(q_l, p_l, z, analytic=self.analytic))
         recon = _check(p.likelihood(z).log_prob(x), n, "log p(x|z_1)")
         layer_kl = torch.stack(kls[::-1], dim=-1) if kls else x.new_zeros(n, 0)
-        return Draw(recon, prior, layer_kl)
+        return Draw(recon, prior, layer_kl, tuple(dims[::-1]) if per_dimension else None)
 
 
 class Analytic(_TopDown):
@@ -161,23 +220,76 @@ class BottomUp(Estimator):
     needs_bottom_up = True
     per_sample_exact = True
 
-    def __call__(self, model: LatentModel, x: Tensor) -> Draw:
+    supports_per_dimension = True
+
+    def __call__(self, model: LatentModel, x: Tensor, *, per_dimension: bool = False) -> Draw:
         p, q, n, L = model.generative, model.posterior, x.shape[0], model.num_layers
-        q_l = q.first(x)
-        zs = [_draw(q_l)]
-        log_q = [q_l.log_prob(zs[0])]
+        h = q.encode(x)
+        qs = [q.first(h)]
+        zs = [_draw(qs[0])]
         for l in range(2, L + 1):
-            q_l = q.up(l, zs[-1], x)
-            zs.append(_draw(q_l))
-            log_q.append(q_l.log_prob(zs[-1]))
+            qs.append(q.up(l, zs[-1], h))
+            zs.append(_draw(qs[-1]))
+        # p's factor of each latent: p(z_l | z_{l+1}) for l < L, the prior for z_L.
+        ps = [p.transition(l + 1, zs[l]) for l in range(1, L)] + [p.prior(n)]
         recon = _check(p.likelihood(zs[0]).log_prob(x), n, "log p(x|z_1)")
-        prior = _check(log_q[-1] - p.prior(n).log_prob(zs[-1]), n, "log q(z_L|·) − log p(z_L)")
-        kls = [
-            _check(log_q[l - 1] - p.transition(l + 1, zs[l]).log_prob(zs[l - 1]), n, f"z_{l} term")
-            for l in range(1, L)
+        terms = [
+            _check(q_l.log_prob(z) - p_l.log_prob(z), n, f"log q − log p of z_{l}")
+            for l, (q_l, p_l, z) in enumerate(zip(qs, ps, zs), start=1)
         ]
-        layer_kl = torch.stack(kls, dim=-1) if kls else x.new_zeros(n, 0)
-        return Draw(recon, prior, layer_kl)
+        layer_kl = torch.stack(terms[:-1], dim=-1) if L > 1 else x.new_zeros(n, 0)
+        dims = None
+        if per_dimension:
+            dims = tuple(
+                per_dimension_kl(q_l, p_l, z, analytic=False) for q_l, p_l, z in zip(qs, ps, zs)
+            )
+        return Draw(recon, terms[-1], layer_kl, dims)
+
+
+def end_terms(model: LatentModel, x: Tensor, h: object = None) -> tuple[Tensor, Tensor]:
+    """The ends of a layer-batched bound, ``[n]`` each: the reconstruction log p(x | z_1) at
+    z_1 ~ q(z_1 | x), and the prior matching KL(q(z_L | x) ‖ p(z_L)) (closed form where torch
+    has it, else a log-ratio at one draw). ``h``: ``q.encode(x)`` if already computed."""
+    p, q, n = model.generative, model.posterior, x.shape[0]
+    h = q.encode(x) if h is None else h
+    L = model.num_layers
+    ones = torch.ones(n, dtype=torch.long, device=x.device)
+    z1 = _draw(q.marginal(ones, h))
+    recon = _check(p.likelihood(z1).log_prob(x), n, "log p(x|z_1)")
+    q_top, prior_L = q.marginal(ones * L, h), p.prior(n)
+    try:  # closed form first: no draw of z_L just to be thrown away
+        kl = kl_divergence(q_top, prior_L)
+    except NotImplementedError:
+        kl = kl_or_log_ratio(q_top, prior_L, _draw(q_top), analytic=False)
+    return recon, _check(kl, n, "prior matching")
+
+
+def layer_term(
+    model: LatentModel,
+    x: Tensor,
+    l: Tensor,
+    *,
+    h: object = None,
+    z: Tensor | None = None,
+    transition: Distribution | None = None,
+) -> Tensor:
+    """The term of latent z_{l-1}, one layer per example (``l``: ``LongTensor[n]`` in 2..L):
+    KL(q(z_{l-1} | z_l, x) ‖ p(z_{l-1} | z_l)) at z_l ~ q(z_l | x), ``[n]``.
+
+    Objectives that need the network's output for more than this term pass their own draw
+    ``z`` of z_l and the ``transition`` p(z_{l-1} | z_l) they built from it (a DDPM's hybrid
+    loss stops the mean's gradient there); ``h`` is ``q.encode(x)`` if already computed.
+    """
+    p, q = model.generative, model.posterior
+    h = q.encode(x) if h is None else h
+    z = _draw(q.marginal(l, h)) if z is None else z
+    q_l = q.down(l, z, h)
+    p_l = p.transition(l, z) if transition is None else transition
+    try:  # closed form first: then no draw from q_l is made only to be thrown away
+        kl = kl_divergence(q_l, p_l)
+    except NotImplementedError:
+        kl = kl_or_log_ratio(q_l, p_l, _draw(q_l), analytic=False)
+    return _check(kl, x.shape[0], "layer-batched KL term")
 
 
 class _LayerBatched(Estimator):
@@ -189,50 +301,23 @@ class _LayerBatched(Estimator):
             raise EstimatorError(f"pairs_per_call must be ≥ 1, got {pairs_per_call}")
         self.pairs_per_call = int(pairs_per_call)
 
-    @staticmethod
-    def _ends(model: LatentModel, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Reconstruction (z_1 from its marginal) and analytic prior matching."""
-        p, q, n = model.generative, model.posterior, x.shape[0]
-        L = model.num_layers
-        ones = torch.ones(n, dtype=torch.long, device=x.device)
-        z1 = _draw(q.marginal(ones, x))
-        recon = _check(p.likelihood(z1).log_prob(x), n, "log p(x|z_1)")
-        q_top, prior_L = q.marginal(ones * L, x), p.prior(n)
-        try:  # closed form first: no draw of z_L just to be thrown away
-            kl = kl_divergence(q_top, prior_L)
-        except NotImplementedError:
-            kl = kl_or_log_ratio(q_top, prior_L, _draw(q_top), analytic=False)
-        prior = _check(kl, n, "prior matching")
-        return recon, prior
-
-    @staticmethod
-    def layer_terms(model: LatentModel, x: Tensor, l: Tensor) -> Tensor:
-        """KL(q(z_{l-1}|z_l,x) ‖ p(z_{l-1}|z_l)) at z_l ~ q(z_l|x), one layer per example."""
-        p, q = model.generative, model.posterior
-        z = _draw(q.marginal(l, x))
-        q_l, p_l = q.down(l, z, x), p.transition(l, z)
-        try:  # closed form first: then no draw from q_l is made only to be thrown away
-            kl = kl_divergence(q_l, p_l)
-        except NotImplementedError:
-            kl = kl_or_log_ratio(q_l, p_l, _draw(q_l), analytic=False)
-        return _check(kl, x.shape[0], "layer-batched KL term")
-
 
 class LayerBatched(_LayerBatched):
     """Every layer's KL, computed in chunks of (example, layer) pairs per network call."""
 
     name = "layer-batched"
 
-    def __call__(self, model: LatentModel, x: Tensor) -> Draw:
+    def __call__(self, model: LatentModel, x: Tensor, *, per_dimension: bool = False) -> Draw:
+        self._refuse_per_dimension(per_dimension)
         n, L = x.shape[0], model.num_layers
-        recon, prior = self._ends(model, x)
+        recon, prior = end_terms(model, x)
         layers = torch.arange(2, L + 1, device=x.device)
         per_call = max(1, self.pairs_per_call // n)
         chunks = []
         # An empty tensor still splits into one (empty) chunk; L = 1 has no layer terms.
         for ls in layers.split(per_call) if L > 1 else ():
             c = ls.shape[0]
-            kl = self.layer_terms(
+            kl = layer_term(
                 model, repeat(x, "b ... -> (c b) ...", c=c), repeat(ls, "c -> (c b)", b=n)
             )
             chunks.append(rearrange(kl, "(c b) -> b c", c=c))
@@ -259,9 +344,10 @@ class Enumerated(Estimator):
             return f"it has {model.num_layers} latent layers; enumeration covers one"
         return super().supports(model)
 
-    def __call__(self, model: LatentModel, x: Tensor) -> Draw:
+    def __call__(self, model: LatentModel, x: Tensor, *, per_dimension: bool = False) -> Draw:
+        self._refuse_per_dimension(per_dimension)
         p, n = model.generative, x.shape[0]
-        q = model.posterior.top(x)
+        q = model.posterior.top(model.posterior.encode(x))
         if not q.has_enumerate_support:
             raise EstimatorError(
                 f"estimator 'enumerated' needs a discrete q(z|x); {type(q).__name__} has no "
@@ -286,37 +372,38 @@ class Enumerated(Estimator):
 
 
 class SingleLayer(_LayerBatched):
-    """Unbiased one-layer estimate: l ~ Uniform{2..L} per example, its KL scaled by L − 1.
+    """Unbiased one-layer estimate: l ~ Uniform{2..L} per example, its KL scaled by L − 1
+    (the reciprocal of the probability 1/(L − 1) of drawing it).
 
     The scaled term sits in ``layer_kl`` at the drawn layer (zeros elsewhere), so every
-    per-layer entry is itself an unbiased estimate of that layer's KL.
+    per-layer entry is itself an unbiased estimate of that layer's KL. Importance-sampled
+    layers (p(l) learned from past terms) are the ``elbo`` objective's ``layer_sampler``.
     """
 
     name = "single-layer"
 
-    def __call__(self, model: LatentModel, x: Tensor) -> Draw:
+    def __call__(self, model: LatentModel, x: Tensor, *, per_dimension: bool = False) -> Draw:
+        self._refuse_per_dimension(per_dimension)
         n, L = x.shape[0], model.num_layers
-        recon, prior = self._ends(model, x)
+        h = model.posterior.encode(x)
+        recon, prior = end_terms(model, x, h)
         layer_kl = x.new_zeros(n, L - 1)
         if L > 1:
             l = torch.randint(2, L + 1, (n,), device=x.device)
-            kl = self.layer_terms(model, x, l) * (L - 1)
+            kl = layer_term(model, x, l, h=h) * (L - 1)
             layer_kl = layer_kl.scatter(1, (l - 2).unsqueeze(1), kl.unsqueeze(1))
         return Draw(recon, prior, layer_kl)
-
-    def total(self, model: LatentModel, x: Tensor, beta: float = 1.0) -> Tensor:
-        n, L = x.shape[0], model.num_layers
-        recon, prior = self._ends(model, x)
-        if L == 1:
-            return recon - beta * prior
-        l = torch.randint(2, L + 1, (n,), device=x.device)
-        return recon - beta * (prior + self.layer_terms(model, x, l) * (L - 1))
 
 
 ESTIMATORS: dict[str, type[Estimator]] = {
     cls.name: cls
     for cls in (Analytic, TopDownMonteCarlo, BottomUp, LayerBatched, SingleLayer, Enumerated)
 }
+
+
+def list_estimators() -> list[str]:
+    """Names of the engine's estimators (``auto`` picks among them)."""
+    return list(ESTIMATORS)
 
 
 def resolve_estimator(model: LatentModel, name: str, **options) -> Estimator:
@@ -338,3 +425,12 @@ def resolve_estimator(model: LatentModel, name: str, **options) -> Estimator:
 def monte_carlo_estimator(model: LatentModel) -> Estimator:
     """The per-sample log-ratio estimator IWAE needs: bottom-up if offered, else top-down-mc."""
     return resolve_estimator(model, "bottom-up" if model.posterior.bottom_up else "top-down-mc")
+
+
+def training_estimator(model: LatentModel, name: str = "auto", **options) -> Estimator:
+    """The estimator a training objective uses: like :func:`resolve_estimator`, except that
+    ``auto`` prefers the unbiased one-layer ``single-layer`` estimate for layer-batched
+    chains (one network call per example instead of L − 1: a DDPM's T = 1000)."""
+    if name == "auto" and ESTIMATORS["single-layer"].supports(model) is None:
+        name = "single-layer"
+    return resolve_estimator(model, name, **options)

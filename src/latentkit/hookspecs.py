@@ -17,7 +17,7 @@ import pluggy
 hookspec = pluggy.HookspecMarker("latentkit")
 hookimpl = pluggy.HookimplMarker("latentkit")
 
-__all__ = ["hookimpl", "hookspec", "latentkit_models"]
+__all__ = ["hookimpl", "hookspec", "latentkit_models", "latentkit_objectives"]
 
 
 @hookspec
@@ -41,4 +41,30 @@ def latentkit_models() -> list:
     reported in ``latentkit.plugin_faults()`` and skipped; the other plugins still load.
     So is a hook implementation whose name matches no hook here (a typo would otherwise
     contribute nothing, silently).
+    """
+
+
+@hookspec
+def latentkit_objectives() -> list:
+    """Contribute training objectives to the registry.
+
+    Called once per plugin when the registry is first used (``latentkit.list_objectives``,
+    ``latentkit.make_objective``, ``latentkit train --objective NAME``), and again after
+    ``latentkit.reload_plugins()``. Takes no arguments. The core contributes ``elbo`` and
+    ``iwae`` through this same hook; the ``ddpm`` plugin adds ``simple`` and ``hybrid``.
+
+    Return a list of :class:`latentkit.ObjectiveSpec`, one per objective: its registry
+    ``name`` (lower case, digits, ``-`` and ``_``), its ``config_class`` (an attrs class of
+    its options, whose validators reject bad values naming the field), and its ``factory``,
+    called as ``factory(config, model)`` and returning a :class:`latentkit.Objective` — an
+    ``nn.Module`` whose ``forward(model, x, step)`` gives the per-example loss ``[batch]``
+    that training minimises (``step``: optimizer steps taken so far, an int or a 0-dim
+    tensor, ``None`` after any schedule). An ``Objective`` subclass is itself a factory;
+    its classmethod ``supports(model)`` (``None``, or the reason the objective does not
+    apply) is consulted first.
+
+    Faults are handled as for ``latentkit_models``: a name two plugins both return is
+    reported with both distributions (the first stays usable), and a hook that raises or
+    returns anything but ``ObjectiveSpec`` objects is reported in
+    ``latentkit.plugin_faults()`` while the other plugins still load.
     """

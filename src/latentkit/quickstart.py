@@ -34,7 +34,7 @@ def fit(model: lk.LatentModel, x: torch.Tensor, steps: int, batch: int, lr: floa
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
         idx = torch.randint(0, len(x), (batch,))
-        loss = model.training_loss(x[idx]).mean()
+        loss = lk.training_loss(model, x[idx]).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

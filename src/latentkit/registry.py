@@ -16,18 +16,23 @@ from typing import Any
 import attrs
 import pluggy
 
-from latentkit import hookspecs
+from latentkit import hookspecs, objectives
 from latentkit.chains import LatentModel
 from latentkit.config import structure_config
-from latentkit.errors import PluginError, UnknownModelError
+from latentkit.errors import ConfigError, PluginError, UnknownModelError
+from latentkit.objectives import Objective, ObjectiveSpec
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ModelSpec",
     "PluginFault",
     "get_model_spec",
+    "get_objective_spec",
     "list_models",
+    "list_objectives",
     "load_model",
+    "make_objective",
+    "objective_specs",
     "plugin_faults",
     "register_plugin",
     "reload_plugins",
@@ -35,6 +40,8 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "latentkit.plugins"
 IN_PROCESS = "<registered in process>"
+BUILT_IN = "latentkit"
+"""The distribution named for what the core registers itself (the ``elbo``/``iwae`` objectives)."""
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
@@ -99,9 +106,12 @@ class _Registry:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("latentkit")
         self.pm.add_hookspecs(hookspecs)
-        self.origin: dict[str, str] = {}  # plugin name → distribution
+        # The core's own objectives come in through the same hook as a plugin's.
+        self.pm.register(objectives, name="latentkit.objectives")
+        self.origin: dict[str, str] = {"latentkit.objectives": BUILT_IN}  # plugin → distribution
         self.extra: list[tuple[object, str]] = []
         self.models: dict[str, ModelSpec] | None = None
+        self.objectives: dict[str, ObjectiveSpec] = {}
         self.faults: list[PluginFault] = []
 
     def _discover(self) -> None:
@@ -171,55 +181,41 @@ class _Registry:
                     )
                 )
 
-    def _collect(self) -> dict[str, ModelSpec]:
-        models: dict[str, ModelSpec] = {}
-        for impl in self.pm.hook.latentkit_models.get_hookimpls():
+    def _collect(self, hook: str, spec_class: type, what: str) -> dict[str, Any]:
+        """Every plugin's contributions to ``hook`` by name; faults recorded, not raised."""
+        found: dict[str, Any] = {}
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
             dist = self.origin.get(impl.plugin_name, impl.plugin_name)
+
+            def fault(problem: str, dist: str = dist, impl: Any = impl) -> None:
+                self.faults.append(PluginFault(dist, impl.plugin_name, problem))
+
             try:
                 specs = impl.function()
             except Exception as exc:
-                self.faults.append(
-                    PluginFault(dist, impl.plugin_name, f"latentkit_models() raised {exc!r}")
-                )
+                fault(f"{hook}() raised {exc!r}")
                 continue
             if not isinstance(specs, (list, tuple)):
-                self.faults.append(
-                    PluginFault(
-                        dist,
-                        impl.plugin_name,
-                        f"latentkit_models() must return a list of ModelSpec, "
-                        f"got {type(specs).__name__}",
-                    )
-                )
+                fault(f"{hook}() must return a list of {what}, got {type(specs).__name__}")
                 continue
             for spec in specs:
-                if not isinstance(spec, ModelSpec):
-                    self.faults.append(
-                        PluginFault(
-                            dist,
-                            impl.plugin_name,
-                            f"latentkit_models() returned {spec!r}, not a ModelSpec",
-                        )
+                if not isinstance(spec, spec_class):
+                    fault(f"{hook}() returned {spec!r}, not a {what}")
+                elif spec.name in found:
+                    fault(
+                        f"{what.removesuffix('Spec').lower()} name {spec.name!r} is already "
+                        f"registered by {found[spec.name].plugin}; this one is ignored"
                     )
-                    continue
-                if spec.name in models:
-                    self.faults.append(
-                        PluginFault(
-                            dist,
-                            impl.plugin_name,
-                            f"model name {spec.name!r} is already registered by "
-                            f"{models[spec.name].plugin}; this one is ignored",
-                        )
-                    )
-                    continue
-                models[spec.name] = attrs.evolve(spec, plugin=dist)
-        return dict(sorted(models.items()))
+                else:
+                    found[spec.name] = attrs.evolve(spec, plugin=dist)
+        return dict(sorted(found.items()))
 
     def ensure(self) -> dict[str, ModelSpec]:
         if self.models is None:
             self.faults = []
             self._discover()
-            self.models = self._collect()
+            self.models = self._collect("latentkit_models", ModelSpec, "ModelSpec")
+            self.objectives = self._collect("latentkit_objectives", ObjectiveSpec, "ObjectiveSpec")
         return self.models
 
 
@@ -291,3 +287,51 @@ def load_model(name: str, **config: Any) -> LatentModel:
         )
     model.name, model.config = name, cfg
     return model
+
+
+def list_objectives() -> list[str]:
+    """Names of every registered training objective, sorted (``elbo``, ``iwae`` and those
+    plugins add through ``latentkit_objectives``)."""
+    _registry.ensure()
+    return list(_registry.objectives)
+
+
+def objective_specs() -> dict[str, ObjectiveSpec]:
+    """Every registered objective's spec, by name."""
+    _registry.ensure()
+    return dict(_registry.objectives)
+
+
+def get_objective_spec(name: str) -> ObjectiveSpec:
+    """The objective registered under ``name``; a clear error listing the names otherwise."""
+    _registry.ensure()
+    found = _registry.objectives
+    if not isinstance(name, str) or name not in found:
+        raise ConfigError(
+            f"no objective named {name!r}; registered objectives: {', '.join(found) or 'none'}"
+        )
+    return found[name]
+
+
+def make_objective(name: str, model: LatentModel, **config: Any) -> Objective:
+    """Build the objective registered as ``name`` for ``model`` from its config values.
+
+    A bad value raises :class:`~latentkit.ConfigError` naming ``objective.FIELD``; an
+    objective that does not apply to the model says why.
+    """
+    spec = get_objective_spec(name)
+    if not isinstance(model, LatentModel):
+        raise PluginError(f"make_objective needs a latentkit.LatentModel, got {type(model)!r}")
+    cfg = structure_config(spec.config_class, config, where=f"objective {name!r}")
+    supports = getattr(spec.factory, "supports", None)
+    reason = supports(model) if callable(supports) else None
+    if reason is not None:
+        raise ConfigError(f"objective {name!r} does not apply to this model: {reason}")
+    built = spec.factory(cfg, model)
+    if not isinstance(built, Objective):
+        raise PluginError(
+            f"{spec.plugin}: the factory of objective {name!r} returned "
+            f"{type(built).__name__}, not a latentkit.Objective"
+        )
+    built.name = spec.name
+    return built

@@ -1,8 +1,10 @@
-"""One small trainer for any latent model: minimise ``model.training_loss(x).mean()`` with Adam.
+"""One small trainer for any latent model: minimise ``objective(model, x, step).mean()`` with Adam.
 
-It knows nothing of a model's family: a VAE, a hierarchical VAE and a DDPM differ only in
-``training_loss`` (−ELBO_β, or a DDPM's one-timestep estimate). The bound's terms shown
-live and logged come from :func:`latentkit.elbo` on the current batch.
+It knows nothing of a model's family: what it minimises is an objective
+(``latentkit.objectives``: −ELBO_β with warm-up or free bits, −IWAE_k, a DDPM's one-timestep
+or hybrid loss), the model's default one unless given another. The bound's terms shown
+live and logged come from :func:`latentkit.elbo` on the current batch: the true bound,
+never the training surrogate.
 
 Reproducibility, and exact resume
 ---------------------------------
@@ -93,8 +95,10 @@ from latentkit.errors import (
     NonFiniteTrainingError,
     TrainingError,
 )
-from latentkit.estimators import ESTIMATORS
+from latentkit.estimators import ESTIMATORS, training_estimator
 from latentkit.evaluation import check_likelihood_support, evaluate
+from latentkit.objectives import Objective
+from latentkit.registry import make_objective
 from latentkit.validation import check_data
 
 __all__ = [
@@ -323,15 +327,16 @@ class DataOrder:
         return self._perm[start : start + self.batch_size]
 
 
-class _Objective(nn.Module):
-    """The per-example training loss as a module, so DDP and torch.compile can wrap it."""
+class _Loss(nn.Module):
+    """The model and its objective as one module, so DDP and torch.compile can wrap them."""
 
-    def __init__(self, model: LatentModel):
+    def __init__(self, model: LatentModel, objective: Objective):
         super().__init__()
         self.model = model
+        self.objective = objective
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model.training_loss(x)
+    def forward(self, x: Tensor, step: Tensor) -> Tensor:
+        return self.objective(self.model, x, step)
 
 
 @attrs.frozen
@@ -403,9 +408,13 @@ class Trainer:
     """Train ``model`` on ``train_data`` with Adam; log, evaluate and checkpoint into ``run_dir``.
 
     Args:
-        model: any :class:`~latentkit.LatentModel` (its ``training_loss`` is minimised).
+        model: any :class:`~latentkit.LatentModel`.
         train_data: ``[N, *model.data_shape]`` floats (moved to the model's dtype).
         config: a :class:`TrainConfig`.
+        objective: what to minimise: an objective's registered name (built with
+            ``objective_config``), a built :class:`~latentkit.Objective`, or ``None`` for
+            the model's default (``model.default_objective``).
+        objective_config: options of the objective named by ``objective``.
         test_data: examples for the periodic evaluation (optional).
         run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go (None: write nothing).
         model_name, model_config: recorded in checkpoints so they rebuild the model;
@@ -420,6 +429,8 @@ class Trainer:
         train_data: Tensor,
         config: TrainConfig | None = None,
         *,
+        objective: str | Objective | None = None,
+        objective_config: dict[str, Any] | None = None,
         test_data: Tensor | None = None,
         run_dir: str | os.PathLike | None = None,
         model_name: str | None = None,
@@ -451,7 +462,9 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        objective: nn.Module = _Objective(self.model)
+        self.loss_objective = self._build_objective(objective, objective_config)
+        self._step_t = torch.zeros((), dtype=torch.long, device=self.device)
+        objective: nn.Module = _Loss(self.model, self.loss_objective)
         if config.compile:
             objective = self._compiled(objective)
         if self.dist.active:
@@ -471,11 +484,7 @@ class Trainer:
         self._stop: int = 0
         self._saved_step = -1
         self._rng_ready = False
-        self._term_estimator = (
-            "single-layer"
-            if ESTIMATORS["single-layer"].supports(self.model) is None
-            else self.model.training_estimator
-        )
+        self._term_estimator = training_estimator(self.model).name
         # Step health, kept on the device (see the module docstring).
         self._params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self._no_grad = torch.zeros((), device=self.device)
@@ -485,18 +494,46 @@ class Trainer:
         self.skipped_steps = 0
         self._skips_in_a_row = 0
 
+    def _build_objective(
+        self, objective: str | Objective | None, options: dict[str, Any] | None
+    ) -> Objective:
+        if isinstance(objective, Objective):
+            if options:
+                raise ConfigError("objective_config is only read with an objective name")
+            return objective.to(self.device)
+        if objective is None:
+            if options:
+                raise ConfigError("objective_config needs an objective name")
+            name, declared = self.model.default_objective
+            objective, options = name, declared
+        if not isinstance(objective, str):
+            raise ConfigError(
+                f"objective must be a registered name or a latentkit.Objective, got "
+                f"{type(objective).__name__}"
+            )
+        return make_objective(objective, self.model, **dict(options or {})).to(self.device)
+
+    @property
+    def objective_record(self) -> dict[str, Any]:
+        """The objective's name and options, as checkpoints record them."""
+        o = self.loss_objective
+        config = unstructure_config(o.config) if attrs.has(type(o.config)) else None
+        return {"name": o.name or type(o).__name__, "config": config}
+
     def _compiled(self, objective: nn.Module) -> nn.Module:
         """``torch.compile(objective)``, compiled now on one batch (noise forked), or the eager
         objective with a warning when Dynamo cannot trace the model."""
         compiled = torch.compile(objective)
         share = self.config.batch_size // self.dist.world_size
         x = self.train_data[: min(share, self.train_data.shape[0])].to(self.device)
+        # The warm-up calls must leave no trace in the objective's state (a sampler's history).
+        state = {k: t.clone() for k, t in self.loss_objective.state_dict().items()}
         try:
             with self._fork_rng(self.config.seed), self._autocast_for(self.device):
                 # One eager call first: torch.distributions memoizes each KL pair's function
                 # on first use, and Dynamo traces the memo lookup but not the dispatch.
-                objective(x)
-                compiled(x)
+                objective(x, self._step_t)
+                compiled(x, self._step_t)
         except Exception as exc:  # Dynamo's failures have many types; all mean "not this model"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             warnings.warn(
@@ -504,6 +541,8 @@ class Trainer:
                 stacklevel=3,
             )
             return objective
+        finally:
+            self.loss_objective.load_state_dict(state)
         return compiled
 
     def _has_unused_parameters(self) -> bool:
@@ -511,9 +550,11 @@ class Trainer:
         them each step); probed on two examples, with noise that leaves the trajectory be."""
         x = self.train_data[:2].to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
+        state = {k: t.clone() for k, t in self.loss_objective.state_dict().items()}
         with self._fork_rng(self.config.seed):
-            loss = self.model.training_loss(x).mean()
+            loss = self.loss_objective(self.model, x, self._step_t).mean()
             grads = torch.autograd.grad(loss, params, allow_unused=True)
+        self.loss_objective.load_state_dict(state)
         return any(g is None for g in grads)
 
     # -- data ---------------------------------------------------------------------------
@@ -560,6 +601,7 @@ class Trainer:
             seed_everything(cfg.seed + self.dist.rank)
             self._rng_ready = True
         self.model.train()
+        self.loss_objective.train()
         display = _Display(self.console, cfg.progress and self.dist.is_main, cfg.steps, self.step)
         handlers = self._catch_signals()
         window = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -569,8 +611,9 @@ class Trainer:
         try:
             while self.step < end:
                 x = self.batch(self.step)
+                self._step_t.fill_(self.step)  # a device tensor: no recompile, no host sync
                 with self._autocast():
-                    loss = self.objective(x).mean()
+                    loss = self.objective(x, self._step_t).mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 finite = self._step_health(loss.detach())
@@ -826,6 +869,7 @@ class Trainer:
     def state_tensors(self) -> dict[str, Tensor]:
         """Weights, optimizer state and RNG states, named for the safetensors file."""
         tensors = {f"model/{k}": t for k, t in self.model.state_dict().items()}
+        tensors.update({f"objective/{k}": t for k, t in self.loss_objective.state_dict().items()})
         opt_tensors, _ = flatten_optimizer_state(self.optimizer.state_dict())
         tensors.update(opt_tensors)
         mine = rng_tensors(prefix="")
@@ -855,6 +899,7 @@ class Trainer:
         info = {
             "model": self.model_name,
             "model_config": self.model_config,
+            "objective": self.objective_record,
             "train_config": unstructure_config(self.config),
             "data": self.data_info,
             "data_order": {
@@ -916,6 +961,7 @@ class Trainer:
         weights = subset(tensors, "model")
         check_weights(self.model, weights, where=str(where))
         self.model.load_state_dict(weights)
+        self._load_objective_state(subset(tensors, "objective"), info, where)
         self.optimizer.load_state_dict(self._optimizer_state(tensors, info, where))
         self.step = self._saved_step = info["step"]
         faults = info.get("nonfinite") or {}
@@ -950,6 +996,35 @@ class Trainer:
         if self.run_dir is not None and self.dist.is_main:
             self._truncate_metrics(self.step)
         return self.step
+
+    def _load_objective_state(
+        self, tensors: dict[str, Tensor], info: dict[str, Any], where: Path
+    ) -> None:
+        """The objective's saved state (e.g. a layer sampler's history), checked like the
+        weights: the same names, shapes and dtypes, finite; and the same objective."""
+        saved = info.get("objective")
+        if isinstance(saved, dict) and saved.get("name") != self.objective_record["name"]:
+            warnings.warn(
+                f"resuming with objective {self.objective_record['name']!r}; the checkpoint "
+                f"was trained with {saved.get('name')!r}",
+                stacklevel=3,
+            )
+        mine = self.loss_objective.state_dict()
+        if not mine and not tensors:
+            return
+        same = isinstance(saved, dict) and saved == self.objective_record
+        if set(tensors) != set(mine) or not same:
+            warnings.warn(
+                "the checkpoint's objective state does not match this objective's; it starts "
+                "afresh",
+                stacklevel=3,
+            )
+            return
+        for k, t in tensors.items():
+            ok = t.shape == mine[k].shape and t.dtype == mine[k].dtype
+            if not ok or (t.is_floating_point() and not bool(torch.isfinite(t).all())):
+                raise CheckpointError(f"{where}: objective state {k!r} is malformed")
+        self.loss_objective.load_state_dict(tensors)
 
     def _optimizer_state(
         self, tensors: dict[str, Tensor], info: dict[str, Any], where: Path

@@ -1,16 +1,15 @@
 """latentkit hook implementations of the β-VAE plugin.
 
-Same chains as ``vae``; the model's ``objective_beta`` makes training minimise −ELBO_β.
-``latentkit.elbo`` still reports the true ELBO (β = 1) unless asked for another β.
+Same chains as ``vae``; the model's default objective is ``elbo`` with its β, so training
+minimises −ELBO_β. ``latentkit.elbo`` still reports the true ELBO (β = 1) unless asked for
+another β.
 """
 
 import attrs
 from attrs import validators as v
-from hypothesis import strategies as st
 from latentkit_vae import VAEConfig, build_vae
 
 import latentkit as lk
-from latentkit.testing.strategies import vae_configs
 
 
 @attrs.frozen(kw_only=True)
@@ -21,13 +20,17 @@ class BetaVAEConfig(VAEConfig):
 
 
 def build_beta_vae(cfg: BetaVAEConfig) -> lk.LatentModel:
-    return build_vae(cfg, objective_beta=cfg.beta)
+    return build_vae(cfg, beta=cfg.beta)
 
 
-@st.composite
-def beta_vae_configs(draw) -> dict:
-    """The ``vae`` test configs plus a β on either side of 1."""
-    return {**draw(vae_configs()), "beta": draw(st.floats(0.1, 8.0))}
+def beta_vae_configs():
+    """The ``vae`` test configs plus a β on either side of 1 (Hypothesis is imported only
+    when the checks run)."""
+    from hypothesis import strategies as st
+
+    from latentkit.testing.strategies import vae_configs
+
+    return st.builds(lambda c, b: {**c, "beta": b}, vae_configs(), st.floats(0.1, 8.0))
 
 
 @lk.hookimpl

@@ -1,8 +1,17 @@
-"""latentkit hook implementations of the DDPM plugin."""
+"""latentkit hook implementations of the DDPM plugin: the model and its objectives."""
 
 import latentkit as lk
 from latentkit_ddpm.model import DDPMConfig, build_ddpm
-from latentkit_ddpm.strategies import ddpm_configs
+from latentkit_ddpm.objectives import latentkit_objectives
+
+__all__ = ["latentkit_models", "latentkit_objectives"]
+
+
+def ddpm_configs():
+    """Small configs for the checks (Hypothesis is imported only when they run)."""
+    from latentkit_ddpm.strategies import ddpm_configs
+
+    return ddpm_configs()
 
 
 @lk.hookimpl

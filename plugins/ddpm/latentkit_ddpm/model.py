@@ -20,11 +20,12 @@ import attrs
 import torch
 from attrs import validators as v
 from torch import Tensor
-from torch.distributions import Distribution, Independent, kl_divergence
+from torch.distributions import Distribution, Independent
 
 import latentkit as lk
 from latentkit.distributions import DiscretizedNormal, diag_normal
 from latentkit.errors import ConfigError
+from latentkit.estimators import layer_term
 from latentkit.networks import ACTIVATIONS
 from latentkit_ddpm.networks import EpsMLP, EpsUNet
 from latentkit_ddpm.schedule import DiffusionSchedule, check_beta, cosine_beta, linear_beta
@@ -105,12 +106,14 @@ class DDPMConfig:
         activation: MLP activation (silu, relu, gelu, tanh, softplus).
         channels: U-Net base width.
         channel_mult: U-Net width multipliers, one per resolution level.
-        loss: the training loss: ``elbo`` (−ELBO by the unbiased one-timestep estimator),
+        loss: the model's default training objective (``latentkit train --objective``
+            overrides it): ``elbo`` (−ELBO by the unbiased one-timestep estimator),
             ``simple`` (L_simple = ‖ε − ε_θ‖², a reweighted bound, not the ELBO) or
-            ``hybrid`` (L_simple + λ·L_vlb with the mean stopped in L_vlb, improved DDPM).
+            ``hybrid`` (L_simple + λ·T·L_t with the mean stopped in L_t, improved DDPM).
         timestep_sampler: t for ``loss="elbo"``: ``uniform`` or ``importance`` (p(t) ∝
-            √E[L_t²] over the last 10 losses per t, improved DDPM §3.3).
-        hybrid_weight: λ of ``loss="hybrid"`` (> 0).
+            √E[L_t²] over the last 10 losses per t, improved DDPM §3.3): the ``elbo``
+            objective's ``layer_sampler``.
+        hybrid_weight: λ of ``loss="hybrid"`` (> 0): the ``hybrid`` objective's ``weight``.
     """
 
     data_shape: tuple[int, ...] = attrs.field(
@@ -273,16 +276,17 @@ class DDPMGenerative(lk.GenerativeChain):
 
 
 class DDPMModel(lk.LatentModel):
-    """A DDPM: :class:`DDPMGenerative` and :class:`DDPMPosterior` with the DDPM training losses.
+    """A DDPM: :class:`DDPMGenerative` and :class:`DDPMPosterior`.
 
     ``latentkit.elbo(model, x)`` evaluates the full-T bound (``layer-batched`` by default;
-    ``analytic`` and ``bottom-up`` on request); ``training_loss`` follows ``config.loss``.
+    ``analytic`` and ``bottom-up`` on request). What training minimises is an objective
+    (``latentkit.objectives``): ``config.loss`` picks the model's default one — ``elbo``
+    (the one-timestep estimate, with ``config.timestep_sampler`` as its layer sampler),
+    or this plugin's ``simple`` and ``hybrid`` (``latentkit_ddpm.objectives``).
     """
 
     generative: DDPMGenerative
     posterior: DDPMPosterior
-    history_length = 10
-    """Losses kept per timestep for the importance sampler (improved DDPM)."""
 
     def __init__(self, cfg: DDPMConfig):
         schedule = make_schedule(cfg)
@@ -290,14 +294,8 @@ class DDPMModel(lk.LatentModel):
             DDPMGenerative(cfg, schedule),
             DDPMPosterior(schedule, len(cfg.data_shape)),
             config=cfg,
-            training_estimator="single-layer",
+            **default_objective(cfg),
         )
-        self.loss = cfg.loss
-        self.timestep_sampler = cfg.timestep_sampler
-        self.hybrid_weight = cfg.hybrid_weight
-        T = cfg.num_timesteps
-        self.register_buffer("kl_history", torch.zeros(max(T - 1, 0), self.history_length))
-        self.register_buffer("kl_history_count", torch.zeros(max(T - 1, 0), dtype=torch.long))
 
     @property
     def schedule(self) -> DiffusionSchedule:
@@ -312,76 +310,29 @@ class DDPMModel(lk.LatentModel):
         self, x0: Tensor, t: Tensor, x_t: Tensor, eps: Tensor, log_var: Tensor
     ) -> Tensor:
         """L_t, ``[batch]``, given ε_θ and log σ_t² at (x_t, t), t a ``LongTensor`` in 1..T:
-        −log p(x_0 | x_1) where t = 1, KL(q(x_{t-1} | x_t, x_0) ‖ p(x_{t-1} | x_t)) where t ≥ 2.
+        −log p(x_0 | x_1) where t = 1, KL(q(x_{t-1} | x_t, x_0) ‖ p(x_{t-1} | x_t)) where t ≥ 2
+        (the engine's :func:`latentkit.estimators.layer_term` at this draw of x_t).
 
         Pass ``eps.detach()`` for improved DDPM's L_vlb inside L_hybrid (no gradient to μ_θ).
         """
-        p, q = self.generative, self.posterior
+        p = self.generative
         nll = -p.reverse_from(t, x_t, eps, log_var, decoder=True).log_prob(x0)
         if self.num_layers == 1:
             return nll
         # Rows with t = 1 would give q a zero variance: evaluate them at t = 2, then discard.
-        kl = kl_divergence(q.down(t.clamp(min=2), x_t, x0), p.reverse_from(t, x_t, eps, log_var))
+        kl = layer_term(
+            self, x0, t.clamp(min=2), z=x_t, transition=p.reverse_from(t, x_t, eps, log_var)
+        )
         return torch.where(t == 1, nll, kl)
 
-    def training_loss(self, x: Tensor) -> Tensor:
-        """The loss ``config.loss`` names, per example ``[batch]``:
 
-        * ``elbo``: −ELBO, one timestep per example (the engine's ``single-layer`` estimator,
-          or its importance-sampled form).
-        * ``simple``: L_simple = ‖ε − ε_θ(ᾱ_t x_0 + β̄_t ε, t)‖², t ~ U{1..T} (DDPM eq. 14):
-          each ELBO term with its weight β_t⁴/(2σ_t² α_t² β̄_t²) dropped — a reweighted
-          bound, not the ELBO.
-        * ``hybrid``: L_simple + λ·T·L_t at the same (x_t, t), μ_θ stopped in L_t (improved
-          DDPM eq. 16; T·L_t is unbiased for Σ_t L_t, the prior term has no parameters).
-        """
-        if self.loss == "elbo":
-            if self.timestep_sampler == "uniform" or self.num_layers < 2:
-                return super().training_loss(x)
-            return -self._importance_sampled_elbo(x)
-        p = self.generative
-        t = torch.randint(1, self.num_layers + 1, (x.shape[0],), device=x.device)
-        noise = torch.randn_like(x)
-        x_t = self.q_sample(x, t, noise)
-        eps, log_var = p.eps_and_log_var(t, x_t)
-        simple = (noise - eps).pow(2).flatten(1).sum(-1)
-        if self.loss == "simple":
-            return simple
-        vlb = self.timestep_term(x, t, x_t, eps.detach(), log_var)
-        return simple + self.hybrid_weight * self.num_layers * vlb
-
-    def _importance_sampled_elbo(self, x: Tensor) -> Tensor:
-        """The single-layer estimate with t ~ p(t) on 2..T instead of uniform:
-        log p(x_0 | x_1) − KL(q(x_T | x_0) ‖ p(x_T)) − L_t / p(t), unbiased for any p(t) > 0."""
-        p, q, n = self.generative, self.posterior, x.shape[0]
-        recon = p.likelihood(q.first(x).rsample()).log_prob(x)
-        prior = kl_divergence(q.top(x), p.prior(n))
-        weights = self.timestep_weights()
-        t = torch.multinomial(weights, n, replacement=True) + 2
-        x_t = self.q_sample(x, t, torch.randn_like(x))
-        kl = self.timestep_term(x, t, x_t, *p.eps_and_log_var(t, x_t))
-        if self.training:
-            self._record(t, kl.detach())
-        return recon - prior - kl / weights[t - 2]
-
-    def timestep_weights(self) -> Tensor:
-        """p(t) for t = 2..T: uniform until every t has ``history_length`` losses, then
-        ∝ √E[L_t²] mixed with 0.1% uniform mass (improved DDPM §3.3)."""
-        n = self.kl_history.shape[0]
-        uniform = self.kl_history.new_full((n,), 1.0 / n)
-        if not bool((self.kl_history_count >= self.history_length).all()):
-            return uniform
-        w = self.kl_history.pow(2).mean(-1).sqrt()
-        return 0.999 * w / w.sum() + 0.001 * uniform
-
-    @torch.no_grad()
-    def _record(self, t: Tensor, kl: Tensor) -> None:
-        # Oldest first, one example at a time, so repeated t in a batch all land (improved DDPM).
-        for ti, li in zip((t - 2).tolist(), kl.tolist()):
-            self.kl_history[ti] = torch.cat(
-                [self.kl_history[ti, 1:], self.kl_history.new_tensor([li])]
-            )
-            self.kl_history_count[ti] += 1
+def default_objective(cfg: DDPMConfig) -> dict:
+    """The objective ``cfg.loss`` names, as ``LatentModel``'s ``objective`` keywords."""
+    if cfg.loss == "simple":
+        return {"objective": "simple", "objective_config": {}}
+    if cfg.loss == "hybrid":
+        return {"objective": "hybrid", "objective_config": {"weight": cfg.hybrid_weight}}
+    return {"objective": "elbo", "objective_config": {"layer_sampler": cfg.timestep_sampler}}
 
 
 def build_ddpm(cfg: DDPMConfig) -> DDPMModel:

@@ -2,7 +2,13 @@
 
 import latentkit as lk
 from latentkit_hvae.model import HVAEConfig, build_hvae
-from latentkit_hvae.strategies import hvae_configs
+
+
+def hvae_configs():
+    """Small configs for the checks (Hypothesis is imported only when they run)."""
+    from latentkit_hvae.strategies import hvae_configs
+
+    return hvae_configs()
 
 
 @lk.hookimpl

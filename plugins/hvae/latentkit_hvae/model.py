@@ -198,6 +198,10 @@ class HVAEGenerative(lk.GenerativeChain):
         )
 
 
+class LadderFeatures(tuple):
+    """The ladder's features (h_1, ..., h_L) of one batch: what its ``encode`` returns."""
+
+
 class LadderPosterior(lk.PosteriorChain):
     """q(z_L | x) Π q(z_{l-1} | z_l, x), fed by a deterministic bottom-up pass over x.
 
@@ -206,10 +210,9 @@ class LadderPosterior(lk.PosteriorChain):
     identity (h_l = x: a stack of linear maps adds nothing a linear head cannot express),
     so each q-mean is linear in (z_l, x).
 
-    A top-down pass calls ``top(x)`` and then ``down(l, ·, x)`` for l = L..2 with the same
-    x: ``top`` computes the features (with the current parameters) and keeps them for
-    that pass, ``down`` reuses them while it is handed the same tensor, and ``down(2)``,
-    the pass's last step, lets them go. A ``down`` call outside such a pass recomputes.
+    The features are the chain's :meth:`encode`: the engine computes them once per pass
+    and hands them to ``top`` and every ``down``. Called directly with the data tensor,
+    ``top`` and ``down`` compute them themselves.
     """
 
     top_down = True
@@ -239,28 +242,23 @@ class LadderPosterior(lk.PosteriorChain):
             )
             for l in range(2, len(dims) + 1)
         )
-        self._pass: tuple[Tensor, list[Tensor]] | None = None
 
-    def features(self, x: Tensor) -> list[Tensor]:
-        """[h_1, ..., h_L] for the batch x (the ladder's deterministic bottom-up pass)."""
+    def encode(self, x: Tensor) -> LadderFeatures:
+        """(h_1, ..., h_L) for the batch x (the ladder's deterministic bottom-up pass)."""
         h, out = _flat(x), []
         for block in self.blocks:
             h = block(h)
             out.append(h)
-        return out
+        return LadderFeatures(out)
 
-    def top(self, x: Tensor) -> Independent:
-        h = self.features(x)
-        self._pass = (x, h)
-        return self.top_head(h[-1])
+    def _features(self, x: Tensor | LadderFeatures) -> LadderFeatures:
+        return x if isinstance(x, LadderFeatures) else self.encode(x)
 
-    def down(self, l: int, z: Tensor, x: Tensor) -> Independent:
-        if self._pass is not None and self._pass[0] is x:
-            h = self._pass[1]
-        else:
-            h = self.features(x)
-        if l == 2:
-            self._pass = None
+    def top(self, x: Tensor | LadderFeatures) -> Independent:
+        return self.top_head(self._features(x)[-1])
+
+    def down(self, l: int, z: Tensor, x: Tensor | LadderFeatures) -> Independent:
+        h = self._features(x)
         return self.down_heads[l - 2](torch.cat([z, h[l - 2]], dim=-1))
 
 

@@ -1,8 +1,14 @@
 """latentkit hook implementations of the VAE plugin."""
 
 import latentkit as lk
-from latentkit.testing.strategies import vae_configs
 from latentkit_vae.model import VAEConfig, build_vae
+
+
+def vae_configs():
+    """Small configs for the checks (Hypothesis is imported only when they run)."""
+    from latentkit.testing.strategies import vae_configs
+
+    return vae_configs()
 
 
 @lk.hookimpl

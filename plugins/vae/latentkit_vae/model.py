@@ -117,6 +117,13 @@ class GaussianEncoder(lk.SingleLayerPosterior):
         return self.head(self.net(rearrange(x, "b ... -> b (...)")))
 
 
-def build_vae(cfg: VAEConfig, *, objective_beta: float = 1.0) -> lk.LatentModel:
-    """The VAE described by ``cfg`` (the factory registered as ``vae``)."""
-    return lk.LatentModel(VAEGenerative(cfg), GaussianEncoder(cfg), objective_beta=objective_beta)
+def build_vae(cfg: VAEConfig, *, beta: float = 1.0) -> lk.LatentModel:
+    """The VAE described by ``cfg`` (the factory registered as ``vae``), trained by default
+    with the ``elbo`` objective at KL weight ``beta``."""
+    objective_config = {"beta": beta} if beta != 1.0 else {}
+    return lk.LatentModel(
+        VAEGenerative(cfg),
+        GaussianEncoder(cfg),
+        objective="elbo",
+        objective_config=objective_config,
+    )

@@ -40,6 +40,7 @@ from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
 from latentkit.errors import NotTractableError
 from latentkit.estimators import resolve_estimator
+from latentkit.objectives import training_loss
 from latentkit.oracles import exact_log_prob
 from latentkit.registry import get_model_spec, load_model
 from latentkit.sampling import sample
@@ -402,7 +403,7 @@ def finite_values_and_gradients(case: ModelCase) -> None:
     with case.draws():
         result = elbo(model, x, beta=case.beta)
         bound = iwae(model, x, case.k_max)
-        loss = model.training_loss(x).sum() - bound.sum()
+        loss = training_loss(model, x).sum() - bound.sum()
     values = {**result.terms, "ELBO_β": result.total, f"IWAE_{case.k_max}": bound, "loss": loss}
     for what, value in values.items():
         bad = ~torch.isfinite(value.detach())

@@ -111,4 +111,4 @@ def build_gmm(cfg: GMMConfig) -> lk.LatentModel:
     """The factory registered as ``gmm``."""
     generative = GMMGenerative(cfg)
     posterior = ExactPosterior(generative) if cfg.posterior == "exact" else AmortizedPosterior(cfg)
-    return lk.LatentModel(generative, posterior, training_estimator="enumerated")
+    return lk.LatentModel(generative, posterior, objective_config={"estimator": "enumerated"})
