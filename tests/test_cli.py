@@ -380,3 +380,79 @@ def test_no_bits_per_dim_for_a_continuous_likelihood(tmp_path, capsys):
     assert payload["discrete_likelihood"] is False
     assert payload["bits_per_dim"] == {"elbo": None, "iwae": None}
     assert payload["nll_nats"]["mean"] is not None
+
+
+# ---- training objectives (docs/objectives.md) --------------------------------------------
+
+
+def _recorded_objective(run: Path) -> dict:
+    step = max(int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("step-*.json"))
+    info = json.loads((run / "checkpoints" / f"step-{step:08d}.json").read_text())
+    return info["objective"]
+
+
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        (["--objective", "iwae", "--set", "objective.k=5"], {"name": "iwae", "k": 5}),
+        (
+            ["--objective", "iwae", "--set", "objective.k=3", "--set", "objective.gradient=dreg"],
+            {"name": "iwae", "gradient": "dreg"},
+        ),
+        (["--set", "objective.warmup_steps=4"], {"name": "elbo", "warmup_steps": 4}),
+        (
+            ["--objective", "elbo", "--set", "objective.free_bits=0.5"],
+            {"name": "elbo", "free_bits": 0.5},
+        ),
+    ],
+    ids=["iwae", "iwae-dreg", "warmup", "free-bits"],
+)
+def test_train_with_an_objective_records_it_and_resumes_with_it(flags, expected, tmp_path):
+    """`latentkit train --objective NAME --set objective.FIELD=…` trains, reports a finite
+    ELBO, records the objective in the checkpoint and config.json, and `--resume` keeps it
+    (the weights equal one longer run's)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    base = ["train", "--model", "vae", *TINY, *flags]
+    assert main([*base, "--steps", "8", "--run-dir", str(a)]) == 0
+    assert main([*base, "--steps", "4", "--run-dir", str(b)]) == 0
+    assert main(["train", "--resume", "--steps", "8", "--no-progress", "--run-dir", str(b)]) == 0
+    assert_same(weights(b, 8), weights(a, 8))
+    record = _recorded_objective(b)
+    assert record["name"] == expected.pop("name")
+    assert {k: record["config"][k] for k in expected} == expected
+    assert json.loads((b / "config.json").read_text())["objective"] == record
+
+
+def test_ddpm_old_loss_key_selects_the_hybrid_objective(tmp_path):
+    run = tmp_path / "ddpm"
+    argv = ["train", "--model", "ddpm", "--data", "digits", "--limit", "64", "--batch-size",
+            "16", "--steps", "3", "--no-progress", "--run-dir", str(run), "--set",
+            "num_timesteps=10", "--set", "network=mlp", "--set", "hidden=[16]", "--set",
+            "loss=hybrid", "--set", "hybrid_weight=0.01"]  # fmt: skip
+    assert main(argv) == 0
+    assert _recorded_objective(run) == {"name": "hybrid", "config": {"weight": 0.01}}
+
+
+@pytest.mark.parametrize(
+    "flags,words",
+    [
+        (["--objective", "iwea"], "no objective named 'iwea'"),
+        (["--objective", "iwae", "--set", "objective.kk=2"], "objective 'iwae': unknown"),
+        (["--objective", "iwae", "--set", "objective.k=0"], "'k' must be an int ≥ 1"),
+        (["--set", "objective.warmup_shape=sigmoid"], "'warmup_shape' must be one of"),
+        (["--objective", "hybrid"], "objective 'hybrid' does not apply"),
+    ],
+)
+def test_a_bad_objective_is_one_error_line(flags, words, tmp_path, capsys):
+    code = main(["train", "--model", "vae", *TINY, *flags, "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error:") and words in err and len(err.splitlines()) == 1, err
+
+
+def test_list_shows_the_objectives(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "training objectives" in out
+    for name in ("elbo", "iwae", "simple", "hybrid"):
+        assert name in out
