@@ -542,4 +542,4 @@ def training_loss(model: LatentModel, x: Tensor, step: int | Tensor | None = Non
     """The loss of the model's default objective (``model.default_objective``), ``[batch]``."""
     if not isinstance(model, LatentModel):
         raise EstimatorError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
-    return default_objective(model)(model, x, step)
+    return default_objective(model).forward(model, x, step)
