@@ -547,21 +547,22 @@ def _load_recorded_data(info: dict[str, Any], overrides: dict[str, Any]) -> Any:
 # ------------------------------------------------------------------------------ commands
 
 
-def cmd_list(args: argparse.Namespace, out: Console, err: Console) -> int:
-    table = Table(title="latentkit models")
-    for col in ("model", "plugin", "description", "config fields (default)"):
+def _spec_table(title: str, columns: Sequence[str], specs: dict[str, Any]) -> Table:
+    """One row per registered spec: name, plugin, description, config fields (default)."""
+    table = Table(title=title)
+    for col in columns:
         table.add_column(col, overflow="fold")
-    for name, spec in model_specs().items():
+    for name, spec in specs.items():
         fields = ", ".join(f"{f}={d!r}" for f, _, d in config_fields(spec.config_class))
         table.add_row(name, spec.plugin, Text(spec.description), Text(fields))
-    out.print(table)
-    objectives = Table(title="training objectives (--objective NAME, --set objective.FIELD=…)")
-    for col in ("name", "plugin", "what", "options"):
-        objectives.add_column(col, overflow="fold")
-    for name, ospec in objective_specs().items():
-        fields = ", ".join(f"{f}={d!r}" for f, _, d in config_fields(ospec.config_class))
-        objectives.add_row(name, ospec.plugin, Text(ospec.description), Text(fields))
-    out.print(objectives)
+    return table
+
+
+def cmd_list(args: argparse.Namespace, out: Console, err: Console) -> int:
+    models = ("model", "plugin", "description", "config fields (default)")
+    out.print(_spec_table("latentkit models", models, model_specs()))
+    title = "training objectives (--objective NAME, --set objective.FIELD=…)"
+    out.print(_spec_table(title, ("name", "plugin", "what", "options"), objective_specs()))
     try:
         from latentkit.data import dataset_sources
     except ImportError:

@@ -15,7 +15,7 @@ from cattrs.v import format_exception
 
 from latentkit.errors import ConfigError
 
-__all__ = ["config_fields", "structure_config", "unstructure_config"]
+__all__ = ["config_fields", "int_at_least", "one_of", "structure_config", "unstructure_config"]
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
@@ -90,3 +90,27 @@ def _say(exc: BaseException, type_: Any) -> str:
 def unstructure_config(config: Any) -> dict[str, Any]:
     """The config as plain JSON/TOML-ready values; ``structure_config`` inverts it."""
     return _converter.unstructure(config)
+
+
+# Validators shared by the configs (training, objectives, schedules): each raises ConfigError
+# (a ValueError) naming the field, the rule and the value given.
+
+
+def one_of(*choices: str) -> Any:
+    """An attrs validator: the value is one of ``choices``."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, str) or value not in choices:
+            raise ConfigError(f"{attribute.name!r} must be one of {list(choices)}, got {value!r}")
+
+    return check
+
+
+def int_at_least(low: int) -> Any:
+    """An attrs validator: the value is an int (not a bool) ≥ ``low``."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{attribute.name!r} must be an int ≥ {low}, got {value!r}")
+
+    return check

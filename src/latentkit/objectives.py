@@ -36,6 +36,8 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from latentkit.chains import LatentModel
+from latentkit.config import int_at_least as _int_at_least
+from latentkit.config import one_of as _one_of
 from latentkit.errors import ConfigError, EstimatorError
 from latentkit.estimators import (
     ESTIMATORS,
@@ -169,22 +171,6 @@ def _finite_nonneg(instance: Any, attribute: attrs.Attribute, value: Any) -> Non
         raise ValueError(f"{attribute.name!r} must be a number, got {value!r}")
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{attribute.name!r} must be a finite number ≥ 0, got {value!r}")
-
-
-def _int_at_least(low: int) -> Callable[..., None]:
-    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{attribute.name!r} must be an int ≥ {low}, got {value!r}")
-
-    return check
-
-
-def _one_of(*choices: str) -> Callable[..., None]:
-    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value not in choices:
-            raise ValueError(f"{attribute.name!r} must be one of {list(choices)}, got {value!r}")
-
-    return check
 
 
 @attrs.frozen(kw_only=True)

@@ -62,6 +62,8 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from latentkit.config import int_at_least as _int_at_least
+from latentkit.config import one_of as _one_of
 from latentkit.errors import CheckpointError, ConfigError, InputError
 
 __all__ = ["EMA", "LR_KINDS", "LRSchedule", "apply_lr", "lr_factor"]
@@ -78,27 +80,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _int_at_least(low: int) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if not _is_int(value) or value < low:
-            raise ConfigError(f"{attribute.name!r} must be an int ≥ {low}, got {value!r}")
-
-    return check
-
-
 def _number_in(low: float, high: float, *, low_open: bool = False) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if not _is_number(value) or not (low < value if low_open else low <= value) or value > high:
             interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
             raise ConfigError(f"{attribute.name!r} must be a number in {interval}, got {value!r}")
-
-    return check
-
-
-def _one_of(*choices: str) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if not isinstance(value, str) or value not in choices:
-            raise ConfigError(f"{attribute.name!r} must be one of {list(choices)}, got {value!r}")
 
     return check
 

@@ -88,6 +88,7 @@ from latentkit.checkpoint import (
     unflatten_optimizer_state,
     write_checkpoint,
 )
+from latentkit.config import one_of as _one_of
 from latentkit.config import unstructure_config
 from latentkit.errors import (
     ConfigError,
@@ -157,14 +158,6 @@ def _boolean(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 def _text(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, str):
         raise ConfigError(f"{attribute.name!r} must be a string, got {value!r}")
-
-
-def _one_of(*choices: str) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if not isinstance(value, str) or value not in choices:
-            raise ConfigError(f"{attribute.name!r} must be one of {list(choices)}, got {value!r}")
-
-    return check
 
 
 @attrs.frozen(kw_only=True)
