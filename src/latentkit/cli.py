@@ -69,7 +69,7 @@ from latentkit.registry import (
 
 __all__ = ["build_parser", "main"]
 
-DATA_KEYS = ("name", "variant", "seed", "limit")
+DATA_KEYS = ("name", "variant", "seed", "limit", "binarization", "validation")
 EVAL_KEYS = ("iwae_k", "examples", "batch_size", "num_samples", "estimator", "seed")
 DEFAULT_DATA = "mnist"
 EVAL_PAIRS = 20000
@@ -174,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="registry name (see `latentkit list`)")
     p.add_argument(
+        "--recipe",
+        help="a shipped recipe by name (see `latentkit recipes`): its model, objective, data "
+        "protocol and schedule; flags and --set override any of it (docs/reproduction.md)",
+    )
+    p.add_argument(
         "--objective",
         help="training objective by name (elbo, iwae, and plugins' own; see `latentkit list`); "
         "default: the model's own (elbo, with a β-VAE's β, or a DDPM's loss); its options "
@@ -209,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(p, default_hint="default mnist, falling back to the MNIST sample, then digits")
     _add_eval_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "recipes",
+        help="the shipped recipes that reproduce published results",
+        description="List the shipped recipes (latentkit train --recipe NAME): their sources, "
+        "published figures and budgets (docs/reproduction.md).",
+    )
+    p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser(
         "evaluate",
@@ -324,14 +337,31 @@ class RunSpec:
     evaluate: dict[str, Any] = attrs.Factory(dict)
 
 
-def _read_toml(path: Path) -> RunSpec:
+def _read_toml(path: Path | None, *, recipe: str | None = None) -> RunSpec:
+    """The run a TOML file (``--config``) or a shipped recipe (``--recipe``) describes."""
     try:
-        doc = tomllib.loads(path.read_text())
+        if recipe is not None:
+            from latentkit.recipes import recipe_text
+
+            path = Path(f"recipe {recipe}")
+            doc = tomllib.loads(recipe_text(recipe))
+        else:
+            assert path is not None
+            doc = tomllib.loads(path.read_text())
     except OSError as exc:
         raise CLIError(f"--config {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise CLIError(f"--config {path}: not valid TOML: {exc}") from None
-    known = {"model", "model_config", "objective", "objective_config", "train", "data", "evaluate"}
+    known = {
+        "model",
+        "model_config",
+        "objective",
+        "objective_config",
+        "train",
+        "data",
+        "evaluate",
+        "recipe",  # a shipped recipe's description: read by `latentkit recipes`, not by train
+    }
     unknown = sorted(set(doc) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; known: {sorted(known)}")
@@ -398,6 +428,8 @@ _OPTION_RULES: dict[str, tuple[str, Any]] = {
     "variant": ("a variant name (a string)", lambda v: isinstance(v, str)),
     "seed": ("an int ≥ 0", lambda v: _is_int(v) and v >= 0),
     "limit": ("an int ≥ 1", lambda v: v is None or (_is_int(v) and v >= 1)),
+    "binarization": ("'fixed' or 'dynamic'", lambda v: v in ("fixed", "dynamic")),
+    "validation": ("an int ≥ 0", lambda v: _is_int(v) and v >= 0),
     "iwae_k": ("an int ≥ 0", lambda v: v is None or (_is_int(v) and v >= 0)),
     "examples": ("an int ≥ 0", lambda v: _is_int(v) and v >= 0),
     "batch_size": ("an int ≥ 1", lambda v: _is_int(v) and v >= 1),
@@ -526,7 +558,50 @@ def load_data(
         "kind": ds.kind,
         "data_shape": list(ds.data_shape),
     }
+    for key in ("binarization", "validation"):
+        if data.get(key) is not None:
+            info[key] = data[key]
     return ds, info
+
+
+def training_splits(ds: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """What the trainer gets from a data set under ``[data]``'s protocol keys.
+
+    ``binarization = "dynamic"`` (binarized data only): the training images as pixel
+    probabilities, drawn afresh as bits at each use. ``validation = N``: the last N training
+    examples are held out (fixed bits under dynamic binarization); the periodic evaluations
+    and the choice of the best checkpoint use them, and the test split is left to the final
+    evaluation alone.
+    """
+    from latentkit.data import binarize, load_dataset, split_validation
+    from latentkit.data.core import derived_seed
+
+    dynamic = data.get("binarization", "fixed") == "dynamic"
+    held_out = int(data.get("validation", 0) or 0)
+    train = ds.train
+    if dynamic:
+        if ds.variant != "binarized":
+            raise ConfigError(
+                f"[data] binarization='dynamic' draws binary images; the variant is "
+                f"{ds.variant!r} (use variant='binarized')"
+            )
+        seed = int(data.get("seed", 0))
+        train = load_dataset(ds.name, variant="unit", seed=seed, limit=data.get("limit")).train
+    validation = None
+    if held_out:
+        if held_out >= train.shape[0]:
+            raise ConfigError(
+                f"[data] validation={held_out} leaves no training example ({train.shape[0]} in all)"
+            )
+        train, validation = split_validation(train, held_out)
+        if dynamic:  # scored on one fixed draw, like the test split
+            validation = binarize(validation, seed=derived_seed(int(data.get("seed", 0)), 2))
+    return {
+        "train_data": train,
+        "validation_data": validation,
+        "test_data": None if validation is not None else ds.test,
+        "dynamic_binarization": dynamic,
+    }
 
 
 def _load_recorded_data(info: dict[str, Any], overrides: dict[str, Any]) -> Any:
@@ -586,10 +661,35 @@ def cmd_list(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 0
 
 
+def cmd_recipes(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from latentkit.recipes import list_recipes, recipe_info
+
+    table = Table(title="recipes (latentkit train --recipe NAME [--set FIELD=VALUE ...])")
+    table.add_column("recipe", no_wrap=True)
+    for col in ("what", "source", "published NLL", "budget (2 CPU cores)"):
+        table.add_column(col, overflow="fold")
+    for name in list_recipes():
+        info = recipe_info(name)
+        published = info.get("published_nll", info.get("published", ""))
+        table.add_row(
+            name,
+            Text(str(info.get("description", ""))),
+            Text(str(info.get("source", ""))),
+            Text(str(published)),
+            Text(str(info.get("budget_cpu", ""))),
+        )
+    out.print(table)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     from latentkit.training import TrainConfig, Trainer, distributed_env, seed_everything
 
-    spec = _read_toml(args.config) if args.config else RunSpec()
+    if args.config and args.recipe:
+        raise CLIError("pass --config FILE or --recipe NAME, not both")
+    spec = RunSpec()
+    if args.config or args.recipe:
+        spec = _read_toml(args.config, recipe=args.recipe)
     if args.model:
         spec.model = args.model
     run_dir_arg: Path | None = args.run_dir
@@ -675,13 +775,14 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         objective_name, declared = model.default_objective
         objective_config = {**declared, **objective_config}
     # Built (and every example checked) before anything is printed: bad data is one line.
+    splits = training_splits(ds, spec.data)
     trainer = Trainer(
         model,
-        ds.train,
+        splits.pop("train_data"),
         train_cfg,
         objective=objective_name,
         objective_config=objective_config,
-        test_data=ds.test,
+        **splits,
         run_dir=run_dir,
         data_info=data_info,
         console=err,
@@ -725,14 +826,23 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
             highlight=False,
         )
         return 130
-    test = result.last_metrics.get("test", {})
+    split = "validation" if "validation" in result.last_metrics else "test"
+    last = result.last_metrics.get(split, {})
     err.print(
-        f"trained {result.step} steps in {seconds:.0f} s; test ELBO "
-        f"{test.get('elbo', float('nan')):.2f} nats; checkpoint {result.checkpoint}",
+        f"trained {result.step} steps in {seconds:.0f} s; {split} ELBO "
+        f"{last.get('elbo', float('nan')):.2f} nats; checkpoint {result.checkpoint}",
         highlight=False,
         markup=False,
     )
     if args.report and trainer.dist.is_main:
+        info = _checkpoint_info(result.checkpoint)
+        if latest_checkpoint(run_dir / "best") is not None:  # chosen on the validation split
+            model, info = load_trained_model(run_dir / "best", device=trainer.device)
+            err.print(
+                f"evaluating the best checkpoint on validation: step {info.get('step')}, "
+                f"validation ELBO {info.get('best_validation_elbo'):.2f}",
+                highlight=False,
+            )
         write_report(
             run_dir,
             out=out,
@@ -740,7 +850,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
             options=spec.evaluate,
             dataset=ds,
             model=model,
-            info=_checkpoint_info(result.checkpoint),
+            info=info,
         )
     return 0
 

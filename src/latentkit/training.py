@@ -100,6 +100,7 @@ from latentkit.estimators import ESTIMATORS, training_estimator
 from latentkit.evaluation import check_likelihood_support, evaluate
 from latentkit.objectives import Objective
 from latentkit.registry import make_objective
+from latentkit.schedules import LR_KINDS, LRSchedule, apply_lr, lr_factor
 from latentkit.validation import check_data
 
 __all__ = [
@@ -150,6 +151,11 @@ def _nonneg_float(instance: Any, attribute: attrs.Attribute, value: Any) -> None
         raise ConfigError(f"{attribute.name!r} must be a finite number ≥ 0, got {value!r}")
 
 
+def _unit_float(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"{attribute.name!r} must be a number in [0, 1], got {value!r}")
+
+
 def _boolean(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{attribute.name!r} must be true or false, got {value!r}")
@@ -167,7 +173,14 @@ class TrainConfig:
     Attributes:
         steps: optimizer steps in all (a resumed run continues up to this number).
         batch_size: examples per step, over all processes (the global batch).
-        lr: Adam's learning rate (constant).
+        lr: Adam's base learning rate.
+        lr_schedule: how the rate moves with the step (``latentkit.schedules``): ``constant``,
+            ``cosine`` (to ``lr_min_factor`` · lr at the last step) or ``step`` (× ``lr_gamma``
+            every ``lr_step_every`` steps); a pure function of the step, so resume is exact.
+        lr_warmup_steps: linear warm-up of the rate over this many steps (0: none).
+        lr_min_factor: the cosine schedule's floor, a fraction of ``lr``.
+        lr_step_every: steps between two decays of the ``step`` schedule.
+        lr_gamma: the ``step`` schedule's factor per decay.
         weight_decay: Adam's L2 weight decay (≥ 0).
         grad_clip: clip the gradient's global norm to this (0: no clipping).
         seed: seeds the data order and the model's noise.
@@ -191,6 +204,11 @@ class TrainConfig:
     steps: int = attrs.field(default=2000, validator=_pos_int)
     batch_size: int = attrs.field(default=128, validator=_pos_int)
     lr: float = attrs.field(default=1e-3, validator=_pos_float)
+    lr_schedule: str = attrs.field(default="constant", validator=_one_of(*LR_KINDS))
+    lr_warmup_steps: int = attrs.field(default=0, validator=_nonneg_int)
+    lr_min_factor: float = attrs.field(default=0.0, validator=_unit_float)
+    lr_step_every: int = attrs.field(default=1000, validator=_pos_int)
+    lr_gamma: float = attrs.field(default=0.5, validator=_unit_float)
     weight_decay: float = attrs.field(default=0.0, validator=_nonneg_float)
     grad_clip: float = attrs.field(default=0.0, validator=_nonneg_float)
     seed: int = attrs.field(default=0, validator=_nonneg_int)
@@ -212,7 +230,18 @@ CHECK_EVERY = 1000
 """In ``stop`` mode, the longest run of steps whose health is not yet read back (the log,
 evaluation and checkpoint steps usually read it sooner)."""
 
-EXACT_RESUME_FIELDS = ("batch_size", "lr", "weight_decay", "grad_clip", "seed")
+EXACT_RESUME_FIELDS = (
+    "batch_size",
+    "lr",
+    "lr_schedule",
+    "lr_warmup_steps",
+    "lr_min_factor",
+    "lr_step_every",
+    "lr_gamma",
+    "weight_decay",
+    "grad_clip",
+    "seed",
+)
 """Fields that must not change on resume for the continuation to be exact."""
 
 
@@ -409,6 +438,13 @@ class Trainer:
             ``objective_config``), a built :class:`~latentkit.Objective`, or ``None`` for
             the model's default (``model.default_objective``).
         objective_config: options of the objective named by ``objective``.
+        validation_data: examples held out of training for the periodic evaluations; when
+            given, the test data are never touched by the trainer, and the checkpoint of the
+            best validation ELBO is kept in ``run_dir/best/``.
+        dynamic_binarization: ``train_data`` are pixel probabilities in [0, 1]; each use of
+            an example draws it afresh as Bernoulli bits, a pure function of (seed, step,
+            position in the global batch) (:class:`latentkit.data.DynamicBinarizer`), so a
+            resumed run sees the bits an uninterrupted one would.
         test_data: examples for the periodic evaluation (optional).
         run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go (None: write nothing).
         model_name, model_config: recorded in checkpoints so they rebuild the model;
@@ -426,6 +462,8 @@ class Trainer:
         objective: str | Objective | None = None,
         objective_config: dict[str, Any] | None = None,
         test_data: Tensor | None = None,
+        validation_data: Tensor | None = None,
+        dynamic_binarization: bool = False,
         run_dir: str | os.PathLike | None = None,
         model_name: str | None = None,
         model_config: Any = None,
@@ -445,8 +483,31 @@ class Trainer:
         self.model = model.to(self.device)
         ref = self.model.reference()
         self.dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
-        self.train_data = self._place(self._checked(train_data, "train_data"))
+        self.binarizer = None
+        if dynamic_binarization:
+            from latentkit.data import DynamicBinarizer
+
+            self.binarizer = DynamicBinarizer(train_data.to(self.dtype), seed=config.seed)
+            self.train_data = self.binarizer.probs
+        else:
+            self.train_data = self._place(self._checked(train_data, "train_data"))
         self.test_data = None if test_data is None else self._checked(test_data, "test_data")
+        self.validation_data = (
+            None if validation_data is None else self._checked(validation_data, "validation_data")
+        )
+        self.best_validation: float | None = None
+        self.lr_schedule = LRSchedule(
+            kind=config.lr_schedule,
+            warmup_steps=config.lr_warmup_steps,
+            min_factor=config.lr_min_factor,
+            step_every=config.lr_step_every,
+            step_gamma=max(config.lr_gamma, 1e-300),
+        )
+        if config.lr_schedule == "cosine" and config.steps <= config.lr_warmup_steps:
+            raise ConfigError(
+                f"lr_warmup_steps ({config.lr_warmup_steps}) must be below steps "
+                f"({config.steps}) for a cosine schedule"
+            )
         self.order = DataOrder(train_data.shape[0], config.batch_size, config.seed)
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.model_name = model_name or getattr(model, "name", None)
@@ -519,7 +580,7 @@ class Trainer:
         objective with a warning when Dynamo cannot trace the model."""
         compiled = torch.compile(objective)
         share = self.config.batch_size // self.dist.world_size
-        x = self.train_data[: min(share, self.train_data.shape[0])].to(self.device)
+        x = self.batch(0)[:share]
         # The warm-up calls must leave no trace in the objective's state (a sampler's history).
         state = {k: t.clone() for k, t in self.loss_objective.state_dict().items()}
         try:
@@ -542,7 +603,7 @@ class Trainer:
     def _has_unused_parameters(self) -> bool:
         """Whether the loss leaves some parameter without a gradient (DDP must then look for
         them each step); probed on two examples, with noise that leaves the trajectory be."""
-        x = self.train_data[:2].to(self.device)
+        x = self.batch(0)[:2]
         params = [p for p in self.model.parameters() if p.requires_grad]
         state = {k: t.clone() for k, t in self.loss_objective.state_dict().items()}
         with self._fork_rng(self.config.seed):
@@ -578,7 +639,10 @@ class Trainer:
         """This process's share of step ``step``'s global batch, on the training device."""
         idx = self.order.indices(step)
         share = self.config.batch_size // self.dist.world_size
-        idx = idx[self.dist.rank * share : (self.dist.rank + 1) * share]
+        rows = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
+        if self.binarizer is not None:  # bits of the global batch, so ranks draw apart
+            return self.binarizer.batch(idx, step)[rows].to(self.device, dtype=self.dtype)
+        idx = idx[rows]
         return self.train_data[idx.to(self.train_data.device)].to(self.device, non_blocking=True)
 
     # -- the loop -----------------------------------------------------------------------
@@ -612,6 +676,11 @@ class Trainer:
                 loss.backward()
                 finite = self._step_health(loss.detach())
                 if not skip or self._update_or_skip(finite):
+                    apply_lr(
+                        self.optimizer,
+                        cfg.lr,
+                        lr_factor(self.lr_schedule, self.step, cfg.steps),
+                    )
                     self.optimizer.step()
                     window += loss.detach().double()
                     window_updates += 1
@@ -635,7 +704,7 @@ class Trainer:
                     break
             interrupted = interrupted or self.step < cfg.steps
             self.raise_on_fault()
-            if self.test_data is not None and not interrupted:
+            if self._eval_data is not None and not interrupted:
                 self.evaluate_now()
             if self._saved_step != self.step:
                 self.save_checkpoint()
@@ -790,12 +859,13 @@ class Trainer:
         """Test-set ELBO and terms at the current step (rank 0), logged as a ``test`` line."""
         self.raise_on_fault()
         record = None
-        if self.dist.is_main and self.test_data is not None:
-            n = self.config.eval_examples or self.test_data.shape[0]
+        data, split = self._eval_data, "validation" if self.validation_data is not None else "test"
+        if self.dist.is_main and data is not None:
+            n = self.config.eval_examples or data.shape[0]
             estimator = self.config.eval_estimator
             report = evaluate(
                 self.model,
-                self.test_data[:n],
+                data[:n],
                 iwae_k=0,
                 estimator=self._term_estimator if estimator == "auto" else estimator,
                 seed=self.config.seed + 1,
@@ -803,7 +873,7 @@ class Trainer:
             self.model.train()
             record = {
                 "step": self.step,
-                "split": "test",
+                "split": split,
                 "examples": report.num_examples,
                 "elbo": report.elbo.mean,
                 "reconstruction": report.reconstruction.mean,
@@ -812,9 +882,28 @@ class Trainer:
                 "time": round(time.time(), 3),
             }
             self._write_metrics(record)
+            if split == "validation":
+                self._keep_best(record["elbo"])
         if self.dist.active:
             dist.barrier()
         return record
+
+    @property
+    def _eval_data(self) -> Tensor | None:
+        return self.validation_data if self.validation_data is not None else self.test_data
+
+    def _keep_best(self, value: float) -> None:
+        """Keep the checkpoint of the best validation ELBO so far in ``run_dir/best/``."""
+        if not math.isfinite(value) or (
+            self.best_validation is not None and value <= self.best_validation
+        ):
+            return
+        self.best_validation = value
+        if self.run_dir is not None:  # rank 0 alone: weights for evaluation, not a resume point
+            tensors = {f"model/{k}": t for k, t in self.model.state_dict().items()}
+            write_checkpoint(
+                self.run_dir / "best", self.step, tensors, self._checkpoint_info(), keep_last=1
+            )
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
         self.last_metrics[record["split"]] = record
@@ -889,8 +978,21 @@ class Trainer:
             if self.dist.active:
                 dist.barrier()
             return None
+        path = write_checkpoint(
+            self.run_dir / "checkpoints",
+            self.step,
+            tensors,
+            self._checkpoint_info(),
+            keep_last=self.config.keep_checkpoints,
+        )
+        self.last_checkpoint = path
+        if self.dist.active:
+            dist.barrier()
+        return path
+
+    def _checkpoint_info(self) -> dict[str, Any]:
         _, opt_plain = flatten_optimizer_state(self.optimizer.state_dict())
-        info = {
+        return {
             "model": self.model_name,
             "model_config": self.model_config,
             "objective": self.objective_record,
@@ -910,19 +1012,9 @@ class Trainer:
                 "skips_in_a_row": self._skips_in_a_row,
             },
             "metrics": json_safe(self.last_metrics),
+            "best_validation_elbo": self.best_validation,
             "torch": torch.__version__,
         }
-        path = write_checkpoint(
-            self.run_dir / "checkpoints",
-            self.step,
-            tensors,
-            info,
-            keep_last=self.config.keep_checkpoints,
-        )
-        self.last_checkpoint = path
-        if self.dist.active:
-            dist.barrier()
-        return path
 
     def resume(self, path: str | os.PathLike) -> int:
         """Load weights, optimizer, RNG and step from a checkpoint; return the step.
@@ -987,6 +1079,10 @@ class Trainer:
         self.last_checkpoint = self.resumed_from = where
         metrics = info.get("metrics")
         self.last_metrics = dict(metrics) if isinstance(metrics, dict) else {}
+        best = info.get("best_validation_elbo")
+        if best is not None and not (isinstance(best, (int, float)) and math.isfinite(best)):
+            raise CheckpointError(f"{where}: 'best_validation_elbo' must be a finite number")
+        self.best_validation = None if best is None else float(best)
         if self.run_dir is not None and self.dist.is_main:
             self._truncate_metrics(self.step)
         return self.step
