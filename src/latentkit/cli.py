@@ -228,7 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="ELBO, its terms, IWAE-k NLL and bits/dim of a trained model",
         description="Evaluate a checkpoint on its data set's test split (or --data/--split).",
     )
-    p.add_argument("run", type=Path, help="a run folder (its newest checkpoint) or a checkpoint")
+    p.add_argument(
+        "run",
+        type=Path,
+        help="a run folder (the best checkpoint on validation if the run kept one, else its "
+        "newest) or a checkpoint",
+    )
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--json", dest="json_out", help="write the report as JSON here ('-': stdout)")
     p.add_argument("--batch-size", type=int, help="examples per batch (default 500)")
@@ -928,7 +933,11 @@ def _run_evaluation(
 def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
     from latentkit.evaluation import report_table
 
-    model, info = load_trained_model(args.run, device=_device(args.device))
+    source = args.run
+    if Path(args.run).is_dir() and latest_checkpoint(Path(args.run) / "best") is not None:
+        source = Path(args.run) / "best"  # the checkpoint the validation split chose
+        err.print(f"evaluating the best checkpoint on validation: {source}", markup=False)
+    model, info = load_trained_model(source, device=_device(args.device))
     ds = _load_recorded_data(
         info, {"name": args.data, "variant": args.variant, "limit": args.limit}
     )

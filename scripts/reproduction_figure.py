@@ -1,0 +1,62 @@
+"""Draw docs/img/reproduction_curves.png: each recipe run's validation ELBO against wall time.
+
+    python scripts/reproduction_figure.py RUN_DIR [RUN_DIR ...] [--out docs/img/reproduction_curves.png]
+
+Reads each run's ``metrics.jsonl`` (the ``validation`` lines and the ``train`` lines' clock)
+and its ``config.json`` (for the label); the horizontal lines mark the published test NLLs
+of the recipes (their ``[recipe]`` tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from latentkit.plots import read_metrics
+from latentkit.recipes import recipe_info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, default=Path("docs/img/reproduction_curves.png"))
+    args = ap.parse_args()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for run in args.runs:
+        lines = read_metrics(run / "metrics.jsonl")
+        if not lines:
+            continue
+        start = min(m["time"] for m in lines if "time" in m)
+        valid = [m for m in lines if m.get("split") == "validation"]
+        minutes = [(m["time"] - start) / 60 for m in valid]
+        nll = [-m["elbo"] for m in valid]
+        (line,) = ax.plot(minutes, nll, marker="o", ms=3, label=f"{run.name}: −ELBO (validation)")
+        try:
+            published = recipe_info(run.name).get("published_nll")
+        except Exception:
+            published = None
+        if isinstance(published, (int, float)):
+            ax.axhline(published, color=line.get_color(), ls=":", lw=1)
+            ax.text(0, published, f" published NLL {published}", color=line.get_color(),
+                    va="bottom", fontsize=8)  # fmt: skip
+    ax.set_xlabel("wall time (minutes, one CPU core each)")
+    ax.set_ylabel("nats (lower is better)")
+    ax.set_title("Recipes on binarized MNIST: validation −ELBO over training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    lo = ax.get_ylim()
+    ax.set_ylim(min(lo[0], 80), min(lo[1], 130))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=120)
+    print(json.dumps({"wrote": str(args.out)}))
+
+
+if __name__ == "__main__":
+    main()
