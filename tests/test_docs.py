@@ -17,6 +17,7 @@ PAGES = [
     "docs/ddpm.md",
     "docs/training.md",
     "docs/objectives.md",
+    "docs/diagnostics.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 

@@ -15,9 +15,8 @@ from latentkit import distributions as distributions
 from latentkit.bounds import ElboResult, bits_per_dim, elbo, iwae
 from latentkit.chains import GenerativeChain, LatentModel, PosteriorChain, SingleLayerPosterior
 from latentkit.config import structure_config, unstructure_config
-
-# Training, evaluation and data come last: they build on everything above.
 from latentkit.data import load_dataset
+from latentkit.diagnostics import Diagnostics, diagnose
 from latentkit.errors import (
     CheckpointError,
     ConfigError,
@@ -75,6 +74,7 @@ __all__ = [
     "DTypeError",
     "DataSourceError",
     "DeviceError",
+    "Diagnostics",
     "Draw",
     "ElboResult",
     "Estimator",
@@ -104,6 +104,7 @@ __all__ = [
     "UnknownModelError",
     "bits_per_dim",
     "default_objective",
+    "diagnose",
     "elbo",
     "evaluate",
     "exact_log_prob",
