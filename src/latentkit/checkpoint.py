@@ -11,16 +11,23 @@ then ``os.replace``; the folder is fsynced after). The tensor file is written fi
 the JSON names its sha256, so the JSON is the commit marker: a run killed between the two
 writes leaves no JSON for that step, and :func:`latest_checkpoint` finds the previous one.
 Pruning removes an old checkpoint's JSON before its tensors, so a kill mid-prune never
-leaves a committed checkpoint without its tensors; temporaries and uncommitted tensor files
+leaves a committed checkpoint without its tensors, and only ever removes checkpoints of
+lower steps than the one just written; temporaries and uncommitted tensor files
 left by a killed run are removed by the next write.
 
 Loading trusts nothing in the files (docs/reliability.md):
 
 * nothing is unpickled: safetensors holds raw tensors and JSON holds plain values;
+* only regular files are read (a link to one is followed), each opened non-blocking and
+  checked with ``fstat`` before any byte is read, and of bounded size (the JSON
+  :data:`MAX_JSON_BYTES`, the tensors this machine's memory): a FIFO, a device or a folder
+  in a checkpoint's place is a :class:`CheckpointError`, never a hang;
 * the JSON records the sha256 of the tensor file and of its own content (``info_sha256``,
-  over the canonical JSON without that field), so a truncated, corrupt or edited file is
-  refused with :class:`CheckpointError`; the hashes catch accidents and edits, not a forger
-  who recomputes them, which is why the fields are checked as well:
+  over the canonical JSON without that field: step, configs, everything else), and the
+  latter is required: a truncated, corrupt or edited file is refused with
+  :class:`CheckpointError`, and so is format version 1 (no hash of its content); the hashes
+  catch accidents and edits, not a forger who recomputes them, which is why the fields are
+  checked as well:
 * the tensor file must be a bare file name beside the JSON (no paths), the step an int;
 * :func:`load_trained_model` builds the named model on the meta device first (no memory)
   and refuses weights whose names or shapes differ, or which are not finite, before any
@@ -38,6 +45,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Mapping
@@ -55,6 +63,7 @@ from latentkit.registry import load_model
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_JSON_BYTES",
     "CheckpointError",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -65,18 +74,25 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "load_trained_model",
+    "memory_bytes",
     "read_checkpoint",
+    "read_regular_file",
     "resolve_checkpoint",
     "restore_rng",
     "rng_tensors",
     "subset",
     "unflatten_optimizer_state",
+    "writable_path",
     "write_checkpoint",
 ]
 
 FORMAT_VERSION = 2
-"""Version 2 adds ``info_sha256``; version 1 checkpoints (tensor hash only) still load."""
-READABLE_VERSIONS = (1, 2)
+"""Version 2 adds ``info_sha256``, the hash of the JSON's own content (step, configs, …)."""
+READABLE_VERSIONS = (2,)
+"""Version 1 recorded the tensor file's hash only, so an edit of its JSON (the step, the
+configs) cannot be detected: it is refused, as is any other version."""
+MAX_JSON_BYTES = 64 * 2**20
+"""A checkpoint's JSON larger than this is refused before it is read (they are a few kB)."""
 _STEP_FILE = re.compile(r"^step-(\d+)\.json$")
 _TENSOR_FILE = re.compile(r"^step-(\d+)\.safetensors$")
 _TEMPORARY = re.compile(r"^\.step-\d+\.(json|safetensors)\..*\.tmp$")
@@ -100,8 +116,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, pause: float = 0
     The temporary file lives in the destination folder, so ``os.replace`` is a rename on
     one file system (atomic on POSIX and Windows). ``pause`` seconds are slept between the
     temporary write and the rename (tests use it to kill a process inside that window).
+
+    A symbolic link is written through: its target is replaced, the link stays. An existing
+    target that is not a regular file (a folder, a FIFO, a device) is refused with an
+    ``OSError`` and left as it is. Returns the path written (the link's target).
     """
-    path = Path(path)
+    path = writable_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -118,6 +138,51 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, pause: float = 0
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def writable_path(path: str | os.PathLike) -> Path:
+    """Where a write to ``path`` lands: the target of a symbolic link (followed to the end),
+    else ``path``; an ``OSError`` if that exists and is not a regular file."""
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return path
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise FileExistsError(f"{path} is {kind}; not replaced")
+    return path
+
+
+def read_regular_file(path: str | os.PathLike, *, limit: int, what: str = "file") -> bytes:
+    """The bytes of ``path`` if it is a regular file (a link to one is followed) of at most
+    ``limit`` bytes; else an ``OSError`` saying what it is. A FIFO or a device is never read
+    (opened non-blocking, checked with ``fstat`` before any read), nor an oversized file."""
+    path = Path(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(f"{what} {path} is a folder")
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{what} {path} is not a regular file (a FIFO or device?)")
+        if st.st_size > limit:
+            raise OSError(f"{what} {path} has {st.st_size:,} bytes, more than the {limit:,} read")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(st.st_size + 1)  # read(n) allocates n bytes: the size, not the limit
+    finally:
+        os.close(fd)
+    return data[: st.st_size]  # a file appended to meanwhile: what it held when opened
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (2**40 where the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return 2**40
 
 
 def json_safe(obj: Any) -> Any:
@@ -223,7 +288,10 @@ def write_checkpoint(
 ) -> Path:
     """Write one checkpoint (tensors first, then the JSON that commits it); return the JSON path.
 
-    ``keep_last`` older checkpoints are kept (``None`` keeps all).
+    ``keep_last`` checkpoints are kept (``None`` keeps all): this one and the newest
+    ``keep_last - 1`` of lower steps. Pruning never removes the checkpoint just written, nor
+    any of a higher step (a later run's, which :class:`~latentkit.training.Trainer` refuses
+    to write beside in the first place).
     """
     tensor_path, json_path = checkpoint_paths(directory, step)
     pause = _slow_checkpoint_pause()
@@ -242,7 +310,8 @@ def write_checkpoint(
     record["info_sha256"] = _info_digest(record)
     atomic_write_json(json_path, record, pause=pause)
     if keep_last is not None:
-        for old in list_checkpoints(directory)[:-keep_last]:
+        older = [p for p in list_checkpoints(directory) if _step_of(p) < step]
+        for old in older[: max(0, len(older) - (keep_last - 1))]:
             # The JSON first: a kill between the two leaves stray tensors, never a
             # committed checkpoint without them.
             for p in reversed(checkpoint_paths(directory, _step_of(old))):
@@ -298,7 +367,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         return found
     if path.suffix == ".safetensors":
         path = path.with_suffix(".json")
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     return path
 
@@ -307,7 +376,10 @@ def _read_info(json_path: Path) -> dict[str, Any]:
     """The checkpoint's JSON, checked: a latentkit checkpoint of a readable version whose
     content matches its ``info_sha256`` and whose step and tensor file name are well formed."""
     try:
-        info = json.loads(json_path.read_bytes(), parse_constant=_no_constant)
+        raw = read_regular_file(json_path, limit=MAX_JSON_BYTES, what="checkpoint")
+        info = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise CheckpointError(f"cannot read checkpoint {json_path}: nested too deeply") from None
     except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
         raise CheckpointError(f"cannot read checkpoint {json_path}: {_one_line(exc)}") from None
     if not isinstance(info, dict):
@@ -323,7 +395,7 @@ def _read_info(json_path: Path) -> dict[str, Any]:
             f"{json_path} has format version {version!r}; this latentkit reads versions "
             f"{list(READABLE_VERSIONS)}"
         )
-    if version >= 2 and info.get("info_sha256") != _info_digest(info):
+    if not isinstance(info.get("info_sha256"), str) or info["info_sha256"] != _info_digest(info):
         raise CheckpointError(
             f"{json_path} does not match the sha256 of its content recorded in it "
             "(edited or corrupt after it was written)"
@@ -363,7 +435,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
     info = _read_info(json_path)
     tensor_path = json_path.parent / info["tensors"]
     try:
-        blob = tensor_path.read_bytes()
+        blob = read_regular_file(tensor_path, limit=memory_bytes(), what="checkpoint tensors")
     except OSError as exc:
         raise CheckpointError(
             f"checkpoint tensors {tensor_path} cannot be read: {_one_line(exc)}"

@@ -23,6 +23,11 @@ field or value is an error that names it. Under
 ``torchrun --nproc_per_node=N -m latentkit.cli train ...`` the same command trains with
 DistributedDataParallel (docs/training.md).
 
+``train`` holds an OS lock on the run folder (``RUN/.latentkit.lock``) while it writes, and
+checks and builds everything (data, model, trainer) before it touches an existing run;
+``--overwrite`` moves the old run aside and deletes it only once the new run has written a
+checkpoint (docs/reliability.md, "Hostile runs").
+
 Every refusal — a bad flag, file, field, value, data set or checkpoint, a NaN in training —
 is one line on stderr starting ``error:`` and a non-zero exit status (2 for the command line
 and configuration, 1 for the rest), never a Python traceback (docs/reliability.md). The
@@ -33,7 +38,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,13 +60,18 @@ from rich.text import Text
 
 from latentkit.checkpoint import (
     CheckpointError,
+    atomic_write_bytes,
     atomic_write_json,
     latest_checkpoint,
     load_trained_model,
+    memory_bytes,
     read_checkpoint,
+    read_regular_file,
+    resolve_checkpoint,
+    writable_path,
 )
 from latentkit.config import config_fields, structure_config, unstructure_config
-from latentkit.errors import ConfigError, LatentkitError
+from latentkit.errors import ConfigError, LatentkitError, NonFiniteError
 from latentkit.registry import (
     get_model_spec,
     get_objective_spec,
@@ -77,8 +91,55 @@ EVAL_PAIRS = 20000
 fewer for long ones (a 1000-step DDPM gets 64), since the ELBO of an example costs L calls."""
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed a command takes (``TrainConfig``'s limit too)."""
+MAX_SAMPLES = 10_000
+"""``sample -n``: the most samples in one grid."""
+MAX_IWAE_K = 10**6
+"""``--iwae-k``: the most importance samples per example."""
+MAX_ROWS = 2**22
+"""``--num-samples`` × ``--batch-size``: the most rows of one ELBO batch (memory)."""
+MAX_CONFIG_BYTES = 2**20
+"""A ``--config`` TOML file larger than this is refused before it is read."""
+MAX_METRICS_BYTES = 2**28
+"""A ``metrics.jsonl`` larger than this is not plotted."""
+LOCK_NAME = ".latentkit.lock"
+"""The lock file in a run folder: one ``train`` process writes a run folder at a time."""
+RUN_FILES = (
+    "checkpoints",
+    "best",
+    "metrics.jsonl",
+    "config.json",
+    "report.json",
+    "samples.png",
+    "curves.png",
+    "layer_kl.png",
+)
+"""What ``train`` writes into a run folder; ``--overwrite`` moves these aside."""
+REPLACED_PREFIX = ".replaced-"
+
+
 class CLIError(LatentkitError):
     """A problem with the command line itself (exit status 2)."""
+
+
+def _int_type(low: int, high: int, what: str = "an int"):
+    """An argparse ``type``: an int in [low, high], else one usage line naming the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be ≥ {low} and at most {high:,}, got {value:,}"
+                if abs(value) < 10**30
+                else f"{what} must be ≥ {low} and at most {high:,}, got {text[:40]}…"
+            )
+        return value
+
+    return parse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,18 +192,20 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("evaluation")
     g.add_argument(
         "--iwae-k",
-        type=int,
+        type=_int_type(0, MAX_IWAE_K),
         help="importance samples for the IWAE NLL (0: skip; "
         "default 100, none for chains longer than 16)",
     )
     g.add_argument(
         "--eval-limit",
-        type=int,
+        type=_int_type(0, 10**9),
         dest="eval_examples",
         metavar="N",
         help="test examples to evaluate (default: all, fewer for long chains)",
     )
-    g.add_argument("--num-samples", type=int, help="draws of z per example for the ELBO")
+    g.add_argument(
+        "--num-samples", type=_int_type(1, MAX_ROWS), help="draws of z per example for the ELBO"
+    )
     g.add_argument("--estimator", help="ELBO estimator (auto, analytic, bottom-up, ...)")
 
 
@@ -236,8 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--json", dest="json_out", help="write the report as JSON here ('-': stdout)")
-    p.add_argument("--batch-size", type=int, help="examples per batch (default 500)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation's noise")
+    p.add_argument(
+        "--batch-size", type=_int_type(1, MAX_ROWS), help="examples per batch (default 500)"
+    )
+    p.add_argument(
+        "--seed", type=_int_type(0, MAX_SEED), default=0, help="seed of the evaluation's noise"
+    )
     p.add_argument("--device", default="cpu")
     _add_data_flags(p, default_hint="default: the data the model was trained on")
     _add_eval_flags(p)
@@ -249,15 +316,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ancestral sampling from the generative chain.",
     )
     p.add_argument("run", type=Path, help="a run folder (its newest checkpoint) or a checkpoint")
-    p.add_argument("-n", "--num", type=int, default=64, help="how many samples (default 64)")
-    p.add_argument("--out", type=Path, help="PNG path (default RUN/samples.png)")
+    p.add_argument(
+        "-n",
+        "--num",
+        type=_int_type(1, MAX_SAMPLES),
+        default=64,
+        help=f"how many samples (default 64, at most {MAX_SAMPLES:,})",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="PNG path (default RUN/samples.png); a folder: samples.png inside it",
+    )
     p.add_argument("--tensors", type=Path, help="also save the samples as a .safetensors file")
     p.add_argument(
         "--draw",
         action="store_true",
         help="draw x ~ p(x|z_1) instead of showing its mean (the default)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_int_type(0, MAX_SEED), default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_sample)
 
@@ -267,8 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a run's newest checkpoint on the test split and write "
         "report.json, samples.png, curves.png and layer_kl.png into the run folder.",
     )
-    p.add_argument("run", type=Path, help="a run folder")
-    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation's noise")
+    p.add_argument("run", type=Path, help="a run folder, or one of its checkpoints")
+    p.add_argument(
+        "--seed", type=_int_type(0, MAX_SEED), default=0, help="seed of the evaluation's noise"
+    )
     p.add_argument("--device", default="cpu")
     _add_eval_flags(p)
     p.set_defaults(func=cmd_report)
@@ -281,7 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="registry name")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--max-examples", type=int, default=25, help="Hypothesis examples per check")
+    p.add_argument(
+        "--max-examples",
+        type=_int_type(1, 10**6),
+        default=25,
+        help="Hypothesis examples per check",
+    )
     p.set_defaults(func=cmd_verify)
     return parser
 
@@ -292,7 +376,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from latentkit.training import distributed_env
 
-    quiet = not distributed_env().is_main
+    try:
+        quiet = not distributed_env().is_main
+    except ConfigError as exc:  # e.g. RANK set without WORLD_SIZE: say so, do not go quiet
+        _say_error(Console(stderr=True), exc)
+        return 2
     out = Console(quiet=quiet)
     err = Console(stderr=True, quiet=quiet)
     try:
@@ -302,6 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (LatentkitError, OSError) as exc:  # OSError: a folder or file the OS refuses
         _say_error(err, exc)
+        return 1
+    except MemoryError:  # an allocation no estimate foresaw: still one line
+        _say_error(err, MemoryError("out of memory (use a smaller model, batch or count)"))
         return 1
     finally:
         from latentkit.training import shutdown_distributed
@@ -313,6 +404,8 @@ def _say_error(err: Console, exc: BaseException) -> None:
     """One line, never wrapped: ``error: MESSAGE`` (a message's own line breaks joined)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = " | ".join(lines) or type(exc).__name__
+    # A name the file system gave us may not be UTF-8 (surrogate escapes): show it escaped.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     err.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 
@@ -326,6 +419,8 @@ def parse_value(text: str) -> Any:
         doc = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        raise CLIError(f"--set value {text[:40]!r}…: nested too deeply") from None
     return doc["v"] if list(doc) == ["v"] else text
 
 
@@ -352,11 +447,18 @@ def _read_toml(path: Path | None, *, recipe: str | None = None) -> RunSpec:
             doc = tomllib.loads(recipe_text(recipe))
         else:
             assert path is not None
-            doc = tomllib.loads(path.read_text())
+            raw = read_regular_file(path, limit=MAX_CONFIG_BYTES, what="TOML file")
+            doc = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise CLIError(f"--config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CLIError(
+            f"--config {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise CLIError(f"--config {path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise CLIError(f"--config {path}: not valid TOML: nested too deeply") from None
     known = {
         "model",
         "model_config",
@@ -688,7 +790,7 @@ def cmd_recipes(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from latentkit.training import TrainConfig, Trainer, distributed_env, seed_everything
+    from latentkit.training import TrainConfig, Trainer, seed_everything
 
     if args.config and args.recipe:
         raise CLIError("pass --config FILE or --recipe NAME, not both")
@@ -699,6 +801,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         spec.model = args.model
     run_dir_arg: Path | None = args.run_dir
     checkpoint = None
+    resumed_step = 0
     if args.resume:
         if run_dir_arg is None and spec.model is None:
             raise CLIError("--resume needs --run-dir (or --model, for runs/MODEL)")
@@ -707,6 +810,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         if checkpoint is None:
             raise CLIError(f"--resume: no checkpoint in {run_dir_arg}")
         _, info = read_checkpoint(checkpoint)
+        resumed_step = info["step"]
         recorded_model = info.get("model")
         if not isinstance(recorded_model, str) or not all(
             isinstance(info.get(k), dict) for k in ("model_config", "train_config")
@@ -753,15 +857,17 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
             spec.objective_config,
             where=f"objective {spec.objective!r}",
         )
-    run_dir = run_dir_arg or Path("runs") / spec.model
-    if checkpoint is None and latest_checkpoint(run_dir) is not None and not args.overwrite:
+    if checkpoint is not None and train_cfg.steps <= resumed_step:
         raise CLIError(
-            f"{run_dir} already holds a run (checkpoint {latest_checkpoint(run_dir)}); pass "
-            "--resume to continue it, --overwrite to start over, or another --run-dir"
+            f"--resume: {checkpoint} is at step {resumed_step} already; --steps "
+            f"{train_cfg.steps} leaves nothing to train (pass --steps above {resumed_step})"
         )
-    if checkpoint is None and args.overwrite and distributed_env().is_main:
-        _clear_run(run_dir)
+    run_dir = run_dir_arg or Path("runs") / spec.model
+    if checkpoint is None and not args.overwrite:  # said now, before the data load; and
+        _refuse_existing_run(run_dir)  # again under the lock, below
 
+    # Everything is checked and built before the run folder is touched: a missing data file,
+    # a batch larger than the data or a model too large for memory leaves the old run as is.
     ds, data_info = load_data(
         spec.data,
         model_name=spec.model,
@@ -773,6 +879,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     if "likelihood" in fields and "likelihood" not in model_values:
         model_values["likelihood"] = ds.likelihood
     seed_everything(train_cfg.seed)
+    _check_model_memory(spec.model, model_values)
     model = load_model(spec.model, **model_values)
     objective_name = spec.objective
     objective_config = dict(spec.objective_config)
@@ -792,19 +899,48 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         data_info=data_info,
         console=err,
     )
-    nparams = sum(p.numel() for p in model.parameters())
-    err.print(
-        f"[bold]{spec.model}[/] ({nparams:,} parameters) on {escape(ds.description)}; "
-        f"objective {escape(_objective_words(trainer.objective_record))}; "
-        f"{train_cfg.steps} steps of {train_cfg.batch_size}, lr {train_cfg.lr}, "
-        f"seed {train_cfg.seed} → {run_dir}",
-        highlight=False,
-    )
-    if trainer.dist.active:
+    with _RunFolder(run_dir, writer=trainer.dist.is_main, err=err) as folder:
+        if checkpoint is None:
+            if args.overwrite:
+                folder.move_aside()
+            else:
+                _refuse_existing_run(run_dir)
+        elif folder.writer and latest_checkpoint(run_dir) != checkpoint:
+            raise CLIError(
+                f"--resume: the newest checkpoint of {run_dir} changed while this command "
+                f"started (was {checkpoint.name}); run it again"
+            )
+        nparams = sum(p.numel() for p in model.parameters())
         err.print(
-            f"torchrun: {trainer.dist.world_size} processes "
-            f"({'nccl' if trainer.device.type == 'cuda' else 'gloo'}); rank 0 writes"
+            f"[bold]{spec.model}[/] ({nparams:,} parameters) on {escape(ds.description)}; "
+            f"objective {escape(_objective_words(trainer.objective_record))}; "
+            f"{train_cfg.steps} steps of {train_cfg.batch_size}, lr {train_cfg.lr}, "
+            f"seed {train_cfg.seed} → {run_dir}",
+            highlight=False,
         )
+        if trainer.dist.active:
+            err.print(
+                f"torchrun: {trainer.dist.world_size} processes "
+                f"({'nccl' if trainer.device.type == 'cuda' else 'gloo'}); rank 0 writes"
+            )
+        return _train_in(folder, trainer, checkpoint, spec, train_cfg, args, ds, model, out, err)
+
+
+def _train_in(
+    folder: _RunFolder,
+    trainer: Any,
+    checkpoint: Path | None,
+    spec: RunSpec,
+    train_cfg: Any,
+    args: argparse.Namespace,
+    ds: Any,
+    model: Any,
+    out: Console,
+    err: Console,
+) -> int:
+    """The part of ``train`` that writes: resume, config.json, fit, report (under the lock)."""
+    run_dir = folder.run_dir
+    data_info = trainer.data_info
     if checkpoint is not None:
         step = trainer.resume(checkpoint)
         err.print(f"resumed from {checkpoint} at step {step}", markup=False)
@@ -821,7 +957,10 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
             },
         )
     t0 = time.perf_counter()
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:  # the old run goes once the new one has a checkpoint; else it comes back
+        folder.settle(started=trainer.last_checkpoint is not None)
     seconds = time.perf_counter() - t0
     if result.interrupted:
         err.print(
@@ -841,7 +980,9 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     )
     if args.report and trainer.dist.is_main:
         info = _checkpoint_info(result.checkpoint)
+        evaluated = result.checkpoint
         if latest_checkpoint(run_dir / "best") is not None:  # chosen on the validation split
+            evaluated = latest_checkpoint(run_dir / "best")
             model, info = load_trained_model(run_dir / "best", device=trainer.device)
             err.print(
                 f"evaluating the best checkpoint on validation: step {info.get('step')}, "
@@ -856,6 +997,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
             dataset=ds,
             model=model,
             info=info,
+            checkpoint=evaluated,
         )
     return 0
 
@@ -875,11 +1017,122 @@ def _checkpoint_info(path: Path | None) -> dict[str, Any]:
     return read_checkpoint(path)[1] if path is not None else {}
 
 
-def _clear_run(run_dir: Path) -> None:
-    for p in (run_dir / "checkpoints").glob("step-*"):
-        p.unlink()
-    for name in ("metrics.jsonl", "report.json", "samples.png", "curves.png", "layer_kl.png"):
-        (run_dir / name).unlink(missing_ok=True)
+def _refuse_existing_run(run_dir: Path) -> None:
+    found = latest_checkpoint(run_dir) or latest_checkpoint(run_dir / "best")
+    if found is not None:
+        raise CLIError(
+            f"{run_dir} already holds a run (checkpoint {found}); pass "
+            "--resume to continue it, --overwrite to start over, or another --run-dir"
+        )
+
+
+def _check_model_memory(name: str, values: dict[str, Any]) -> None:
+    """Refuse a model whose training state (weights, gradients, Adam's two moments: 4× the
+    parameters) would not fit this machine's memory, sized on the meta device (no memory)."""
+    try:
+        with torch.device("meta"):
+            skeleton = load_model(name, **values)
+    except LatentkitError:
+        raise
+    except Exception:  # a model that computes values as it builds: built for real below
+        return
+    count = sum(p.numel() for p in skeleton.parameters())
+    size = sum(p.numel() * p.element_size() for p in skeleton.parameters())
+    limit = memory_bytes()
+    if 4 * size > limit:
+        raise ConfigError(
+            f"model {name!r}: {count:,} parameters ({_bytes(size)}; training holds 4× that: "
+            f"weights, gradients, Adam's moments) is more than this machine's memory, "
+            f"{_bytes(limit)}"
+        )
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"
+
+
+class _RunFolder:
+    """The run folder, held by one ``train`` process at a time (an OS lock on
+    ``RUN/.latentkit.lock``, released by the OS on any exit, ``kill -9`` included), and the
+    previous run's files while ``--overwrite`` replaces them: moved aside into
+    ``RUN/.replaced-*/``, deleted once the new run has written a checkpoint, restored if it
+    fails before that (and restored by the next ``train`` if a kill left them there)."""
+
+    def __init__(self, run_dir: Path, *, writer: bool, err: Console):
+        self.run_dir, self.writer, self.err = run_dir, writer, err
+        self.aside: Path | None = None
+        self._lock: Any = None
+
+    def __enter__(self) -> _RunFolder:
+        if not self.writer:  # ranks other than 0 write nothing
+            return self
+        from filelock import FileLock, Timeout
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.run_dir / LOCK_NAME), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise LatentkitError(
+                f"{self.run_dir} is being written by another latentkit process (it holds "
+                f"{self.run_dir / LOCK_NAME}); wait for it, or use another --run-dir"
+            ) from None
+        self._lock = lock
+        self._recover()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    def _recover(self) -> None:
+        """A ``.replaced-*`` folder left by a killed ``--overwrite``: the old run comes back
+        if the new one never wrote a checkpoint, else it goes."""
+        for aside in sorted(self.run_dir.glob(REPLACED_PREFIX + "*")):
+            if not aside.is_dir() or aside.is_symlink():
+                continue
+            if latest_checkpoint(self.run_dir) is None:
+                self._restore(aside)
+                self.err.print(
+                    f"restored the run an interrupted --overwrite left in {aside}", markup=False
+                )
+            else:
+                shutil.rmtree(aside)
+
+    def move_aside(self) -> None:
+        if not self.writer:
+            return
+        present = [n for n in RUN_FILES if os.path.lexists(self.run_dir / n)]
+        if not present:
+            return
+        self.aside = Path(tempfile.mkdtemp(prefix=REPLACED_PREFIX, dir=self.run_dir))
+        for name in present:
+            os.replace(self.run_dir / name, self.aside / name)
+
+    def _restore(self, aside: Path) -> None:
+        for name in RUN_FILES:  # the new run's files go, the old run's come back
+            new = self.run_dir / name
+            if new.is_dir() and not new.is_symlink():
+                shutil.rmtree(new)
+            elif os.path.lexists(new):
+                new.unlink()
+            if os.path.lexists(aside / name):
+                os.replace(aside / name, new)
+        shutil.rmtree(aside)
+
+    def settle(self, *, started: bool) -> None:
+        """After the new run: delete the old one if the new has a checkpoint, else restore."""
+        if self.aside is None:
+            return
+        aside, self.aside = self.aside, None
+        if started:
+            shutil.rmtree(aside)
+        else:
+            self._restore(aside)
 
 
 def _eval_budget(model: Any, n: int, options: dict[str, Any]) -> int:
@@ -901,6 +1154,7 @@ def _run_evaluation(
     from latentkit.evaluation import evaluate
 
     n = _eval_budget(model, data.shape[0], options)
+    _check_finite_rows(data[:n])
     if n < data.shape[0] and not options.get("examples"):
         err.print(
             f"evaluating {n} of {data.shape[0]} examples (a {model.num_layers}-layer chain; "
@@ -930,6 +1184,20 @@ def _run_evaluation(
         )
 
 
+def _check_finite_rows(data: torch.Tensor) -> None:
+    """Every example to be evaluated is finite (a NaN in any row, not only the first)."""
+    if not data.is_floating_point():
+        return
+    finite = torch.isfinite(data)
+    if not bool(finite.all()):
+        rows = int((~finite).flatten(1).any(1).sum()) if data.ndim > 1 else int((~finite).sum())
+        first = int((~finite).flatten(1).any(1).nonzero()[0]) if data.ndim > 1 else 0
+        raise NonFiniteError(
+            f"data: {rows} of {data.shape[0]} examples hold NaN or inf values (the first, "
+            f"example {first})"
+        )
+
+
 def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
     from latentkit.evaluation import report_table
 
@@ -943,6 +1211,9 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
     )
     options: dict[str, Any] = {}
     _merge_eval_flags(options, args)
+    _check_rows(options, args.batch_size)
+    if args.json_out not in (None, "-"):
+        writable_path(args.json_out)  # refused now, before the evaluation, if it cannot be
     data = ds.test if args.split == "test" else ds.train
     report = _run_evaluation(
         model,
@@ -971,8 +1242,8 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
             )
         )
         if args.json_out:
-            atomic_write_json(args.json_out, payload)
-            err.print(f"wrote {args.json_out}", markup=False)
+            written = atomic_write_json(args.json_out, payload)  # through a link, to its target
+            err.print(f"wrote {written}", markup=False)
     return 0
 
 
@@ -980,30 +1251,44 @@ def cmd_sample(args: argparse.Namespace, out: Console, err: Console) -> int:
     from latentkit.plots import sample_grid
     from latentkit.sampling import sample
 
-    if args.num < 1:
-        raise CLIError(f"--num must be ≥ 1, got {args.num}")
     model, info = load_trained_model(args.run, device=_device(args.device))
+    target = args.out or _run_dir_of(args.run) / "samples.png"
+    if target.is_dir():  # a folder: the grid goes inside it
+        target = target / "samples.png"
+    target = writable_path(target)
+    if target.suffix.lower() != ".png":  # matplotlib would pick (or append) another format
+        raise CLIError(f"--out {args.out}: the grid is a PNG; name a .png file (or a folder)")
+    tensors = None
+    if args.tensors:
+        tensors = args.tensors / "samples.safetensors" if args.tensors.is_dir() else args.tensors
+        tensors = writable_path(tensors)
+    per_sample = 8 * max(1, math.prod(model.data_shape)) * 4  # x, its mean and work space
+    if args.num * per_sample > memory_bytes() // 4:
+        raise CLIError(
+            f"--num {args.num:,}: the samples need about {_bytes(args.num * per_sample)}, more "
+            f"than a quarter of this machine's memory ({_bytes(memory_bytes())})"
+        )
     torch.manual_seed(args.seed)
     x = sample(model, args.num, likelihood_mean=not args.draw)
     display = _to_display(x, info)
-    run_dir = _run_dir_of(args.run)
     path = sample_grid(
         display,
-        args.out or run_dir / "samples.png",
+        target,
         title=f"{info.get('model')}: {args.num} samples at step {info.get('step')}",
     )
     out.print(f"wrote {path}", markup=False)
-    if args.tensors:
-        from safetensors.torch import save_file
+    if tensors is not None:
+        from safetensors.torch import save as save_safetensors
 
-        save_file({"samples": x.cpu().contiguous()}, str(args.tensors))
-        out.print(f"wrote {args.tensors}", markup=False)
+        atomic_write_bytes(tensors, save_safetensors({"samples": x.cpu().contiguous()}))
+        out.print(f"wrote {tensors}", markup=False)
     return 0
 
 
 def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
     options: dict[str, Any] = {}
     _merge_eval_flags(options, args)
+    _check_rows(options, None)
     model, info = load_trained_model(args.run, device=_device(args.device))
     ds = _load_recorded_data(info, {})
     write_report(
@@ -1015,11 +1300,18 @@ def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
         model=model,
         info=info,
         seed=args.seed,
+        checkpoint=resolve_checkpoint(args.run),
     )
     return 0
 
 
 def cmd_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
+    # Checked here, so a refusal is one line on stderr like every other command's.
+    try:
+        get_model_spec(args.name)
+    except LatentkitError as exc:
+        raise CLIError(str(exc)) from None
+    _device(args.device)
     try:
         from latentkit.testing.verify import verify_command
     except ImportError as exc:
@@ -1045,8 +1337,12 @@ def write_report(
     model: Any,
     info: dict[str, Any],
     seed: int = 0,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on the test split and write report.json, samples.png, curves.png, layer_kl.png."""
+    """Evaluate on the test split and write report.json, samples.png, curves.png, layer_kl.png.
+
+    ``checkpoint``: the checkpoint evaluated, named in the report (default: the run's newest).
+    """
     from latentkit.evaluation import report_table
     from latentkit.plots import layer_kl_plot, sample_grid, training_curves
     from latentkit.sampling import sample
@@ -1069,20 +1365,23 @@ def write_report(
     files["samples"] = str(
         sample_grid(
             dataset.to_display(x.cpu()),
-            run_dir / "samples.png",
+            writable_path(run_dir / "samples.png"),
             title=f"{name}: samples (mean of p(x|z₁)) at step {step}",
         )
     )
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
+        records = _metric_records(metrics)
         files["curves"] = str(
-            training_curves(metrics, run_dir / "curves.png", title=f"{name} on {dataset.name}")
+            training_curves(
+                records, writable_path(run_dir / "curves.png"), title=f"{name} on {dataset.name}"
+            )
         )
     files["layer_kl"] = str(
         layer_kl_plot(
             report.layer_kl,
             report.prior_matching.mean,
-            run_dir / "layer_kl.png",
+            writable_path(run_dir / "layer_kl.png"),
             reconstruction=report.reconstruction.mean,
             title=f"{name}: each layer's term of −ELBO on {dataset.name} test "
             f"({report.num_examples} examples)",
@@ -1103,7 +1402,7 @@ def write_report(
         "evaluation": report.to_json(),
         "last_train_metrics": (info.get("metrics") or {}).get("train"),
         "files": files,
-        "checkpoint": str(latest_checkpoint(run_dir)),
+        "checkpoint": str(checkpoint or latest_checkpoint(run_dir)),
     }
     atomic_write_json(run_dir / "report.json", payload)
     out.print(report_table(report, title=f"{name} at step {step} on {dataset.name} test"))
@@ -1117,6 +1416,46 @@ def write_report(
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+_METRIC_NUMBERS = ("elbo", "reconstruction", "prior_matching", "kl", "loss")
+
+
+def _metric_records(path: Path) -> list[dict[str, Any]]:
+    """The plottable records of ``metrics.jsonl``: objects with an int ``step``, a known
+    split and real numbers (or null) for the bound's terms; any other line — cut short by a
+    crash, edited, not JSON — is skipped (counted on nothing: the curves are a picture)."""
+    raw = read_regular_file(path, limit=MAX_METRICS_BYTES, what="metrics")
+    records = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(record, dict) or not _is_int(record.get("step")):
+            continue
+        if record.get("split") not in ("train", "test", "validation"):
+            continue
+        values = [record.get(k) for k in _METRIC_NUMBERS]
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                   for v in values):  # fmt: skip
+            continue
+        if record.get("elbo") is not None and not all(
+            record.get(k) is not None for k in ("reconstruction", "kl")
+        ):
+            continue
+        records.append(record)
+    return records
+
+
+def _check_rows(options: dict[str, Any], batch_size: int | None) -> None:
+    """``--num-samples`` × the batch size: the rows of one ELBO batch, bounded (memory)."""
+    rows = int(options.get("num_samples", 1)) * int(batch_size or options.get("batch_size", 500))
+    if rows > MAX_ROWS:
+        raise CLIError(
+            f"--num-samples × --batch-size = {rows:,} rows per ELBO batch, more than "
+            f"{MAX_ROWS:,}; lower one of them"
+        )
 
 
 def _device(name: str) -> torch.device:

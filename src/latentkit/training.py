@@ -80,6 +80,7 @@ from latentkit.checkpoint import (
     check_weights,
     flatten_optimizer_state,
     json_safe,
+    list_checkpoints,
     read_checkpoint,
     resolve_checkpoint,
     restore_rng,
@@ -131,24 +132,48 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _nonneg_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not _is_int(value) or value < 0:
-        raise ConfigError(f"{attribute.name!r} must be an int ≥ 0, got {value!r}")
+MAX_COUNT = 10**9
+"""The largest step count, batch size or interval a :class:`TrainConfig` accepts: 10^9 steps
+of a tiny model take weeks, and larger values only ever come from a typo."""
+MAX_SEED = 2**32 - 1
+"""The largest seed: the trainer derives further seeds as ``seed + c·step``, all of which
+must stay below torch's 2^64 limit."""
+MAX_FLOAT = float(torch.finfo(torch.float32).max)
+"""Rates and norms are used in float32 arithmetic: beyond this they are inf there."""
 
 
-def _pos_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not _is_int(value) or value < 1:
-        raise ConfigError(f"{attribute.name!r} must be an int ≥ 1, got {value!r}")
+def _int_in(low: int, high: int) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if not _is_int(value) or not low <= value <= high:
+            raise ConfigError(
+                f"{attribute.name!r} must be an int ≥ {low} and at most {high:,}, got {value!r}"
+            )
+
+    return check
+
+
+_nonneg_int = _int_in(0, MAX_COUNT)
+_pos_int = _int_in(1, MAX_COUNT)
 
 
 def _pos_float(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ConfigError(f"{attribute.name!r} must be a finite number > 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_FLOAT:
+        raise ConfigError(
+            f"{attribute.name!r} must be a number > 0 and at most float32's largest, "
+            f"{MAX_FLOAT:.4g}, got {value!r}"
+        )
 
 
 def _nonneg_float(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-        raise ConfigError(f"{attribute.name!r} must be a finite number ≥ 0, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value <= MAX_FLOAT
+    ):
+        raise ConfigError(
+            f"{attribute.name!r} must be a number ≥ 0 and at most float32's largest, "
+            f"{MAX_FLOAT:.4g}, got {value!r}"
+        )
 
 
 def _unit_float(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -211,7 +236,7 @@ class TrainConfig:
     lr_gamma: float = attrs.field(default=0.5, validator=_unit_float)
     weight_decay: float = attrs.field(default=0.0, validator=_nonneg_float)
     grad_clip: float = attrs.field(default=0.0, validator=_nonneg_float)
-    seed: int = attrs.field(default=0, validator=_nonneg_int)
+    seed: int = attrs.field(default=0, validator=_int_in(0, MAX_SEED))
     log_every: int = attrs.field(default=25, validator=_pos_int)
     eval_every: int = attrs.field(default=0, validator=_nonneg_int)
     eval_examples: int = attrs.field(default=1000, validator=_nonneg_int)
@@ -289,13 +314,57 @@ class DistInfo:
         return self.world_size > 1
 
 
-def distributed_env() -> DistInfo:
-    """Read RANK / WORLD_SIZE / LOCAL_RANK as torchrun sets them."""
-    return DistInfo(
-        int(os.environ.get("RANK", 0)),
-        int(os.environ.get("WORLD_SIZE", 1)),
-        int(os.environ.get("LOCAL_RANK", 0)),
+DIST_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+"""The environment variables torchrun sets for each process, read by :func:`distributed_env`."""
+
+
+def _env_int(name: str, low: int, high: int) -> int:
+    text = os.environ[name]
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={text!r} is not an int") from None
+    if not low <= value <= high:
+        raise ConfigError(
+            f"environment variable {name}={value} must be in [{low}, {high}] ({_dist_words()})"
+        )
+    return value
+
+
+def _dist_words() -> str:
+    shown = [f"{k}={os.environ[k]!r}" for k in DIST_VARIABLES if k in os.environ]
+    return "torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT together; " + (
+        "found " + ", ".join(shown) if shown else "none is set"
     )
+
+
+def distributed_env() -> DistInfo:
+    """Read RANK / WORLD_SIZE / LOCAL_RANK as torchrun sets them, checked.
+
+    None of them set: one process (rank 0 of 1). Otherwise RANK and WORLD_SIZE must both be
+    set, ints with 0 ≤ RANK < WORLD_SIZE (≤ 65536), LOCAL_RANK (default 0) an int ≥ 0, and,
+    with more than one process, MASTER_ADDR and MASTER_PORT (1–65535) set as well; anything
+    else is a :class:`~latentkit.errors.ConfigError` naming the variable, so a stray
+    ``RANK=1`` cannot silence a command (ranks other than 0 print nothing).
+    """
+    env = os.environ
+    if not any(k in env for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
+        return DistInfo()
+    for name in ("RANK", "WORLD_SIZE"):
+        if name not in env:
+            raise ConfigError(f"environment variable {name} is not set ({_dist_words()})")
+    world = _env_int("WORLD_SIZE", 1, 65536)
+    rank = _env_int("RANK", 0, world - 1)
+    local = _env_int("LOCAL_RANK", 0, 65535) if "LOCAL_RANK" in env else 0
+    if world > 1:
+        for name in ("MASTER_ADDR", "MASTER_PORT"):
+            if not env.get(name, "").strip():
+                raise ConfigError(f"environment variable {name} is not set ({_dist_words()})")
+        _env_int("MASTER_PORT", 1, 65535)
+        addr = env["MASTER_ADDR"]
+        if len(addr) > 253 or not addr.isprintable() or any(c.isspace() for c in addr):
+            raise ConfigError(f"environment variable MASTER_ADDR={addr!r} is not a host name")
+    return DistInfo(rank, world, local)
 
 
 def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
@@ -310,7 +379,14 @@ def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        try:
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        except (RuntimeError, ValueError) as exc:  # DistNetworkError, a bad address, a timeout
+            text = str(exc).strip().splitlines()
+            raise TrainingError(
+                f"cannot join the torchrun process group ({_dist_words()}): "
+                f"{text[0] if text else type(exc).__name__}"
+            ) from None
     return info, device
 
 
@@ -347,6 +423,10 @@ class DataOrder:
             self._epoch, self._perm = pos["epoch"], torch.randperm(self.num_examples, generator=g)
         start = pos["batch"] * self.batch_size
         return self._perm[start : start + self.batch_size]
+
+
+def _checkpoint_step(json_path: Path) -> int:
+    return int(json_path.stem.split("-")[1])
 
 
 class _Loss(nn.Module):
@@ -652,9 +732,15 @@ class Trainer:
 
         Stopping at ``until`` < steps, or on SIGINT/SIGTERM (after the step in flight),
         writes a checkpoint and returns ``interrupted=True``; a second signal aborts at once.
+        At ``config.steps`` already, returns at once and writes nothing. A ``run_dir`` whose
+        checkpoints include a step past this trainer's start that it did not write (another,
+        later run) is refused with :class:`TrainingError` before anything is written.
         """
         cfg = self.config
         end = cfg.steps if until is None else min(until, cfg.steps)
+        if self.step >= cfg.steps:  # nothing to train: no evaluation, no metrics line
+            return TrainResult(self.step, False, self.last_checkpoint, dict(self.last_metrics))
+        self._refuse_a_later_run()
         if not self._rng_ready:
             seed_everything(cfg.seed + self.dist.rank)
             self._rng_ready = True
@@ -712,6 +798,24 @@ class Trainer:
             display.stop()
             self._restore_signals(handlers)
         return TrainResult(self.step, interrupted, self.last_checkpoint, dict(self.last_metrics))
+
+    def _refuse_a_later_run(self) -> None:
+        """Refuse to train into a run folder holding checkpoints of steps past this one's
+        start that this trainer did not write (another run's): its checkpoints would mix with
+        them, and pruning or ``latest_checkpoint`` would pick the wrong ones."""
+        if self.run_dir is None or not self.dist.is_main:
+            return
+        folders = [self.run_dir / "checkpoints"]
+        if self.resumed_from is None:  # a resumed run's best/ may be ahead of its checkpoint
+            folders.append(self.run_dir / "best")
+        for folder in folders:
+            later = [p for p in list_checkpoints(folder) if _checkpoint_step(p) > self.step]
+            if later and (self.last_checkpoint is None or later[-1] != self.last_checkpoint):
+                raise TrainingError(
+                    f"{folder} holds a checkpoint of a later step ({later[-1].name}) than this "
+                    f"run's start (step {self.step}); resume from it, or train into another "
+                    "run_dir (or remove that run)"
+                )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return self._autocast_for(self.device)
@@ -973,6 +1077,7 @@ class Trainer:
         holds the weights a NaN/inf update made."""
         self.raise_on_fault()
         tensors = self.state_tensors()  # a collective under DDP: every rank gathers
+        self._refuse_non_finite(tensors)
         self._saved_step = self.step
         if self.run_dir is None or not self.dist.is_main:
             if self.dist.active:
@@ -989,6 +1094,23 @@ class Trainer:
         if self.dist.active:
             dist.barrier()
         return path
+
+    def _refuse_non_finite(self, tensors: dict[str, Tensor]) -> None:
+        """Refuse a checkpoint whose weights, objective state or optimizer state hold NaN or
+        inf (an update that overflowed, e.g. Adam's second moment beyond float32's range,
+        with a finite loss and gradient): it would not load, and the run must not exit 0."""
+        floats = [(k, t) for k, t in tensors.items() if t.is_floating_point()]
+        if not floats:
+            return
+        ok = torch.stack([torch.isfinite(t).all() for _, t in floats])
+        if bool(ok.all()):  # one read per checkpoint
+            return
+        bad = [k for (k, _), good in zip(floats, ok.tolist()) if not good]
+        raise NonFiniteTrainingError(
+            f"after step {self.step}: {_name_list(bad)} hold NaN or inf values (an update "
+            f"overflowed), so no checkpoint was written; the last good checkpoint is "
+            f"{self.last_checkpoint or 'none written'} (lower lr, or set grad_clip)"
+        )
 
     def _checkpoint_info(self) -> dict[str, Any]:
         _, opt_plain = flatten_optimizer_state(self.optimizer.state_dict())
@@ -1157,11 +1279,11 @@ class Trainer:
         if not self.metrics_path.exists():
             return
         kept = []
-        for line in self.metrics_path.read_text().splitlines():
+        for line in self.metrics_path.read_bytes().decode("utf-8", "replace").splitlines():
             try:
                 record = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by the crash
+            except (ValueError, RecursionError):
+                continue  # a line cut short by the crash, or not a metrics line at all
             if isinstance(record, dict) and isinstance(record.get("step", 0), int):
                 if record.get("step", 0) <= step:
                     kept.append(line)
