@@ -457,3 +457,38 @@ def test_bad_arguments_are_refused():
     ddpm = lk.load_model("ddpm", data_shape=(2,), num_timesteps=5, network="mlp", hidden=(4,))
     with pytest.raises(InputError, match="timesteps"):
         dg.diagnose(ddpm.double(), torch.rand(5, 2) * 2 - 1, timesteps=[0, 3])
+
+
+# ---- in the pipeline: the trainer's log, `latentkit evaluate` and the report ---------------
+
+
+def test_the_pipeline_reports_the_diagnostics(tmp_path, capsys):
+    """`train --report` with train.diagnose_examples writes diagnostics lines and both plots;
+    `evaluate --json -` carries the figures; `--diagnose 0` turns them off."""
+    import json
+
+    from latentkit.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "--model", "vae", "--data", "digits", "--steps", "20", "--eval-every",
+            "10", "--set", "data.validation=300", "--set", "train.diagnose_examples=100",
+            "--set", "latent_dim=4", "--set", "hidden=[16]", "--batch-size", "32",
+            "--no-progress", "--run-dir", str(run), "--report", "--iwae-k", "2",
+            "--diagnose", "100"]  # fmt: skip
+    assert main(argv) == 0
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    diag = [x for x in lines if x["split"] == "diagnostics"]
+    assert [x["step"] for x in diag] == [10, 20] and all(x["latent_dims"] == 4 for x in diag)
+    report = json.loads((run / "report.json").read_text())
+    d = report["diagnostics"]
+    assert {"diagnostics", "diagnostics_training"} <= set(report["files"])
+    for name in ("diagnostics.png", "diagnostics_training.png"):
+        assert (run / name).read_bytes()[:4] == b"\x89PNG"
+    mi, agg = d["mutual_information"]["mean"], d["aggregate_kl"]["mean"]
+    assert abs(mi + agg - d["expected_kl"]["mean"]) <= 1e-6 * (1 + abs(d["expected_kl"]["mean"]))
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "-", "--iwae-k", "0", "--diagnose", "50"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert 0 <= payload["diagnostics"]["mutual_information"]["mean"] <= math.log(50) + 1e-9
+    assert main(["evaluate", str(run), "--json", "-", "--iwae-k", "0", "--diagnose", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["diagnostics"] is None

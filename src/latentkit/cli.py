@@ -71,6 +71,7 @@ from latentkit.checkpoint import (
     writable_path,
 )
 from latentkit.config import config_fields, structure_config, unstructure_config
+from latentkit.diagnostics import diagnostics_plot, diagnostics_table, training_diagnostics_plot
 from latentkit.errors import ConfigError, LatentkitError, NonFiniteError
 from latentkit.registry import (
     get_model_spec,
@@ -84,7 +85,10 @@ from latentkit.registry import (
 __all__ = ["build_parser", "main"]
 
 DATA_KEYS = ("name", "variant", "seed", "limit", "binarization", "validation")
-EVAL_KEYS = ("iwae_k", "examples", "batch_size", "num_samples", "estimator", "seed")
+EVAL_KEYS = ("iwae_k", "examples", "batch_size", "num_samples", "estimator", "seed", "diagnose")
+DIAGNOSE_EXAMPLES = 1000
+"""Examples the diagnostics (mutual information, aggregate KL, active units) use by default:
+their mixture over the data costs N² density evaluations (docs/diagnostics.md)."""
 DEFAULT_DATA = "mnist"
 EVAL_PAIRS = 20000
 """Default evaluation budget in (example, layer) pairs: every test example for short chains,
@@ -207,6 +211,13 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
         "--num-samples", type=_int_type(1, MAX_ROWS), help="draws of z per example for the ELBO"
     )
     g.add_argument("--estimator", help="ELBO estimator (auto, analytic, bottom-up, ...)")
+    g.add_argument(
+        "--diagnose",
+        type=_int_type(0, 10**6),
+        metavar="N",
+        help=f"mutual information, aggregate KL and active units on the first N examples "
+        f"(default {DIAGNOSE_EXAMPLES}; 0: skip; docs/diagnostics.md)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -542,6 +553,7 @@ _OPTION_RULES: dict[str, tuple[str, Any]] = {
     "batch_size": ("an int ≥ 1", lambda v: _is_int(v) and v >= 1),
     "num_samples": ("an int ≥ 1", lambda v: _is_int(v) and v >= 1),
     "estimator": ("an estimator name (a string)", lambda v: isinstance(v, str)),
+    "diagnose": ("an int ≥ 0", lambda v: _is_int(v) and 0 <= v <= 10**6),
 }
 
 
@@ -579,7 +591,7 @@ def _merge_flags(spec: RunSpec, args: argparse.Namespace) -> None:
 
 
 def _merge_eval_flags(target: dict[str, Any], args: argparse.Namespace) -> None:
-    for flag in ("iwae_k", "eval_examples", "num_samples", "estimator"):
+    for flag in ("iwae_k", "eval_examples", "num_samples", "estimator", "diagnose"):
         value = getattr(args, flag, None)
         if value is not None:
             target["examples" if flag == "eval_examples" else flag] = value
@@ -1224,6 +1236,7 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         discrete=ds.kind in ("binary", "symmetric8"),
         batch_size=args.batch_size,
     )
+    diag = _diagnose(model, data, options, seed=args.seed, err=err)
     payload = {
         "model": info.get("model"),
         "step": info.get("step"),
@@ -1231,6 +1244,7 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         "variant": ds.variant,
         "split": args.split,
         **report.to_json(),
+        "diagnostics": None if diag is None else diag.to_json(),
     }
     if args.json_out == "-":
         print(json.dumps(payload, indent=2))
@@ -1241,10 +1255,31 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
                 title=f"{info.get('model')} at step {info.get('step')}, {ds.name} {args.split}",
             )
         )
+        if diag is not None:
+            out.print(diagnostics_table(diag, title=f"diagnostics ({ds.name} {args.split})"))
         if args.json_out:
             written = atomic_write_json(args.json_out, payload)  # through a link, to its target
             err.print(f"wrote {written}", markup=False)
     return 0
+
+
+def _diagnose(
+    model: Any, data: torch.Tensor, options: dict[str, Any], *, seed: int, err: Console
+) -> Any:
+    """The diagnostics on the first ``options['diagnose']`` examples, or None (0, or a model
+    they do not apply to: said on stderr, the evaluation goes on)."""
+    from latentkit.diagnostics import diagnose
+
+    n = options.get("diagnose", DIAGNOSE_EXAMPLES)
+    if not n:
+        return None
+    ref = model.reference()
+    subset = data[: min(n, data.shape[0])].to(device=ref.device, dtype=ref.dtype)
+    try:
+        return diagnose(model, subset, seed=seed)
+    except LatentkitError as exc:
+        err.print(f"diagnostics skipped: {exc}", markup=False, highlight=False)
+        return None
 
 
 def cmd_sample(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -1387,6 +1422,23 @@ def write_report(
             f"({report.num_examples} examples)",
         )
     )
+    diag = _diagnose(model, dataset.test, options, seed=seed, err=err)
+    if diag is not None:
+        files["diagnostics"] = str(
+            diagnostics_plot(
+                diag,
+                writable_path(run_dir / "diagnostics.png"),
+                title=f"{name}: per-dimension KL and activity on {dataset.name} test",
+            )
+        )
+    if metrics.exists():
+        over_training = training_diagnostics_plot(
+            [r for r in _diagnostic_records(metrics)],
+            writable_path(run_dir / "diagnostics_training.png"),
+            title=f"{name}: information in the latents over training",
+        )
+        if over_training is not None:
+            files["diagnostics_training"] = str(over_training)
     payload = {
         "model": name,
         "model_config": info.get("model_config"),
@@ -1400,12 +1452,15 @@ def write_report(
             "split": "test",
         },
         "evaluation": report.to_json(),
+        "diagnostics": None if diag is None else diag.to_json(),
         "last_train_metrics": (info.get("metrics") or {}).get("train"),
         "files": files,
         "checkpoint": str(checkpoint or latest_checkpoint(run_dir)),
     }
     atomic_write_json(run_dir / "report.json", payload)
     out.print(report_table(report, title=f"{name} at step {step} on {dataset.name} test"))
+    if diag is not None:
+        out.print(diagnostics_table(diag, title=f"diagnostics ({dataset.name} test)"))
     out.print(
         f"report: {run_dir / 'report.json'}; plots: "
         + ", ".join(Path(p).name for p in files.values()),
@@ -1419,6 +1474,22 @@ def write_report(
 
 
 _METRIC_NUMBERS = ("elbo", "reconstruction", "prior_matching", "kl", "loss")
+
+
+def _diagnostic_records(path: Path) -> list[dict[str, Any]]:
+    """The ``diagnostics`` lines of ``metrics.jsonl`` (written with train.diagnose_examples),
+    read as ``_metric_records`` reads the others: anything malformed is skipped."""
+    raw = read_regular_file(path, limit=MAX_METRICS_BYTES, what="metrics")
+    records = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(record, dict) and record.get("split") == "diagnostics":
+            if _is_int(record.get("step")):
+                records.append(record)
+    return records
 
 
 def _metric_records(path: Path) -> list[dict[str, Any]]:

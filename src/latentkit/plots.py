@@ -108,7 +108,7 @@ def training_curves(
     *,
     title: str | None = None,
 ) -> Path:
-    """Plot the ELBO (train, and test where evaluated) and its terms against the step.
+    """Plot the ELBO (train, and validation or test where evaluated) and its terms by step.
 
     Left: ELBO in nats per example (higher is better); the training curve is a running
     mean over ~5% of the run, raw values faint behind it. Right: the terms
@@ -116,7 +116,10 @@ def training_curves(
     """
     records = read_metrics(metrics) if isinstance(metrics, (str, os.PathLike)) else list(metrics)
     train = [r for r in records if r.get("split") == "train" and r.get("elbo") is not None]
-    test = [r for r in records if r.get("split") == "test" and r.get("elbo") is not None]
+    held = [r for r in records if r.get("split") in ("test", "validation")]
+    held = [r for r in held if r.get("elbo") is not None]
+    split = "validation" if any(r["split"] == "validation" for r in held) else "test"
+    test = [r for r in held if r["split"] == split]
     fig, (ax_b, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
     width = max(1, len(train) // 20)
     if train:
@@ -131,16 +134,16 @@ def training_curves(
             ax.plot(s, _smooth(y, width), color=color, lw=1.8, label=label)
     if test:
         s = np.array([r["step"] for r in test])
-        ax_b.plot(s, [r["elbo"] for r in test], "o-", color="C3", ms=4, label="test ELBO")
+        ax_b.plot(s, [r["elbo"] for r in test], "o-", color="C3", ms=4, label=f"{split} ELBO")
         ax_t.plot(
             s,
             [-r["reconstruction"] for r in test],
             "s--",
             color="C1",
             ms=4,
-            label="test −E[log p(x|z₁)]",
+            label=f"{split} −E[log p(x|z₁)]",
         )
-        ax_t.plot(s, [r["kl"] for r in test], "s--", color="C2", ms=4, label="test Σ KL")
+        ax_t.plot(s, [r["kl"] for r in test], "s--", color="C2", ms=4, label=f"{split} Σ KL")
     if train:
         # Zoom on the last 80% of training: the first steps' huge losses would flatten the rest.
         tail = np.array([r["elbo"] for r in train[len(train) // 5 :]] + [r["elbo"] for r in test])

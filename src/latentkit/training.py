@@ -94,6 +94,7 @@ from latentkit.config import unstructure_config
 from latentkit.errors import (
     ConfigError,
     InputError,
+    LatentkitError,
     NonFiniteTrainingError,
     TrainingError,
 )
@@ -224,6 +225,9 @@ class TrainConfig:
         on_nonfinite: a step whose loss or gradient is NaN/inf ``stop``s the run (the
             default; no checkpoint is written after it) or is ``skip``ped (no update).
         max_skips: with ``skip``, more than this many faulty steps in a row stop the run.
+        diagnose_examples: with each periodic evaluation, also measure the latents'
+            mutual information, aggregate KL and active units on this many of its examples
+            (``latentkit.diagnose``; a ``diagnostics`` line in ``metrics.jsonl``); 0: off.
     """
 
     steps: int = attrs.field(default=2000, validator=_pos_int)
@@ -249,6 +253,7 @@ class TrainConfig:
     progress: bool = attrs.field(default=True, validator=_boolean)
     on_nonfinite: str = attrs.field(default="stop", validator=_one_of(*ON_NONFINITE))
     max_skips: int = attrs.field(default=10, validator=_pos_int)
+    diagnose_examples: int = attrs.field(default=0, validator=_nonneg_int)
 
 
 CHECK_EVERY = 1000
@@ -576,6 +581,7 @@ class Trainer:
             None if validation_data is None else self._checked(validation_data, "validation_data")
         )
         self.best_validation: float | None = None
+        self._diagnose_examples = config.diagnose_examples
         self.lr_schedule = LRSchedule(
             kind=config.lr_schedule,
             warmup_steps=config.lr_warmup_steps,
@@ -988,9 +994,28 @@ class Trainer:
             self._write_metrics(record)
             if split == "validation":
                 self._keep_best(record["elbo"])
+            if self._diagnose_examples:
+                self._write_diagnostics(data[: self._diagnose_examples])
         if self.dist.active:
             dist.barrier()
         return record
+
+    def _write_diagnostics(self, data: Tensor) -> None:
+        """A ``diagnostics`` line: I_q(x; z), KL(q(z) ‖ p(z)), active units at this step."""
+        from latentkit.diagnostics import diagnose
+
+        ref = self.model.reference()
+        try:
+            d = diagnose(
+                self.model, data.to(ref.device, ref.dtype), seed=self.config.seed + 2, num_draws=2
+            )
+        except LatentkitError as exc:  # a model the diagnostics do not cover: say it once
+            warnings.warn(f"diagnostics skipped: {exc}", stacklevel=2)
+            self._diagnose_examples = 0
+            return
+        finally:
+            self.model.train()
+        self._write_metrics({"step": self.step, "split": "diagnostics", **d.metrics()})
 
     @property
     def _eval_data(self) -> Tensor | None:
