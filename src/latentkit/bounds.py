@@ -7,6 +7,7 @@ yourself. Notation and derivations: ``docs/bounds.md``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -117,18 +118,119 @@ def log_weights(model: LatentModel, x: Tensor, k: int) -> Tensor:
     return rearrange(draw.total(), "(k b) -> k b", k=k)
 
 
-def iwae(model: LatentModel, x: Tensor, k: int, *, validate: bool = True) -> Tensor:
+def log_weight_chunks(
+    model: LatentModel, x: Tensor, k: int, chunk: int
+) -> Iterator[tuple[slice, Tensor]]:
+    """The k log-weights of every example of ``x``, at most ``chunk`` (example × sample)
+    rows per network call, in the order :func:`iwae` draws them with ``chunk``.
+
+    Yields ``(examples, log_w)``: ``log_w`` is ``[c, group]``, the next c draws of the
+    ``group`` examples ``x[examples]`` (a slice). Examples go in the fewest groups of at most
+    ``chunk``, split evenly; each group's k draws in the fewest calls of at most
+    ``chunk // group`` samples, split evenly, so that ``c · group ≤ chunk`` and a group's
+    chunks stack along dim 0 into its ``[k, group]`` log-weights. Draws made this way are
+    i.i.d. from q like :func:`log_weights`' but not the same numbers (the random stream is
+    consumed in another order), except when ``batch · k ≤ chunk``: one call, the same draws.
+    """
+    n = x.shape[0]
+    group = _balanced(n, chunk)
+    for start in range(0, n, group):
+        examples = slice(start, min(start + group, n))
+        c = _balanced(k, max(1, chunk // (examples.stop - start)))
+        for done in range(0, k, c):
+            yield examples, log_weights(model, x[examples], min(c, k - done))
+
+
+def _balanced(total: int, most: int) -> int:
+    """The part size that splits ``total`` into as few parts of ≤ ``most`` as possible,
+    as evenly as possible (all parts of this size but the last, which may be smaller)."""
+    parts = -(-total // most)
+    return -(-total // parts)
+
+
+class RunningLogSumExp:
+    """logsumexp along dim 0 of a stream of ``[c, n]`` chunks, with ``[n]`` memory.
+
+    Keeps the running maximum m and s = Σ exp(log w − m) per column; a chunk with a larger
+    maximum rescales s by exp(m_old − m_new) ≤ 1, so no exp ever sees a positive argument
+    (except beside a +inf, where the result is +inf anyway). Equal to ``torch.logsumexp``
+    of the concatenated chunks up to float round-off, with its conventions: all −inf gives
+    −inf, any +inf gives +inf, any NaN gives NaN.
+    """
+
+    def __init__(self, n: int, *, dtype: torch.dtype, device: torch.device | str) -> None:
+        self.max = torch.full((n,), -math.inf, dtype=dtype, device=device)
+        self.sum = torch.zeros(n, dtype=dtype, device=device)
+
+    @staticmethod
+    def _shift(m: Tensor) -> Tensor:
+        # torch.logsumexp's convention: shift by the max where it is finite, else by 0.
+        return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+
+    def add(self, log_w: Tensor) -> None:
+        """Fold in a ``[c, n]`` chunk (c ≥ 1)."""
+        old, new = self.max, torch.maximum(self.max, log_w.amax(dim=0))
+        shift_old, shift = self._shift(old), self._shift(new)
+        # s = 0 exactly when every earlier weight was −inf (else the max term adds exp(0) = 1);
+        # the clamp keeps that 0 · exp(·) finite and changes nothing elsewhere that matters.
+        rescale = torch.exp(torch.clamp(shift_old - shift, max=0.0))
+        self.sum = self.sum * rescale + torch.exp(log_w - shift).sum(dim=0)
+        self.max = new
+
+    def result(self) -> Tensor:
+        """log Σ exp(log w) over every chunk so far, ``[n]``."""
+        return torch.log(self.sum) + self._shift(self.max)
+
+
+def iwae(
+    model: LatentModel,
+    x: Tensor,
+    k: int,
+    *,
+    validate: bool = True,
+    chunk: int | None = None,
+) -> Tensor:
     """IWAE_k(x) = log (1/k) Σ_i p(x, z_i)/q(z_i|x), z_i ~ q(·|x) i.i.d., ``[batch]``.
 
     Computed as logsumexp(log w) − log k, never as exp then log. IWAE_1 is a one-sample
     Monte Carlo ELBO; IWAE_k rises towards log p(x) as k grows (Burda et al., 2016).
+
+    Args:
+        model: a :class:`~latentkit.LatentModel`.
+        x: ``[batch, *model.data_shape]``, same dtype and device as the model.
+        k: importance samples per example.
+        validate: check ``x`` (shape, dtype, device, finiteness) first.
+        chunk: ``None`` draws all ``batch · k`` samples in one network call. An int ≥ 1 is
+            the most (example × sample) rows per network call, whatever ``k`` and
+            ``batch``: examples are split into groups of at most ``chunk`` and each
+            group's samples into calls of at most ``chunk // group`` samples
+            (:func:`log_weight_chunks`), folded in by a streaming logsumexp
+            (:class:`RunningLogSumExp`) that keeps ``[group]`` running sums, so memory is
+            bounded by ``chunk`` rows under
+            ``torch.no_grad()`` (with gradients, autograd keeps every chunk's graph). Same
+            result as ``chunk=None`` on the same draws, to float round-off; the draws
+            themselves are the same only when ``batch · k ≤ chunk`` (a single call).
     """
     if not isinstance(model, LatentModel):
         raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
     if validate:
         check_data(model, x)
     check_positive_int(k, "k")
-    return torch.logsumexp(log_weights(model, x, k), dim=0) - math.log(k)
+    if chunk is not None:
+        check_positive_int(chunk, "chunk")
+    if chunk is None or x.shape[0] * k <= chunk:
+        return torch.logsumexp(log_weights(model, x, k), dim=0) - math.log(k)
+    groups: list[Tensor] = []
+    acc, current = None, None
+    for examples, log_w in log_weight_chunks(model, x, k, chunk):
+        if examples != current:  # a new group of examples: the last one is complete
+            if acc is not None:
+                groups.append(acc.result())
+            acc = RunningLogSumExp(log_w.shape[1], dtype=log_w.dtype, device=log_w.device)
+            current = examples
+        acc.add(log_w)
+    groups.append(acc.result())
+    return torch.cat(groups) - math.log(k)
 
 
 def bits_per_dim(nats: Tensor, data_dims: int) -> Tensor:

@@ -34,7 +34,7 @@ from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
 from latentkit.distributions import DiscretizedNormal
 from latentkit.errors import SupportError
-from latentkit.validation import check_data
+from latentkit.validation import check_data, check_positive_int
 
 __all__ = [
     "Estimate",
@@ -94,6 +94,8 @@ class EvalReport:
     seed: int
     seconds: float
     info: dict[str, Any] = attrs.field(factory=dict)
+    iwae_seconds: float = 0.0
+    """Wall time of the IWAE part of ``seconds`` (0 when IWAE is skipped)."""
 
     @property
     def nll(self) -> Estimate | None:
@@ -139,6 +141,7 @@ class EvalReport:
             },
             "seed": self.seed,
             "seconds": round(self.seconds, 3),
+            "iwae_seconds": round(self.iwae_seconds, 3),
         }
 
 
@@ -248,19 +251,28 @@ def evaluate(
         discrete: whether the data are discrete (binary or 8-bit); bits/dim needs it and a
             discrete likelihood. ``None`` trusts the likelihood alone.
         seed: seed of the evaluation's own random stream.
-        draws_per_call: IWAE draws (examples × k) per network call, to bound memory.
+        draws_per_call: the most IWAE rows (examples × importance samples) per network call,
+            whatever ``iwae_k`` and ``batch_size``: memory is bounded by it. With
+            ``iwae_k ≤ draws_per_call`` whole examples are grouped, ``draws_per_call // k``
+            per call; beyond, each batch's samples are drawn in chunks of at most
+            ``draws_per_call`` rows and folded in by a streaming logsumexp
+            (``iwae(x, k, chunk=draws_per_call)``).
         on_batch: called with the number of examples done after each batch (progress).
+
+    The report's ``seconds`` is the whole call; ``iwae_seconds`` its IWAE part.
     """
     ref = model.reference()
     k = default_iwae_k(model) if iwae_k is None else int(iwae_k)
     if k < 0:
         raise ValueError(f"iwae_k must be ≥ 0, got {k}")
+    check_positive_int(draws_per_call, "draws_per_call")
     n = data.shape[0]
     check_data(model, data[:1].to(device=ref.device, dtype=ref.dtype), name="data")
     check_likelihood_support(model, data, name="data")
     was_training = model.training
     model.eval()
     start = time.perf_counter()
+    iwae_seconds = 0.0
     totals, recons, priors, bounds = [], [], [], []
     layer_sum = None
     est_name = estimator
@@ -277,11 +289,20 @@ def evaluate(
                 s = r.layer_kl.double().sum(0).cpu()
                 layer_sum = s if layer_sum is None else layer_sum + s
                 if k:
-                    per_call = max(1, draws_per_call // k)
+                    iwae_start = time.perf_counter()
+                    # k ≤ draws_per_call: whole examples, draws_per_call // k per call (the
+                    # draws of earlier versions). Beyond: the whole batch to iwae, which
+                    # draws every example's samples in chunks. Results go into one tensor
+                    # per batch: many tiny live tensors between large short-lived ones
+                    # fragment glibc's heap (RSS grew without bound with a result per example).
+                    per_call = draws_per_call // k if k <= draws_per_call else x.shape[0]
+                    out = x.new_empty(x.shape[0])
                     for j in range(0, x.shape[0], per_call):
-                        bounds.append(
-                            iwae(model, x[j : j + per_call], k, validate=False).float().cpu()
+                        out[j : j + per_call] = iwae(
+                            model, x[j : j + per_call], k, validate=False, chunk=draws_per_call
                         )
+                    bounds.append(out.float().cpu())  # .cpu() waits for the device
+                    iwae_seconds += time.perf_counter() - iwae_start
                 if on_batch is not None:
                     on_batch(min(i + batch_size, n))
     finally:
@@ -304,6 +325,7 @@ def evaluate(
         discrete=likelihood_discrete if discrete is None else (discrete and likelihood_discrete),
         seed=seed,
         seconds=time.perf_counter() - start,
+        iwae_seconds=iwae_seconds,
     )
 
 
@@ -343,7 +365,7 @@ def report_table(report: EvalReport, title: str = "Evaluation") -> Table:
     table.caption = (
         f"{report.num_examples} examples, D = {report.data_dims}, estimator {report.estimator}, "
         f"seed {report.seed}, {report.seconds:.1f} s"
-        + ("" if report.iwae_k else "; IWAE skipped")
+        + (f" (IWAE {report.iwae_seconds:.1f} s)" if report.iwae_k else "; IWAE skipped")
         + ("" if report.discrete else "; no bits/dim (continuous likelihood or data)")
     )
     return table
