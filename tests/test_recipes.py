@@ -146,3 +146,17 @@ def test_the_best_validation_checkpoint_is_kept(tmp_path):
     assert info["best_validation_elbo"] == pytest.approx(best["elbo"], rel=1e-12)
     reloaded, _ = load_trained_model(run / "best")
     assert isinstance(reloaded, lk.LatentModel)
+
+
+def test_resuming_a_cosine_schedule_with_other_steps_warns(tmp_path):
+    """The cosine rate is a function of (step, steps): a resume with another ``steps``
+    changes it from there on, which the trainer says."""
+    _, splits = _digits()
+    cfg = lk.TrainConfig(steps=6, batch_size=16, progress=False, lr_schedule="cosine")
+    model = lk.load_model("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,),
+                          likelihood="bernoulli")  # fmt: skip
+    lk.Trainer(model, splits["train_data"], cfg, run_dir=tmp_path).fit(until=3)
+    longer = lk.TrainConfig(steps=9, batch_size=16, progress=False, lr_schedule="cosine")
+    again = lk.Trainer(model, splits["train_data"], longer, run_dir=tmp_path)
+    with pytest.warns(UserWarning, match="cosine learning-rate schedule"):
+        again.resume(tmp_path)

@@ -1178,6 +1178,11 @@ class Trainer:
         changed = [
             f for f in EXACT_RESUME_FIELDS if f in saved and saved[f] != getattr(self.config, f)
         ]
+        if self.config.lr_schedule == "cosine" and saved.get("steps") not in (
+            None,
+            self.config.steps,
+        ):
+            changed.append("steps (the cosine learning-rate schedule spans the run's steps)")
         if changed:
             warnings.warn(
                 f"resuming with changed {changed}: training goes on, but not as the "
