@@ -24,12 +24,12 @@ import io
 import itertools
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli  # tests/ is on sys.path
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -150,28 +150,9 @@ def digest(folder: Path) -> dict[str, str]:
     return out
 
 
-class CaseTimeout(BaseException):
-    """A command ran past its time (not an OSError, which the CLI turns into one line)."""
-
-
 def run_case(argv: list[str]) -> tuple[int, str]:
-    err, out = io.StringIO(), io.StringIO()
-
-    def expire(*_):
-        raise CaseTimeout(f"latentkit {argv} ran past {CASE_SECONDS} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(CASE_SECONDS)
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            try:
-                code = main(argv)
-            except SystemExit as exc:
-                code = exc.code
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-    return int(code), err.getvalue()
+    code, _, err = run_cli(argv, timeout=CASE_SECONDS)
+    return code, err
 
 
 def build_case(draw, base: Path, scratch: Path, kind: str):

@@ -8,14 +8,11 @@ real process (a lock is per process, and ``kill -9`` must release it).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,42 +20,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_runner import run_cli  # tests/ is on sys.path
 
 import latentkit as lk
 from latentkit import checkpoint as ckpt
 from latentkit import cli
-from latentkit.cli import main
 from latentkit.training import TrainConfig, Trainer
 
 LOCK_NAME = ".latentkit.lock"  # latentkit.cli.LOCK_NAME (spelled out: the tests run on old code)
 REPLACED = ".replaced-"  # latentkit.cli.REPLACED_PREFIX
 TINY = ["--model", "vae", "--data", "digits", "--limit", "64", "--batch-size", "16",
         "--no-progress", "--set", "hidden=[16]", "--set", "latent_dim=2"]  # fmt: skip
-
-
-class CaseTimeout(BaseException):
-    """A command ran past its time (not an OSError, which the CLI turns into one line)."""
-
-
-def run_cli(argv: list[str], timeout: int = 120) -> tuple[int, str, str]:
-    """``main(argv)`` in this process with a time limit: (exit status, stdout, stderr)."""
-    err, out = io.StringIO(), io.StringIO()
-
-    def expire(*_):
-        raise CaseTimeout(f"latentkit {' '.join(argv)} ran past {timeout} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(timeout)
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            try:
-                code = main(argv)
-            except SystemExit as exc:
-                code = exc.code
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-    return int(code), out.getvalue(), err.getvalue()
 
 
 def error_line(err: str, *, alone: bool = True) -> str:

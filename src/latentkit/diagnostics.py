@@ -1024,11 +1024,6 @@ def training_diagnostics_plot(
             ax_a.axhline(max(dims), color="C7", ls="--", lw=1, label=f"latent dims ({max(dims)})")
     ax_i.set(xlabel="step", ylabel="nats per example", title="ELBO surgery over training")
     ax_a.set(xlabel="step", ylabel="units", title="active units over training")
-    for ax in (ax_i, ax_a):
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return _save(fig, path)
+    from latentkit.plots import finish_panels
+
+    return finish_panels(fig, (ax_i, ax_a), path, title)

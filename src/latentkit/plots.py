@@ -25,7 +25,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from torch import Tensor
 
-__all__ = ["as_images", "layer_kl_plot", "read_metrics", "sample_grid", "training_curves"]
+__all__ = [
+    "as_images",
+    "finish_panels",
+    "layer_kl_plot",
+    "read_metrics",
+    "sample_grid",
+    "training_curves",
+]
 
 _DPI = 120
 
@@ -152,7 +159,14 @@ def training_curves(
         ax_b.set_ylim(lo - margin, hi + margin)
     ax_b.set(xlabel="step", ylabel="nats per example", title="ELBO (higher is better)")
     ax_t.set(xlabel="step", ylabel="nats per example", title="terms of −ELBO (lower is better)")
-    for ax in (ax_b, ax_t):
+    return finish_panels(fig, (ax_b, ax_t), path, title)
+
+
+def finish_panels(
+    fig: plt.Figure, axes: Sequence[Any], path: str | os.PathLike, title: str | None
+) -> Path:
+    """Grid and legend on each panel, the figure's title, then write the PNG."""
+    for ax in axes:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
