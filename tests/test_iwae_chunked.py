@@ -42,13 +42,7 @@ REPLICATES = 400
 REL = 1e-12  # float64 round-off of a logsumexp over ≤ a few hundred terms
 
 
-@st.composite
-def linear_vae(draw, device="cpu"):
-    cfg = draw(lks.linear_vae_configs())
-    model = lk.load_model("vae", **cfg).to(device=device, dtype=torch.float64)
-    lks.randomize_parameters(model, draw(lks.seeds()))
-    x = draw(lks.data_batches(cfg["data_shape"], device=device))
-    return model, x
+linear_vae = lks.linear_vae_cases
 
 
 def rel_close(a: torch.Tensor, b: torch.Tensor, rel: float = REL) -> bool:

@@ -31,13 +31,7 @@ def close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-8) -> bool:
     return bool(((a - b).abs() <= rel * (1 + b.abs())).all())
 
 
-@st.composite
-def linear_vae(draw, device="cpu"):
-    cfg = draw(lks.linear_vae_configs())
-    model = lk.load_model("vae", **cfg).to(device=device, dtype=torch.float64)
-    lks.randomize_parameters(model, draw(lks.seeds()))
-    x = draw(lks.data_batches(cfg["data_shape"], device=device))
-    return model, x
+linear_vae = lks.linear_vae_cases
 
 
 @st.composite

@@ -32,13 +32,14 @@ from torch import nn
 from torch.distributions import constraints
 
 from latentkit.chains import LatentModel
-from latentkit.registry import get_model_spec
+from latentkit.registry import get_model_spec, load_model
 from latentkit.sampling import sample
 
 __all__ = [
     "betas",
     "data_batches",
     "importance_ks",
+    "linear_vae_cases",
     "linear_vae_configs",
     "model_configs",
     "model_data",
@@ -105,6 +106,16 @@ def data_batches(
         return torch.from_numpy(arr).to(device=device, dtype=dtype)
 
     return build()
+
+
+@st.composite
+def linear_vae_cases(draw, device: str | torch.device = "cpu") -> tuple[LatentModel, torch.Tensor]:
+    """A float64 linear VAE (pPCA: the exact oracles apply) with random parameters, and a
+    batch of data for it: ``(model, x)``."""
+    cfg = draw(linear_vae_configs())
+    model = load_model("vae", **cfg).to(device=device, dtype=torch.float64)
+    randomize_parameters(model, draw(seeds()))
+    return model, draw(data_batches(cfg["data_shape"], device=device))
 
 
 @torch.no_grad()
