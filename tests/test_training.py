@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 import latentkit as lk
 from latentkit import checkpoint as ckpt
+from latentkit.trained import load_trained_model
 from latentkit.training import DataOrder, TrainConfig, Trainer, TrainingError
 
 D = 16
@@ -161,7 +162,7 @@ def test_checkpoint_holds_weights_optimizer_rng_and_config_without_pickle(data, 
     prefixes = {k.split("/")[0] for k in tensors}
     assert prefixes == {"model", "optimizer", "rng"}
     assert "rng/rank0/cpu" in tensors
-    model, _ = ckpt.load_trained_model(tmp_path)
+    model, _ = load_trained_model(tmp_path)
     assert_bitwise_equal(params(model), params(t.model))
 
 

@@ -29,7 +29,8 @@ Loading trusts nothing in the files (docs/reliability.md):
   catch accidents and edits, not a forger who recomputes them, which is why the fields are
   checked as well:
 * the tensor file must be a bare file name beside the JSON (no paths), the step an int;
-* :func:`load_trained_model` builds the named model on the meta device first (no memory)
+* :func:`latentkit.trained.load_trained_model` builds the named model on the meta device
+  first (no memory)
   and refuses weights whose names or shapes differ, or which are not finite, before any
   real allocation; a config the model's validators refuse is a :class:`CheckpointError`.
 
@@ -57,9 +58,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor
 
-from latentkit.chains import LatentModel
-from latentkit.errors import CheckpointError, LatentkitError
-from latentkit.registry import load_model
+from latentkit.errors import CheckpointError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -73,7 +72,6 @@ __all__ = [
     "json_safe",
     "latest_checkpoint",
     "list_checkpoints",
-    "load_trained_model",
     "memory_bytes",
     "read_checkpoint",
     "read_regular_file",
@@ -477,55 +475,6 @@ def restore_rng(tensors: Mapping[str, Tensor]) -> None:
         states = [tensors[k].to(torch.uint8) for k in cuda]
         if len(states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(states)
-
-
-def load_trained_model(
-    path: str | os.PathLike, *, device: str | torch.device = "cpu"
-) -> tuple[LatentModel, dict[str, Any]]:
-    """Rebuild the model a checkpoint names (``load_model(name, **config)``) with its weights.
-
-    ``path``: a run folder (its newest checkpoint), a checkpoint's JSON or tensor file.
-    Returns ``(model, info)``, the model in eval mode on ``device``; ``info`` is the JSON.
-    """
-    tensors, info = read_checkpoint(path)
-    where = resolve_checkpoint(path)
-    name, config = info.get("model"), info.get("model_config")
-    if not name or config is None:
-        raise CheckpointError(
-            f"{where} does not name its model (written for a model built "
-            "without latentkit.load_model); rebuild the model yourself and load the weights "
-            "with Trainer.resume"
-        )
-    if not isinstance(name, str) or not isinstance(config, dict):
-        raise CheckpointError(
-            f"{where}: 'model' must be a name and 'model_config' an object, got "
-            f"{type(name).__name__} and {type(config).__name__}"
-        )
-    weights = subset(tensors, "model")
-    # Built on the meta device first: a config edited to ask for a huge network costs no
-    # memory, and is refused below because its shapes differ from the stored weights.
-    try:
-        with torch.device("meta"):
-            skeleton = _build(name, config, where)
-    except CheckpointError:
-        raise
-    except Exception:  # a model that computes values as it builds (a DDPM's schedule)
-        skeleton = None
-    if skeleton is not None:
-        check_weights(skeleton, weights, where=f"{where} (model {name!r})")
-    model = _build(name, config, where)
-    check_weights(model, weights, where=f"{where} (model {name!r})")
-    model.load_state_dict(weights)
-    return model.to(device).eval(), info
-
-
-def _build(name: str, config: dict[str, Any], where: Path) -> LatentModel:
-    try:
-        return load_model(name, **config)
-    except LatentkitError as exc:  # unknown model, or values its validators refuse
-        raise CheckpointError(f"{where}: cannot rebuild its model: {_one_line(exc)}") from None
-    except TypeError as exc:  # e.g. a config key that clashes with load_model's arguments
-        raise CheckpointError(f"{where}: malformed model_config: {_one_line(exc)}") from None
 
 
 def check_weights(model: torch.nn.Module, weights: Mapping[str, Tensor], *, where: str) -> None:

@@ -15,7 +15,15 @@ from cattrs.v import format_exception
 
 from latentkit.errors import ConfigError
 
-__all__ = ["config_fields", "int_at_least", "one_of", "structure_config", "unstructure_config"]
+__all__ = [
+    "config_fields",
+    "describe_fields",
+    "int_at_least",
+    "one_of",
+    "ruled",
+    "structure_config",
+    "unstructure_config",
+]
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
@@ -55,6 +63,63 @@ def config_fields(config_class: type) -> list[tuple[str, str, Any]]:
             default = default.factory()
         tname = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         out.append((f.name, str(tname), default))
+    return out
+
+
+def ruled(rule: str) -> Any:
+    """Decorate an attrs validator with the rule it enforces, as ``--help`` shows it."""
+
+    def mark(check: Any) -> Any:
+        check.rule = rule
+        return check
+
+    return mark
+
+
+def _field_docs(config_class: type) -> dict[str, str]:
+    """Each field's text from the class docstring's ``Attributes:`` section (Google style)."""
+    docs: dict[str, str] = {}
+    lines = (config_class.__doc__ or "").splitlines()
+    inside, current, indent = False, None, None
+    for line in lines:
+        stripped = line.strip()
+        if stripped in ("Attributes:", "Args:"):
+            inside, current, indent = True, None, None
+            continue
+        if not inside:
+            continue
+        if not stripped:
+            current = None
+            continue
+        lead = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = lead
+        if lead == indent and ":" in stripped:
+            name, _, text = stripped.partition(":")
+            current = name.strip()
+            docs[current] = text.strip()
+        elif lead > (indent or 0) and current:
+            docs[current] += " " + stripped
+        elif lead < (indent or 0):
+            inside = False
+    return docs
+
+
+def describe_fields(config_class: type) -> list[dict[str, Any]]:
+    """Name, type, default, allowed values (the validator's ``rule``) and description of each
+    field of an attrs config class: what ``latentkit train --help`` prints."""
+    docs = _field_docs(config_class)
+    out = []
+    for (name, tname, default), f in zip(config_fields(config_class), attrs.fields(config_class)):
+        out.append(
+            {
+                "name": name,
+                "type": tname,
+                "default": default,
+                "rule": getattr(f.validator, "rule", ""),
+                "doc": docs.get(name, ""),
+            }
+        )
     return out
 
 
@@ -99,6 +164,7 @@ def unstructure_config(config: Any) -> dict[str, Any]:
 def one_of(*choices: str) -> Any:
     """An attrs validator: the value is one of ``choices``."""
 
+    @ruled("one of " + ", ".join(choices))
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if not isinstance(value, str) or value not in choices:
             raise ConfigError(f"{attribute.name!r} must be one of {list(choices)}, got {value!r}")
@@ -109,6 +175,7 @@ def one_of(*choices: str) -> Any:
 def int_at_least(low: int) -> Any:
     """An attrs validator: the value is an int (not a bool) ≥ ``low``."""
 
+    @ruled(f"int ≥ {low}")
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{attribute.name!r} must be an int ≥ {low}, got {value!r}")

@@ -1,0 +1,157 @@
+"""Shared pieces of the command line: limits, the one-line error, value parsing."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, NoReturn
+
+import tomllib
+import torch
+from rich.console import Console
+from rich.markup import escape
+
+from latentkit.errors import LatentkitError
+from latentkit.report import DIAGNOSE_EXAMPLES, EVAL_PAIRS, MAX_METRICS_BYTES
+
+__all__ = [
+    "DATA_KEYS",
+    "DEFAULT_DATA",
+    "DIAGNOSE_EXAMPLES",
+    "EVAL_KEYS",
+    "EVAL_PAIRS",
+    "MAX_CONFIG_BYTES",
+    "MAX_IWAE_K",
+    "MAX_METRICS_BYTES",
+    "MAX_ROWS",
+    "MAX_SAMPLES",
+    "MAX_SEED",
+    "CLIError",
+    "parse_value",
+]
+
+
+DATA_KEYS = ("name", "variant", "seed", "limit", "binarization", "validation")
+
+
+EVAL_KEYS = ("iwae_k", "examples", "batch_size", "num_samples", "estimator", "seed", "diagnose")
+
+
+DEFAULT_DATA = "mnist"
+
+
+MAX_SEED = 2**32 - 1
+"""The largest seed a command takes (``TrainConfig``'s limit too)."""
+
+
+MAX_SAMPLES = 10_000
+"""``sample -n``: the most samples in one grid."""
+
+
+MAX_IWAE_K = 10**6
+"""``--iwae-k``: the most importance samples per example."""
+
+
+MAX_ROWS = 2**22
+"""``--num-samples`` × ``--batch-size``: the most rows of one ELBO batch (memory)."""
+
+
+MAX_CONFIG_BYTES = 2**20
+"""A ``--config`` TOML file larger than this is refused before it is read."""
+
+
+class CLIError(LatentkitError):
+    """A problem with the command line itself (exit status 2)."""
+
+
+def _int_type(low: int, high: int, what: str = "an int"):
+    """An argparse ``type``: an int in [low, high], else one usage line naming the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be ≥ {low} and at most {high:,}, got {value:,}"
+                if abs(value) < 10**30
+                else f"{what} must be ≥ {low} and at most {high:,}, got {text[:40]}…"
+            )
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the usage itself is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _say_error(err: Console, exc: BaseException) -> None:
+    """One line, never wrapped: ``error: MESSAGE`` (a message's own line breaks joined)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = " | ".join(lines) or type(exc).__name__
+    # A name the file system gave us may not be UTF-8 (surrogate escapes): show it escaped.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    err.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: TOML if it parses as one value (numbers, booleans, arrays, quoted
+    text), else the text itself. Parsed, never evaluated."""
+    try:
+        doc = tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        return text
+    except RecursionError:
+        raise CLIError(f"--set value {text[:40]!r}…: nested too deeply") from None
+    return doc["v"] if list(doc) == ["v"] else text
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"
+
+
+def _check_rows(options: dict[str, Any], batch_size: int | None) -> None:
+    """``--num-samples`` × the batch size: the rows of one ELBO batch, bounded (memory)."""
+    rows = int(options.get("num_samples", 1)) * int(batch_size or options.get("batch_size", 500))
+    if rows > MAX_ROWS:
+        raise CLIError(
+            f"--num-samples × --batch-size = {rows:,} rows per ELBO batch, more than "
+            f"{MAX_ROWS:,}; lower one of them"
+        )
+
+
+def _device(name: str) -> torch.device:
+    from latentkit.training import resolve_device
+
+    return resolve_device(name)
+
+
+def _run_dir_of(path: Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        return path
+    # .../run/checkpoints/step-N.json → .../run
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def _to_display(x: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
+    from latentkit.data import to_display
+
+    kind = (info.get("data") or {}).get("kind", "unit")
+    x = x.detach().float().cpu()
+    if kind == "real":  # standardized data: the scalars are not in the checkpoint; stretch
+        return (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)
+    return to_display(x, kind)

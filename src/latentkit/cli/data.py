@@ -1,0 +1,157 @@
+"""Which data a command loads, and the training protocol's splits of it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+
+from latentkit.cli.common import DATA_KEYS, DEFAULT_DATA, CLIError
+from latentkit.cli.runconfig import _check_options
+from latentkit.errors import ConfigError, LatentkitError
+from latentkit.registry import (
+    load_model,
+)
+
+__all__ = ["load_data", "training_splits"]
+
+
+def _likelihood_variant(model_name: str, data_shape: tuple[int, ...]) -> str:
+    """The data variant that fits the model's default p(x|z_1) (probed, not looked up by name)."""
+    from torch.distributions import Bernoulli
+
+    from latentkit.distributions import DiscretizedNormal
+    from latentkit.evaluation import likelihood_family
+
+    try:
+        d = likelihood_family(load_model(model_name, data_shape=data_shape))
+    except Exception:  # a plugin that cannot build at this shape: let training say why
+        return "unit"
+    if isinstance(d, Bernoulli):
+        return "binarized"
+    if isinstance(d, DiscretizedNormal):
+        return "8bit"
+    return "unit"
+
+
+def load_data(
+    data: dict[str, Any],
+    *,
+    model_name: str,
+    model_fields: Sequence[str],
+    err: Console,
+) -> tuple[Any, dict[str, Any]]:
+    """Load the data set ``data`` asks for; returns ``(dataset, what was loaded)``.
+
+    With no name given, MNIST is tried, then the MNIST sample, then digits — each fallback
+    announced. With no variant given: ``binarized`` when the model's config has a
+    ``likelihood`` field (it is then set to match), else what its default likelihood fits.
+    The binarization seed is ``data.seed`` (default 0), not the training seed, so runs with
+    different training seeds are scored on the same binarized test set.
+    """
+    from latentkit.data import load_dataset
+
+    _check_options(data, DATA_KEYS, "[data]")
+    name = data.get("name")
+    seed = int(data.get("seed", 0))
+    limit = data.get("limit")
+    variant = data.get("variant")
+    candidates = [name] if name else [DEFAULT_DATA, "mnist-sample", "digits"]
+    failures: list[str] = []
+    ds = None
+    for candidate in candidates:
+        probe_shape = (1, 28, 28) if candidate != "digits" else (1, 8, 8)
+        v = variant or (
+            "binarized"
+            if "likelihood" in model_fields
+            else _likelihood_variant(model_name, probe_shape)
+        )
+        try:
+            ds = load_dataset(candidate, variant=v, seed=seed, limit=limit)
+            break
+        except LatentkitError as exc:
+            if name:  # asked for by name: no substitute
+                raise
+            failures.append(f"{candidate}: {exc}")
+    if ds is None:
+        raise CLIError("no data set could be loaded: " + "; ".join(failures))
+    if failures:
+        err.print(
+            Panel(
+                escape("\n".join(failures))
+                + f"\n\n[bold]Training on {ds.name!r} instead[/] ({escape(ds.description)}).\n"
+                + escape("For the full MNIST: pip install 'latentkit[mnist]'"),
+                title="[bold yellow]MNIST is not installed",
+                border_style="yellow",
+            )
+        )
+    info = {
+        "name": ds.name,
+        "variant": ds.variant,
+        "seed": seed,
+        "limit": limit,
+        "kind": ds.kind,
+        "data_shape": list(ds.data_shape),
+    }
+    for key in ("binarization", "validation"):
+        if data.get(key) is not None:
+            info[key] = data[key]
+    return ds, info
+
+
+def training_splits(ds: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """What the trainer gets from a data set under ``[data]``'s protocol keys.
+
+    ``binarization = "dynamic"`` (binarized data only): the training images as pixel
+    probabilities, drawn afresh as bits at each use. ``validation = N``: the last N training
+    examples are held out (fixed bits under dynamic binarization); the periodic evaluations
+    and the choice of the best checkpoint use them, and the test split is left to the final
+    evaluation alone.
+    """
+    from latentkit.data import binarize, load_dataset, split_validation
+    from latentkit.data.core import derived_seed
+
+    dynamic = data.get("binarization", "fixed") == "dynamic"
+    held_out = int(data.get("validation", 0) or 0)
+    train = ds.train
+    if dynamic:
+        if ds.variant != "binarized":
+            raise ConfigError(
+                f"[data] binarization='dynamic' draws binary images; the variant is "
+                f"{ds.variant!r} (use variant='binarized')"
+            )
+        seed = int(data.get("seed", 0))
+        train = load_dataset(ds.name, variant="unit", seed=seed, limit=data.get("limit")).train
+    validation = None
+    if held_out:
+        if held_out >= train.shape[0]:
+            raise ConfigError(
+                f"[data] validation={held_out} leaves no training example ({train.shape[0]} in all)"
+            )
+        train, validation = split_validation(train, held_out)
+        if dynamic:  # scored on one fixed draw, like the test split
+            validation = binarize(validation, seed=derived_seed(int(data.get("seed", 0)), 2))
+    return {
+        "train_data": train,
+        "validation_data": validation,
+        "test_data": None if validation is not None else ds.test,
+        "dynamic_binarization": dynamic,
+    }
+
+
+def _load_recorded_data(info: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    from latentkit.data import load_dataset
+
+    recorded = dict(info.get("data") or {})
+    recorded.update({k: v for k, v in overrides.items() if v is not None})
+    if not recorded.get("name"):
+        raise CLIError("the checkpoint does not record its data set; pass --data")
+    return load_dataset(
+        recorded["name"],
+        variant=recorded.get("variant") or "unit",
+        seed=int(recorded.get("seed") or 0),
+        limit=recorded.get("limit"),
+    )

@@ -1,0 +1,301 @@
+"""``latentkit train``: build everything, check it, then train under the run folder's lock."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from rich.console import Console
+from rich.markup import escape
+
+from latentkit.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    memory_bytes,
+    read_checkpoint,
+)
+from latentkit.cli.common import DATA_KEYS, EVAL_KEYS, CLIError, _bytes
+from latentkit.cli.data import load_data, training_splits
+from latentkit.cli.runconfig import (
+    DataConfig,
+    EvalConfig,
+    RunConfig,
+    RunSpec,
+    _apply_set,
+    _check_keys,
+    _check_options,
+    _merge_flags,
+    _read_toml,
+    write_run_config,
+)
+from latentkit.cli.runfolder import _checkpoint_info, _refuse_existing_run, _RunFolder
+from latentkit.config import structure_config, unstructure_config
+from latentkit.errors import ConfigError, LatentkitError
+from latentkit.registry import (
+    get_model_spec,
+    get_objective_spec,
+    load_model,
+)
+from latentkit.report import write_report
+from latentkit.trained import load_trained_model
+
+__all__ = ["cmd_train"]
+
+
+def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from latentkit.training import TrainConfig, Trainer, seed_everything
+
+    if args.config and args.recipe:
+        raise CLIError("pass --config FILE or --recipe NAME, not both")
+    spec = RunSpec()
+    if args.config or args.recipe:
+        spec = _read_toml(args.config, recipe=args.recipe)
+    if args.model:
+        spec.model = args.model
+    run_dir_arg: Path | None = args.run_dir
+    checkpoint = None
+    resumed_step = 0
+    if args.resume:
+        if run_dir_arg is None and spec.model is None:
+            raise CLIError("--resume needs --run-dir (or --model, for runs/MODEL)")
+        run_dir_arg = run_dir_arg or Path("runs") / str(spec.model)
+        checkpoint = latest_checkpoint(run_dir_arg)
+        if checkpoint is None:
+            raise CLIError(f"--resume: no checkpoint in {run_dir_arg}")
+        _, info = read_checkpoint(checkpoint)
+        resumed_step = info["step"]
+        recorded_model = info.get("model")
+        if not isinstance(recorded_model, str) or not all(
+            isinstance(info.get(k), dict) for k in ("model_config", "train_config")
+        ):
+            raise CheckpointError(
+                f"--resume: {checkpoint} does not record its model, model_config and "
+                "train_config (not written by `latentkit train`)"
+            )
+        if spec.model and spec.model != recorded_model:
+            raise CLIError(
+                f"--resume: {checkpoint} is a {recorded_model!r} run, not {spec.model!r}"
+            )
+        spec.model = recorded_model
+        # The checkpoint's settings first; anything given now overrides them.
+        spec.model_config = {**info["model_config"], **spec.model_config}
+        recorded_objective = info.get("objective")
+        if isinstance(recorded_objective, dict) and isinstance(recorded_objective.get("name"), str):
+            if spec.objective in (None, recorded_objective["name"]):
+                spec.objective = recorded_objective["name"]
+                saved = recorded_objective.get("config")
+                spec.objective_config = {**(saved or {}), **spec.objective_config}
+        spec.train = {**info["train_config"], **spec.train}
+        data_record = info.get("data") if isinstance(info.get("data"), dict) else {}
+        recorded = {k: data_record.get(k) for k in DATA_KEYS}
+        spec.data = {**{k: v for k, v in recorded.items() if v is not None}, **spec.data}
+    if args.objective:
+        spec.objective = args.objective
+    if not spec.model:
+        raise CLIError("which model? pass --model NAME (see `latentkit list`)")
+    model_spec = get_model_spec(spec.model)
+    fields = [f.name for f in attrs.fields(model_spec.config_class)]
+    _merge_flags(spec, args)  # the file, then flags, then --set (docs/cli.md)
+    _apply_set(spec, args.set, fields)
+    _check_keys(spec.model_config, fields, f"model {spec.model!r}")
+    # Check the values now, before the data load (data_shape, if not given, is the default).
+    structure_config(model_spec.config_class, spec.model_config, model=spec.model)
+    _check_options(spec.evaluate, EVAL_KEYS, "[evaluate]")
+    _check_options(spec.data, DATA_KEYS, "[data]")
+    train_cfg = structure_config(TrainConfig, spec.train)
+    if spec.objective is not None:  # the config's values checked now, before the data load
+        objective_spec = get_objective_spec(spec.objective)
+        structure_config(
+            objective_spec.config_class,
+            spec.objective_config,
+            where=f"objective {spec.objective!r}",
+        )
+    if checkpoint is not None and train_cfg.steps <= resumed_step:
+        raise CLIError(
+            f"--resume: {checkpoint} is at step {resumed_step} already; --steps "
+            f"{train_cfg.steps} leaves nothing to train (pass --steps above {resumed_step})"
+        )
+    run_dir = run_dir_arg or Path("runs") / spec.model
+    if checkpoint is None and not args.overwrite:  # said now, before the data load; and
+        _refuse_existing_run(run_dir)  # again under the lock, below
+
+    # Everything is checked and built before the run folder is touched: a missing data file,
+    # a batch larger than the data or a model too large for memory leaves the old run as is.
+    ds, data_info = load_data(
+        spec.data,
+        model_name=spec.model,
+        model_fields=fields,
+        err=err,
+    )
+    model_values = dict(spec.model_config)
+    model_values.setdefault("data_shape", list(ds.data_shape))
+    if "likelihood" in fields and "likelihood" not in model_values:
+        model_values["likelihood"] = ds.likelihood
+    seed_everything(train_cfg.seed)
+    _check_model_memory(spec.model, model_values)
+    model = load_model(spec.model, **model_values)
+    objective_name = spec.objective
+    objective_config = dict(spec.objective_config)
+    if objective_name is None:  # the model's own objective, with any objective.FIELD given
+        objective_name, declared = model.default_objective
+        objective_config = {**declared, **objective_config}
+    # Built (and every example checked) before anything is printed: bad data is one line.
+    splits = training_splits(ds, spec.data)
+    trainer = Trainer(
+        model,
+        splits.pop("train_data"),
+        train_cfg,
+        objective=objective_name,
+        objective_config=objective_config,
+        **splits,
+        run_dir=run_dir,
+        data_info=data_info,
+        console=err,
+    )
+    with _RunFolder(run_dir, writer=trainer.dist.is_main, err=err) as folder:
+        if checkpoint is None:
+            if args.overwrite:
+                folder.move_aside()
+            else:
+                _refuse_existing_run(run_dir)
+        elif folder.writer and latest_checkpoint(run_dir) != checkpoint:
+            raise CLIError(
+                f"--resume: the newest checkpoint of {run_dir} changed while this command "
+                f"started (was {checkpoint.name}); run it again"
+            )
+        nparams = sum(p.numel() for p in model.parameters())
+        err.print(
+            f"[bold]{spec.model}[/] ({nparams:,} parameters) on {escape(ds.description)}; "
+            f"objective {escape(_objective_words(trainer.objective_record))}; "
+            f"{train_cfg.steps} steps of {train_cfg.batch_size}, lr {train_cfg.lr}, "
+            f"seed {train_cfg.seed} → {run_dir}",
+            highlight=False,
+        )
+        if trainer.dist.active:
+            err.print(
+                f"torchrun: {trainer.dist.world_size} processes "
+                f"({'nccl' if trainer.device.type == 'cuda' else 'gloo'}); rank 0 writes"
+            )
+        return _train_in(folder, trainer, checkpoint, spec, train_cfg, args, ds, model, out, err)
+
+
+def _train_in(
+    folder: _RunFolder,
+    trainer: Any,
+    checkpoint: Path | None,
+    spec: RunSpec,
+    train_cfg: Any,
+    args: argparse.Namespace,
+    ds: Any,
+    model: Any,
+    out: Console,
+    err: Console,
+) -> int:
+    """The part of ``train`` that writes: resume, config.json, fit, report (under the lock)."""
+    run_dir = folder.run_dir
+    data_info = trainer.data_info
+    if checkpoint is not None:
+        step = trainer.resume(checkpoint)
+        err.print(f"resumed from {checkpoint} at step {step}", markup=False)
+    if trainer.dist.is_main:
+        write_run_config(run_dir, _run_config(spec, trainer, model, train_cfg), data_info)
+    t0 = time.perf_counter()
+    try:
+        result = trainer.fit()
+    finally:  # the old run goes once the new one has a checkpoint; else it comes back
+        folder.settle(started=trainer.last_checkpoint is not None)
+    seconds = time.perf_counter() - t0
+    if result.interrupted:
+        err.print(
+            f"[yellow]stopped at step {result.step}[/]; checkpoint "
+            f"{escape(str(result.checkpoint))}. "
+            f"Continue with: latentkit train --resume --run-dir {escape(str(run_dir))}",
+            highlight=False,
+        )
+        return 130
+    split = "validation" if "validation" in result.last_metrics else "test"
+    last = result.last_metrics.get(split, {})
+    err.print(
+        f"trained {result.step} steps in {seconds:.0f} s; {split} ELBO "
+        f"{last.get('elbo', float('nan')):.2f} nats; checkpoint {result.checkpoint}",
+        highlight=False,
+        markup=False,
+    )
+    if args.report and trainer.dist.is_main:
+        info = _checkpoint_info(result.checkpoint)
+        evaluated = result.checkpoint
+        if latest_checkpoint(run_dir / "best") is not None:  # chosen on the validation split
+            evaluated = latest_checkpoint(run_dir / "best")
+            model, info = load_trained_model(run_dir / "best", device=trainer.device)
+            err.print(
+                f"evaluating the best checkpoint on validation: step {info.get('step')}, "
+                f"validation ELBO {info.get('best_validation_elbo'):.2f}",
+                highlight=False,
+            )
+        write_report(
+            run_dir,
+            out=out,
+            err=err,
+            options=spec.evaluate,
+            dataset=ds,
+            model=model,
+            info=info,
+            checkpoint=evaluated,
+        )
+    return 0
+
+
+def _run_config(spec: RunSpec, trainer: Any, model: Any, train_cfg: Any) -> RunConfig:
+    """The run as resolved: every model, objective and training field, and the data set and
+    variant actually loaded (a fallback data set included), so the file trains it again."""
+    info = trainer.data_info
+    data = {k: info.get(k) for k in ("name", "variant", "seed", "limit")}
+    data.update({k: spec.data[k] for k in ("binarization", "validation") if k in spec.data})
+    objective = trainer.objective_record
+    return RunConfig(
+        model=str(spec.model),
+        objective=objective["name"],
+        model_config=unstructure_config(model.config),
+        objective_config=objective["config"] or {},
+        train=train_cfg,
+        data=structure_config(DataConfig, {k: v for k, v in data.items() if v is not None}),
+        evaluate=structure_config(
+            EvalConfig, {k: v for k, v in spec.evaluate.items() if v is not None}
+        ),
+    )
+
+
+def _objective_words(record: dict[str, Any]) -> str:
+    """``name(option=value, …)`` with the options that differ from their defaults."""
+    config = record.get("config") or {}
+    try:
+        defaults = unstructure_config(get_objective_spec(record["name"]).config_class())
+    except Exception:  # an objective built in Python, not by name: show all
+        defaults = {}
+    options = ", ".join(f"{k}={v}" for k, v in config.items() if defaults.get(k, ...) != v)
+    return f"{record['name']}({options})"
+
+
+def _check_model_memory(name: str, values: dict[str, Any]) -> None:
+    """Refuse a model whose training state (weights, gradients, Adam's two moments: 4× the
+    parameters) would not fit this machine's memory, sized on the meta device (no memory)."""
+    try:
+        with torch.device("meta"):
+            skeleton = load_model(name, **values)
+    except LatentkitError:
+        raise
+    except Exception:  # a model that computes values as it builds: built for real below
+        return
+    count = sum(p.numel() for p in skeleton.parameters())
+    size = sum(p.numel() * p.element_size() for p in skeleton.parameters())
+    limit = memory_bytes()
+    if 4 * size > limit:
+        raise ConfigError(
+            f"model {name!r}: {count:,} parameters ({_bytes(size)}; training holds 4× that: "
+            f"weights, gradients, Adam's moments) is more than this machine's memory, "
+            f"{_bytes(limit)}"
+        )

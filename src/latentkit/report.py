@@ -1,0 +1,274 @@
+"""A trained model's report: the evaluation with its progress bar, ``report.json`` and the figures.
+
+Evaluation code, used by ``latentkit report``, ``latentkit train --report`` and from Python
+alike."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from latentkit.checkpoint import (
+    atomic_write_json,
+    latest_checkpoint,
+    read_regular_file,
+    writable_path,
+)
+from latentkit.diagnostics import diagnostics_plot, diagnostics_table, training_diagnostics_plot
+from latentkit.errors import LatentkitError, NonFiniteError
+
+__all__ = ["DIAGNOSE_EXAMPLES", "EVAL_PAIRS", "MAX_METRICS_BYTES", "write_report"]
+
+DIAGNOSE_EXAMPLES = 1000
+"""Examples the diagnostics (mutual information, aggregate KL, active units) use by default:
+their mixture over the data costs N² density evaluations (docs/diagnostics.md)."""
+EVAL_PAIRS = 20000
+"""Default evaluation budget in (example, layer) pairs: every test example for short chains,
+fewer for long ones (a 1000-step DDPM gets 64), since the ELBO of an example costs L calls."""
+MAX_METRICS_BYTES = 2**28
+"""A ``metrics.jsonl`` larger than this is not plotted."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _eval_budget(model: Any, n: int, options: dict[str, Any]) -> int:
+    if options.get("examples"):
+        return min(n, int(options["examples"]))
+    return min(n, max(64, EVAL_PAIRS // max(1, model.num_layers)))
+
+
+def _run_evaluation(
+    model: Any,
+    data: torch.Tensor,
+    *,
+    options: dict[str, Any],
+    discrete: bool,
+    seed: int,
+    err: Console,
+    batch_size: int | None = None,
+) -> Any:
+    from latentkit.evaluation import evaluate
+
+    n = _eval_budget(model, data.shape[0], options)
+    _check_finite_rows(data[:n])
+    if n < data.shape[0] and not options.get("examples"):
+        err.print(
+            f"evaluating {n} of {data.shape[0]} examples (a {model.num_layers}-layer chain; "
+            "--eval-limit to change)",
+            markup=False,
+        )
+    with Progress(
+        TextColumn("[bold]evaluate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("evaluate", total=n)
+        return evaluate(
+            model,
+            data[:n],
+            batch_size=batch_size or int(options.get("batch_size", 500)),
+            iwae_k=options.get("iwae_k"),
+            num_samples=int(options.get("num_samples", 1)),
+            estimator=str(options.get("estimator", "auto")),
+            discrete=discrete,
+            seed=seed,
+            on_batch=lambda done: progress.update(task, completed=done),
+        )
+
+
+def _check_finite_rows(data: torch.Tensor) -> None:
+    """Every example to be evaluated is finite (a NaN in any row, not only the first)."""
+    if not data.is_floating_point():
+        return
+    finite = torch.isfinite(data)
+    if not bool(finite.all()):
+        rows = int((~finite).flatten(1).any(1).sum()) if data.ndim > 1 else int((~finite).sum())
+        first = int((~finite).flatten(1).any(1).nonzero()[0]) if data.ndim > 1 else 0
+        raise NonFiniteError(
+            f"data: {rows} of {data.shape[0]} examples hold NaN or inf values (the first, "
+            f"example {first})"
+        )
+
+
+def _diagnose(
+    model: Any, data: torch.Tensor, options: dict[str, Any], *, seed: int, err: Console
+) -> Any:
+    """The diagnostics on the first ``options['diagnose']`` examples, or None (0, or a model
+    they do not apply to: said on stderr, the evaluation goes on)."""
+    from latentkit.diagnostics import diagnose
+
+    n = options.get("diagnose", DIAGNOSE_EXAMPLES)
+    if not n:
+        return None
+    ref = model.reference()
+    subset = data[: min(n, data.shape[0])].to(device=ref.device, dtype=ref.dtype)
+    try:
+        return diagnose(model, subset, seed=seed)
+    except LatentkitError as exc:
+        err.print(f"diagnostics skipped: {exc}", markup=False, highlight=False)
+        return None
+
+
+def write_report(
+    run_dir: Path,
+    *,
+    out: Console,
+    err: Console,
+    options: dict[str, Any],
+    dataset: Any,
+    model: Any,
+    info: dict[str, Any],
+    seed: int = 0,
+    checkpoint: Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate on the test split and write report.json, samples.png, curves.png, layer_kl.png.
+
+    ``checkpoint``: the checkpoint evaluated, named in the report (default: the run's newest).
+    """
+    from latentkit.evaluation import report_table
+    from latentkit.plots import layer_kl_plot, sample_grid, training_curves
+    from latentkit.sampling import sample
+
+    model.eval()
+    report = _run_evaluation(
+        model,
+        dataset.test,
+        options=options,
+        seed=seed,
+        err=err,
+        discrete=dataset.kind in ("binary", "symmetric8"),
+    )
+    name = info.get("model", getattr(model, "name", "model"))
+    step = info.get("step")
+    files: dict[str, str] = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        x = sample(model, 64, likelihood_mean=True)
+    files["samples"] = str(
+        sample_grid(
+            dataset.to_display(x.cpu()),
+            writable_path(run_dir / "samples.png"),
+            title=f"{name}: samples (mean of p(x|z₁)) at step {step}",
+        )
+    )
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.exists():
+        records = _metric_records(metrics)
+        files["curves"] = str(
+            training_curves(
+                records, writable_path(run_dir / "curves.png"), title=f"{name} on {dataset.name}"
+            )
+        )
+    files["layer_kl"] = str(
+        layer_kl_plot(
+            report.layer_kl,
+            report.prior_matching.mean,
+            writable_path(run_dir / "layer_kl.png"),
+            reconstruction=report.reconstruction.mean,
+            title=f"{name}: each layer's term of −ELBO on {dataset.name} test "
+            f"({report.num_examples} examples)",
+        )
+    )
+    diag = _diagnose(model, dataset.test, options, seed=seed, err=err)
+    if diag is not None:
+        files["diagnostics"] = str(
+            diagnostics_plot(
+                diag,
+                writable_path(run_dir / "diagnostics.png"),
+                title=f"{name}: per-dimension KL and activity on {dataset.name} test",
+            )
+        )
+    if metrics.exists():
+        over_training = training_diagnostics_plot(
+            [r for r in _diagnostic_records(metrics)],
+            writable_path(run_dir / "diagnostics_training.png"),
+            title=f"{name}: information in the latents over training",
+        )
+        if over_training is not None:
+            files["diagnostics_training"] = str(over_training)
+    payload = {
+        "model": name,
+        "model_config": info.get("model_config"),
+        "step": step,
+        "train_config": info.get("train_config"),
+        "data": {
+            "name": dataset.name,
+            "variant": dataset.variant,
+            "kind": dataset.kind,
+            "description": dataset.description,
+            "split": "test",
+        },
+        "evaluation": report.to_json(),
+        "diagnostics": None if diag is None else diag.to_json(),
+        "last_train_metrics": (info.get("metrics") or {}).get("train"),
+        "files": files,
+        "checkpoint": str(checkpoint or latest_checkpoint(run_dir)),
+    }
+    atomic_write_json(run_dir / "report.json", payload)
+    out.print(report_table(report, title=f"{name} at step {step} on {dataset.name} test"))
+    if diag is not None:
+        out.print(diagnostics_table(diag, title=f"diagnostics ({dataset.name} test)"))
+    out.print(
+        f"report: {run_dir / 'report.json'}; plots: "
+        + ", ".join(Path(p).name for p in files.values()),
+        highlight=False,
+        markup=False,
+    )
+    return payload
+
+
+_METRIC_NUMBERS = ("elbo", "reconstruction", "prior_matching", "kl", "loss")
+
+
+def _diagnostic_records(path: Path) -> list[dict[str, Any]]:
+    """The ``diagnostics`` lines of ``metrics.jsonl`` (written with train.diagnose_examples),
+    read as ``_metric_records`` reads the others: anything malformed is skipped."""
+    raw = read_regular_file(path, limit=MAX_METRICS_BYTES, what="metrics")
+    records = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(record, dict) and record.get("split") == "diagnostics":
+            if _is_int(record.get("step")):
+                records.append(record)
+    return records
+
+
+def _metric_records(path: Path) -> list[dict[str, Any]]:
+    """The plottable records of ``metrics.jsonl``: objects with an int ``step``, a known
+    split and real numbers (or null) for the bound's terms; any other line — cut short by a
+    crash, edited, not JSON — is skipped (counted on nothing: the curves are a picture)."""
+    raw = read_regular_file(path, limit=MAX_METRICS_BYTES, what="metrics")
+    records = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(record, dict) or not _is_int(record.get("step")):
+            continue
+        if record.get("split") not in ("train", "test", "validation"):
+            continue
+        values = [record.get(k) for k in _METRIC_NUMBERS]
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                   for v in values):  # fmt: skip
+            continue
+        if record.get("elbo") is not None and not all(
+            record.get(k) is not None for k in ("reconstruction", "kl")
+        ):
+            continue
+        records.append(record)
+    return records

@@ -1,0 +1,178 @@
+"""Where training runs: the device, torchrun's process group, the seed and the data order."""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from latentkit.errors import ConfigError, TrainingError
+
+__all__ = [
+    "DataOrder",
+    "DistInfo",
+    "distributed_env",
+    "init_distributed",
+    "resolve_device",
+    "seed_everything",
+    "shutdown_distributed",
+]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's generators (CPU and every CUDA device); latentkit draws from no other."""
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; a clear error for an unavailable device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(
+            f"device: {name!r} is not a torch device (cpu, cuda, cuda:N, auto)"
+        ) from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device: {name!r} is not one the trainer runs on (cpu, cuda, cuda:N)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} asked for, but this machine has no CUDA device")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device: {name!r} asked for, but this machine has {torch.cuda.device_count()} "
+            "CUDA device(s)"
+        )
+    return device
+
+
+@attrs.frozen
+class DistInfo:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+DIST_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+"""The environment variables torchrun sets for each process, read by :func:`distributed_env`."""
+
+
+def _env_int(name: str, low: int, high: int) -> int:
+    text = os.environ[name]
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={text!r} is not an int") from None
+    if not low <= value <= high:
+        raise ConfigError(
+            f"environment variable {name}={value} must be in [{low}, {high}] ({_dist_words()})"
+        )
+    return value
+
+
+def _dist_words() -> str:
+    shown = [f"{k}={os.environ[k]!r}" for k in DIST_VARIABLES if k in os.environ]
+    return "torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT together; " + (
+        "found " + ", ".join(shown) if shown else "none is set"
+    )
+
+
+def distributed_env() -> DistInfo:
+    """Read RANK / WORLD_SIZE / LOCAL_RANK as torchrun sets them, checked.
+
+    None of them set: one process (rank 0 of 1). Otherwise RANK and WORLD_SIZE must both be
+    set, ints with 0 ≤ RANK < WORLD_SIZE (≤ 65536), LOCAL_RANK (default 0) an int ≥ 0, and,
+    with more than one process, MASTER_ADDR and MASTER_PORT (1–65535) set as well; anything
+    else is a :class:`~latentkit.errors.ConfigError` naming the variable, so a stray
+    ``RANK=1`` cannot silence a command (ranks other than 0 print nothing).
+    """
+    env = os.environ
+    if not any(k in env for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
+        return DistInfo()
+    for name in ("RANK", "WORLD_SIZE"):
+        if name not in env:
+            raise ConfigError(f"environment variable {name} is not set ({_dist_words()})")
+    world = _env_int("WORLD_SIZE", 1, 65536)
+    rank = _env_int("RANK", 0, world - 1)
+    local = _env_int("LOCAL_RANK", 0, 65535) if "LOCAL_RANK" in env else 0
+    if world > 1:
+        for name in ("MASTER_ADDR", "MASTER_PORT"):
+            if not env.get(name, "").strip():
+                raise ConfigError(f"environment variable {name} is not set ({_dist_words()})")
+        _env_int("MASTER_PORT", 1, 65535)
+        addr = env["MASTER_ADDR"]
+        if len(addr) > 253 or not addr.isprintable() or any(c.isspace() for c in addr):
+            raise ConfigError(f"environment variable MASTER_ADDR={addr!r} is not a host name")
+    return DistInfo(rank, world, local)
+
+
+def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
+    """Join torchrun's process group if there is one (gloo on CPU, NCCL on CUDA).
+
+    Returns the rank information and the device this process uses (``cuda:LOCAL_RANK``).
+    """
+    info = distributed_env()
+    if not info.active:
+        return info, device
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        try:
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        except (RuntimeError, ValueError) as exc:  # DistNetworkError, a bad address, a timeout
+            text = str(exc).strip().splitlines()
+            raise TrainingError(
+                f"cannot join the torchrun process group ({_dist_words()}): "
+                f"{text[0] if text else type(exc).__name__}"
+            ) from None
+    return info, device
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group (no-op when not in one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class DataOrder:
+    """The global batch of each step: epoch e's permutation comes from a generator seeded by
+    (seed, e); step s takes slice s mod (N // B) of epoch s // (N // B). Drop-last epochs."""
+
+    def __init__(self, num_examples: int, batch_size: int, seed: int):
+        if batch_size > num_examples:
+            raise ConfigError(
+                f"batch_size: {batch_size} is larger than the training set "
+                f"({num_examples} examples)"
+            )
+        self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
+        self.steps_per_epoch = num_examples // batch_size
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def position(self, step: int) -> dict[str, int]:
+        """Where step ``step`` sits: its epoch and its batch within the epoch."""
+        return {"epoch": step // self.steps_per_epoch, "batch": step % self.steps_per_epoch}
+
+    def indices(self, step: int) -> Tensor:
+        """Example indices of step ``step``'s global batch, ``[batch_size]``."""
+        pos = self.position(step)
+        if pos["epoch"] != self._epoch:
+            seed = int(np.random.SeedSequence([self.seed, pos["epoch"]]).generate_state(1)[0])
+            g = torch.Generator().manual_seed(seed)
+            self._epoch, self._perm = pos["epoch"], torch.randperm(self.num_examples, generator=g)
+        start = pos["batch"] * self.batch_size
+        return self._perm[start : start + self.batch_size]
