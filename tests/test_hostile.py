@@ -162,6 +162,26 @@ def test_a_second_writer_of_a_run_folder_is_refused_and_kill_9_frees_it(tmp_path
     assert code == 0, err
 
 
+def test_report_into_a_folder_another_process_writes_is_refused(base):
+    """`report` writes report.json and figures into the run folder: it takes the folder's lock
+    like `train`, so it never interleaves with a writer (here the lock held by this process)."""
+    from filelock import FileLock
+
+    before = digest(base)
+    with FileLock(str(base / LOCK_NAME)):
+        code, _, err = run_cli(["report", str(base), "--iwae-k", "0", "--diagnose", "0"])
+    assert code == 1 and "another latentkit process" in error_line(err)
+    assert digest(base) == before
+
+
+def test_python_evaluate_checks_every_row_for_nan():
+    model = lk.load_model("vae", data_shape=(4,), latent_dim=2, hidden=(8,), likelihood="gaussian")
+    data = torch.randn(10, 4)
+    data[7, 2] = math.inf
+    with pytest.raises(lk.errors.NonFiniteError, match="1 of 10 examples.*example 7"):
+        lk.evaluate(model, data, iwae_k=0)
+
+
 def test_fit_refuses_a_folder_holding_a_later_run_and_pruning_keeps_the_newest(tmp_path):
     """Trainer.fit with fewer steps into a folder holding a later run: refused before any
     write (TrainingError); write_checkpoint never prunes the checkpoint it just wrote."""

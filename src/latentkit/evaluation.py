@@ -33,7 +33,7 @@ from torch.distributions import Bernoulli, Distribution, Independent, constraint
 from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
 from latentkit.distributions import DiscretizedNormal
-from latentkit.errors import SupportError
+from latentkit.errors import NonFiniteError, SupportError
 from latentkit.validation import check_data, check_positive_int
 
 __all__ = [
@@ -192,6 +192,20 @@ def _support_words(d: Distribution) -> tuple[str, str]:
     return repr(support), "transform the data into it"
 
 
+def check_finite_rows(data: Tensor) -> None:
+    """Every example to be evaluated is finite (a NaN in any row, not only the first)."""
+    if not data.is_floating_point():
+        return
+    finite = torch.isfinite(data)
+    if data.ndim and not bool(finite.all()):
+        bad = ~finite.reshape(data.shape[0], -1).all(1)
+        rows, first = int(bad.sum()), int(bad.nonzero()[0, 0])
+        raise NonFiniteError(
+            f"data: {rows} of {data.shape[0]} examples hold NaN or inf values (the first, "
+            f"example {first})"
+        )
+
+
 def check_likelihood_support(model: LatentModel, data: Tensor, *, name: str = "data") -> None:
     """Refuse ``data`` that p(x | z_1) gives no probability: values outside its support.
 
@@ -268,6 +282,7 @@ def evaluate(
     check_positive_int(draws_per_call, "draws_per_call")
     n = data.shape[0]
     check_data(model, data[:1].to(device=ref.device, dtype=ref.dtype), name="data")
+    check_finite_rows(data)  # every example, not only the first: one read, before any work
     check_likelihood_support(model, data, name="data")
     was_training = model.training
     model.eval()

@@ -20,7 +20,8 @@ from latentkit.checkpoint import (
     writable_path,
 )
 from latentkit.diagnostics import diagnostics_plot, diagnostics_table, training_diagnostics_plot
-from latentkit.errors import LatentkitError, NonFiniteError
+from latentkit.errors import LatentkitError
+from latentkit.evaluation import check_finite_rows
 
 __all__ = ["DIAGNOSE_EXAMPLES", "EVAL_PAIRS", "MAX_METRICS_BYTES", "write_report"]
 
@@ -57,7 +58,7 @@ def _run_evaluation(
     from latentkit.evaluation import evaluate
 
     n = _eval_budget(model, data.shape[0], options)
-    _check_finite_rows(data[:n])
+    check_finite_rows(data[:n])
     if n < data.shape[0] and not options.get("examples"):
         err.print(
             f"evaluating {n} of {data.shape[0]} examples (a {model.num_layers}-layer chain; "
@@ -84,20 +85,6 @@ def _run_evaluation(
             discrete=discrete,
             seed=seed,
             on_batch=lambda done: progress.update(task, completed=done),
-        )
-
-
-def _check_finite_rows(data: torch.Tensor) -> None:
-    """Every example to be evaluated is finite (a NaN in any row, not only the first)."""
-    if not data.is_floating_point():
-        return
-    finite = torch.isfinite(data)
-    if not bool(finite.all()):
-        rows = int((~finite).flatten(1).any(1).sum()) if data.ndim > 1 else int((~finite).sum())
-        first = int((~finite).flatten(1).any(1).nonzero()[0]) if data.ndim > 1 else 0
-        raise NonFiniteError(
-            f"data: {rows} of {data.shape[0]} examples hold NaN or inf values (the first, "
-            f"example {first})"
         )
 
 

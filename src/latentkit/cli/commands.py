@@ -21,6 +21,7 @@ from latentkit.checkpoint import (
 from latentkit.cli.common import CLIError, _bytes, _check_rows, _device, _run_dir_of, _to_display
 from latentkit.cli.data import _load_recorded_data
 from latentkit.cli.runconfig import _merge_eval_flags
+from latentkit.cli.runfolder import _RunFolder
 from latentkit.config import config_fields
 from latentkit.errors import LatentkitError
 from latentkit.registry import (
@@ -139,17 +140,21 @@ def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
     _check_rows(options, None)
     model, info = load_trained_model(args.run, device=_device(args.device))
     ds = _load_recorded_data(info, {})
-    write_report(
-        _run_dir_of(args.run),
-        out=out,
-        err=err,
-        options=options,
-        dataset=ds,
-        model=model,
-        info=info,
-        seed=args.seed,
-        checkpoint=resolve_checkpoint(args.run),
-    )
+    run_dir = _run_dir_of(args.run)
+    # The report's files go into the run folder: held like `train` holds it, so a report
+    # never interleaves with a training process writing the same folder.
+    with _RunFolder(run_dir, writer=True, err=err):
+        write_report(
+            run_dir,
+            out=out,
+            err=err,
+            options=options,
+            dataset=ds,
+            model=model,
+            info=info,
+            seed=args.seed,
+            checkpoint=resolve_checkpoint(args.run),
+        )
     return 0
 
 
