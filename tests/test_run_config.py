@@ -266,3 +266,67 @@ def test_mlflow_file_store_holds_every_logged_number_and_the_config(tmp_path, mo
     artifacts = [a.path for a in client.list_artifacts(run_id, "figures")]
     assert any(p.endswith(".png") for p in artifacts)
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+# --- the model ↔ command-line contract -----------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class _NamedConfig:
+    """A config whose data-shape and likelihood fields have names of their own."""
+
+    shape: tuple[int, ...] = (64,)
+    latent_dim: int = 2
+    observation: str = "gaussian"
+
+
+def _named_plugin(data_shape_field, likelihood_field):
+    class Plugin:
+        @lk.hookimpl
+        def latentkit_models(self):
+            def build(cfg: _NamedConfig) -> lk.LatentModel:
+                return lk.load_model(
+                    "vae",
+                    data_shape=list(cfg.shape),
+                    latent_dim=cfg.latent_dim,
+                    hidden=[8],
+                    likelihood=cfg.observation,
+                )
+
+            return [
+                lk.ModelSpec(
+                    "named-fields",
+                    _NamedConfig,
+                    build,
+                    "a VAE whose config names its data fields",
+                    data_shape_field=data_shape_field,
+                    likelihood_field=likelihood_field,
+                )
+            ]
+
+    return Plugin()
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_the_spec_declares_which_config_fields_the_command_fills(tmp_path, capsys, declared):
+    """``ModelSpec.data_shape_field``/``likelihood_field`` name the fields ``train`` fills from
+    the data; undeclared, nothing is filled (and a model with other names gets no stray
+    ``data_shape`` field, the error a newcomer's model used to hit)."""
+    plugin = _named_plugin("shape" if declared else None, "observation" if declared else None)
+    lk.register_plugin(plugin, "named-fields test")
+    try:
+        run = tmp_path / "run"
+        argv = ["train", "--model", "named-fields", "--data", "digits", "--limit", "200"]
+        code = main([*argv, "--steps", "2", "--no-progress", "--run-dir", str(run)])
+        err = capsys.readouterr().err
+    finally:
+        lk.unregister_plugin(plugin)
+    if declared:
+        assert code == 0, err
+        doc = tomllib.loads((run / "config.toml").read_text())
+        assert doc["model_config"]["shape"] == [1, 8, 8]
+        assert doc["model_config"]["observation"] == "bernoulli"  # binarized by default
+        assert doc["data"]["variant"] == "binarized"
+    else:  # the default shape (64,) does not fit 1×8×8 digits: one line, no stray field
+        assert code != 0
+        assert "data_shape" not in err and "error:" in err.strip().splitlines()[-1]

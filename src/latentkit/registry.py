@@ -74,6 +74,15 @@ class ModelSpec:
             build and run in milliseconds and together cover the model's options. ``None``
             (the default): the checks use the default config. Test data need not be
             declared: the checks draw it from the model itself (see ``docs/checks.md``).
+        data_shape_field: (keyword only) the config field that ``latentkit train`` fills
+            with the shape of one example of the data set (a list, e.g. ``[1, 28, 28]``)
+            unless it is given; ``None``: the command fills none. Ignored when the config
+            class has no such field. Default ``"data_shape"``.
+        likelihood_field: (keyword only) the config field that ``latentkit train`` fills
+            with the likelihood the data's variant fits (``bernoulli`` for binarized data,
+            ``discretized`` for 8-bit, ``gaussian`` otherwise) unless it is given; when the
+            config has it, binarized data are loaded by default. ``None``: none. Default
+            ``"likelihood"``. (The model ↔ command-line contract: docs/tutorial.md.)
     """
 
     name: str = attrs.field(validator=_valid_name)
@@ -86,6 +95,23 @@ class ModelSpec:
         kw_only=True,
         validator=attrs.validators.optional(attrs.validators.is_callable()),
     )
+    data_shape_field: str | None = attrs.field(
+        default="data_shape",
+        kw_only=True,
+        validator=attrs.validators.optional(attrs.validators.instance_of(str)),
+    )
+    likelihood_field: str | None = attrs.field(
+        default="likelihood",
+        kw_only=True,
+        validator=attrs.validators.optional(attrs.validators.instance_of(str)),
+    )
+
+    def data_fields(self) -> dict[str, str]:
+        """``{"data_shape": FIELD, "likelihood": FIELD}`` for the declared fields that the
+        config class has: what ``latentkit train`` fills from the data."""
+        names = {f.name for f in attrs.fields(self.config_class)}
+        declared = {"data_shape": self.data_shape_field, "likelihood": self.likelihood_field}
+        return {k: v for k, v in declared.items() if v is not None and v in names}
 
 
 @attrs.frozen

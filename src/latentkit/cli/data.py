@@ -25,9 +25,12 @@ def _likelihood_variant(model_name: str, data_shape: tuple[int, ...]) -> str:
 
     from latentkit.distributions import DiscretizedNormal
     from latentkit.evaluation import likelihood_family
+    from latentkit.registry import get_model_spec
 
     try:
-        d = likelihood_family(load_model(model_name, data_shape=data_shape))
+        field = get_model_spec(model_name).data_fields().get("data_shape")
+        values = {field: data_shape} if field else {}
+        d = likelihood_family(load_model(model_name, **values))
     except Exception:  # a plugin that cannot build at this shape: let training say why
         return "unit"
     if isinstance(d, Bernoulli):

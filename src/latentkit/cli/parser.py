@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from latentkit.cli.commands import cmd_list, cmd_recipes, cmd_report, cmd_sample, cmd_verify
 from latentkit.cli.common import (
@@ -159,16 +160,7 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``latentkit`` (every subcommand has ``--help``)."""
-    parser = _Parser(
-        prog="latentkit",
-        description="Latent-variable models (VAE, β-VAE, hierarchical VAE, DDPM) under one ELBO.",
-        epilog="`latentkit COMMAND --help` for each command; docs/cli.md for examples.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def _add_list(sub: Any) -> None:
     p = sub.add_parser(
         "list",
         help="the registered models, their plugins and config fields",
@@ -177,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_list)
 
+
+def _add_train(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="train a model by name on a data set",
@@ -230,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_flags(p)
     p.set_defaults(func=cmd_train)
 
+
+def _add_recipes(sub: Any) -> None:
     p = sub.add_parser(
         "recipes",
         help="the shipped recipes that reproduce published results",
@@ -238,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_recipes)
 
+
+def _add_evaluate(sub: Any) -> None:
     p = sub.add_parser(
         "evaluate",
         help="ELBO, its terms, IWAE-k NLL and bits/dim of a trained model",
@@ -262,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_sample(sub: Any) -> None:
     p = sub.add_parser(
         "sample",
         help="draw samples from a trained model into a PNG grid",
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_sample)
 
+
+def _add_report(sub: Any) -> None:
     p = sub.add_parser(
         "report",
         help="evaluate a run and write report.json with sample, curve and KL PNGs",
@@ -304,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_flags(p)
     p.set_defaults(func=cmd_report)
 
+
+def _add_verify(sub: Any) -> None:
     p = sub.add_parser(
         "verify",
         help="run latentkit's property checks on a model",
@@ -319,4 +323,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="Hypothesis examples per check",
     )
     p.set_defaults(func=cmd_verify)
+
+
+COMMANDS = (
+    _add_list,
+    _add_train,
+    _add_recipes,
+    _add_evaluate,
+    _add_sample,
+    _add_report,
+    _add_verify,
+)
+"""One function per command: each adds its sub-parser, whose ``func`` runs the command."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``latentkit`` (every subcommand has ``--help``)."""
+    parser = _Parser(
+        prog="latentkit",
+        description="Latent-variable models (VAE, β-VAE, hierarchical VAE, DDPM) under one ELBO.",
+        epilog="`latentkit COMMAND --help` for each command; docs/cli.md for examples.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in COMMANDS:
+        add(sub)
     return parser

@@ -47,7 +47,31 @@ __all__ = ["cmd_train"]
 
 
 def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from latentkit.training import TrainConfig, Trainer, seed_everything
+    """Read and check the whole run, build data, model and trainer, then (only then) take
+    the run folder and train: a refusal at any point before leaves an existing run as is."""
+    spec, run_dir, checkpoint, train_cfg, fields = _resolve(args)
+    # Everything is checked and built before the run folder is touched: a missing data file,
+    # a batch larger than the data or a model too large for memory leaves the old run as is.
+    ds, model, trainer = _build(spec, train_cfg, fields, run_dir, err)
+    with _RunFolder(run_dir, writer=trainer.dist.is_main, err=err) as folder:
+        if checkpoint is None:
+            if args.overwrite:
+                folder.move_aside()
+            else:
+                _refuse_existing_run(run_dir)
+        elif folder.writer and latest_checkpoint(run_dir) != checkpoint:
+            raise CLIError(
+                f"--resume: the newest checkpoint of {run_dir} changed while this command "
+                f"started (was {checkpoint.name}); run it again"
+            )
+        _announce(spec, model, ds, trainer, train_cfg, run_dir, err)
+        return _train_in(folder, trainer, checkpoint, spec, train_cfg, args, ds, model, out, err)
+
+
+def _resolve(args: argparse.Namespace) -> tuple[RunSpec, Path, Path | None, Any, list[str]]:
+    """The run asked for — the file or recipe, a resumed run's record, flags, then --set —
+    with every value checked before any data is loaded."""
+    from latentkit.training import TrainConfig
 
     if args.config and args.recipe:
         raise CLIError("pass --config FILE or --recipe NAME, not both")
@@ -57,42 +81,9 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.model:
         spec.model = args.model
     run_dir_arg: Path | None = args.run_dir
-    checkpoint = None
-    resumed_step = 0
+    checkpoint, resumed_step = None, 0
     if args.resume:
-        if run_dir_arg is None and spec.model is None:
-            raise CLIError("--resume needs --run-dir (or --model, for runs/MODEL)")
-        run_dir_arg = run_dir_arg or Path("runs") / str(spec.model)
-        checkpoint = latest_checkpoint(run_dir_arg)
-        if checkpoint is None:
-            raise CLIError(f"--resume: no checkpoint in {run_dir_arg}")
-        _, info = read_checkpoint(checkpoint)
-        resumed_step = info["step"]
-        recorded_model = info.get("model")
-        if not isinstance(recorded_model, str) or not all(
-            isinstance(info.get(k), dict) for k in ("model_config", "train_config")
-        ):
-            raise CheckpointError(
-                f"--resume: {checkpoint} does not record its model, model_config and "
-                "train_config (not written by `latentkit train`)"
-            )
-        if spec.model and spec.model != recorded_model:
-            raise CLIError(
-                f"--resume: {checkpoint} is a {recorded_model!r} run, not {spec.model!r}"
-            )
-        spec.model = recorded_model
-        # The checkpoint's settings first; anything given now overrides them.
-        spec.model_config = {**info["model_config"], **spec.model_config}
-        recorded_objective = info.get("objective")
-        if isinstance(recorded_objective, dict) and isinstance(recorded_objective.get("name"), str):
-            if spec.objective in (None, recorded_objective["name"]):
-                spec.objective = recorded_objective["name"]
-                saved = recorded_objective.get("config")
-                spec.objective_config = {**(saved or {}), **spec.objective_config}
-        spec.train = {**info["train_config"], **spec.train}
-        data_record = info.get("data") if isinstance(info.get("data"), dict) else {}
-        recorded = {k: data_record.get(k) for k in DATA_KEYS}
-        spec.data = {**{k: v for k, v in recorded.items() if v is not None}, **spec.data}
+        run_dir_arg, checkpoint, resumed_step = _merge_resumed(spec, run_dir_arg)
     if args.objective:
         spec.objective = args.objective
     if not spec.model:
@@ -121,20 +112,60 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         )
     run_dir = run_dir_arg or Path("runs") / spec.model
     if checkpoint is None and not args.overwrite:  # said now, before the data load; and
-        _refuse_existing_run(run_dir)  # again under the lock, below
+        _refuse_existing_run(run_dir)  # again under the lock
+    return spec, run_dir, checkpoint, train_cfg, fields
 
-    # Everything is checked and built before the run folder is touched: a missing data file,
-    # a batch larger than the data or a model too large for memory leaves the old run as is.
+
+def _merge_resumed(spec: RunSpec, run_dir_arg: Path | None) -> tuple[Path, Path, int]:
+    """``--resume``: the newest checkpoint's recorded settings under what is given now."""
+    if run_dir_arg is None and spec.model is None:
+        raise CLIError("--resume needs --run-dir (or --model, for runs/MODEL)")
+    run_dir_arg = run_dir_arg or Path("runs") / str(spec.model)
+    checkpoint = latest_checkpoint(run_dir_arg)
+    if checkpoint is None:
+        raise CLIError(f"--resume: no checkpoint in {run_dir_arg}")
+    _, info = read_checkpoint(checkpoint)
+    recorded_model = info.get("model")
+    if not isinstance(recorded_model, str) or not all(
+        isinstance(info.get(k), dict) for k in ("model_config", "train_config")
+    ):
+        raise CheckpointError(
+            f"--resume: {checkpoint} does not record its model, model_config and "
+            "train_config (not written by `latentkit train`)"
+        )
+    if spec.model and spec.model != recorded_model:
+        raise CLIError(f"--resume: {checkpoint} is a {recorded_model!r} run, not {spec.model!r}")
+    spec.model = recorded_model
+    # The checkpoint's settings first; anything given now overrides them.
+    spec.model_config = {**info["model_config"], **spec.model_config}
+    recorded_objective = info.get("objective")
+    if isinstance(recorded_objective, dict) and isinstance(recorded_objective.get("name"), str):
+        if spec.objective in (None, recorded_objective["name"]):
+            spec.objective = recorded_objective["name"]
+            saved = recorded_objective.get("config")
+            spec.objective_config = {**(saved or {}), **spec.objective_config}
+    spec.train = {**info["train_config"], **spec.train}
+    data_record = info.get("data") if isinstance(info.get("data"), dict) else {}
+    recorded = {k: data_record.get(k) for k in DATA_KEYS}
+    spec.data = {**{k: v for k, v in recorded.items() if v is not None}, **spec.data}
+    return run_dir_arg, checkpoint, info["step"]
+
+
+def _build(
+    spec: RunSpec, train_cfg: Any, fields: list[str], run_dir: Path, err: Console
+) -> tuple[Any, Any, Any]:
+    """The data, the model (its memory checked first) and the trainer (every example
+    checked), before anything is printed: bad data is one line."""
+    from latentkit.training import Trainer, seed_everything
+
+    model_spec = get_model_spec(spec.model)
     ds, data_info = load_data(
         spec.data,
         model_name=spec.model,
-        model_fields=fields,
+        model_fields=["likelihood"] if "likelihood" in model_spec.data_fields() else [],
         err=err,
     )
-    model_values = dict(spec.model_config)
-    model_values.setdefault("data_shape", list(ds.data_shape))
-    if "likelihood" in fields and "likelihood" not in model_values:
-        model_values["likelihood"] = ds.likelihood
+    model_values = fill_data_fields(model_spec, spec.model_config, ds)
     seed_everything(train_cfg.seed)
     _check_model_memory(spec.model, model_values)
     model = load_model(spec.model, **model_values)
@@ -143,7 +174,6 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     if objective_name is None:  # the model's own objective, with any objective.FIELD given
         objective_name, declared = model.default_objective
         objective_config = {**declared, **objective_config}
-    # Built (and every example checked) before anything is printed: bad data is one line.
     splits = training_splits(ds, spec.data)
     trainer = Trainer(
         model,
@@ -156,31 +186,38 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
         data_info=data_info,
         console=err,
     )
-    with _RunFolder(run_dir, writer=trainer.dist.is_main, err=err) as folder:
-        if checkpoint is None:
-            if args.overwrite:
-                folder.move_aside()
-            else:
-                _refuse_existing_run(run_dir)
-        elif folder.writer and latest_checkpoint(run_dir) != checkpoint:
-            raise CLIError(
-                f"--resume: the newest checkpoint of {run_dir} changed while this command "
-                f"started (was {checkpoint.name}); run it again"
-            )
-        nparams = sum(p.numel() for p in model.parameters())
+    return ds, model, trainer
+
+
+def fill_data_fields(model_spec: Any, values: dict[str, Any], ds: Any) -> dict[str, Any]:
+    """The model's config values with what the data decide filled in, as its spec declares
+    (``ModelSpec.data_shape_field``, ``ModelSpec.likelihood_field``): the shape of one
+    example, and the likelihood the data's variant fits, unless given."""
+    values = dict(values)
+    fields = model_spec.data_fields()
+    if "data_shape" in fields:
+        values.setdefault(fields["data_shape"], list(ds.data_shape))
+    if "likelihood" in fields:
+        values.setdefault(fields["likelihood"], ds.likelihood)
+    return values
+
+
+def _announce(
+    spec: RunSpec, model: Any, ds: Any, trainer: Any, train_cfg: Any, run_dir: Path, err: Console
+) -> None:
+    nparams = sum(p.numel() for p in model.parameters())
+    err.print(
+        f"[bold]{spec.model}[/] ({nparams:,} parameters) on {escape(ds.description)}; "
+        f"objective {escape(_objective_words(trainer.objective_record))}; "
+        f"{train_cfg.steps} steps of {train_cfg.batch_size}, lr {train_cfg.lr}, "
+        f"seed {train_cfg.seed} → {run_dir}",
+        highlight=False,
+    )
+    if trainer.dist.active:
         err.print(
-            f"[bold]{spec.model}[/] ({nparams:,} parameters) on {escape(ds.description)}; "
-            f"objective {escape(_objective_words(trainer.objective_record))}; "
-            f"{train_cfg.steps} steps of {train_cfg.batch_size}, lr {train_cfg.lr}, "
-            f"seed {train_cfg.seed} → {run_dir}",
-            highlight=False,
+            f"torchrun: {trainer.dist.world_size} processes "
+            f"({'nccl' if trainer.device.type == 'cuda' else 'gloo'}); rank 0 writes"
         )
-        if trainer.dist.active:
-            err.print(
-                f"torchrun: {trainer.dist.world_size} processes "
-                f"({'nccl' if trainer.device.type == 'cuda' else 'gloo'}); rank 0 writes"
-            )
-        return _train_in(folder, trainer, checkpoint, spec, train_cfg, args, ds, model, out, err)
 
 
 def _train_in(

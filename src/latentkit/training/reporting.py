@@ -61,6 +61,32 @@ class _Display:
             self.progress.stop()
 
 
+class _LossWindow:
+    """The training loss summed on the device over the steps since the last metric line (no
+    host read per step), and the examples per second over them."""
+
+    def __init__(self, device: torch.device):
+        self.total = torch.zeros((), device=device, dtype=torch.float64)
+        self.steps, self.updates, self.start = 0, 0, time.perf_counter()
+
+    def add(self, loss: Tensor | None) -> None:
+        """One step; ``loss`` is None for a step whose update was skipped."""
+        self.steps += 1
+        if loss is not None:
+            self.total += loss.double()
+            self.updates += 1
+
+    def close(self, batch_size: int) -> tuple[Tensor | None, float]:
+        """(mean loss over the updates made, or None if every step was skipped; examples per
+        second) of the window, and a new window from now."""
+        now = time.perf_counter()
+        rate = self.steps * batch_size / max(now - self.start, 1e-9)
+        mean = self.total / self.updates if self.updates else None
+        self.total = torch.zeros_like(self.total)
+        self.steps, self.updates, self.start = 0, 0, now
+        return mean, rate
+
+
 class Reporting:
     """The trainer's part that logs, evaluates and keeps the best checkpoint (a mixin of
     :class:`Trainer`)."""

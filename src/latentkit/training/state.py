@@ -172,6 +172,30 @@ class CheckpointState:
         """
         tensors, info = read_checkpoint(path)
         where = resolve_checkpoint(path)
+        self._compare_config(info, where)
+        weights = subset(tensors, "model")
+        check_weights(self.model, weights, where=str(where))
+        self.model.load_state_dict(weights)
+        self._load_objective_state(subset(tensors, "objective"), info, where)
+        self._load_ema_state(subset(tensors, "ema"), where)
+        self.optimizer.load_state_dict(self._optimizer_state(tensors, info, where))
+        self.step = self._saved_step = info["step"]
+        self._load_fault_counts(info, where)
+        self._load_rng(tensors, info, where)
+        self.last_checkpoint = self.resumed_from = where
+        metrics = info.get("metrics")
+        self.last_metrics = dict(metrics) if isinstance(metrics, dict) else {}
+        best = info.get("best_validation_elbo")
+        if best is not None and not (isinstance(best, (int, float)) and math.isfinite(best)):
+            raise CheckpointError(f"{where}: 'best_validation_elbo' must be a finite number")
+        self.best_validation = None if best is None else float(best)
+        if self.run_dir is not None and self.dist.is_main:
+            self._truncate_metrics(self.step)
+        return self.step
+
+    def _compare_config(self, info: dict[str, Any], where: Path) -> None:
+        """Warn about changed :data:`EXACT_RESUME_FIELDS` (the continuation is then not the
+        uninterrupted run); refuse another data set size (the data order would differ)."""
         saved = info.get("train_config") or {}
         if not isinstance(saved, dict):
             raise CheckpointError(f"{where}: 'train_config' must be an object, got {saved!r}")
@@ -187,7 +211,7 @@ class CheckpointState:
             warnings.warn(
                 f"resuming with changed {changed}: training goes on, but not as the "
                 "uninterrupted run would have",
-                stacklevel=2,
+                stacklevel=3,
             )
         order = info.get("data_order") or {}
         n = order.get("num_examples") if isinstance(order, dict) else None
@@ -196,13 +220,9 @@ class CheckpointState:
                 f"the checkpoint was trained on {n} examples, this data set has "
                 f"{self.order.num_examples}; load the same data to resume"
             )
-        weights = subset(tensors, "model")
-        check_weights(self.model, weights, where=str(where))
-        self.model.load_state_dict(weights)
-        self._load_objective_state(subset(tensors, "objective"), info, where)
-        self._load_ema_state(subset(tensors, "ema"), where)
-        self.optimizer.load_state_dict(self._optimizer_state(tensors, info, where))
-        self.step = self._saved_step = info["step"]
+
+    def _load_fault_counts(self, info: dict[str, Any], where: Path) -> None:
+        """The ``skip`` policy's counts of skipped steps, checked."""
         faults = info.get("nonfinite") or {}
         counts = (
             [faults.get(k, 0) for k in ("skipped_steps", "skips_in_a_row")]
@@ -213,6 +233,9 @@ class CheckpointState:
             raise CheckpointError(f"{where}: 'nonfinite' must hold counts ≥ 0, got {faults!r}")
         if isinstance(faults, dict):
             self.skipped_steps, self._skips_in_a_row = counts
+
+    def _load_rng(self, tensors: dict[str, Tensor], info: dict[str, Any], where: Path) -> None:
+        """This rank's generator states, or a reseed (warned) when the process count changed."""
         rng = subset(tensors, f"rng/rank{self.dist.rank}")
         if info.get("world_size", 1) == self.dist.world_size and rng:
             try:
@@ -225,20 +248,10 @@ class CheckpointState:
             warnings.warn(
                 f"the checkpoint was written by {info.get('world_size')!r} process(es), this "
                 f"run has {self.dist.world_size}: the model's noise is reseeded",
-                stacklevel=2,
+                stacklevel=3,
             )
             seed_everything((self.config.seed + 104729 * self.step + self.dist.rank) % 2**63)
         self._rng_ready = True
-        self.last_checkpoint = self.resumed_from = where
-        metrics = info.get("metrics")
-        self.last_metrics = dict(metrics) if isinstance(metrics, dict) else {}
-        best = info.get("best_validation_elbo")
-        if best is not None and not (isinstance(best, (int, float)) and math.isfinite(best)):
-            raise CheckpointError(f"{where}: 'best_validation_elbo' must be a finite number")
-        self.best_validation = None if best is None else float(best)
-        if self.run_dir is not None and self.dist.is_main:
-            self._truncate_metrics(self.step)
-        return self.step
 
     def _load_objective_state(
         self, tensors: dict[str, Tensor], info: dict[str, Any], where: Path
