@@ -18,6 +18,8 @@ PAGES = [
     "docs/training.md",
     "docs/objectives.md",
     "docs/diagnostics.md",
+    "docs/vamp.md",
+    "docs/iaf.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 

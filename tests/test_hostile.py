@@ -129,7 +129,7 @@ def test_an_overwrite_killed_before_its_first_checkpoint_is_undone_by_the_next_t
     before = digest(run)
     aside = run / f"{REPLACED}killed"
     aside.mkdir()
-    for name in ("checkpoints", "metrics.jsonl", "config.json"):
+    for name in ("checkpoints", "metrics.jsonl", "config.json", "config.toml"):
         os.replace(run / name, aside / name)
     (run / "metrics.jsonl").write_text('{"step": 1, "split": "train"}\n')  # the new run's
     code, _, err = run_cli(["train", *TINY, "--steps", "2", "--run-dir", str(run)])

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -36,7 +36,57 @@ from torch.distributions import Distribution
 if TYPE_CHECKING:
     from latentkit.oracles import LinearGaussianSpec
 
-__all__ = ["GenerativeChain", "LatentModel", "PosteriorChain", "SingleLayerPosterior"]
+__all__ = [
+    "GenerativeChain",
+    "LatentModel",
+    "PosteriorChain",
+    "SharedModule",
+    "SingleLayerPosterior",
+]
+
+
+class SharedModule:
+    """A chain's reference to a module that its :class:`LatentModel` owns in ``model.shared``.
+
+    ``nn.Module`` registers only attributes that are modules; this holder is not one, so a
+    module used by both chains (a VampPrior's prior runs q's encoder on its pseudo-inputs)
+    is registered once, under ``shared.<name>``: one ``state_dict`` entry per tensor, and
+    ``model.to()`` / ``model.double()`` convert it with the rest of the model. Calling the
+    reference calls the module; ``ref.module`` is the module itself. A ``LatentModel``
+    refuses a chain whose reference points to a module it was not given in ``shared``.
+    """
+
+    def __init__(self, module: nn.Module):
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"SharedModule takes an nn.Module, got {type(module).__name__}")
+        self.module = module
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"SharedModule({type(self.module).__name__})"
+
+
+def _check_shared(model: LatentModel) -> None:
+    """Every :class:`SharedModule` in the chains points to a module in ``model.shared``, and
+    no module of ``model.shared`` is also registered inside a chain (it would be saved and
+    loaded twice)."""
+    owned = {id(m): name for name, m in model.shared.items()}
+    for chain in ("generative", "posterior"):
+        for path, module in getattr(model, chain).named_modules(prefix=chain):
+            if id(module) in owned:
+                raise TypeError(
+                    f"the shared module {owned[id(module)]!r} is also registered in the chain "
+                    f"at {path!r}; hold it there as latentkit.chains.SharedModule(module)"
+                )
+            for attr, value in vars(module).items():
+                if isinstance(value, SharedModule) and id(value.module) not in owned:
+                    raise TypeError(
+                        f"{path}.{attr} refers to a {type(value.module).__name__} that the "
+                        "LatentModel does not own: pass it as LatentModel(..., "
+                        "shared={name: module})"
+                    )
 
 
 class GenerativeChain(nn.Module):
@@ -155,6 +205,8 @@ class LatentModel(nn.Module):
             β-VAE or ``{"estimator": "enumerated"}``. The model never evaluates its loss
             itself: ``latentkit.objectives`` does (DESIGN §8); evaluation always reports
             the true bound.
+        shared: modules both chains use, by name: owned here (``model.shared``, an
+            ``nn.ModuleDict``) and held by the chains as :class:`SharedModule` references.
     """
 
     def __init__(
@@ -166,6 +218,7 @@ class LatentModel(nn.Module):
         config: Any = None,
         objective: str = "elbo",
         objective_config: dict[str, Any] | None = None,
+        shared: Mapping[str, nn.Module] | None = None,
     ):
         super().__init__()
         if not isinstance(generative, GenerativeChain):
@@ -179,6 +232,8 @@ class LatentModel(nn.Module):
             )
         self.generative = generative
         self.posterior = posterior
+        self.shared = nn.ModuleDict(dict(shared or {}))
+        _check_shared(self)
         self.name = name
         self.config = config
         self.default_objective: tuple[str, dict[str, Any]] = (
@@ -200,10 +255,15 @@ class LatentModel(nn.Module):
         return math.prod(self.data_shape)
 
     def with_posterior(self, posterior: PosteriorChain) -> LatentModel:
-        """The same generative chain (shared, not copied) with another posterior chain."""
+        """The same generative chain (shared, not copied) with another posterior chain.
+
+        p is unchanged: the modules in ``shared`` stay with the new model, so a prior that
+        uses one (a VampPrior's encoder) is the same prior; the new q uses the modules it
+        was built with (a :class:`SharedModule` of ``self.shared`` if it should share)."""
         other = copy.copy(self)
         other._modules = dict(self._modules)
         other._modules["posterior"] = posterior
+        _check_shared(other)
         return other
 
     def reference(self) -> Tensor:

@@ -29,6 +29,7 @@ estimator is one subclass registered in ``ESTIMATORS``.
 
 from __future__ import annotations
 
+import weakref
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -43,6 +44,7 @@ __all__ = [
     "ESTIMATORS",
     "Draw",
     "Estimator",
+    "draw_with_log_prob",
     "end_terms",
     "kl_or_log_ratio",
     "layer_term",
@@ -87,6 +89,22 @@ def _draw(d: Distribution) -> Tensor:
     return d.rsample() if d.has_rsample else d.sample()
 
 
+def draw_with_log_prob(d: Distribution) -> tuple[Tensor, Tensor | None]:
+    """A draw z ~ d and, when ``d`` defines ``rsample_and_log_prob()``, log d(z) computed with
+    the draw (a flow's density without its inverse); else ``(z, None)``: the caller then
+    evaluates ``d.log_prob(z)`` if it needs it."""
+    both = getattr(d, "rsample_and_log_prob", None)
+    if both is not None:
+        return both()
+    return _draw(d), None
+
+
+def _log_ratio_at_draw(q: Distribution, p: Distribution) -> Tensor:
+    """log q(z) − log p(z) at one z ~ q: an unbiased estimate of KL(q ‖ p)."""
+    z, log_q = draw_with_log_prob(q)
+    return kl_or_log_ratio(q, p, z, analytic=False, log_q=log_q)
+
+
 def _check(value: Tensor, n: int, what: str) -> Tensor:
     if value.shape != (n,):
         raise EstimatorError(
@@ -97,17 +115,21 @@ def _check(value: Tensor, n: int, what: str) -> Tensor:
     return value
 
 
-def kl_or_log_ratio(q: Distribution, p: Distribution, z: Tensor, *, analytic: bool) -> Tensor:
+def kl_or_log_ratio(
+    q: Distribution, p: Distribution, z: Tensor, *, analytic: bool, log_q: Tensor | None = None
+) -> Tensor:
     """KL(q ‖ p) in closed form when ``analytic`` and torch knows it; else log q(z) − log p(z).
 
     The log-ratio at a draw z ~ q is an unbiased estimate of the KL (DESIGN §7, identity 10).
+    ``log_q``: log q(z) when the draw came with it (:func:`draw_with_log_prob`); then
+    ``q.log_prob`` is not called.
     """
     if analytic:
         try:
             return kl_divergence(q, p)
         except NotImplementedError:
             pass
-    return q.log_prob(z) - p.log_prob(z)
+    return (q.log_prob(z) if log_q is None else log_q) - p.log_prob(z)
 
 
 def _factors(d: Distribution) -> Distribution:
@@ -186,9 +208,11 @@ class _TopDown(Estimator):
         p, q, n = model.generative, model.posterior, x.shape[0]
         h = q.encode(x)
         q_top, prior_L = q.top(h), p.prior(n)
-        z = _draw(q_top)
+        z, log_q = draw_with_log_prob(q_top)
         prior = _check(
-            kl_or_log_ratio(q_top, prior_L, z, analytic=self.analytic), n, "KL(q(z_L|x)‖p(z_L))"
+            kl_or_log_ratio(q_top, prior_L, z, analytic=self.analytic, log_q=log_q),
+            n,
+            "KL(q(z_L|x)‖p(z_L))",
         )
         dims = (
             [per_dimension_kl(q_top, prior_L, z, analytic=self.analytic)] if per_dimension else []
@@ -196,8 +220,8 @@ class _TopDown(Estimator):
         kls = []
         for l in range(p.num_layers, 1, -1):
             q_l, p_l = q.down(l, z, h), p.transition(l, z)
-            z = _draw(q_l)
-            kl = kl_or_log_ratio(q_l, p_l, z, analytic=self.analytic)
+            z, log_q = draw_with_log_prob(q_l)
+            kl = kl_or_log_ratio(q_l, p_l, z, analytic=self.analytic, log_q=log_q)
             kls.append(_check(kl, n, f"KL term of z_{l - 1}"))
             if per_dimension:
                 dims.append(per_dimension_kl(q_l, p_l, z, analytic=self.analytic))
@@ -228,16 +252,23 @@ class BottomUp(Estimator):
         p, q, n, L = model.generative, model.posterior, x.shape[0], model.num_layers
         h = q.encode(x)
         qs = [q.first(h)]
-        zs = [_draw(qs[0])]
+        z, log_q = draw_with_log_prob(qs[0])
+        zs, log_qs = [z], [log_q]
         for l in range(2, L + 1):
             qs.append(q.up(l, zs[-1], h))
-            zs.append(_draw(qs[-1]))
+            z, log_q = draw_with_log_prob(qs[-1])
+            zs.append(z)
+            log_qs.append(log_q)
         # p's factor of each latent: p(z_l | z_{l+1}) for l < L, the prior for z_L.
         ps = [p.transition(l + 1, zs[l]) for l in range(1, L)] + [p.prior(n)]
         recon = _check(p.likelihood(zs[0]).log_prob(x), n, "log p(x|z_1)")
         terms = [
-            _check(q_l.log_prob(z) - p_l.log_prob(z), n, f"log q − log p of z_{l}")
-            for l, (q_l, p_l, z) in enumerate(zip(qs, ps, zs), start=1)
+            _check(
+                kl_or_log_ratio(q_l, p_l, z, analytic=False, log_q=log_q),
+                n,
+                f"log q − log p of z_{l}",
+            )
+            for l, (q_l, p_l, z, log_q) in enumerate(zip(qs, ps, zs, log_qs), start=1)
         ]
         layer_kl = torch.stack(terms[:-1], dim=-1) if L > 1 else x.new_zeros(n, 0)
         dims = None
@@ -262,7 +293,7 @@ def end_terms(model: LatentModel, x: Tensor, h: object = None) -> tuple[Tensor, 
     try:  # closed form first: no draw of z_L just to be thrown away
         kl = kl_divergence(q_top, prior_L)
     except NotImplementedError:
-        kl = kl_or_log_ratio(q_top, prior_L, _draw(q_top), analytic=False)
+        kl = _log_ratio_at_draw(q_top, prior_L)
     return recon, _check(kl, n, "prior matching")
 
 
@@ -290,7 +321,7 @@ def layer_term(
     try:  # closed form first: then no draw from q_l is made only to be thrown away
         kl = kl_divergence(q_l, p_l)
     except NotImplementedError:
-        kl = kl_or_log_ratio(q_l, p_l, _draw(q_l), analytic=False)
+        kl = _log_ratio_at_draw(q_l, p_l)
     return _check(kl, x.shape[0], "layer-batched KL term")
 
 
@@ -384,17 +415,29 @@ class SingleLayer(_LayerBatched):
 
     name = "single-layer"
 
-    def __call__(self, model: LatentModel, x: Tensor, *, per_dimension: bool = False) -> Draw:
-        self._refuse_per_dimension(per_dimension)
+    def draw_summed(self, model: LatentModel, x: Tensor) -> tuple[Draw, Tensor | None]:
+        """The same estimate with every layer term in one column: ``layer_kl`` is ``[n, 1]``
+        (``[n, 0]`` when L = 1), so ``total()`` is the same number without the ``[n, L − 1]``
+        tensor that places it at its layer (a training loss needs only the total; at a
+        DDPM's T = 1000 that tensor is 999 columns, written, summed and differentiated).
+        Also returns the drawn layers l, ``LongTensor[n]`` (``None`` when L = 1)."""
         n, L = x.shape[0], model.num_layers
         h = model.posterior.encode(x)
         recon, prior = end_terms(model, x, h)
+        if L < 2:
+            return Draw(recon, prior, x.new_zeros(n, 0)), None
+        l = torch.randint(2, L + 1, (n,), device=x.device)
+        kl = layer_term(model, x, l, h=h) * (L - 1)
+        return Draw(recon, prior, kl.unsqueeze(1)), l
+
+    def __call__(self, model: LatentModel, x: Tensor, *, per_dimension: bool = False) -> Draw:
+        self._refuse_per_dimension(per_dimension)
+        n, L = x.shape[0], model.num_layers
+        draw, l = self.draw_summed(model, x)
         layer_kl = x.new_zeros(n, L - 1)
-        if L > 1:
-            l = torch.randint(2, L + 1, (n,), device=x.device)
-            kl = layer_term(model, x, l, h=h) * (L - 1)
-            layer_kl = layer_kl.scatter(1, (l - 2).unsqueeze(1), kl.unsqueeze(1))
-        return Draw(recon, prior, layer_kl)
+        if l is not None:
+            layer_kl = layer_kl.scatter(1, (l - 2).unsqueeze(1), draw.layer_kl)
+        return draw._replace(layer_kl=layer_kl)
 
 
 ESTIMATORS: dict[str, type[Estimator]] = {
@@ -408,8 +451,43 @@ def list_estimators() -> list[str]:
     return list(ESTIMATORS)
 
 
+_resolved: weakref.WeakKeyDictionary[LatentModel, dict[tuple, tuple[tuple, Estimator]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _capabilities(model: LatentModel) -> tuple:
+    """Everything :meth:`Estimator.supports` reads: the chains themselves (a chain swapped
+    in replaces the key), their capability flags and L."""
+    p, q = model.generative, model.posterior
+    return (p, q, q.top_down, q.bottom_up, q.layer_batched, p.layer_batched, p.num_layers)
+
+
 def resolve_estimator(model: LatentModel, name: str, **options) -> Estimator:
-    """The estimator called ``name`` (or the best one for ``auto``), checked against the model."""
+    """The estimator called ``name`` (or the best one for ``auto``), checked against the model.
+
+    Resolved once per model, name and options and kept (estimators hold only their options):
+    a later call with the same arguments returns the same object, unless the model's chains
+    or their capability flags changed since, which resolves it again.
+    """
+    try:
+        key = (name, tuple(sorted(options.items())))
+        hash(key)
+    except TypeError:  # an unhashable option: resolve without the cache
+        return _resolve(model, name, **options)
+    caps = _capabilities(model)
+    per_model = _resolved.get(model)
+    if per_model is None:
+        per_model = _resolved.setdefault(model, {})
+    hit = per_model.get(key)
+    if hit is not None and hit[0] == caps:
+        return hit[1]
+    est = _resolve(model, name, **options)
+    per_model[key] = (caps, est)
+    return est
+
+
+def _resolve(model: LatentModel, name: str, **options) -> Estimator:
     if name == "auto":
         for candidate in ("layer-batched", "analytic", "bottom-up"):
             if ESTIMATORS[candidate].supports(model) is None:

@@ -42,6 +42,7 @@ from latentkit.errors import ConfigError, EstimatorError
 from latentkit.estimators import (
     ESTIMATORS,
     Draw,
+    SingleLayer,
     end_terms,
     layer_term,
     monte_carlo_estimator,
@@ -239,6 +240,9 @@ class ElboObjective(Objective):
                 "set free_bits=0"
             )
         self.importance = c.layer_sampler == "importance"
+        # The one-layer estimate's total without its per-layer placement (free bits, which
+        # clamp per layer, are refused with it above).
+        self.summed = isinstance(self.estimator, SingleLayer) and c.free_bits == 0
         if self.importance:
             if self.estimator.name != "single-layer":
                 raise ConfigError(
@@ -275,7 +279,10 @@ class ElboObjective(Objective):
             draw = self._importance_draw(model, x)
         else:
             xs = repeat(x, "b ... -> (s b) ...", s=s) if s > 1 else x
-            draw = self.estimator(model, xs, per_dimension=self.per_dimension)
+            if self.summed:  # the loss needs only the total: no [n, L − 1] placement
+                draw = self.estimator.draw_summed(model, xs)[0]
+            else:
+                draw = self.estimator(model, xs, per_dimension=self.per_dimension)
             if self.config.free_bits > 0:
                 draw = self._free_bits(draw)
         loss = -draw.total(beta)
@@ -316,20 +323,20 @@ class ElboObjective(Objective):
 
     def _importance_draw(self, model: LatentModel, x: Tensor) -> Draw:
         """recon − prior − Σ_l term_l estimated by term_l / p(l) at one l ~ p(l) per example:
-        unbiased for any p(l) > 0. The term sits at its layer in ``layer_kl``."""
+        unbiased for any p(l) > 0. Only the loss reads it, so ``layer_kl`` holds the one
+        scaled term per example as a single column (``[n, 1]``; the total is the same)."""
         n, L = x.shape[0], model.num_layers
         h = model.posterior.encode(x)
         recon, prior = end_terms(model, x, h)
-        layer_kl = x.new_zeros(n, L - 1)
         if L < 2:
-            return Draw(recon, prior, layer_kl)
+            return Draw(recon, prior, x.new_zeros(n, 0))
         w = self.layer_weights().to(x.dtype)
         l = torch.multinomial(w, n, replacement=True) + 2
         term = layer_term(model, x, l, h=h)
         if self.training and torch.is_grad_enabled():
             self._record(l - 2, term.detach())
         scaled = term / w[l - 2]
-        return Draw(recon, prior, layer_kl.scatter(1, (l - 2).unsqueeze(1), scaled.unsqueeze(1)))
+        return Draw(recon, prior, scaled.unsqueeze(1))
 
     @torch.no_grad()
     def _record(self, idx: Tensor, term: Tensor) -> None:
@@ -387,11 +394,13 @@ class _ScaleGrad(torch.autograd.Function):
 
 class _Scoped(nn.Module):
     """Calls ``fn(q, *args)`` so that ``torch.func.functional_call`` can run it with q's
-    parameters swapped for detached copies (φ stopped, the latents' paths kept)."""
+    parameters swapped for detached copies (φ stopped, the latents' paths kept). The model's
+    ``shared`` modules are registered here too: q may use them through ``SharedModule``."""
 
-    def __init__(self, q: nn.Module):
+    def __init__(self, q: nn.Module, shared: nn.Module):
         super().__init__()
         self.q = q
+        self.shared = shared
 
     def forward(self, fn: Callable[..., Tensor], *args: Any) -> Tensor:
         return fn(self.q, *args)
@@ -451,8 +460,23 @@ def path_log_weights(model: LatentModel, x: Tensor, k: int, *, dreg: bool = Fals
     zs = _draw_latents(model, xs)
     holder: list[Tensor] = []
     used = [_ScaleGrad.apply(z, holder) for z in zs] if dreg else zs
-    stopped = {f"q.{name}": t.detach() for name, t in q.named_parameters()}
-    log_q = torch.func.functional_call(_Scoped(q), stopped, (_log_q, xs, used), strict=False)
+    stopped = {
+        f"{prefix}.{name}": t.detach()
+        for prefix, owner in (("q", q), ("shared", model.shared))
+        for name, t in owner.named_parameters()
+    }
+    try:
+        log_q = torch.func.functional_call(
+            _Scoped(q, model.shared), stopped, (_log_q, xs, used), strict=False
+        )
+    except NotImplementedError as exc:
+        # A draw-only q (rsample_and_log_prob, no log_prob): its density at the latents
+        # with φ stopped needs the inverse it does not offer.
+        raise EstimatorError(
+            "the 'stl' and 'dreg' gradients evaluate log q at given latents with q's "
+            f"parameters stopped; the posterior chain {type(q).__name__} has no log_prob "
+            f"there ({exc or 'NotImplementedError'}); use gradient='standard'"
+        ) from exc
     log_p = p.likelihood(used[0]).log_prob(xs) + p.prior(n).log_prob(used[-1])
     for l in range(2, model.num_layers + 1):
         log_p = log_p + p.transition(l, used[l - 1]).log_prob(used[l - 2])

@@ -1,0 +1,126 @@
+"""The VampPrior VAE (Tomczak & Welling 2018, "VAE with a VampPrior", eq. 9):
+
+    p(z) = (1/K) Σ_{k=1..K} q(z | u_k),   p(x | z) the VAE's decoder,   q(z | x) = N(μ, diag σ²)
+
+with u_1..u_K learned pseudo-inputs in data space. The prior runs q's encoder on the
+pseudo-inputs, so the encoder is a module both chains use: the model owns it in
+``model.shared["encoder"]`` and each chain holds a ``latentkit.chains.SharedModule``
+reference (saved once, converted by ``.to()``/``.double()`` with the model, kept by
+``with_posterior``: replacing q does not change p).
+
+With ``architecture="linear"`` and a Gaussian likelihood of learned or fixed scale,
+x = W z + c + noise, so p(x) = (1/K) Σ_k N(x; W μ_k + c, W diag σ_k² Wᵀ + diag s²), a
+Gaussian mixture: ``log_marginal`` gives log p(x) exactly (``latentkit.exact_log_prob``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+from attrs import validators as v
+from einops import rearrange
+from latentkit_vae import VAEConfig
+from latentkit_vae.model import VAEGenerative
+from torch import Tensor, nn
+from torch.distributions import (
+    Categorical,
+    Distribution,
+    Independent,
+    MixtureSameFamily,
+    MultivariateNormal,
+    Normal,
+)
+
+import latentkit as lk
+from latentkit.chains import SharedModule
+from latentkit.networks import GaussianHead, mlp
+
+__all__ = ["VampConfig", "VampEncoder", "VampGenerative", "VampPosterior", "build_vamp"]
+
+
+@attrs.frozen(kw_only=True)
+class VampConfig(VAEConfig):
+    """``vae``'s fields plus ``num_pseudo_inputs``: K, the number of mixture components (≥ 1).
+
+    The pseudo-inputs are free parameters of shape ``[K, *data_shape]``, initialised N(0, 1).
+    """
+
+    num_pseudo_inputs: int = attrs.field(default=16, validator=[v.instance_of(int), v.gt(0)])
+
+
+class VampEncoder(nn.Module):
+    """x ↦ N(μ(x), diag σ²(x)): a linear map or an MLP of the flattened x, then a Gaussian head."""
+
+    def __init__(self, cfg: VampConfig):
+        super().__init__()
+        D = math.prod(cfg.data_shape)
+        sizes = [D, 2 * cfg.latent_dim]
+        if cfg.architecture == "mlp":
+            sizes[1:1] = cfg.hidden
+        self.net = mlp(sizes, cfg.activation)
+        self.head = GaussianHead(cfg.min_scale)
+
+    def forward(self, x: Tensor) -> Independent:
+        return self.head(self.net(rearrange(x, "b ... -> b (...)")))
+
+
+class VampPosterior(lk.SingleLayerPosterior):
+    """q(z | x) = the shared encoder at x."""
+
+    def __init__(self, encoder: SharedModule):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: Tensor) -> Independent:
+        return self.encoder(x)
+
+
+class VampGenerative(VAEGenerative):
+    """p(z) = (1/K) Σ_k q(z | u_k); p(x | z) as in ``vae``."""
+
+    def __init__(self, cfg: VampConfig, encoder: SharedModule):
+        super().__init__(cfg)
+        del self.prior_loc, self.prior_scale  # the VAE's N(0, I) prior is not used
+        self.encoder = encoder
+        self.pseudo_inputs = nn.Parameter(torch.randn(cfg.num_pseudo_inputs, *cfg.data_shape))
+
+    def components(self) -> Normal:
+        """q(z | u_k) for k = 1..K, per dimension: ``Normal`` with loc, scale ``[K, d]``."""
+        return self.encoder(self.pseudo_inputs).base_dist
+
+    def prior(self, n: int) -> Distribution:
+        q_u = self.components()
+        K, d = q_u.loc.shape
+        weights = Categorical(logits=q_u.loc.new_zeros(n, K), validate_args=False)
+        parts = Normal(q_u.loc.expand(n, K, d), q_u.scale.expand(n, K, d), validate_args=False)
+        return MixtureSameFamily(weights, Independent(parts, 1), validate_args=False)
+
+    def linear_gaussian(self) -> None:
+        """Not linear-Gaussian: the prior is a mixture (see :meth:`log_marginal`)."""
+        return None
+
+    def log_marginal(self, x: Tensor) -> Tensor | None:
+        """log p(x) = logsumexp_k log N(x; W μ_k + c, W diag σ_k² Wᵀ + diag s²) − log K, for a
+        linear decoder with a Gaussian likelihood of learned or fixed scale; else ``None``."""
+        noise_var = self.lik.linear_gaussian_variance()
+        if not self.linear or noise_var is None:
+            return None
+        layer = self.decoder[0]
+        W, c = layer.weight, layer.bias  # [D, d], [D]
+        q_u = self.components()
+        mean = q_u.loc @ W.T + c  # [K, D]
+        cov = torch.einsum("ia,ka,ja->kij", W, q_u.scale**2, W) + torch.diag_embed(noise_var)
+        flat = rearrange(x, "b ... -> b 1 (...)")
+        log_parts = MultivariateNormal(mean, cov, validate_args=False).log_prob(flat)  # [n, K]
+        return torch.logsumexp(log_parts, dim=-1) - math.log(mean.shape[0])
+
+
+def build_vamp(cfg: VampConfig) -> lk.LatentModel:
+    """The VampPrior VAE described by ``cfg`` (the factory registered as ``vamp``)."""
+    encoder = VampEncoder(cfg)
+    shared = SharedModule(encoder)
+    return lk.LatentModel(
+        VampGenerative(cfg, shared), VampPosterior(shared), shared={"encoder": encoder}
+    )
