@@ -443,6 +443,9 @@ def test_user_file_errors(tmp_path):
     np.savez(tmp_path / "keys.npz", a=np.zeros((4, 2)), b=np.zeros((4, 2)))
     with pytest.raises(DataSourceError, match="'train'"):
         load("keys.npz")
+    torch.save({0: torch.zeros(4, 2), "train": torch.zeros(4, 2)}, tmp_path / "mixed.pt")
+    with pytest.raises(DataSourceError, match="array names must be text"):
+        load("mixed.pt")
     for name in ("junk.npy", "junk.pt", "junk.safetensors"):
         (tmp_path / name).write_bytes(b"this is not an array file" * 4)
         with pytest.raises(DataSourceError, match="cannot be read"):

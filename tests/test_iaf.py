@@ -211,3 +211,14 @@ def test_trains_and_evaluates_from_the_cli(tmp_path, capsys):
 
 def test_verify_passes_from_the_cli(capsys):
     assert main(["verify", "iaf", "--max-examples", "4"]) == 0, capsys.readouterr().out
+
+
+def test_diagnostics_of_a_flow_posterior_use_the_mean_of_the_draws():
+    """A flow's q has no closed-form mean: the active-unit count takes E_q[z|x] as the mean of
+    its draws instead of failing (``latentkit evaluate`` runs the diagnostics by default)."""
+    torch.manual_seed(0)
+    model = lk.load_model("iaf", data_shape=[6], latent_dim=2, hidden=[8], num_steps=2)
+    with pytest.raises(NotImplementedError):
+        model.posterior.first(torch.randn(3, 6)).mean
+    d = lk.diagnose(model, torch.randn(40, 6), seed=0)
+    assert len(d.layers) == 1 and d.active_units is not None and d.activity is not None

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -234,9 +235,87 @@ def check_likelihood_support(model: LatentModel, data: Tensor, *, name: str = "d
     )
 
 
-def _devices(model: LatentModel) -> list[int]:
+@contextmanager
+def seeded_eval(model: LatentModel, seed: int) -> Iterator[None]:
+    """``model`` in ``eval()`` mode under torch's random stream forked and seeded with
+    ``seed`` (on the CPU and the model's CUDA device); both restored on exit."""
     ref = model.reference()
-    return [ref.device.index or 0] if ref.device.type == "cuda" else []
+    devices = [ref.device.index or 0] if ref.device.type == "cuda" else []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _iwae_batch(model: LatentModel, x: Tensor, k: int, draws_per_call: int) -> Tensor:
+    """IWAE-k of each row of ``x``, ``[len(x)]``, at most ``draws_per_call`` rows a call:
+    for k ≤ draws_per_call whole examples, draws_per_call // k per call (the draws of earlier
+    versions); beyond, the whole batch to iwae, which draws every example's samples in chunks.
+
+    One result tensor per batch: many tiny live tensors between large short-lived ones
+    fragment glibc's heap (RSS grew without bound with a result per example)."""
+    per_call = draws_per_call // k if k <= draws_per_call else x.shape[0]
+    out = x.new_empty(x.shape[0])
+    for j in range(0, x.shape[0], per_call):
+        out[j : j + per_call] = iwae(
+            model, x[j : j + per_call], k, validate=False, chunk=draws_per_call
+        )
+    return out
+
+
+class _Pass:
+    """One pass of :func:`evaluate` over the data: each batch's figures per example, on the
+    CPU, the ELBO's summed layer KLs, and the time spent on IWAE."""
+
+    def __init__(self, model: LatentModel, k: int, draws_per_call: int, estimator: str):
+        self.model, self.k, self.draws_per_call = model, k, draws_per_call
+        self.estimator, self.layer_sum, self.iwae_seconds = estimator, None, 0.0
+        self.totals, self.recons, self.priors, self.bounds = [], [], [], []  # [b] per batch
+
+    def add(self, x: Tensor, num_samples: int, estimator: str) -> None:
+        """One batch: its ELBO with the terms, and its IWAE-k unless k = 0."""
+        r = elbo(self.model, x, num_samples=num_samples, estimator=estimator, validate=False)
+        self.estimator = r.estimator
+        self.totals.append(r.total.float().cpu())
+        self.recons.append(r.reconstruction.float().cpu())
+        self.priors.append(r.prior_matching.float().cpu())
+        s = r.layer_kl.double().sum(0).cpu()
+        self.layer_sum = s if self.layer_sum is None else self.layer_sum + s
+        if self.k:
+            iwae_start = time.perf_counter()
+            out = _iwae_batch(self.model, x, self.k, self.draws_per_call)
+            self.bounds.append(out.float().cpu())  # .cpu() waits for the device
+            self.iwae_seconds += time.perf_counter() - iwae_start
+
+    def report(
+        self, n: int, num_samples: int, discrete: bool | None, seed: int, start: float
+    ) -> EvalReport:
+        """The :class:`EvalReport` of the ``n`` examples; ``seconds`` counted from ``start``."""
+        total, recon = torch.cat(self.totals), torch.cat(self.recons)
+        layer_kl = (self.layer_sum / n).tolist() if self.layer_sum is not None else []
+        is_discrete = likelihood_is_discrete(self.model)
+        is_discrete = is_discrete if discrete is None else (discrete and is_discrete)
+        return EvalReport(
+            num_examples=n,
+            data_dims=self.model.data_dims,
+            elbo=Estimate.of(total),
+            reconstruction=Estimate.of(recon),
+            prior_matching=Estimate.of(torch.cat(self.priors)),
+            kl=Estimate.of(recon - total),
+            layer_kl=layer_kl,
+            estimator=self.estimator,
+            num_samples=num_samples,
+            iwae_k=self.k,
+            iwae=Estimate.of(torch.cat(self.bounds)) if self.k else None,
+            discrete=is_discrete,
+            seed=seed,
+            seconds=time.perf_counter() - start,
+            iwae_seconds=self.iwae_seconds,
+        )
 
 
 @torch.no_grad()
@@ -275,73 +354,23 @@ def evaluate(
 
     The report's ``seconds`` is the whole call; ``iwae_seconds`` its IWAE part.
     """
-    ref = model.reference()
+    ref, n = model.reference(), data.shape[0]
     k = default_iwae_k(model) if iwae_k is None else int(iwae_k)
     if k < 0:
         raise ValueError(f"iwae_k must be ≥ 0, got {k}")
     check_positive_int(draws_per_call, "draws_per_call")
-    n = data.shape[0]
     check_data(model, data[:1].to(device=ref.device, dtype=ref.dtype), name="data")
     check_finite_rows(data)  # every example, not only the first: one read, before any work
     check_likelihood_support(model, data, name="data")
-    was_training = model.training
-    model.eval()
+    gathered = _Pass(model, k, draws_per_call, estimator)
     start = time.perf_counter()
-    iwae_seconds = 0.0
-    totals, recons, priors, bounds = [], [], [], []
-    layer_sum = None
-    est_name = estimator
-    try:
-        with torch.random.fork_rng(devices=_devices(model)):
-            torch.manual_seed(seed)
-            for i in range(0, n, batch_size):
-                x = data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype)
-                r = elbo(model, x, num_samples=num_samples, estimator=estimator, validate=False)
-                est_name = r.estimator
-                totals.append(r.total.float().cpu())
-                recons.append(r.reconstruction.float().cpu())
-                priors.append(r.prior_matching.float().cpu())
-                s = r.layer_kl.double().sum(0).cpu()
-                layer_sum = s if layer_sum is None else layer_sum + s
-                if k:
-                    iwae_start = time.perf_counter()
-                    # k ≤ draws_per_call: whole examples, draws_per_call // k per call (the
-                    # draws of earlier versions). Beyond: the whole batch to iwae, which
-                    # draws every example's samples in chunks. Results go into one tensor
-                    # per batch: many tiny live tensors between large short-lived ones
-                    # fragment glibc's heap (RSS grew without bound with a result per example).
-                    per_call = draws_per_call // k if k <= draws_per_call else x.shape[0]
-                    out = x.new_empty(x.shape[0])
-                    for j in range(0, x.shape[0], per_call):
-                        out[j : j + per_call] = iwae(
-                            model, x[j : j + per_call], k, validate=False, chunk=draws_per_call
-                        )
-                    bounds.append(out.float().cpu())  # .cpu() waits for the device
-                    iwae_seconds += time.perf_counter() - iwae_start
-                if on_batch is not None:
-                    on_batch(min(i + batch_size, n))
-    finally:
-        model.train(was_training)
-    total, recon, prior = torch.cat(totals), torch.cat(recons), torch.cat(priors)
-    layer_kl = (layer_sum / n).tolist() if layer_sum is not None else []
-    likelihood_discrete = likelihood_is_discrete(model)
-    return EvalReport(
-        num_examples=n,
-        data_dims=model.data_dims,
-        elbo=Estimate.of(total),
-        reconstruction=Estimate.of(recon),
-        prior_matching=Estimate.of(prior),
-        kl=Estimate.of(recon - total),
-        layer_kl=layer_kl,
-        estimator=est_name,
-        num_samples=num_samples,
-        iwae_k=k,
-        iwae=Estimate.of(torch.cat(bounds)) if k else None,
-        discrete=likelihood_discrete if discrete is None else (discrete and likelihood_discrete),
-        seed=seed,
-        seconds=time.perf_counter() - start,
-        iwae_seconds=iwae_seconds,
-    )
+    with seeded_eval(model, seed):
+        for i in range(0, n, batch_size):
+            x = data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype)
+            gathered.add(x, num_samples, estimator)
+            if on_batch is not None:
+                on_batch(min(i + batch_size, n))
+    return gathered.report(n, num_samples, discrete, seed, start)
 
 
 def _fmt(e: Estimate | None, digits: int = 2) -> tuple[str, str]:

@@ -196,63 +196,77 @@ def layer_kl_plot(
     """
     kl = [float(v) for v in (layer_kl.tolist() if isinstance(layer_kl, Tensor) else layer_kl)]
     values = np.array([*kl, float(prior_matching)])
-    L = values.size
-    timesteps = L > 16 if timesteps is None else timesteps
+    timesteps = values.size > 16 if timesteps is None else timesteps
     fig, ax = plt.subplots(figsize=(8, 4))
     if timesteps:
-        t = np.arange(1, L + 1)
-        if reconstruction is not None:
-            t, values = np.concatenate([[0], t]), np.concatenate([[-reconstruction], values])
-        positive = values[values > 0]
-        floor = max(positive.min() / 2, positive.max() * 1e-9) if positive.size else 1e-12
-        shown = np.maximum(values, floor)
-        inner = (t >= 1) & (t < L)
-        ax.plot(
-            t[inner],
-            shown[inner],
-            color="C0",
-            lw=1.2,
-            label="L_t = KL(q(x_t | x_t+1, x_0) ‖ p(x_t | x_t+1)), 1 ≤ t < T",
-        )
-        ends = [(L, "C3", "L_T = prior matching")]
-        if reconstruction is not None:
-            ends.insert(0, (0, "C1", "L_0 = −E log p(x_0 | x_1)"))
-        for at, color, label in ends:
-            k = int(np.searchsorted(t, at))
-            below = values[k] < floor  # ≤ 0 or tiny: a ▼ on the axis, not a made-up height
-            ax.plot(
-                [at],
-                [floor / 2 if below else values[k]],
-                "v" if below else "o",
-                color=color,
-                ms=7,
-                clip_on=False,
-                label=f"{label}: {values[k]:.3g}" + (" (below the axis)" if below else ""),
-            )
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=floor / 2)
-        ax.set(xlabel="timestep t", ylabel="nats per example (log scale)")
-        ax.legend(
-            fontsize=8,
-            loc="best",
-            title=f"Σ L_t over 1 ≤ t < T: {values[inner].sum():.2f};  "
-            f"−ELBO = Σ all: {values.sum():.2f}",
-            title_fontsize=8,
-        )
+        _terms_over_t(ax, values, reconstruction)
     else:
-        names = [f"z{l}" for l in range(1, L)] + [f"z{L}\n(prior)"]
-        colors = ["C0"] * (L - 1) + ["C3"]
-        if reconstruction is not None:
-            names, colors = ["x\n(−E log p(x|z1))", *names], ["C1", *colors]
-            values = np.concatenate([[-reconstruction], values])
-        bars = ax.bar(names, values, color=colors)
-        ax.bar_label(bars, fmt="%.2f", fontsize=8)
-        ax.set(ylabel="nats per example", xlabel="latent layer (z1 next to the data)")
-        ax.margins(y=0.15)
+        _layer_bars(ax, values, reconstruction)
     ax.grid(alpha=0.3, axis="y")
     ax.set_title(title or "contribution of each layer to −ELBO", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _terms_over_t(ax: Any, values: np.ndarray, reconstruction: float | None) -> None:
+    """``values`` = L_1..L_T (L_T the prior matching) over t on a log scale, with L_0 =
+    −``reconstruction`` at t = 0 when given: 1 ≤ t < T a curve, the ends marked (▼ on the
+    axis where a term is ≤ 0 or too small to show)."""
+    L = values.size
+    t = np.arange(1, L + 1)
+    if reconstruction is not None:
+        t, values = np.concatenate([[0], t]), np.concatenate([[-reconstruction], values])
+    positive = values[values > 0]
+    floor = max(positive.min() / 2, positive.max() * 1e-9) if positive.size else 1e-12
+    shown = np.maximum(values, floor)
+    inner = (t >= 1) & (t < L)
+    ax.plot(
+        t[inner],
+        shown[inner],
+        color="C0",
+        lw=1.2,
+        label="L_t = KL(q(x_t | x_t+1, x_0) ‖ p(x_t | x_t+1)), 1 ≤ t < T",
+    )
+    ends = [(L, "C3", "L_T = prior matching")]
+    if reconstruction is not None:
+        ends.insert(0, (0, "C1", "L_0 = −E log p(x_0 | x_1)"))
+    for at, color, label in ends:
+        k = int(np.searchsorted(t, at))
+        below = values[k] < floor  # ≤ 0 or tiny: a ▼ on the axis, not a made-up height
+        ax.plot(
+            [at],
+            [floor / 2 if below else values[k]],
+            "v" if below else "o",
+            color=color,
+            ms=7,
+            clip_on=False,
+            label=f"{label}: {values[k]:.3g}" + (" (below the axis)" if below else ""),
+        )
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=floor / 2)
+    ax.set(xlabel="timestep t", ylabel="nats per example (log scale)")
+    ax.legend(
+        fontsize=8,
+        loc="best",
+        title=f"Σ L_t over 1 ≤ t < T: {values[inner].sum():.2f};  "
+        f"−ELBO = Σ all: {values.sum():.2f}",
+        title_fontsize=8,
+    )
+
+
+def _layer_bars(ax: Any, values: np.ndarray, reconstruction: float | None) -> None:
+    """One bar per layer z_1..z_L (``values``), the prior's last; −E log p(x|z_1) first when
+    ``reconstruction`` is given."""
+    L = values.size
+    names = [f"z{l}" for l in range(1, L)] + [f"z{L}\n(prior)"]
+    colors = ["C0"] * (L - 1) + ["C3"]
+    if reconstruction is not None:
+        names, colors = ["x\n(−E log p(x|z1))", *names], ["C1", *colors]
+        values = np.concatenate([[-reconstruction], values])
+    bars = ax.bar(names, values, color=colors)
+    ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set(ylabel="nats per example", xlabel="latent layer (z1 next to the data)")
+    ax.margins(y=0.15)
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:

@@ -119,13 +119,12 @@ def write_report(
     seed: int = 0,
     checkpoint: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on the test split and write report.json, samples.png, curves.png, layer_kl.png.
+    """Evaluate on the test split and write report.json, samples.png, curves.png, layer_kl.png,
+    and diagnostics.png and diagnostics_training.png where there are diagnostics to plot.
 
     ``checkpoint``: the checkpoint evaluated, named in the report (default: the run's newest).
     """
     from latentkit.evaluation import report_table
-    from latentkit.plots import layer_kl_plot, sample_grid, training_curves
-    from latentkit.sampling import sample
 
     model.eval()
     report = _run_evaluation(
@@ -138,6 +137,32 @@ def write_report(
     )
     name = info.get("model", getattr(model, "name", "model"))
     step = info.get("step")
+    files = _model_plots(run_dir, model, dataset, report, name=name, step=step, seed=seed)
+    diag = _diagnose(model, dataset.test, options, seed=seed, err=err)
+    files.update(_diagnostics_plots(run_dir, diag, name=name, data_name=dataset.name))
+    evaluated = checkpoint or latest_checkpoint(run_dir)
+    payload = _payload(info, dataset, report, diag, files, evaluated, name=name)
+    atomic_write_json(run_dir / "report.json", payload)
+    out.print(report_table(report, title=f"{name} at step {step} on {dataset.name} test"))
+    if diag is not None:
+        out.print(diagnostics_table(diag, title=f"diagnostics ({dataset.name} test)"))
+    out.print(
+        f"report: {run_dir / 'report.json'}; plots: "
+        + ", ".join(Path(p).name for p in files.values()),
+        highlight=False,
+        markup=False,
+    )
+    return payload
+
+
+def _model_plots(
+    run_dir: Path, model: Any, dataset: Any, report: Any, *, name: str, step: Any, seed: int
+) -> dict[str, str]:
+    """samples.png (drawn from ``seed``), curves.png (when the run has a ``metrics.jsonl``)
+    and layer_kl.png: the paths written, by name."""
+    from latentkit.plots import layer_kl_plot, sample_grid, training_curves
+    from latentkit.sampling import sample
+
     files: dict[str, str] = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -167,27 +192,48 @@ def write_report(
             f"({report.num_examples} examples)",
         )
     )
-    diag = _diagnose(model, dataset.test, options, seed=seed, err=err)
+    return files
+
+
+def _diagnostics_plots(run_dir: Path, diag: Any, *, name: str, data_name: str) -> dict[str, str]:
+    """diagnostics.png (when ``diag`` is not None) and diagnostics_training.png (when the
+    run's ``metrics.jsonl`` has diagnostics lines): the paths written, by name."""
+    files: dict[str, str] = {}
     if diag is not None:
         files["diagnostics"] = str(
             diagnostics_plot(
                 diag,
                 writable_path(run_dir / "diagnostics.png"),
-                title=f"{name}: per-dimension KL and activity on {dataset.name} test",
+                title=f"{name}: per-dimension KL and activity on {data_name} test",
             )
         )
+    metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
         over_training = training_diagnostics_plot(
-            [r for r in _diagnostic_records(metrics)],
+            _diagnostic_records(metrics),
             writable_path(run_dir / "diagnostics_training.png"),
             title=f"{name}: information in the latents over training",
         )
         if over_training is not None:
             files["diagnostics_training"] = str(over_training)
-    payload = {
+    return files
+
+
+def _payload(
+    info: dict[str, Any],
+    dataset: Any,
+    report: Any,
+    diag: Any,
+    files: dict[str, str],
+    checkpoint: Path | None,
+    *,
+    name: str,
+) -> dict[str, Any]:
+    """What report.json holds; ``checkpoint`` is the checkpoint evaluated."""
+    return {
         "model": name,
         "model_config": info.get("model_config"),
-        "step": step,
+        "step": info.get("step"),
         "train_config": info.get("train_config"),
         "data": {
             "name": dataset.name,
@@ -200,19 +246,8 @@ def write_report(
         "diagnostics": None if diag is None else diag.to_json(),
         "last_train_metrics": (info.get("metrics") or {}).get("train"),
         "files": files,
-        "checkpoint": str(checkpoint or latest_checkpoint(run_dir)),
+        "checkpoint": str(checkpoint),
     }
-    atomic_write_json(run_dir / "report.json", payload)
-    out.print(report_table(report, title=f"{name} at step {step} on {dataset.name} test"))
-    if diag is not None:
-        out.print(diagnostics_table(diag, title=f"diagnostics ({dataset.name} test)"))
-    out.print(
-        f"report: {run_dir / 'report.json'}; plots: "
-        + ", ".join(Path(p).name for p in files.values()),
-        highlight=False,
-        markup=False,
-    )
-    return payload
 
 
 _METRIC_NUMBERS = ("elbo", "reconstruction", "prior_matching", "kl", "loss")

@@ -200,47 +200,12 @@ def load_file(path_text: str, *, test_fraction: float = 0.1) -> RawData:
         )
     content = _read_arrays(path)
     if isinstance(content, Mapping):
-        keys = sorted(content)
-        single = next((k for k in ("data", "x", "X") if k in content), None)
-        if "train" in content:
-            train = coerce_array(content["train"], f"{where}['train']")
-            tr_lab = _labels(
-                content.get("train_labels"), train.shape[0], f"{where}['train_labels']"
-            )
-            if "test" in content:
-                test = coerce_array(content["test"], f"{where}['test']")
-                te_lab = _labels(
-                    content.get("test_labels"), test.shape[0], f"{where}['test_labels']"
-                )
-                if (tr_lab is None) != (te_lab is None):
-                    tr_lab = te_lab = None
-                split_note = "its own train/test arrays"
-            else:
-                train, test, tr_lab, te_lab = _split(train, tr_lab, test_fraction, where)
-                split_note = f"a fixed seeded split of 'train' ({test_fraction:g} for test)"
-        elif single is not None or len(content) == 1:
-            key = single if single is not None else keys[0]
-            x = coerce_array(content[key], f"{where}[{key!r}]")
-            lab = _labels(content.get("labels"), x.shape[0], f"{where}['labels']")
-            train, test, tr_lab, te_lab = _split(x, lab, test_fraction, where)
-            split_note = f"a fixed seeded split of {key!r} ({test_fraction:g} for test)"
-        else:
-            raise DataSourceError(
-                f"{where}: holds arrays {keys}; name them 'train' (and 'test'), or store one array"
-            )
+        train, test, tr_lab, te_lab, split_note = _named_splits(content, where, test_fraction)
     else:
         x = coerce_array(content, where)
         train, test, tr_lab, te_lab = _split(x, None, test_fraction, where)
         split_note = f"a fixed seeded split ({test_fraction:g} for test)"
-    if train.shape[1:] != test.shape[1:]:
-        raise ShapeError(
-            f"{where}: train examples have shape {train.shape[1:]} but test examples "
-            f"{test.shape[1:]}; they must match"
-        )
-    if (train.dtype == np.uint8) != (test.dtype == np.uint8):
-        train, test = (
-            a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a for a in (train, test)
-        )
+    train, test = _matching(train, test, where)
     levels = "8-bit levels" if train.dtype == np.uint8 else "float values"
     desc = (
         f"{path.name}: {train.shape[0]} train / {test.shape[0]} test, "
@@ -258,6 +223,56 @@ def load_file(path_text: str, *, test_fraction: float = 0.1) -> RawData:
             "pixel_scale": "k/255" if train.dtype == np.uint8 else "as stored",
         },
     )
+
+
+def _named_splits(content: Mapping[str, Any], where: str, test_fraction: float) -> tuple:
+    """(train, test, train labels, test labels, how they were split) from named arrays:
+    ``train`` with its own ``test`` or a fixed seeded split of it, else one array (``data``,
+    ``x``, ``X`` or the only one) split; labels are dropped unless both splits have them."""
+    odd = [k for k in content if not isinstance(k, str)]
+    if odd:  # e.g. a .pt dict mixing 0 and "train": sorted() would fail on the mix
+        raise DataSourceError(
+            f"{where}: array names must be text (train, test, data, ...), got {odd[0]!r}"
+        )
+    keys = sorted(content)
+    if "train" in content:
+        train = coerce_array(content["train"], f"{where}['train']")
+        tr_lab = _labels(content.get("train_labels"), train.shape[0], f"{where}['train_labels']")
+        if "test" not in content:
+            train, test, tr_lab, te_lab = _split(train, tr_lab, test_fraction, where)
+            note = f"a fixed seeded split of 'train' ({test_fraction:g} for test)"
+            return train, test, tr_lab, te_lab, note
+        test = coerce_array(content["test"], f"{where}['test']")
+        te_lab = _labels(content.get("test_labels"), test.shape[0], f"{where}['test_labels']")
+        if (tr_lab is None) != (te_lab is None):
+            tr_lab = te_lab = None
+        return train, test, tr_lab, te_lab, "its own train/test arrays"
+    single = next((k for k in ("data", "x", "X") if k in content), None)
+    if single is None and len(content) != 1:
+        raise DataSourceError(
+            f"{where}: holds arrays {keys}; name them 'train' (and 'test'), or store one array"
+        )
+    key = single if single is not None else keys[0]
+    x = coerce_array(content[key], f"{where}[{key!r}]")
+    lab = _labels(content.get("labels"), x.shape[0], f"{where}['labels']")
+    train, test, tr_lab, te_lab = _split(x, lab, test_fraction, where)
+    note = f"a fixed seeded split of {key!r} ({test_fraction:g} for test)"
+    return train, test, tr_lab, te_lab, note
+
+
+def _matching(train: np.ndarray, test: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The two splits with one example shape (else a ShapeError) and one kind of value: if
+    one holds 8-bit levels and the other floats, the levels become floats k/255."""
+    if train.shape[1:] != test.shape[1:]:
+        raise ShapeError(
+            f"{where}: train examples have shape {train.shape[1:]} but test examples "
+            f"{test.shape[1:]}; they must match"
+        )
+    if (train.dtype == np.uint8) != (test.dtype == np.uint8):
+        train, test = (
+            a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a for a in (train, test)
+        )
+    return train, test
 
 
 # ----------------------------------------------------------------------------- image folders

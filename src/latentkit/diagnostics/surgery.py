@@ -1,0 +1,113 @@
+""":func:`diagnose`: ELBO surgery and collapse diagnostics of a model over a data set.
+
+It checks its arguments, puts the model in ``eval()`` mode under its own random stream,
+and runs the walk the posterior chain allows (:mod:`latentkit.diagnostics.walks`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from latentkit.chains import LatentModel
+from latentkit.diagnostics.results import Diagnostics
+from latentkit.diagnostics.walks import _diagnose_chain, _diagnose_marginals, _Settings
+from latentkit.errors import InputError
+from latentkit.evaluation import check_likelihood_support, seeded_eval
+from latentkit.validation import check_data, check_positive_int
+
+__all__ = ["ELEMENTS_PER_CALL", "diagnose"]
+
+ELEMENTS_PER_CALL = 1 << 22
+"""Default budget of one mixture evaluation: (draw, example) pairs × the latent's size."""
+
+
+def _check_inputs(
+    model: LatentModel,
+    data: Tensor,
+    batch_size: int,
+    num_draws: int,
+    active_threshold: float,
+    pairs_per_call: int | None,
+) -> Tensor:
+    """Refuse bad arguments, each with one error naming it; return the model's reference."""
+    if not isinstance(model, LatentModel):
+        raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(num_draws, "num_draws")
+    if pairs_per_call is not None:
+        check_positive_int(pairs_per_call, "pairs_per_call")
+    if not (isinstance(active_threshold, (int, float)) and active_threshold >= 0):
+        raise InputError(f"active_threshold must be a number ≥ 0, got {active_threshold!r}")
+    ref = model.reference()
+    if not isinstance(data, Tensor):
+        raise InputError(f"data must be a torch.Tensor, got {type(data).__name__}")
+    check_data(model, data[:1].to(device=ref.device, dtype=ref.dtype), name="data")
+    check_likelihood_support(model, data, name="data")
+    return ref
+
+
+def _default_pairs_per_call(model: LatentModel) -> int:
+    """:data:`ELEMENTS_PER_CALL` / (the largest latent's size), at least 1."""
+    size = max(math.prod(s) for s in model.generative.latent_shapes)
+    return max(1, ELEMENTS_PER_CALL // size)
+
+
+@torch.no_grad()
+def diagnose(
+    model: LatentModel,
+    data: Tensor,
+    *,
+    batch_size: int = 500,
+    num_draws: int = 4,
+    active_threshold: float = 0.01,
+    joint: bool = True,
+    timesteps: Sequence[int] | None = None,
+    pairs_per_call: int | None = None,
+    keep_latents: bool = False,
+    seed: int = 0,
+) -> Diagnostics:
+    """ELBO surgery and collapse diagnostics of ``model`` over ``data`` (the package docstring).
+
+    Args:
+        model: any :class:`~latentkit.LatentModel`; put in ``eval()`` for the call and
+            restored after.
+        data: ``[N, *model.data_shape]``, the N examples whose aggregate posterior q(z) is
+            taken (moved to the model's device and dtype chunk by chunk). The mixture costs
+            O(N² · M) density evaluations: for a large data set pass a random subset (I_q of
+            N examples is at most log N).
+        batch_size: examples per drawing pass.
+        num_draws: M, draws of z per example (≥ 2 makes the activity of a conditional layer
+            unbiased).
+        active_threshold: a unit is active when Cov_x(E_q[z_d | x]) exceeds it.
+        joint: compute the decomposition of all layers jointly for a multi-layer chain
+            (N·M·N rows through q's factors); for one layer it is that layer's and free.
+        timesteps: a layer-batched chain's layers to diagnose (default: all when L ≤ 16,
+            else 16 from 1 to L, spaced geometrically).
+        pairs_per_call: the most (draw, example) pairs per evaluation, which bounds the
+            memory; ``None``: :data:`ELEMENTS_PER_CALL` / (the largest latent's size) for a
+            layer's mixture, and at most :data:`ROWS_PER_CALL` rows per network call for the
+            joint of a multi-layer chain.
+        keep_latents: keep the draws z_1..z_L in the result (``latents``).
+        seed: seed of the diagnostics' own random stream (the caller's is untouched).
+    """
+    ref = _check_inputs(model, data, batch_size, num_draws, active_threshold, pairs_per_call)
+    pairs = pairs_per_call or _default_pairs_per_call(model)
+    threshold = float(active_threshold)
+    asked = _Settings(batch_size, num_draws, threshold, joint, timesteps, pairs, keep_latents)
+    walk = _diagnose_marginals if model.posterior.layer_batched else _diagnose_chain
+    start = time.perf_counter()
+    with seeded_eval(model, seed):
+        result = walk(model, data, ref, asked)
+    return Diagnostics(
+        num_examples=data.shape[0],
+        num_draws=num_draws,
+        active_threshold=threshold,
+        seed=seed,
+        seconds=time.perf_counter() - start,
+        **result,
+    )
