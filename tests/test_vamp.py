@@ -227,3 +227,18 @@ def test_trains_and_evaluates_from_the_cli(tmp_path, capsys):
 
 def test_verify_passes_from_the_cli(capsys):
     assert main(["verify", "vamp", "--max-examples", "4"]) == 0, capsys.readouterr().out
+
+
+def test_evaluation_says_which_term_the_analytic_estimator_took_by_monte_carlo():
+    """KL(q ‖ VampPrior) has no closed form: the report names the prior term as Monte Carlo
+    instead of calling the whole bound analytic; a plain VAE's report names none."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 4)
+    vamp = lk.load_model("vamp", data_shape=[4], latent_dim=2, hidden=[8], likelihood="gaussian")
+    vae = lk.load_model("vae", data_shape=[4], latent_dim=2, hidden=[8], likelihood="gaussian")
+    assert lk.evaluate(vamp, x, iwae_k=0).monte_carlo_terms == ("prior_matching",)
+    assert lk.evaluate(vae, x, iwae_k=0).monte_carlo_terms == ()
+    from latentkit.evaluation import report_table
+
+    caption = report_table(lk.evaluate(vamp, x, iwae_k=0)).caption
+    assert "Monte Carlo: prior_matching" in caption

@@ -97,6 +97,9 @@ class EvalReport:
     info: dict[str, Any] = attrs.field(factory=dict)
     iwae_seconds: float = 0.0
     """Wall time of the IWAE part of ``seconds`` (0 when IWAE is skipped)."""
+    monte_carlo_terms: tuple[str, ...] = ()
+    """Terms the ``analytic`` estimator had to estimate by the Monte Carlo log-ratio, torch
+    knowing no closed-form KL for them (e.g. ``prior_matching`` under a VampPrior)."""
 
     @property
     def nll(self) -> Estimate | None:
@@ -131,6 +134,7 @@ class EvalReport:
             "kl": self.kl.to_json(),
             "layer_kl": [_finite(v) for v in self.layer_kl],
             "estimator": self.estimator,
+            "monte_carlo_terms": list(self.monte_carlo_terms),
             "num_samples": self.num_samples,
             "iwae_k": self.iwae_k,
             "iwae": self.iwae.to_json() if self.iwae else None,
@@ -274,11 +278,14 @@ class _Pass:
     def __init__(self, model: LatentModel, k: int, draws_per_call: int, estimator: str):
         self.model, self.k, self.draws_per_call = model, k, draws_per_call
         self.estimator, self.layer_sum, self.iwae_seconds = estimator, None, 0.0
+        self.monte_carlo: tuple[str, ...] = ()
         self.totals, self.recons, self.priors, self.bounds = [], [], [], []  # [b] per batch
 
     def add(self, x: Tensor, num_samples: int, estimator: str) -> None:
         """One batch: its ELBO with the terms, and its IWAE-k unless k = 0."""
         r = elbo(self.model, x, num_samples=num_samples, estimator=estimator, validate=False)
+        if not self.totals and r.estimator == "analytic":
+            self.monte_carlo = _monte_carlo_prior_term(self.model, x)
         self.estimator = r.estimator
         self.totals.append(r.total.float().cpu())
         self.recons.append(r.reconstruction.float().cpu())
@@ -315,7 +322,23 @@ class _Pass:
             seed=seed,
             seconds=time.perf_counter() - start,
             iwae_seconds=self.iwae_seconds,
+            monte_carlo_terms=self.monte_carlo,
         )
+
+
+def _monte_carlo_prior_term(model: LatentModel, x: Tensor) -> tuple[str, ...]:
+    """``("prior_matching",)`` when torch has no closed-form KL(q(z_L|x) ‖ p(z_L)) for this
+    model, so the ``analytic`` estimator took the log-ratio at a draw; else ``()``."""
+    from torch.distributions import kl_divergence
+
+    q = model.posterior
+    try:
+        kl_divergence(q.top(q.encode(x[:1])), model.generative.prior(1))
+    except NotImplementedError:
+        return ("prior_matching",)
+    except Exception:  # a chain that cannot be probed this way: say nothing
+        return ()
+    return ()
 
 
 @torch.no_grad()
@@ -407,7 +430,13 @@ def report_table(report: EvalReport, title: str = "Evaluation") -> Table:
     elif L > 8:
         table.add_row(f"  KL terms of z_1..z_{L - 1}", f"{sum(report.layer_kl):.2f}", "", "nats")
     table.caption = (
-        f"{report.num_examples} examples, D = {report.data_dims}, estimator {report.estimator}, "
+        f"{report.num_examples} examples, D = {report.data_dims}, estimator {report.estimator}"
+        + (
+            f" (Monte Carlo: {', '.join(report.monte_carlo_terms)}, no closed-form KL)"
+            if report.monte_carlo_terms
+            else ""
+        )
+        + ", "
         f"seed {report.seed}, {report.seconds:.1f} s"
         + (f" (IWAE {report.iwae_seconds:.1f} s)" if report.iwae_k else "; IWAE skipped")
         + ("" if report.discrete else "; no bits/dim (continuous likelihood or data)")

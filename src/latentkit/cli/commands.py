@@ -39,8 +39,8 @@ __all__ = ["cmd_list", "cmd_recipes", "cmd_report", "cmd_sample", "cmd_verify"]
 def _spec_table(title: str, columns: Sequence[str], specs: dict[str, Any]) -> Table:
     """One row per registered spec: name, plugin, description, config fields (default)."""
     table = Table(title=title)
-    for col in columns:
-        table.add_column(col, overflow="fold")
+    for i, col in enumerate(columns):  # names never cut or folded: they are typed back
+        table.add_column(col, no_wrap=i == 0, overflow="fold")
     for name, spec in specs.items():
         fields = ", ".join(f"{f}={d!r}" for f, _, d in config_fields(spec.config_class))
         table.add_row(name, spec.plugin, Text(spec.description), Text(fields))
