@@ -3,7 +3,7 @@
 The validators raise :class:`~latentkit.errors.ConfigError` naming the field, the rule and
 the value, whether the config is built directly or structured from TOML
 (``latentkit.structure_config``). ``latentkit train --help`` lists these fields with their
-types, defaults and ranges, read from the classes (``latentkit.cli.fields``).
+types, defaults and ranges, read from the classes (``latentkit.config.describe_fields``).
 """
 
 from __future__ import annotations
