@@ -11,6 +11,7 @@ timed interleaved, and swept over T and over the batch size.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import attrs
@@ -53,7 +54,7 @@ def _forward_rows(model, x: Tensor, pairs_per_call: int) -> Callable[[], None]:
     n, T = x.shape[0], model.num_layers
     per_call = max(1, pairs_per_call // n)
     chunks = []
-    for ts in torch.arange(1, T + 1).split(per_call):
+    for ts in torch.arange(1, T + 1, device=x.device).split(per_call):
         c = ts.shape[0]
         chunks.append((x.repeat(c, *([1] * (x.ndim - 1))), ts.repeat_interleave(n)))
 
@@ -64,15 +65,18 @@ def _forward_rows(model, x: Tensor, pairs_per_call: int) -> Callable[[], None]:
     return run
 
 
-def measure_point(model, x: Tensor, *, pairs_per_call: int, rounds: int) -> dict:
-    """One (T, B) point: interleaved full-T ELBO and plain forward, pairs/s and efficiency."""
+def measure_point(
+    model, x: Tensor, *, pairs_per_call: int, rounds: int, clock=time.perf_counter
+) -> dict:
+    """One (T, B) point: interleaved full-T ELBO and plain forward, pairs/s and efficiency
+    (``clock``: wall time by default, see ``bench.timing.cpu_clock``)."""
     B, T = x.shape[0], model.num_layers
     contenders = {
         "elbo": lambda: lk.elbo(model, x, estimator="layer-batched", pairs_per_call=pairs_per_call),
         "forward": _forward_rows(model, x, pairs_per_call),
     }
     with torch.inference_mode():
-        t = interleaved(contenders, rounds=rounds, inner=1, warmup=1)
+        t = interleaved(contenders, rounds=rounds, inner=1, warmup=1, clock=clock)
     med, lo, hi = ratio(t["forward"], t["elbo"])  # forward time / ELBO time = efficiency
     return {
         "T": T,

@@ -279,9 +279,26 @@ def markdown(ctx: dict) -> str:
         f"({ctx['size']} size). Raw per-round timings: `{ctx['json']}`."
     )
     w(f"- **GPU:** {ctx['gpu']}\n")
+    if ctx.get("sweeps"):
+        w(
+            "Sections 1–4 come from the command above; section 5, the overhead sweep, from "
+            "`python -m bench.run --sweep`, run separately (its own device, load and command "
+            "lines are at its head). Re-running either re-renders this page with the other's "
+            "saved results (`bench/results.json`, `bench/sweep_results*.json`)."
+            + (
+                " **Sections 1–4 predate section 5's run** and the code it measured (the "
+                "per-call costs removed since: argument validation, estimator resolution, "
+                "einops in the likelihood, the DDPM's schedule gathers, the one-layer "
+                "estimate's placement tensor, indexing backwards); rerun `python -m bench.run` "
+                "to bring them up to date."
+                if ctx.get("sections_older")
+                else ""
+            )
+            + "\n"
+        )
 
-    glance = _at_a_glance(rows, full, quality)
-    if glance:
+    glance = "\n".join([_at_a_glance(rows, full, quality), *(ctx.get("sweep_glance") or [])])
+    if glance.strip():
         w("## At a glance\n")
         w(glance + "\n")
     w("## Method\n")
@@ -485,6 +502,8 @@ def markdown(ctx: dict) -> str:
             w("")
         if quality.get("note"):
             w(quality["note"] + "\n")
+    for section in (ctx.get("sweeps") or {}).values():
+        w(section)
     w("## GPU\n")
     w(ctx["gpu"] + "\n")
     return "\n".join(L)

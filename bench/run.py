@@ -3,6 +3,12 @@
 Prints the tables and writes ``docs/benchmarks.md``, ``docs/img/bench_*.png`` and the raw
 per-round timings (``bench/results.json``). ``--quick`` runs a tiny size in about a minute
 and writes to a scratch folder instead, so it never overwrites the committed report.
+
+``--sweep`` runs the overhead sweep instead (``bench/sweep.py``: vae, hvae, ddpm × batch
+1–512 × two widths, eager and compiled, memory, full-T throughput), keeps its raw results in
+``bench/sweep_results.json`` (``bench/sweep_results_cuda.json`` with ``--device cuda``), draws
+``docs/img/overhead_sweep*.png`` and re-renders ``docs/benchmarks.md`` from the last full run's
+``bench/results.json`` with the sweep's section. ``--sweep --quick`` takes seconds (CI runs it).
 """
 
 from __future__ import annotations
@@ -29,7 +35,17 @@ import attrs
 import torch
 from rich.console import Console
 
-from bench import baselines, full_bound, hotspots, peers, quality, report, steps
+from bench import (
+    baselines,
+    full_bound,
+    hotspots,
+    peers,
+    quality,
+    report,
+    steps,
+    sweep,
+    sweep_report,
+)
 from bench.timing import device_string, difference, interleaved, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,9 +114,11 @@ def load_data(limit: int | None, log) -> tuple[dict, str | None]:
 
 GPU_LINE = (
     "No GPU was lent to this task, so every number here is from the CPU above; the GPU leg "
-    "waits for a device. The command measures on CPU only: running it on a GPU needs the "
-    "models and batches moved to the device in `bench/steps.py`, `bench/full_bound.py` and "
-    "`bench/quality.py` (the timing harness already synchronizes CUDA when it is present)."
+    "waits for a device. `python -m bench.run --sweep --device cuda` runs the overhead sweep "
+    "(section 5) on CUDA — models and batches on the device, timing synchronized, peak memory "
+    "from torch's CUDA allocator — and adds its section here. Sections 1–4 measure on CPU "
+    "only: running them on a GPU needs the models and batches moved to the device in "
+    "`bench/steps.py` and `bench/quality.py`."
 )
 
 
@@ -121,6 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument(
+        "--sweep",
+        action="store_true",
+        help="run the overhead sweep (bench/sweep.py) and add its section to the report",
+    )
+    ap.add_argument("--device", default="cpu", help="the sweep's device: cpu or cuda")
+    ap.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the sweep's compiled path (auto: on, off with --quick)",
+    )
+    ap.add_argument(
         "--only",
         default="steps,full,quality",
         help="comma-separated sections to run: steps, full, quality",
@@ -133,7 +163,20 @@ def main(argv: list[str] | None = None) -> int:
         help="measure nothing: redraw the tables, plots and OUT/benchmarks.md from a results "
         "JSON this command wrote (after a change to bench/report.py)",
     )
+    ap.add_argument(
+        "--compile-widths",
+        default=None,
+        help="comma-separated widths whose cells get the compiled path (default: all)",
+    )
+    ap.add_argument("--models", default=None, help="the sweep's models (default: vae,hvae,ddpm)")
+    ap.add_argument(
+        "--batches", default=None, help="the sweep's batch sizes (default: 1,32,128,512)"
+    )
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.sweep:
+        return run_sweep(args)
     if args.render:
         ctx = json.loads(args.render.read_text(encoding="utf-8"))
         return write_report(Console(), ctx, args.out or ROOT / "docs")
@@ -144,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
         ROOT / "bench" / "results.json" if out == ROOT / "docs" else out / "benchmarks.json"
     )
     only = set(args.only.split(","))
-    if args.threads:
-        torch.set_num_threads(args.threads)
     console = Console()
     log = console.print
     t_start = time.perf_counter()
@@ -199,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()}"
     )
     ctx = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "python -m bench.run"
         + (" --quick" if args.quick else "")
         + (f" --threads {args.threads}" if args.threads else ""),
@@ -242,8 +284,110 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(c["ok"] for c in checks) else 1
 
 
+SWEEP_JSON = {"cpu": ROOT / "bench" / "sweep_results.json"}
+SWEEP_JSON["cuda"] = ROOT / "bench" / "sweep_results_cuda.json"
+
+
+def run_sweep(args) -> int:
+    """``--sweep``: measure the sweep, save it, draw its plot and re-render the report."""
+    console = Console()
+    log = console.print
+    size = sweep.QUICK if args.quick else sweep.SweepSize()
+    if args.compile != "auto":
+        size = attrs.evolve(size, compile=args.compile == "on")
+    if args.compile_widths:
+        size = attrs.evolve(size, compile_widths=tuple(args.compile_widths.split(",")))
+    if args.models:
+        size = attrs.evolve(size, models=tuple(args.models.split(",")))
+    if args.batches:
+        size = attrs.evolve(size, batches=tuple(int(b) for b in args.batches.split(",")))
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        log("[bold red]--device cuda: no CUDA device on this machine[/]")
+        return 2
+    t0, load_start, dev = time.perf_counter(), load_average(), device_string()
+    if device.type == "cuda":
+        dev = f"{torch.cuda.get_device_name(device)}; host {dev}"
+    log(f"[bold]latentkit overhead sweep[/] on {dev}; load average {load_start}")
+    result = sweep.run(size, log, device=str(device))
+    command = "python -m bench.run --sweep" + " ".join(
+        ["", *(["--quick"] if args.quick else [])]
+        + ([f"--device {args.device}"] if device.type != "cpu" else [])
+        + ([f"--compile {args.compile}"] if args.compile != "auto" else [])
+        + ([f"--compile-widths {args.compile_widths}"] if args.compile_widths else [])
+        + ([f"--models {args.models}"] if args.models else [])
+        + ([f"--batches {args.batches}"] if args.batches else [])
+        + ([f"--threads {args.threads}"] if args.threads else [])
+    )
+    result.update(
+        when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        command=command,
+        device_string=dev,
+        load_start=load_start,
+        load_end=load_average(),
+        wall_s=time.perf_counter() - t0,
+    )
+    sweep_report.print_sweep(console, result)
+    suffix = "" if device.type == "cpu" else f"_{device.type}"
+    if args.quick or args.out:
+        out = args.out or Path("/tmp/latentkit-bench-quick")
+        json_path = args.json or out / f"sweep{suffix}.json"
+    else:
+        out = ROOT / "docs"
+        json_path = args.json or SWEEP_JSON[device.type]
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    (out / "img").mkdir(parents=True, exist_ok=True)
+    sweep_report.plot_overhead(result, out / "img" / f"overhead_sweep{suffix}.png")
+    main_json = ROOT / "bench" / "results.json" if out == ROOT / "docs" else out / "benchmarks.json"
+    if main_json.exists():
+        write_report(console, json.loads(main_json.read_text(encoding="utf-8")), out)
+    else:  # no full run to merge with (a scratch folder): the sweep's section alone
+        (out / "sweep.md").write_text(_sweep_markdown(result, device.type), encoding="utf-8")
+    log(f"wrote {_rel(json_path)} and {_rel(out)} in {result['wall_s'] / 60:.1f} min")
+    return 0
+
+
+def _sweep_markdown(result: dict, kind: str) -> str:
+    note = (
+        f"load average {result['load_start']} at start, {result['load_end']} at end; "
+        f"{result['wall_s'] / 60:.1f} min, of which {result['compile_total_s']:.0f} s compiling"
+    )
+    md = sweep_report.markdown(
+        result, command=result["command"], device=result["device_string"], note=note
+    )
+    if kind != "cpu":
+        md = md.replace("## 5. Overhead across sizes: the sweep", "## 5b. The sweep on CUDA", 1)
+    return md
+
+
+def _saved_sweeps(out: Path) -> dict[str, dict]:
+    """The sweeps saved beside this report (docs/: bench/sweep_results*.json)."""
+    found = {}
+    for kind, path in SWEEP_JSON.items():
+        if out != ROOT / "docs":
+            path = out / ("sweep.json" if kind == "cpu" else f"sweep_{kind}.json")
+        if path.exists():
+            found[kind] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
 def write_report(console: Console, ctx: dict, out: Path) -> int:
-    """Print the tables; write OUT/benchmarks.md and OUT/img/bench_*.png from ``ctx``."""
+    """Print the tables; write OUT/benchmarks.md and OUT/img/bench_*.png from ``ctx``
+    (with the saved sweeps' sections, when there are any)."""
+    sweeps = _saved_sweeps(out)
+    for kind, saved in sweeps.items():
+        suffix = "" if kind == "cpu" else f"_{kind}"
+        (out / "img").mkdir(parents=True, exist_ok=True)
+        sweep_report.plot_overhead(saved, out / "img" / f"overhead_sweep{suffix}.png")
+    if sweeps:
+        ctx = {
+            **ctx,
+            "gpu": GPU_LINE,
+            "sweeps": {k: _sweep_markdown(v, k) for k, v in sweeps.items()},
+            "sweep_glance": [line for v in sweeps.values() for line in sweep_report.at_a_glance(v)],
+            "sections_older": any(ctx.get("when", "") < v.get("when", "") for v in sweeps.values()),
+        }
     report.print_tables(console, ctx["rows"], ctx["checks"], ctx["full"], ctx["quality"])
     (out / "img").mkdir(parents=True, exist_ok=True)
     if ctx["rows"]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import attrs
 import torch
 
-__all__ = ["Timing", "device_string", "difference", "interleaved", "ratio"]
+__all__ = ["Timing", "cpu_clock", "device_string", "difference", "interleaved", "ratio"]
 
 
 @attrs.frozen
@@ -46,9 +46,11 @@ def interleaved(
     rounds: int,
     inner: int,
     warmup: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Timing]:
     """Time each zero-argument callable: ``warmup`` untimed calls each, then ``rounds``
-    alternating rounds of ``inner`` calls per contender. Returns per-call seconds."""
+    alternating rounds of ``inner`` calls per contender. Returns per-call seconds, read
+    from ``clock`` (wall time by default; see :func:`cpu_clock`)."""
     names = list(contenders)
     for name in names:
         for _ in range(warmup):
@@ -58,12 +60,27 @@ def interleaved(
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             fn = contenders[name]
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(inner):
                 fn()
             _sync()
-            times[name].append((time.perf_counter() - t0) / inner)
+            times[name].append((clock() - t0) / inner)
     return {n: Timing(n, tuple(t)) for n, t in times.items()}
+
+
+def cpu_clock(device: torch.device | str = "cpu") -> tuple[Callable[[], float], str]:
+    """The clock to time ``device`` by, and its name for the report.
+
+    On CPU with torch on one thread, the CPU time of the calling thread: every operator and
+    the backward pass run on it, and the time the machine gives other jobs is not counted
+    (on a shared machine wall time mostly measures them). With more threads, the process's
+    CPU time. On CUDA, wall time (the device works while the host waits; the harness
+    synchronizes before reading the clock)."""
+    if torch.device(device).type != "cpu":
+        return time.perf_counter, "wall time, CUDA synchronized"
+    if torch.get_num_threads() == 1:
+        return time.thread_time, "CPU time of the calling thread (torch on one thread)"
+    return time.process_time, f"CPU time of the process ({torch.get_num_threads()} threads)"
 
 
 def median_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:

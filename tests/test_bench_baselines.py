@@ -166,3 +166,68 @@ def test_diffusers_step_is_latentkits_simple_loss_over_D(eightbit):
         lambda: 12 * peers.diffusers_step_loss(lambda x, t: net(x, t)[:, 0], sched, eightbit),
     )
     assert agree(a, b)
+
+
+# -- the overhead sweep (bench/sweep.py) ------------------------------------------------------
+
+
+def test_peak_bytes_counts_what_is_live_at_once():
+    """CPU peak memory of one call: two 4 MB tensors alive together peak at 8 MB, one freed
+    before the next is allocated peaks at 4 MB (frees are netted in time order)."""
+    from bench.sweep import peak_bytes
+
+    mb4 = 1_000_000 * 4
+
+    def together():
+        a = torch.ones(1_000_000)
+        b = torch.ones(1_000_000)
+        return a, b
+
+    def one_after_another():
+        a = torch.ones(1_000_000)
+        del a
+        b = torch.ones(1_000_000)
+        return b
+
+    cpu = torch.device("cpu")
+    assert 2 * mb4 <= peak_bytes(together, cpu) < 2 * mb4 + 65_536
+    assert mb4 <= peak_bytes(one_after_another, cpu) < mb4 + 65_536
+
+
+def test_sweep_smoke(tmp_path, monkeypatch):
+    """``python -m bench.run --sweep --quick`` at a tiny size: every cell measured (ratio,
+    overhead, memory), the full-T point, the JSON, the plot and the Markdown section."""
+    import json
+
+    import attrs
+
+    from bench import run, sweep, sweep_report
+
+    tiny = attrs.evolve(
+        sweep.QUICK,
+        models=("vae", "ddpm"),
+        batches=(2,),
+        widths=(("small", (8,)),),
+        rounds=2,
+        full_t=((4, 2),),
+        full_t_rounds=1,
+    )
+    monkeypatch.setattr(sweep, "QUICK", tiny)
+    assert run.main(["--sweep", "--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "sweep.json").read_text())
+    cells = result["cells"]
+    assert {(c["model"], c["task"]) for c in cells} == {
+        (m, t) for m in ("vae", "ddpm") for t in ("train step", "ELBO eval")
+    }
+    for c in cells:
+        med, lo, hi = c["ratio"]
+        assert 0 < lo <= med <= hi
+        assert c["memory"]["latentkit"] > 0 and c["memory"]["hand-written"] > 0
+        assert len(c["per_call_s"]["latentkit"]) == 2
+    assert 0 < result["full_t"][0]["efficiency"]
+    assert (tmp_path / "img" / "overhead_sweep.png").stat().st_size > 0
+    md = (tmp_path / "sweep.md").read_text()
+    assert "### train step: goal ≤ 1.05" in md and "### ELBO eval: goal ≤ 1.1" in md
+    row = sweep._explain("vae", "ELBO eval", "small", (8,), tiny, torch.device("cpu"))
+    assert row["ops"][0] > 0 and row["ops"][1] > 0 and row["top"]
+    assert "aten ops" in sweep_report._where(row)

@@ -16,7 +16,8 @@ from torch import Tensor
 
 from latentkit.chains import LatentModel
 from latentkit.errors import InputError
-from latentkit.estimators import Draw, monte_carlo_estimator, resolve_estimator
+from latentkit.estimators import Draw, Estimator, monte_carlo_estimator, resolve_estimator
+from latentkit.estimators import _check as check_term
 from latentkit.validation import check_data, check_positive_int
 
 __all__ = ["ElboResult", "bits_per_dim", "elbo", "iwae"]
@@ -112,10 +113,42 @@ def elbo(
 
 
 def log_weights(model: LatentModel, x: Tensor, k: int) -> Tensor:
-    """log w = log p(x, z) − log q(z|x) for k draws z ~ q(·|x): ``[k, batch]``."""
+    """log w = log p(x, z) − log q(z|x) for k draws z ~ q(·|x): ``[k, batch]``.
+
+    With one latent layer, q(z|x) is built once per example and its k draws are taken from
+    it together (``rsample((k,))``: the same random numbers, in the same order, as k·batch
+    single draws); deeper chains encode ``x`` once per draw through the engine's estimator.
+    """
     est = monte_carlo_estimator(model)
-    draw = est(model, repeat(x, "b ... -> (k b) ...", k=k))
-    return rearrange(draw.total(), "(k b) -> k b", k=k)
+    if model.num_layers == 1:
+        log_w = _one_layer_log_weights(model, x, k)
+        if log_w is not None:
+            return log_w
+    return _estimator_log_weights(est, model, x, k)
+
+
+def _estimator_log_weights(est: Estimator, model: LatentModel, x: Tensor, k: int) -> Tensor:
+    # "b ... -> (k b) ..." and back "(k b) -> k b", as plain reshapes: IWAE calls this per chunk.
+    draw = est(model, x.repeat(k, *([1] * (x.ndim - 1))))
+    return draw.total().view(k, x.shape[0])
+
+
+def _one_layer_log_weights(model: LatentModel, x: Tensor, k: int) -> Tensor | None:
+    """log p(x|z) + log p(z) − log q(z|x) for k draws from one q(z|x) per example, or
+    ``None`` when q's distribution cannot draw k at once (its batch is not ``[batch]``, or
+    it draws with its density, ``rsample_and_log_prob``): then the estimator path runs."""
+    p, q, n = model.generative, model.posterior, x.shape[0]
+    h = q.encode(x)
+    q_z = q.first(h) if q.bottom_up else q.top(h)
+    if q_z.batch_shape != (n,) or getattr(q_z, "rsample_and_log_prob", None) is not None:
+        return None
+    z = q_z.rsample((k,)) if q_z.has_rsample else q_z.sample((k,))  # [k, n, *event]
+    log_q = q_z.log_prob(z).reshape(k * n)
+    z = z.reshape(k * n, *z.shape[2:])
+    xs = x.repeat(k, *([1] * (x.ndim - 1)))
+    recon = check_term(p.likelihood(z).log_prob(xs), k * n, "log p(x|z_1)")
+    log_ratio = check_term(log_q - p.prior(k * n).log_prob(z), k * n, "log q − log p of z_1")
+    return (recon - log_ratio).view(k, n)
 
 
 def log_weight_chunks(

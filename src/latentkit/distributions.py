@@ -32,8 +32,23 @@ __all__ = ["DiscretizedNormal", "diag_normal", "log1mexp", "to_multivariate"]
 
 
 def diag_normal(loc: Tensor, scale: Tensor, event_dims: int = 1) -> Independent:
-    """N(loc, diag(scale²)) with the trailing ``event_dims`` dimensions as the event."""
-    return Independent(Normal(loc, scale, validate_args=False), event_dims)
+    """N(loc, diag(scale²)) with the trailing ``event_dims`` dimensions as the event.
+
+    Built without argument validation (inputs are checked once at the public entry points,
+    ``latentkit.validation``) and, when ``loc`` and ``scale`` already share a shape, without
+    ``broadcast_all``: the same ``Normal`` and ``Independent`` objects, less per-call work.
+    """
+    if not (isinstance(scale, Tensor) and loc.shape == scale.shape and 0 <= event_dims <= loc.ndim):
+        return Independent(Normal(loc, scale, validate_args=False), event_dims, validate_args=False)
+    base = Normal.__new__(Normal)
+    base.loc, base.scale = loc, scale
+    Distribution.__init__(base, loc.shape, validate_args=False)
+    # What Independent.__init__ sets, without its shape arithmetic on torch.Size objects.
+    out = Independent.__new__(Independent)
+    out.base_dist, out.reinterpreted_batch_ndims = base, event_dims
+    cut = loc.ndim - event_dims
+    Distribution.__init__(out, loc.shape[:cut], loc.shape[cut:], validate_args=False)
+    return out
 
 
 def log1mexp(a: Tensor) -> Tensor:

@@ -22,11 +22,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions import Bernoulli, Distribution, Independent
 
-from latentkit.distributions import DiscretizedNormal
+from latentkit.distributions import DiscretizedNormal, diag_normal
 from latentkit.errors import ConfigError
 
 __all__ = [
@@ -37,6 +36,19 @@ __all__ = [
     "Likelihood",
     "make_likelihood",
 ]
+
+
+def split_params(params: Tensor) -> tuple[Tensor, ...]:
+    """``[batch, k, *data_shape]`` → its k parameters, each ``[batch, *data_shape]``.
+
+    By ``squeeze`` (k = 1) or one ``unbind``, not by indexing ``params[:, i]``: the backward
+    of an index builds a zero-filled ``[batch, k, *data_shape]`` gradient and copies into
+    it, two passes over the decoder's output per parameter on every training step; these
+    backwards are a view and one stack.
+    """
+    if params.shape[1] == 1:
+        return (params.squeeze(1),)
+    return params.unbind(1)
 
 
 def _softplus_inverse(y: float) -> float:
@@ -54,8 +66,8 @@ class Likelihood(nn.Module):
 
     def from_flat(self, out: Tensor) -> Distribution:
         """Build the distribution from an MLP's flat output ``[batch, num_params·D]``."""
-        params = rearrange(out, "b (k d) -> b k d", k=self.num_params)
-        return self(params.reshape(out.shape[0], self.num_params, *self.data_shape))
+        # "b (k d) -> b k *data_shape" as one reshape: this runs on every decoder call.
+        return self(out.reshape(out.shape[0], self.num_params, *self.data_shape))
 
     def linear_gaussian_variance(self) -> Tensor | None:
         """The flat noise variance if p(x|z_1) is Gaussian with a fixed/learned scale, else None."""
@@ -91,9 +103,12 @@ class _ScaledLikelihood(Likelihood):
         self.num_params = 2 if self.mode == "predicted" else 1
 
     def scale(self, params: Tensor) -> Tensor:
+        return self._scale(split_params(params))
+
+    def _scale(self, parts: tuple[Tensor, ...]) -> Tensor:
         if self.mode == "fixed":
-            return self.fixed_scale.expand_as(params[:, 0])
-        raw = params[:, 1] if self.mode == "predicted" else self.raw_scale.expand_as(params[:, 0])
+            return self.fixed_scale.expand_as(parts[0])
+        raw = parts[1] if self.mode == "predicted" else self.raw_scale.expand_as(parts[0])
         return F.softplus(raw) + self.min_scale
 
     def linear_gaussian_variance(self) -> Tensor | None:
@@ -108,9 +123,8 @@ class GaussianLikelihood(_ScaledLikelihood):
     """x | z_1 ~ N(mean, diag scale²) over the data dimensions."""
 
     def forward(self, params: Tensor) -> Distribution:
-        return Independent(
-            Normal(params[:, 0], self.scale(params), validate_args=False), len(self.data_shape)
-        )
+        parts = split_params(params)
+        return diag_normal(parts[0], self._scale(parts), len(self.data_shape))
 
 
 class DiscretizedGaussianLikelihood(_ScaledLikelihood):
@@ -120,8 +134,11 @@ class DiscretizedGaussianLikelihood(_ScaledLikelihood):
         return None
 
     def forward(self, params: Tensor) -> Distribution:
+        parts = split_params(params)
         return Independent(
-            DiscretizedNormal(params[:, 0], self.scale(params)), len(self.data_shape)
+            DiscretizedNormal(parts[0], self._scale(parts)),
+            len(self.data_shape),
+            validate_args=False,
         )
 
 
@@ -132,9 +149,25 @@ class BernoulliLikelihood(Likelihood):
         super().__init__(data_shape)
 
     def forward(self, params: Tensor) -> Distribution:
-        return Independent(
-            Bernoulli(logits=params[:, 0], validate_args=False), len(self.data_shape)
+        return _BernoulliEvents(
+            Bernoulli(logits=split_params(params)[0], validate_args=False),
+            len(self.data_shape),
+            validate_args=False,
         )
+
+
+class _BernoulliEvents(Independent):
+    """``Independent(Bernoulli(logits=...))`` whose ``log_prob``, when the value has the
+    logits' shape (a likelihood's case), is −Σ BCE-with-logits: torch's numbers exactly (the
+    sign of each term flipped after the sum instead of before), without ``broadcast_all``
+    and without a negated ``[batch, D]`` copy, forward or backward."""
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        base = self.base_dist
+        if base._validate_args or value.shape != base.logits.shape:
+            return super().log_prob(value)
+        bce = F.binary_cross_entropy_with_logits(base.logits, value, reduction="none")
+        return -bce.reshape(*bce.shape[: bce.ndim - self.reinterpreted_batch_ndims], -1).sum(-1)
 
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {

@@ -24,11 +24,12 @@ def _describe(x: Tensor) -> str:
 def check_data(model: Any, x: Any, *, name: str = "x") -> Tensor:
     """Check that ``x`` is a batch the model accepts: ``[batch, *data_shape]``, float, same
     dtype and device as the model, at least one example, no NaN or inf."""
-    want = f"[batch, {', '.join(map(str, model.data_shape))}]"
+    data_shape = model.data_shape
     if not isinstance(x, Tensor):
-        raise InputError(f"{name} must be a torch.Tensor of shape {want}, got {type(x).__name__}")
+        raise InputError(
+            f"{name} must be a torch.Tensor of shape {_want(data_shape)}, got {type(x).__name__}"
+        )
     ref = model.reference()
-    expected = (x.shape[0] if x.ndim else "batch", *model.data_shape)
     if not x.is_floating_point():
         hint = (
             " (8-bit images: use latentkit.data.to_unit_interval or to_symmetric first)"
@@ -36,9 +37,11 @@ def check_data(model: Any, x: Any, *, name: str = "x") -> Tensor:
             else ""
         )
         raise DTypeError(f"{name} must be a floating-point tensor, got {_describe(x)}{hint}")
-    if x.ndim != len(model.data_shape) + 1 or tuple(x.shape[1:]) != tuple(model.data_shape):
+    if x.ndim != len(data_shape) + 1 or tuple(x.shape[1:]) != tuple(data_shape):
+        expected = (x.shape[0] if x.ndim else "batch", *data_shape)
         raise ShapeError(
-            f"{name} must have shape {want} (expected {tuple(expected)}), got {tuple(x.shape)}"
+            f"{name} must have shape {_want(data_shape)} (expected {tuple(expected)}), "
+            f"got {tuple(x.shape)}"
         )
     if x.shape[0] == 0:
         raise ShapeError(f"{name} is an empty batch (shape {tuple(x.shape)}); pass ≥ 1 example")
@@ -52,6 +55,11 @@ def check_data(model: Any, x: Any, *, name: str = "x") -> Tensor:
             f"{name} has dtype {x.dtype} but the model's parameters are {ref.dtype}; "
             f"use x.to({ref.dtype}) or model.to({x.dtype})"
         )
+    # One pass and one read-back in the common case: a sum is finite only if every term is
+    # (NaN and ±inf propagate); a non-finite sum, which finite values can also give by
+    # overflowing, is looked at element by element.
+    if bool(torch.isfinite(x.sum())):
+        return x
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = int((~finite).sum())
@@ -61,6 +69,10 @@ def check_data(model: Any, x: Any, *, name: str = "x") -> Tensor:
             f"in a {_describe(x)}"
         )
     return x
+
+
+def _want(data_shape: tuple[int, ...]) -> str:
+    return f"[batch, {', '.join(map(str, data_shape))}]"
 
 
 def check_positive_int(value: Any, name: str) -> int:
