@@ -20,6 +20,7 @@ PAGES = [
     "docs/diagnostics.md",
     "docs/vamp.md",
     "docs/iaf.md",
+    "docs/continuous.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 

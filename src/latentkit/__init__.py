@@ -13,7 +13,13 @@ True
 
 from latentkit import distributions as distributions
 from latentkit.bounds import ElboResult, bits_per_dim, elbo, iwae
-from latentkit.chains import GenerativeChain, LatentModel, PosteriorChain, SingleLayerPosterior
+from latentkit.chains import (
+    GenerativeChain,
+    LatentModel,
+    PosteriorChain,
+    SharedModule,
+    SingleLayerPosterior,
+)
 from latentkit.config import structure_config, unstructure_config
 from latentkit.data import load_dataset
 from latentkit.diagnostics import Diagnostics, diagnose
@@ -46,6 +52,7 @@ from latentkit.objectives import (
     default_objective,
     training_loss,
 )
+from latentkit.ode import ode_log_prob as ode_log_prob
 from latentkit.oracles import LinearGaussianSpec, exact_log_prob, exact_posterior
 from latentkit.registry import (
     ModelSpec,
@@ -64,6 +71,7 @@ from latentkit.registry import (
     unregister_plugin,
 )
 from latentkit.sampling import sample
+from latentkit.trained import load_trained_model
 from latentkit.training import TrainConfig, Trainer
 
 __version__ = "0.1.0"
@@ -96,6 +104,7 @@ __all__ = [
     "PluginFault",
     "PosteriorChain",
     "ShapeError",
+    "SharedModule",
     "SingleLayerPosterior",
     "SupportError",
     "TrainConfig",
@@ -118,10 +127,12 @@ __all__ = [
     "list_objectives",
     "load_dataset",
     "load_model",
+    "load_trained_model",
     "make_likelihood",
     "make_objective",
     "model_specs",
     "objective_specs",
+    "ode_log_prob",
     "plugin_faults",
     "register_plugin",
     "reload_plugins",

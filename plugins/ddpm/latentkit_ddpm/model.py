@@ -19,13 +19,14 @@ from __future__ import annotations
 import attrs
 import torch
 from attrs import validators as v
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
 import latentkit as lk
 from latentkit.distributions import DiscretizedNormal, diag_normal
 from latentkit.errors import ConfigError
 from latentkit.estimators import layer_term
+from latentkit.likelihoods import split_params
 from latentkit.networks import ACTIVATIONS
 from latentkit_ddpm.networks import EpsMLP, EpsUNet
 from latentkit_ddpm.schedule import DiffusionSchedule, check_beta, cosine_beta, linear_beta
@@ -153,6 +154,41 @@ class DDPMConfig:
         return self.network
 
 
+class ScheduleRows(nn.Module):
+    """Per-timestep constants that are used together, stacked as one ``[T+1, k]`` table so a
+    call gathers them with one indexing operation instead of k (``rows(t, like)``).
+
+    Each column is computed in float64 from the schedule's master tables and re-cast from
+    that float64 master on every ``.to()`` (as :class:`DiffusionSchedule` does), so
+    ``model.float().double()`` keeps it exact. Not saved in ``state_dict``.
+    """
+
+    table: Tensor
+
+    def __init__(self, columns: dict[str, Tensor]):
+        super().__init__()
+        self.names = tuple(columns)
+        self._master = torch.stack([c.to(torch.float64) for c in columns.values()], dim=1)
+        self.register_buffer("table", self._master.to(torch.get_default_dtype()), persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.table = self._master.to(device=self.table.device, dtype=self.table.dtype)
+        return self
+
+    def rows(self, t: int | Tensor, like: Tensor) -> tuple[Tensor, ...]:
+        """The k constants of step ``t``, each shaped to broadcast against ``like``
+        (``[batch, *event]``): 0-d for an int ``t``, ``[batch, 1, …, 1]`` for a
+        ``LongTensor[batch]``."""
+        if isinstance(t, Tensor) and t.ndim == 1:
+            shape = (t.shape[0], len(self.names), *([1] * (like.ndim - 1)))
+            return self.table[t].reshape(shape).unbind(1)
+        t = int(t)
+        if not 0 <= t < self.table.shape[0]:
+            raise IndexError(f"timestep t={t} is outside 0..T={self.table.shape[0] - 1}")
+        return self.table[t].unbind(0)
+
+
 def make_schedule(cfg: DDPMConfig) -> DiffusionSchedule:
     """The forward chain's constants for ``cfg`` (schedule and T)."""
     if cfg.schedule == "given":
@@ -178,14 +214,23 @@ class DDPMPosterior(lk.PosteriorChain):
         super().__init__()
         self.schedule = schedule
         self.event_dims = event_dims
+        m = schedule._master
+        self.marginal_rows = ScheduleRows({"alpha_bar": m["alpha_bar"], "beta_bar": m["beta_bar"]})
+        self.down_rows = ScheduleRows(
+            {
+                "posterior_coef_x0": m["posterior_coef_x0"],
+                "posterior_coef_xt": m["posterior_coef_xt"],
+                "beta_tilde": m["beta_tilde"],
+            }
+        )
 
     def _normal(self, loc: Tensor, scale: Tensor) -> Independent:
         return diag_normal(loc, scale.expand_as(loc), self.event_dims)
 
     def marginal(self, t: int | Tensor, x: Tensor) -> Independent:
         """q(x_t | x_0) = N(ᾱ_t x_0, β̄_t² I) (seed 001, eq. 25)."""
-        s = self.schedule
-        return self._normal(s.gather(s.alpha_bar, t, x) * x, s.gather(s.beta_bar, t, x))
+        alpha_bar, beta_bar = self.marginal_rows.rows(t, x)
+        return self._normal(alpha_bar * x, beta_bar)
 
     def top(self, x: Tensor) -> Independent:
         """q(x_T | x_0)."""
@@ -193,9 +238,8 @@ class DDPMPosterior(lk.PosteriorChain):
 
     def down(self, t: int | Tensor, z: Tensor, x: Tensor) -> Independent:
         """q(x_{t-1} | x_t = z, x_0 = x) = N(coef_x0·x_0 + coef_xt·x_t, β̃_t² I), 2 ≤ t ≤ T."""
-        s = self.schedule
-        loc = s.gather(s.posterior_coef_x0, t, x) * x + s.gather(s.posterior_coef_xt, t, x) * z
-        return self._normal(loc, s.gather(s.beta_tilde, t, x))
+        coef_x0, coef_xt, beta_tilde = self.down_rows.rows(t, x)
+        return self._normal(coef_x0 * x + coef_xt * z, beta_tilde)
 
     def first(self, x: Tensor) -> Independent:
         """q(x_1 | x_0) = N(α_1 x_0, β_1² I)."""
@@ -215,6 +259,17 @@ class DDPMGenerative(lk.GenerativeChain):
     def __init__(self, cfg: DDPMConfig, schedule: DiffusionSchedule):
         super().__init__(cfg.data_shape, [cfg.data_shape] * cfg.num_timesteps)
         self.schedule = schedule
+        m = schedule._master
+        # β_t²/β̄_t (row 0, the data, has β̄_0 = 0 and is never used: 0 there, not 0/0).
+        eps_coef = m["beta"] ** 2 / torch.where(m["beta_bar"] > 0, m["beta_bar"], 1.0)
+        self.reverse_rows = ScheduleRows(
+            {
+                "eps_coef": eps_coef,
+                "alpha": m["alpha"],
+                "log_sigma_sq_upper": m["log_sigma_sq_upper"],
+                "log_sigma_sq_lower": m["log_sigma_sq_lower"],
+            }
+        )
         self.reverse_variance = cfg.reverse_variance
         self.decoder = cfg.decoder
         self.event_dims = len(cfg.data_shape)
@@ -233,22 +288,21 @@ class DDPMGenerative(lk.GenerativeChain):
 
     def eps_and_log_var(self, t: int | Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """ε_θ(x_t, t) and log σ_t² (broadcastable to x_t), from one network call."""
-        s = self.schedule
-        out = self.net(z, self._timesteps(t, z))
-        upper = s.gather(s.log_sigma_sq_upper, t, z)
-        lower = s.gather(s.log_sigma_sq_lower, t, z)
+        # ε̂ (and v) by squeeze/unbind, whose backward is a view/one stack, not out[:, i],
+        # whose backward zero-fills and copies a [batch, groups, *data_shape] gradient.
+        out = split_params(self.net(z, self._timesteps(t, z)))
+        *_, upper, lower = self.reverse_rows.rows(t, z)
         if self.reverse_variance == "learned":
             # Improved DDPM eq. 15 with v = (out + 1)/2, held in [0, 1] so that σ_t² stays
             # between β̃_t² and β_t²: an untrained network cannot extrapolate it to overflow.
-            frac = ((out[:, 1] + 1) / 2).clamp(0.0, 1.0)
-            return out[:, 0], frac * upper + (1 - frac) * lower
-        return out[:, 0], upper if self.reverse_variance == "beta" else lower
+            frac = ((out[1] + 1) / 2).clamp(0.0, 1.0)
+            return out[0], frac * upper + (1 - frac) * lower
+        return out[0], upper if self.reverse_variance == "beta" else lower
 
     def mean(self, t: int | Tensor, z: Tensor, eps: Tensor) -> Tensor:
         """μ_θ(x_t, t) = (x_t − β_t²/β̄_t · ε_θ) / α_t, the posterior mean at the x_0 ε_θ implies."""
-        s = self.schedule
-        coef = s.gather(s.beta, t, z) ** 2 / s.gather(s.beta_bar, t, z)
-        return (z - coef * eps) / s.gather(s.alpha, t, z)
+        coef, alpha, *_ = self.reverse_rows.rows(t, z)
+        return (z - coef * eps) / alpha
 
     def reverse_from(
         self, t: int | Tensor, z: Tensor, eps: Tensor, log_var: Tensor, *, decoder: bool = False
@@ -257,14 +311,17 @@ class DDPMGenerative(lk.GenerativeChain):
         loc = self.mean(t, z, eps)
         scale = torch.exp(0.5 * log_var).expand_as(loc)
         if decoder and self.decoder == "discretized":
-            return Independent(DiscretizedNormal(loc, scale), self.event_dims)
+            return Independent(DiscretizedNormal(loc, scale), self.event_dims, validate_args=False)
         return diag_normal(loc, scale, self.event_dims)
 
     def prior(self, n: int) -> Independent:
         """p(x_T) = N(0, I)."""
         ref = self.schedule.alpha
-        zeros = ref.new_zeros(n, *self.data_shape)
-        return diag_normal(zeros, torch.ones_like(zeros), self.event_dims)
+        shape = (n, *self.data_shape)
+        # Expanded scalars: no [n, *data_shape] tensors are allocated for constants.
+        return diag_normal(
+            ref.new_zeros(()).expand(shape), ref.new_ones(()).expand(shape), self.event_dims
+        )
 
     def transition(self, l: int | Tensor, z: Tensor) -> Distribution:
         """p(x_{l-1} | x_l = z), 2 ≤ l ≤ T; ``l`` an int or a ``LongTensor[batch]``."""
@@ -303,8 +360,8 @@ class DDPMModel(lk.LatentModel):
 
     def q_sample(self, x0: Tensor, t: int | Tensor, eps: Tensor) -> Tensor:
         """x_t = ᾱ_t x_0 + β̄_t ε: a draw from q(x_t | x_0) with the noise given."""
-        s = self.schedule
-        return s.gather(s.alpha_bar, t, x0) * x0 + s.gather(s.beta_bar, t, x0) * eps
+        alpha_bar, beta_bar = self.posterior.marginal_rows.rows(t, x0)
+        return alpha_bar * x0 + beta_bar * eps
 
     def timestep_term(
         self, x0: Tensor, t: Tensor, x_t: Tensor, eps: Tensor, log_var: Tensor

@@ -12,16 +12,15 @@ our ᾱ_t². Every table is indexed by t = 0..T; row 0 is the data (α_0 = ᾱ_0
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
+from latentkit.diffusion import MAX_STEP_BETA_SQ, cosine_alpha_bar, step_beta_from_alpha_bar
 from latentkit.errors import ConfigError
 
 __all__ = ["MAX_PAPER_BETA", "DiffusionSchedule", "check_beta", "cosine_beta", "linear_beta"]
 
-MAX_PAPER_BETA = 0.999
+MAX_PAPER_BETA = MAX_STEP_BETA_SQ
 """Cap on the paper's β_t (our β_t²), as improved DDPM: keeps α_t > 0 at the last steps."""
 
 
@@ -41,10 +40,7 @@ def cosine_beta(num_timesteps: int, offset: float = 0.008) -> Tensor:
     β_t² = 1 − (ᾱ_t/ᾱ_{t-1})², capped at 0.999 like the paper.
     """
     t = torch.arange(num_timesteps + 1, dtype=torch.float64)
-    alpha_bar = torch.cos((t / num_timesteps + offset) / (1 + offset) * math.pi / 2)
-    alpha_bar = alpha_bar / alpha_bar[0]
-    beta_sq = 1.0 - (alpha_bar[1:] / alpha_bar[:-1]) ** 2
-    return beta_sq.clamp(min=0.0, max=MAX_PAPER_BETA).sqrt()
+    return step_beta_from_alpha_bar(cosine_alpha_bar(t / num_timesteps, offset), MAX_PAPER_BETA)
 
 
 def check_beta(beta: Tensor, field: str = "beta") -> Tensor:

@@ -1,0 +1,27 @@
+"""latentkit hook implementations of the continuous-time diffusion plugin."""
+
+import latentkit as lk
+from latentkit_vdm.model import VDMConfig, build_vdm
+from latentkit_vdm.objectives import latentkit_objectives
+
+__all__ = ["latentkit_models", "latentkit_objectives"]
+
+
+def vdm_configs():
+    """Small configs for the checks (Hypothesis is imported only when they run)."""
+    from latentkit_vdm.strategies import vdm_configs
+
+    return vdm_configs()
+
+
+@lk.hookimpl
+def latentkit_models() -> list[lk.ModelSpec]:
+    return [
+        lk.ModelSpec(
+            name="vdm",
+            config_class=VDMConfig,
+            factory=build_vdm,
+            description="continuous-time VP diffusion (VDM): ELBO_∞, score SDE, ODE likelihood",
+            test_configs=vdm_configs,
+        )
+    ]

@@ -1,0 +1,223 @@
+"""The three likelihood figures of a continuous-time diffusion, and its per-t breakdown.
+
+For a data set (8-bit data in [−1, 1] with the discretized decoder, or real data):
+
+* ``discrete``: −ELBO_T of the discrete-T chain (``latentkit.elbo``, every layer's KL in
+  batched calls) — a bound on −log P(x) for the discrete model at T steps;
+* ``continuous``: −ELBO_∞ (one t, ε and z_0 per example, low-discrepancy t) — a bound on
+  −log P(x) of the T → ∞ model (the reverse SDE's);
+* ``ode``: the probability-flow ODE's density on z_0 with the decoder p(x | z_0), bounded with
+  the model's own q(z_0 | x) (:func:`ode_decoder_bound`) — a bound on −log P(x) of the ODE
+  model (a different model from the SDE's: no ordering with the two above);
+* ``ode_direct``: −log p_ODE(x), the ODE density at the data itself
+  (``latentkit.ode_log_prob``), with uniform dequantization on discrete data (also a bound
+  on −log P(x) of the ODE model, in expectation; neither ODE bound is tighter in general).
+
+Each is a mean over examples with its standard error; bits/dim only for discrete data
+with the discretized decoder. ``per_t_breakdown`` is the diffusion term's integrand
+½ γ'(t) E‖ε − ε̂_θ(z_t, t)‖² over a grid of t (nats per unit time), whose integral over
+[0, 1] is the diffusion term: the continuous analogue of a DDPM's per-timestep KL.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import latentkit as lk
+from latentkit.evaluation import Estimate, likelihood_is_discrete
+from latentkit.ode import ode_log_prob
+
+__all__ = ["likelihood_figures", "ode_decoder_bound", "per_t_breakdown", "per_t_plot"]
+
+
+@torch.no_grad()
+def per_t_breakdown(
+    model, data: Tensor, *, num_t: int = 64, batch_size: int = 256, seed: int = 0
+) -> dict[str, list[float]]:
+    """½ γ'(t) E_{x, ε}‖ε − ε̂_θ‖² at the midpoints t_j = (j + ½)/num_t, averaged over ``data``
+    with one ε per (example, t); also the mean ‖ε − ε̂_θ‖² and γ'(t). Lists, one value per t."""
+    core = model.generative.core
+    ref = core._ref
+    t_grid = (torch.arange(num_t, dtype=ref.dtype, device=ref.device) + 0.5) / num_t
+    sums = torch.zeros(num_t, dtype=torch.float64)
+    n = data.shape[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i in range(0, n, batch_size):
+            x = data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype)
+            b = x.shape[0]
+            xs = x.repeat(num_t, *([1] * (x.ndim - 1)))
+            ts = t_grid.repeat_interleave(b)
+            vals = core.diffusion_integrand(xs, ts, torch.randn_like(xs))
+            sums += vals.reshape(num_t, b).double().sum(-1).cpu()
+    integrand = sums / n
+    _, dg = core.gamma(t_grid)
+    dg = dg.double().cpu()
+    return {
+        "t": t_grid.double().cpu().tolist(),
+        "integrand": integrand.tolist(),
+        "eps_mse": (2 * integrand / dg).tolist(),
+        "gamma_prime": dg.tolist(),
+    }
+
+
+def per_t_plot(breakdown: dict[str, list[float]], path, *, title: str | None = None):
+    """Plot the per-t breakdown (integrand and ε-MSE against t) to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from latentkit.plots import _save
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    total = sum(breakdown["integrand"]) / len(breakdown["integrand"])
+    a.plot(breakdown["t"], breakdown["integrand"], color="C0")
+    a.set(xlabel="t", ylabel="nats per unit t", yscale="log")
+    a.set_title(f"½ γ'(t) E‖ε − ε̂‖²  (∫ ≈ {total:.2f} nats)", fontsize=9)
+    b.plot(breakdown["t"], breakdown["eps_mse"], color="C1")
+    b.set(xlabel="t", ylabel="E‖ε − ε̂‖²")
+    b.set_title("ε-prediction error", fontsize=9)
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "diffusion term per t", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def ode_decoder_bound(model, x: Tensor, *, generator=None, **ode_options: Any) -> Tensor:
+    """log p_ODE(z_0) + log p(x | z_0) − log q(z_0 | x) at one z_0 ~ q(z_0 | x), ``[batch]``:
+    unbiased for a lower bound on log P(x).
+
+    The probability-flow ODE defines a density on z_0 (t = 0); with the decoder p(x | z_0) it is
+    a latent-variable model of x, and the model's own q(z_0 | x) = N(ᾱ_0 x, β̄_0² I) gives this
+    ELBO of it (variational dequantization with a fixed q: for 8-bit data and the discretized
+    decoder a bound on the discrete log P(x); for the Gaussian decoder on the density). Its
+    mean over z_0 is the bound; ``ode_options`` go to :func:`latentkit.ode_log_prob`.
+    """
+    core = model.generative.core
+    q = core.marginal(x.new_zeros(()), x)
+    noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    z0 = q.mean + q.stddev * noise
+    r = ode_log_prob(model, z0, generator=generator, validate=False, **ode_options)
+    return r.log_density + core.decoder(z0).log_prob(x) - q.log_prob(z0)
+
+
+def _stratified(n: int, k: int, *, like: Tensor) -> Tensor:
+    """k times per example, t_j = (u + j)/k with u ~ U(0, 1) per example: ``[n·k]``."""
+    u = torch.rand(n, 1, dtype=like.dtype, device=like.device)
+    grid = torch.arange(k, dtype=like.dtype, device=like.device)
+    return ((u + grid) / k).reshape(-1)
+
+
+@torch.no_grad()
+def likelihood_figures(
+    model,
+    data: Tensor,
+    *,
+    discrete: bool | None = None,
+    batch_size: int = 100,
+    ode_examples: int | None = 100,
+    seed: int = 0,
+    num_t: int = 64,
+    t_draws: int = 16,
+    **ode_options: Any,
+) -> dict[str, Any]:
+    """The discrete-T bound, the continuous bound and the ODE likelihood over ``data``, and
+    the per-t breakdown, as plain JSON values (``docs/continuous.md``).
+
+    Args:
+        model: a ``vdm`` model.
+        data: ``[N, *data_shape]``.
+        discrete: whether the data are 8-bit; ``None`` trusts the decoder. Bits/dim and the
+            ODE's dequantization need it.
+        batch_size: examples per call for the two bounds.
+        ode_examples: the first this many examples get the ODE likelihood (``None``: all);
+            it costs one adaptive ODE solve per batch.
+        seed: the evaluation's own random stream.
+        num_t: grid points of the per-t breakdown.
+        t_draws: draws of (t, ε, z_0) per example for −ELBO_∞, averaged (low-discrepancy t
+            over each example's draws).
+        **ode_options: passed to :func:`latentkit.ode_log_prob` (``rtol``, ``atol``, ...).
+    """
+    if ode_examples is not None and (isinstance(ode_examples, bool) or ode_examples < 1):
+        raise lk.ConfigError(f"ode_examples must be ≥ 1 (or None: all), got {ode_examples!r}")
+    ref = model.generative.core._ref
+    is_discrete = likelihood_is_discrete(model) if discrete is None else bool(discrete)
+    D = model.data_dims
+    scale = D * math.log(2.0)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            disc, cont = [], []
+            for i in range(0, data.shape[0], batch_size):
+                x = data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype)
+                disc.append(lk.elbo(model, x).total.double().cpu())
+                reps = x.repeat_interleave(t_draws, dim=0)
+                t = _stratified(x.shape[0], t_draws, like=x)
+                total = model.continuous_elbo(reps, t=t).total.reshape(-1, t_draws).mean(-1)
+                cont.append(total.double().cpu())
+            m = data.shape[0] if ode_examples is None else min(ode_examples, data.shape[0])
+            gen = torch.Generator(device=ref.device).manual_seed(seed)
+            ode, direct = [], []
+            for i in range(0, m, batch_size):
+                x = data[i : min(i + batch_size, m)].to(device=ref.device, dtype=ref.dtype)
+                ode.append(ode_decoder_bound(model, x, generator=gen, **ode_options).double().cpu())
+                r = ode_log_prob(model, x, dequantize=is_discrete, generator=gen, **ode_options)
+                direct.append((r.log_prob_bound if is_discrete else r.log_density).double().cpu())
+                divergence = r.divergence
+        breakdown = per_t_breakdown(model, data, num_t=num_t, seed=seed)
+    finally:
+        model.train(was_training)
+
+    def figure(values: list[Tensor], what: str, bound: str) -> dict[str, Any]:
+        nats = Estimate.of(-torch.cat(values))
+        values = -torch.cat(values)
+        out = {
+            "what": what,
+            "bound": bound,
+            "nll_nats": nats.to_json(),
+            "median_nll_nats": float(values.median()),
+            "bits_per_dim": None,
+        }
+        if is_discrete:
+            out["bits_per_dim"] = Estimate(nats.mean / scale, nats.stderr / scale).to_json()
+            out["median_bits_per_dim"] = float(values.median()) / scale
+        return out
+
+    return {
+        "discrete": {
+            **figure(disc, f"−ELBO_T, T = {model.generative.num_timesteps}", "upper bound"),
+            "num_timesteps": model.generative.num_timesteps,
+        },
+        "continuous": figure(cont, "−ELBO_∞ (T → ∞)", "upper bound"),
+        "ode": {
+            **figure(
+                ode,
+                "−E_q[log p_ODE(z_0) + log p(x|z_0) − log q(z_0|x)]: the ODE density on z_0 "
+                "with the decoder",
+                "upper bound in expectation",
+            ),
+            "num_examples": m,
+            "divergence": divergence,
+        },
+        "ode_direct": {
+            **figure(
+                direct,
+                "−log p_ODE(x), the ODE density at the data"
+                + (" with uniform dequantization" if is_discrete else ""),
+                "upper bound in expectation" if is_discrete else "exact up to solver tolerance",
+            ),
+            "num_examples": m,
+            "divergence": divergence,
+        },
+        "per_t": breakdown,
+        "discrete_data": is_discrete,
+        "seed": seed,
+    }

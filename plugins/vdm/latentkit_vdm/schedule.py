@@ -1,0 +1,90 @@
+"""Noise schedules of the continuous-time model: γ(t) = −log SNR(t), t ∈ [0, 1], and γ'(t).
+
+Each schedule is an ``nn.Module`` whose ``forward(t)`` returns ``(γ(t), γ'(t))`` elementwise,
+increasing from γ(0) = γ_min (almost no noise) to γ(1) = γ_max (almost pure noise). The
+signal and noise scales follow from γ alone (``latentkit.diffusion``): ᾱ_t² = sigmoid(−γ_t),
+β̄_t² = sigmoid(γ_t). Notation and the conversion to VDM's α_t, σ_t: ``docs/continuous.md``.
+
+* ``linear``: γ(t) = γ_min + (γ_max − γ_min) t (VDM's fixed schedule).
+* ``cosine``: improved DDPM's cosine ᾱ, as a log-SNR pinned to the same ends
+  (:func:`latentkit.diffusion.cosine_log_snr`).
+* ``learned``: VDM's monotone network (Kingma et al. 2021, appendix H.1),
+  γ̃(t) = l₁(t) + l₃(φ(l₂(l₁(t)))) with positive weights, rescaled so that
+  γ(t) = γ_min + (γ_max − γ_min)(γ̃(t) − γ̃(0))/(γ̃(1) − γ̃(0)); γ_min and γ_max are
+  learned (γ_max − γ_min > 0 through a softplus).
+  γ'(t) is carried forward through the layers exactly (no finite differences).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from latentkit.diffusion import cosine_log_snr
+
+__all__ = ["CosineLogSNR", "LearnedLogSNR", "LinearLogSNR", "make_log_snr"]
+
+
+class LinearLogSNR(nn.Module):
+    """γ(t) = γ_min + (γ_max − γ_min) t, γ'(t) = γ_max − γ_min."""
+
+    def __init__(self, gamma_min: float, gamma_max: float):
+        super().__init__()
+        self.gamma_min, self.gamma_max = float(gamma_min), float(gamma_max)
+
+    def forward(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        span = self.gamma_max - self.gamma_min
+        return self.gamma_min + span * t, torch.full_like(t, span)
+
+
+class CosineLogSNR(nn.Module):
+    """The cosine schedule's γ(t) = 2 log tan φ(t), φ linear in t between the pinned ends."""
+
+    def __init__(self, gamma_min: float, gamma_max: float):
+        super().__init__()
+        self.gamma_min, self.gamma_max = float(gamma_min), float(gamma_max)
+
+    def forward(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        return cosine_log_snr(t, self.gamma_min, self.gamma_max)
+
+
+class LearnedLogSNR(nn.Module):
+    """VDM's monotone γ network; starts as (almost) the linear schedule between the given ends."""
+
+    def __init__(self, gamma_min: float, gamma_max: float, hidden: int = 64):
+        super().__init__()
+        self.gamma_min = nn.Parameter(torch.tensor(float(gamma_min)))
+        # γ_max − γ_min = softplus(raw span) > 0: the schedule stays increasing while it learns.
+        span = torch.tensor(float(gamma_max) - float(gamma_min))
+        self.raw_span = nn.Parameter(span + torch.log(-torch.expm1(-span)))
+        # Raw weights; softplus keeps them positive, which makes γ̃ increasing in t.
+        self.w1 = nn.Parameter(torch.tensor(1.0))
+        self.b1 = nn.Parameter(torch.tensor(0.0))
+        self.w2 = nn.Parameter(torch.randn(hidden) * 0.1)
+        self.b2 = nn.Parameter(torch.zeros(hidden))
+        self.w3 = nn.Parameter(torch.randn(hidden) * 0.1 - 3.0)
+
+    def _tilde(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """γ̃(t) and dγ̃/dt, forward-mode through the three monotone layers."""
+        w1, w2, w3 = F.softplus(self.w1), F.softplus(self.w2), F.softplus(self.w3)
+        h1 = w1 * t + self.b1
+        h2 = h1.unsqueeze(-1) * w2 + self.b2
+        s = torch.sigmoid(h2)
+        ds = s * (1 - s) * w2 * w1
+        h3 = (s * w3).sum(-1) / w3.numel()
+        dh3 = (ds * w3).sum(-1) / w3.numel()
+        return h1 + h3, w1 + dh3
+
+    def forward(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        g, dg = self._tilde(t)
+        ends, _ = self._tilde(torch.stack([t.new_zeros(()), t.new_ones(())]))
+        scale = F.softplus(self.raw_span) / (ends[1] - ends[0])
+        return self.gamma_min + scale * (g - ends[0]), scale * dg
+
+
+def make_log_snr(kind: str, gamma_min: float, gamma_max: float) -> nn.Module:
+    """The schedule module named ``kind`` (``linear``, ``cosine`` or ``learned``)."""
+    return {"linear": LinearLogSNR, "cosine": CosineLogSNR, "learned": LearnedLogSNR}[kind](
+        gamma_min, gamma_max
+    )
