@@ -483,3 +483,23 @@ def test_malformed_metrics_lines_are_dropped_on_resume(base, tmp_path):
     assert code == 0, err
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)
+
+
+@pytest.mark.parametrize("bound", ["elbo", "iwae"])
+def test_the_bounds_refuse_data_outside_the_likelihoods_support(bound):
+    """A Bernoulli model's elbo/iwae at x = 5 is no log-probability: refused by name (once the
+    family is known, no extra network call: it is kept per generative chain)."""
+    model = lk.load_model("vae", data_shape=(4,), latent_dim=2, hidden=(8,), likelihood="bernoulli")
+
+    def call(d: torch.Tensor, **kw) -> torch.Tensor:
+        if bound == "elbo":
+            return lk.elbo(model, d, **kw).total
+        return lk.iwae(model, d, 3, **kw)
+
+    x = torch.ones(3, 4)
+    x[1, 2] = 5.0
+    with pytest.raises(lk.errors.SupportError, match=r"the first, 5, at index \(1, 2\)"):
+        call(x)
+    assert call(torch.ones(3, 4)).shape == (3,)
+    x[1, 2] = 0.5  # validate=False is the caller's promise: no check, a number comes back
+    assert call(x, validate=False).shape == (3,)

@@ -18,7 +18,7 @@ from latentkit.chains import LatentModel
 from latentkit.errors import InputError
 from latentkit.estimators import Draw, Estimator, monte_carlo_estimator, resolve_estimator
 from latentkit.estimators import _check as check_term
-from latentkit.validation import check_data, check_positive_int
+from latentkit.validation import check_data, check_likelihood_support, check_positive_int
 
 __all__ = ["ElboResult", "bits_per_dim", "elbo", "iwae"]
 
@@ -71,13 +71,14 @@ def elbo(
         beta: weight of the KL terms; 1 gives the ELBO, β > 1 a looser bound (β-VAE).
         num_samples: draws of z per example; terms are averaged over them.
         estimator: ``auto`` or a name from :data:`latentkit.estimators.ESTIMATORS`.
-        validate: check ``x`` (shape, dtype, device, finiteness) first.
+        validate: check ``x`` (shape, dtype, device, finiteness, inside p(x|z_1)'s support) first.
         **estimator_options: passed to the estimator (e.g. ``pairs_per_call``).
     """
     if not isinstance(model, LatentModel):
         raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
     if validate:
         check_data(model, x)
+        check_likelihood_support(model, x, name="x")
     check_positive_int(num_samples, "num_samples")
     beta = _check_beta(beta)
     est = resolve_estimator(model, estimator, **estimator_options)
@@ -232,7 +233,7 @@ def iwae(
         model: a :class:`~latentkit.LatentModel`.
         x: ``[batch, *model.data_shape]``, same dtype and device as the model.
         k: importance samples per example.
-        validate: check ``x`` (shape, dtype, device, finiteness) first.
+        validate: check ``x`` (shape, dtype, device, finiteness, inside p(x|z_1)'s support) first.
         chunk: ``None`` draws all ``batch · k`` samples in one network call. An int ≥ 1 is
             the most (example × sample) rows per network call, whatever ``k`` and
             ``batch``: examples are split into groups of at most ``chunk`` and each
@@ -248,6 +249,7 @@ def iwae(
         raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
     if validate:
         check_data(model, x)
+        check_likelihood_support(model, x, name="x")
     check_positive_int(k, "k")
     if chunk is not None:
         check_positive_int(chunk, "chunk")

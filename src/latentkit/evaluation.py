@@ -29,13 +29,17 @@ import torch
 from rich.table import Table
 from rich.text import Text
 from torch import Tensor
-from torch.distributions import Bernoulli, Distribution, Independent, constraints
 
 from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
-from latentkit.distributions import DiscretizedNormal
-from latentkit.errors import NonFiniteError, SupportError
-from latentkit.validation import check_data, check_positive_int
+from latentkit.errors import NonFiniteError
+from latentkit.validation import (
+    check_data,
+    check_likelihood_support,
+    check_positive_int,
+    likelihood_family,
+    likelihood_is_discrete,
+)
 
 __all__ = [
     "Estimate",
@@ -155,48 +159,6 @@ def default_iwae_k(model: LatentModel) -> int:
     return 100 if model.num_layers <= LONG_CHAIN else 0
 
 
-def likelihood_family(model: LatentModel) -> Distribution:
-    """The base distribution of p(x | z_1) (``Independent`` unwrapped), at z_1 = 0.
-
-    Only its type matters to callers, so any z_1 does: zeros avoid sampling the chain
-    (a DDPM's ancestral sampling would cost T network calls).
-    """
-    ref = model.reference()
-    dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
-    z1 = torch.zeros(1, *model.generative.latent_shapes[0], dtype=dtype, device=ref.device)
-    with torch.no_grad():
-        d: Distribution = model.generative.likelihood(z1)
-    while isinstance(d, Independent):
-        d = d.base_dist
-    return d
-
-
-def likelihood_is_discrete(model: LatentModel) -> bool:
-    """Whether p(x | z_1) is a probability mass function (Bernoulli, discretized Normal, …)."""
-    d = likelihood_family(model)
-    return isinstance(d, (Bernoulli, DiscretizedNormal)) or bool(
-        getattr(d.support, "is_discrete", False)
-    )
-
-
-def _support_words(d: Distribution) -> tuple[str, str]:
-    """(the support in words, what to do about data outside it) for p(x | z_1)'s family."""
-    support = d.support
-    if isinstance(d, Bernoulli):
-        return "binary values {0, 1}", (
-            "binarize the data (data variant 'binarized' or 'threshold', or "
-            "latentkit.data.binarize), or use a likelihood for continuous values "
-            "(likelihood='gaussian')"
-        )
-    if isinstance(d, DiscretizedNormal):
-        return "[-1, 1] (8-bit levels k as 2k/255 - 1)", (
-            "map 8-bit data with latentkit.data.to_symmetric (data variant '8bit')"
-        )
-    if isinstance(support, constraints.interval):
-        return f"[{support.lower_bound:g}, {support.upper_bound:g}]", "rescale the data"
-    return repr(support), "transform the data into it"
-
-
 def check_finite_rows(data: Tensor) -> None:
     """Every example to be evaluated is finite (a NaN in any row, not only the first)."""
     if not data.is_floating_point():
@@ -209,34 +171,6 @@ def check_finite_rows(data: Tensor) -> None:
             f"data: {rows} of {data.shape[0]} examples hold NaN or inf values (the first, "
             f"example {first})"
         )
-
-
-def check_likelihood_support(model: LatentModel, data: Tensor, *, name: str = "data") -> None:
-    """Refuse ``data`` that p(x | z_1) gives no probability: values outside its support.
-
-    A Bernoulli likelihood evaluated at x = 0.3 returns a number (the cross-entropy), but it
-    is no log-probability, so bounds, NLLs and bits/dim computed from it mean nothing; this
-    check turns that silent error into a :class:`~latentkit.errors.SupportError` that counts
-    the values outside the support and shows the first. The check runs on ``data``'s own
-    device, once per call (the trainer's and ``evaluate``'s entry points), never per step.
-    A support that depends on the decoder's output (``constraints.dependent``) is not checked.
-    """
-    d = likelihood_family(model)
-    try:
-        inside = d.support.check(data)
-    except (NotImplementedError, ValueError, RuntimeError):  # a support we cannot test alone
-        return
-    if bool(inside.all()):
-        return
-    outside = ~inside
-    count = int(outside.sum())
-    first = tuple(int(i) for i in outside.nonzero()[0])
-    where, fix = _support_words(d)
-    raise SupportError(
-        f"{name}: the model's likelihood p(x|z_1) is {type(d).__name__}, defined on {where}, "
-        f"but {count} of {data.numel()} values lie outside it (the first, "
-        f"{float(data[first]):g}, at index {first}); {fix}"
-    )
 
 
 @contextmanager

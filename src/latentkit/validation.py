@@ -7,14 +7,30 @@ them. The finiteness check reads one boolean back from the device; pass
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.distributions import Bernoulli, Distribution, Independent, constraints
 
-from latentkit.errors import DeviceError, DTypeError, InputError, NonFiniteError, ShapeError
+from latentkit.distributions import DiscretizedNormal
+from latentkit.errors import (
+    DeviceError,
+    DTypeError,
+    InputError,
+    NonFiniteError,
+    ShapeError,
+    SupportError,
+)
 
-__all__ = ["check_data", "check_positive_int"]
+__all__ = [
+    "check_data",
+    "check_likelihood_support",
+    "check_positive_int",
+    "likelihood_family",
+    "likelihood_is_discrete",
+]
 
 
 def _describe(x: Tensor) -> str:
@@ -80,3 +96,95 @@ def check_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(f"{name} must be an int ≥ 1, got {value!r}")
     return value
+
+
+def likelihood_family(model: Any) -> Distribution:
+    """The base distribution of p(x | z_1) (``Independent`` unwrapped), at z_1 = 0.
+
+    Only its type and support matter to callers, so any z_1 does: zeros avoid sampling the
+    chain (a DDPM's ancestral sampling would cost T network calls). A one-layer chain whose
+    z_1 is not a float (a mixture's component index) is asked at a draw of its prior.
+    """
+    ref = model.reference()
+    dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
+    z1 = torch.zeros(1, *model.generative.latent_shapes[0], dtype=dtype, device=ref.device)
+    with torch.no_grad():
+        try:
+            d: Distribution = model.generative.likelihood(z1)
+        except (IndexError, RuntimeError, TypeError, ValueError):
+            if model.generative.num_layers != 1:
+                raise
+            d = model.generative.likelihood(model.generative.prior(1).sample())
+    while isinstance(d, Independent):
+        d = d.base_dist
+    return d
+
+
+_FAMILIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _support_family(model: Any) -> Distribution:
+    """:func:`likelihood_family`, built once per generative chain and kept while it lives:
+    the family of p(x | z_1) does not change as its weights train, so ``elbo``/``iwae``
+    check the support at no extra network call after the first."""
+    generative = model.generative
+    found = _FAMILIES.get(generative)
+    ref = model.reference()
+    if found is None or found[0] != (ref.device, ref.dtype):
+        found = ((ref.device, ref.dtype), likelihood_family(model))
+        _FAMILIES[generative] = found
+    return found[1]
+
+
+def likelihood_is_discrete(model: Any) -> bool:
+    """Whether p(x | z_1) is a probability mass function (Bernoulli, discretized Normal, …)."""
+    d = likelihood_family(model)
+    return isinstance(d, (Bernoulli, DiscretizedNormal)) or bool(
+        getattr(d.support, "is_discrete", False)
+    )
+
+
+def _support_words(d: Distribution) -> tuple[str, str]:
+    """(the support in words, what to do about data outside it) for p(x | z_1)'s family."""
+    support = d.support
+    if isinstance(d, Bernoulli):
+        return "binary values {0, 1}", (
+            "binarize the data (data variant 'binarized' or 'threshold', or "
+            "latentkit.data.binarize), or use a likelihood for continuous values "
+            "(likelihood='gaussian')"
+        )
+    if isinstance(d, DiscretizedNormal):
+        return "[-1, 1] (8-bit levels k as 2k/255 - 1)", (
+            "map 8-bit data with latentkit.data.to_symmetric (data variant '8bit')"
+        )
+    if isinstance(support, constraints.interval):
+        return f"[{support.lower_bound:g}, {support.upper_bound:g}]", "rescale the data"
+    return repr(support), "transform the data into it"
+
+
+def check_likelihood_support(model: Any, data: Tensor, *, name: str = "data") -> None:
+    """Refuse ``data`` that p(x | z_1) gives no probability: values outside its support.
+
+    A Bernoulli likelihood evaluated at x = 0.3 returns a number (the cross-entropy), but it
+    is no log-probability, so bounds, NLLs and bits/dim computed from it mean nothing; this
+    check turns that silent error into a :class:`~latentkit.errors.SupportError` that counts
+    the values outside the support and shows the first. The check runs on ``data``'s own
+    device, once per call (the trainer's and ``evaluate``'s entry points), never per step.
+    A support that depends on the decoder's output (``constraints.dependent``) is not checked.
+    """
+    d = _support_family(model)
+    try:
+        inside = d.support.check(data)
+    except (NotImplementedError, ValueError, RuntimeError):  # a support we cannot test alone
+        return
+    if bool(inside.all()):
+        return
+    outside = ~inside
+    count = int(outside.sum())
+    first = tuple(int(i) for i in outside.nonzero()[0])
+    where, fix = _support_words(d)
+    raise SupportError(
+        f"{name}: the model's likelihood p(x|z_1) is {type(d).__name__}, defined on {where}, "
+        f"but {count} of {data.numel()} values lie outside it (the first, "
+        f"{float(data[first]):g}, at index {first}); {fix}"
+    )
