@@ -177,11 +177,22 @@ def test_cli_trains_and_evaluates(tmp_path):
     )  # fmt: skip
     assert code == 0, out + err
     code, out, err = run_cli(
-        ["evaluate", str(run), "--eval-limit", "32", "--iwae-k", "0", "--diagnose", "0"],
+        ["evaluate", str(run), "--eval-limit", "8", "--iwae-k", "0", "--diagnose", "0",
+         "--json", str(tmp_path / "e.json")],
         timeout=300,
+    )  # fmt: skip
+    assert code == 0, out + err
+    assert "ELBO" in out and "−ELBO_∞ (T → ∞)" in out and "ODE density" in out
+    figures = json.loads((tmp_path / "e.json").read_text())["likelihood_figures"]
+    assert set(figures) >= {"discrete", "continuous", "ode", "ode_direct", "per_t"}
+    assert figures["discrete"]["num_timesteps"] == 8
+    code, out, err = run_cli(
+        ["report", str(run), "--iwae-k", "0", "--diagnose", "0", "--eval-limit", "8"], timeout=300
     )
     assert code == 0, out + err
-    assert "ELBO" in out
+    report = json.loads((run / "report.json").read_text())
+    assert report["likelihood_figures"]["continuous"]["nll_nats"]["mean"] > 0
+    assert (run / "per_t.png").stat().st_size > 0 and report["files"]["per_t"].endswith("per_t.png")
 
 
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)

@@ -23,7 +23,14 @@ from latentkit.diagnostics import diagnostics_plot, diagnostics_table, training_
 from latentkit.errors import LatentkitError
 from latentkit.evaluation import check_finite_rows
 
-__all__ = ["DIAGNOSE_EXAMPLES", "EVAL_PAIRS", "MAX_METRICS_BYTES", "write_report"]
+__all__ = [
+    "DIAGNOSE_EXAMPLES",
+    "EVAL_PAIRS",
+    "MAX_METRICS_BYTES",
+    "likelihood_figures",
+    "likelihood_figures_table",
+    "write_report",
+]
 
 DIAGNOSE_EXAMPLES = 1000
 """Examples the diagnostics (mutual information, aggregate KL, active units) use by default:
@@ -140,10 +147,23 @@ def write_report(
     files = _model_plots(run_dir, model, dataset, report, name=name, step=step, seed=seed)
     diag = _diagnose(model, dataset.test, options, seed=seed, err=err)
     files.update(_diagnostics_plots(run_dir, diag, name=name, data_name=dataset.name))
+    discrete = dataset.kind in ("binary", "symmetric8")
+    figures = likelihood_figures(model, dataset.test, options, discrete=discrete, seed=seed)
+    if figures is not None and callable(getattr(model, "per_t_plot", None)):
+        files["per_t"] = str(
+            model.per_t_plot(
+                figures["per_t"],
+                writable_path(run_dir / "per_t.png"),
+                title=f"{name}: the diffusion term per t on {dataset.name} test",
+            )
+        )
     evaluated = checkpoint or latest_checkpoint(run_dir)
     payload = _payload(info, dataset, report, diag, files, evaluated, name=name)
+    payload["likelihood_figures"] = figures
     atomic_write_json(run_dir / "report.json", payload)
     out.print(report_table(report, title=f"{name} at step {step} on {dataset.name} test"))
+    if figures is not None:
+        out.print(likelihood_figures_table(figures, title="the model's likelihood figures"))
     if diag is not None:
         out.print(diagnostics_table(diag, title=f"diagnostics ({dataset.name} test)"))
     out.print(
@@ -153,6 +173,45 @@ def write_report(
         markup=False,
     )
     return payload
+
+
+def likelihood_figures(
+    model: Any, data: torch.Tensor, options: dict[str, Any], *, discrete: bool, seed: int
+) -> dict[str, Any] | None:
+    """A model's own likelihood figures beyond the ELBO and IWAE, when it offers them as
+    ``model.likelihood_figures(data, discrete=, seed=)`` (a continuous-time diffusion: the
+    continuous bound and the probability-flow ODE likelihood, with the per-t breakdown), on
+    the examples the evaluation budget covers; ``None`` for other models."""
+    compute = getattr(model, "likelihood_figures", None)
+    if not callable(compute):
+        return None
+    n = _eval_budget(model, data.shape[0], options)
+    return compute(data[:n], discrete=discrete, seed=seed)
+
+
+FIGURE_ROWS = ("discrete", "continuous", "ode", "ode_direct")
+
+
+def likelihood_figures_table(figures: dict[str, Any], *, title: str) -> Any:
+    """The figures of :func:`likelihood_figures` as a table: what each is, in nats and
+    bits/dim (± the standard error over examples), and in what sense it bounds −log p."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("figure", "−log p (nats)", "bits/dim", "is"):
+        table.add_column(col, overflow="fold")
+    for key in FIGURE_ROWS:
+        f = figures.get(key)
+        if not f:
+            continue
+        nats, bpd = f["nll_nats"], f.get("bits_per_dim")
+        table.add_row(
+            f["what"],
+            f"{nats['mean']:.2f} ± {nats['stderr']:.2f}",
+            "" if not bpd else f"{bpd['mean']:.4f} ± {bpd['stderr']:.4f}",
+            f["bound"],
+        )
+    return table
 
 
 def _model_plots(

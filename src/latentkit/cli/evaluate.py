@@ -18,7 +18,12 @@ from latentkit.cli.common import _check_rows, _device
 from latentkit.cli.data import _load_recorded_data
 from latentkit.cli.runconfig import _merge_eval_flags
 from latentkit.diagnostics import diagnostics_table
-from latentkit.report import _diagnose, _run_evaluation
+from latentkit.report import (
+    _diagnose,
+    _run_evaluation,
+    likelihood_figures,
+    likelihood_figures_table,
+)
 from latentkit.trained import load_trained_model
 
 __all__ = ["cmd_evaluate"]
@@ -51,6 +56,8 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         batch_size=args.batch_size,
     )
     diag = _diagnose(model, data, options, seed=args.seed, err=err)
+    discrete = ds.kind in ("binary", "symmetric8")
+    figures = likelihood_figures(model, data, options, discrete=discrete, seed=args.seed)
     payload = {
         "model": info.get("model"),
         "step": info.get("step"),
@@ -59,6 +66,7 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         "split": args.split,
         **report.to_json(),
         "diagnostics": None if diag is None else diag.to_json(),
+        "likelihood_figures": figures,
     }
     if args.json_out == "-":
         print(json.dumps(payload, indent=2))
@@ -71,6 +79,8 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         )
         if diag is not None:
             out.print(diagnostics_table(diag, title=f"diagnostics ({ds.name} {args.split})"))
+        if figures is not None:
+            out.print(likelihood_figures_table(figures, title="the model's likelihood figures"))
         if args.json_out:
             written = atomic_write_json(args.json_out, payload)  # through a link, to its target
             err.print(f"wrote {written}", markup=False)

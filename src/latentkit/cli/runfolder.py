@@ -36,6 +36,7 @@ RUN_FILES = (
     "layer_kl.png",
     "diagnostics.png",
     "diagnostics_training.png",
+    "per_t.png",
     "tensorboard",
     "mlruns",
 )
