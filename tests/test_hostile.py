@@ -503,3 +503,15 @@ def test_the_bounds_refuse_data_outside_the_likelihoods_support(bound):
     assert call(torch.ones(3, 4)).shape == (3,)
     x[1, 2] = 0.5  # validate=False is the caller's promise: no check, a number comes back
     assert call(x, validate=False).shape == (3,)
+
+
+def test_the_support_probe_leaves_the_callers_random_stream_alone():
+    """The first elbo() of a model whose z_1 is an index probes p(x|z_1) at a prior draw: in a
+    forked stream, so two same-seed calls give the same draws, first call or not."""
+    model = lk.load_model("gmm")
+    x = lk.sample(model, 6)
+    torch.manual_seed(3)
+    first = lk.elbo(model, x).total
+    torch.manual_seed(3)
+    second = lk.elbo(model, x).total
+    assert torch.equal(first, second)

@@ -7,7 +7,6 @@ returns the documented exit codes.
 from __future__ import annotations
 
 import pathlib
-import re
 
 import attrs
 import pytest
@@ -22,7 +21,7 @@ from torch.distributions import Independent, Normal, kl_divergence, register_kl
 import latentkit as lk
 from latentkit.distributions import diag_normal
 from latentkit.networks import GaussianHead
-from latentkit.testing import CHECKS, run_checks
+from latentkit.testing import CHECKS, run_check, run_checks
 from latentkit.testing import strategies as lks
 from latentkit.testing.verify import verify_command
 
@@ -191,14 +190,15 @@ def test_a_kl_that_goes_negative_is_caught(broken_models):
     assert status["finite"] == status["batch-independence"] == "passed"
     kl_check = next(r for r in results if r.check.key == "kl-nonnegative")
     assert "closed-form KL term prior_matching is negative" in kl_check.detail
-    assert kl_check.counterexample.startswith("Falsifying example: ModelCase(name='negative-kl'")
-    # The shrunk case reproduces the failure from what it prints.
-    seed = int(re.search(r"seed=(\d+)", kl_check.counterexample).group(1))
-    config = eval(re.search(r"config=(\{.*?\})", kl_check.counterexample).group(1))
-    x = torch.tensor(eval(re.search(r" x=(\[.*?\]\]),", kl_check.counterexample).group(1)))
-    model = lk.testing.build_model("negative-kl", config, seed)
-    q = model.posterior(x.double())
-    assert bool((kl_divergence(q, model.generative.prior(x.shape[0])) < 0).any())
+    printed = kl_check.counterexample.removeprefix("Falsifying example: ")
+    assert printed.startswith("ModelCase(name='negative-kl'")
+    # The printed case is Python: pasted back, it rebuilds the case, which fails again.
+    case = eval(printed, {"ModelCase": lk.testing.ModelCase})
+    assert repr(case) == printed
+    q = case.model.posterior(case.x)
+    assert bool((kl_divergence(q, case.model.generative.prior(case.x.shape[0])) < 0).any())
+    with pytest.raises(lk.testing.CheckFailure, match="prior_matching is negative"):
+        kl_check.check.run(case)
 
 
 def test_batch_coupling_is_caught_and_nothing_else(broken_models):
@@ -240,6 +240,26 @@ def test_a_model_that_cannot_always_be_built_fails_samples_and_skips_the_rest():
     assert first.counterexample.startswith("Falsifying example: latentkit.testing.build_model(")
     assert {r.status for r in rest} == {"skipped"}
     assert all("no case could be drawn (see 'samples')" in r.detail for r in rest)
+
+
+def test_a_check_asks_for_the_cases_it_applies_to():
+    """``exact-log-p`` applies to the linear hvae configs only (a minority of those the
+    plugin declares): it rejects the others while drawing, so all its examples run it and
+    the result says how many cases were drawn for them; on configs it never applies to, it
+    stops asking after ``SEARCH_LIMIT`` cases and says it is not applicable, and why."""
+    from latentkit.testing.checks.runner import SEARCH_LIMIT
+
+    exact = next(c for c in CHECKS if c.key == "exact-log-p")
+    if "hvae" in lk.list_models():
+        result = run_check(exact, "hvae", max_examples=6)
+        assert result.status == "passed", result.detail
+        assert (result.examples, result.not_applicable) == (6, 0)
+        assert result.drawn > result.examples
+        assert f"6 of 6 examples ({result.drawn} drawn)" == result.coverage
+    mlp = st.just({"data_shape": (2,), "latent_dim": 1, "architecture": "mlp", "hidden": (3,)})
+    result = run_check(exact, "vae", configs=mlp, max_examples=SEARCH_LIMIT + 5)
+    assert result.status == "not applicable"
+    assert "linear" in result.detail or "Gaussian" in result.detail, result.detail
 
 
 def test_unknown_check_and_unknown_model_are_clear_errors():
@@ -353,7 +373,8 @@ def test_verify_passes_a_correct_model():
 def test_verify_fails_a_broken_model_with_a_counterexample(broken_models):
     code, out = run_verify("batch-coupled", max_examples=10)
     assert code == 1, out
-    assert "FAILED" in out and "shrunk counterexample" in out and "1 of 10 checks failed" in out
+    assert "FAILED" in out and "shrunk counterexample" in out
+    assert f"1 of {len(CHECKS)} checks failed" in out
     assert "Falsifying example: ModelCase(name='batch-coupled'" in out
 
 

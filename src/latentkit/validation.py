@@ -114,10 +114,15 @@ def likelihood_family(model: Any) -> Distribution:
         except (IndexError, RuntimeError, TypeError, ValueError):
             if model.generative.num_layers != 1:
                 raise
-            d = model.generative.likelihood(model.generative.prior(1).sample())
+            with torch.random.fork_rng(devices=_devices(ref)):  # the caller's draws stay put
+                d = model.generative.likelihood(model.generative.prior(1).sample())
     while isinstance(d, Independent):
         d = d.base_dist
     return d
+
+
+def _devices(ref: Tensor) -> list[int]:
+    return [ref.device.index or 0] if ref.device.type == "cuda" else []
 
 
 _FAMILIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -11,13 +11,17 @@ or in pytest, with latentkit's plugin (loaded automatically)::
         latentkit_check("mymodel")
 
 ``latentkit verify mymodel`` runs the same checks from the command line. Each check and
-what it proves: ``docs/checks.md``; the strategies: :mod:`latentkit.testing.strategies`.
+what it proves: ``docs/checks.md``; the strategies: :mod:`latentkit.testing.strategies`;
+the sequential z-test the statistical checks use, for your own properties:
+:func:`assert_in_expectation`; deliberately broken models the checks are tested on:
+:mod:`latentkit.testing.mutants`.
 """
 
 from latentkit.testing import strategies as strategies
 from latentkit.testing.checks import (
     CHECKS,
     REPLICATES,
+    STAGES,
     Z_CRITICAL,
     CaseError,
     Check,
@@ -25,6 +29,7 @@ from latentkit.testing.checks import (
     CheckResult,
     ModelCase,
     NotApplicable,
+    assert_in_expectation,
     build_model,
     check_model,
     format_report,
@@ -36,6 +41,7 @@ from latentkit.testing.checks import (
 __all__ = [
     "CHECKS",
     "REPLICATES",
+    "STAGES",
     "Z_CRITICAL",
     "CaseError",
     "Check",
@@ -43,6 +49,7 @@ __all__ = [
     "CheckResult",
     "ModelCase",
     "NotApplicable",
+    "assert_in_expectation",
     "build_model",
     "check_model",
     "format_report",

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from latentkit.errors import UnknownModelError
 from latentkit.registry import get_model_spec
-from latentkit.testing.checks import CHECKS, REPLICATES, Z_CRITICAL, CheckResult, run_checks
+from latentkit.testing.checks import CHECKS, STAGES, Z_CRITICAL, CheckResult, run_checks
 
 __all__ = ["verify_command"]
 
@@ -45,6 +45,8 @@ def _result_cell(result: CheckResult) -> Text:
         text.append(": " + re.split(r": |; ", result.detail)[0], "dim")
     elif result.not_applicable:
         text.append(f" ({result.not_applicable} not applicable)", "dim")
+    if result.drawn > result.examples:
+        text.append(f" ({result.drawn} cases drawn for these)", "dim")
     return text
 
 
@@ -79,7 +81,8 @@ def verify_command(
     console.print(
         f"Verifying [bold]{name}[/] ({spec.plugin}) on {device}: up to {max_examples} "
         f"examples per check; statistical checks: z-tests at {Z_CRITICAL} standard errors "
-        f"over {REPLICATES} replicates."
+        f"over {STAGES[0]} replicates, redrawn at {' and '.join(map(str, STAGES[1:]))} "
+        "before a failure is declared."
     )
     if spec.test_configs is None:
         console.print(
