@@ -19,7 +19,8 @@ Statistical checks: |estimate − closed form| ≤ 5 s.e. + a bias allowance of 
 the mixture estimator (derived in ``test_ppca_learned_posterior_closed_forms``), at fixed
 seeds (a 5-s.e. z-test has a false-alarm rate below 1e-6 per comparison).
 
-Mutants tried by hand in ``latentkit/diagnostics/`` (``walks.py``, ``information.py``) (each made the tests named fail;
+Mutants tried by hand in ``latentkit/diagnostics/`` (``walks.py``, ``information.py``)
+(each made the tests named fail;
 reverted):
 
 * ``aggregate_log_prob`` without ``− math.log(n)``: ``test_duplicated_data_has_no_information``,

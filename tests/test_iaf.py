@@ -219,6 +219,6 @@ def test_diagnostics_of_a_flow_posterior_use_the_mean_of_the_draws():
     torch.manual_seed(0)
     model = lk.load_model("iaf", data_shape=[6], latent_dim=2, hidden=[8], num_steps=2)
     with pytest.raises(NotImplementedError):
-        model.posterior.first(torch.randn(3, 6)).mean
+        _ = model.posterior.first(torch.randn(3, 6)).mean
     d = lk.diagnose(model, torch.randn(40, 6), seed=0)
     assert len(d.layers) == 1 and d.active_units is not None and d.activity is not None
