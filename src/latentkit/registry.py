@@ -83,6 +83,11 @@ class ModelSpec:
             ``discretized`` for 8-bit, ``gaussian`` otherwise) unless it is given; when the
             config has it, binarized data are loaded by default. ``None``: none. Default
             ``"likelihood"``. (The model ↔ command-line contract: docs/tutorial.md.)
+        checks: (keyword only, optional) a zero-argument callable returning the model's own
+            checks (``latentkit.testing.Check`` objects: identities only this family has),
+            which ``latentkit verify`` and ``latentkit.testing.run_checks`` run after the
+            generic ones, on the same drawn cases. Their keys must not clash with the
+            generic checks'.
     """
 
     name: str = attrs.field(validator=_valid_name)
@@ -104,6 +109,12 @@ class ModelSpec:
         default="likelihood",
         kw_only=True,
         validator=attrs.validators.optional(attrs.validators.instance_of(str)),
+    )
+
+    checks: Callable[[], Any] | None = attrs.field(
+        default=None,
+        kw_only=True,
+        validator=attrs.validators.optional(attrs.validators.is_callable()),
     )
 
     def data_fields(self) -> dict[str, str]:

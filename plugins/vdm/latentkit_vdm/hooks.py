@@ -23,5 +23,14 @@ def latentkit_models() -> list[lk.ModelSpec]:
             factory=build_vdm,
             description="continuous-time VP diffusion (VDM): ELBO_∞, score SDE, ODE likelihood",
             test_configs=vdm_configs,
+            checks=_checks,
         )
     ]
+
+
+def _checks():
+    """The family's own identities, run by ``latentkit verify vdm`` after the generic checks
+    (imported when asked for: they need Hypothesis and the testing kit)."""
+    from latentkit_vdm.checks import VDM_CHECKS
+
+    return VDM_CHECKS

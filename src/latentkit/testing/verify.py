@@ -20,6 +20,7 @@ from rich.text import Text
 from latentkit.errors import UnknownModelError
 from latentkit.registry import get_model_spec
 from latentkit.testing.checks import CHECKS, STAGES, Z_CRITICAL, CheckResult, run_checks
+from latentkit.testing.checks.runner import model_checks
 
 __all__ = ["verify_command"]
 
@@ -106,7 +107,8 @@ def verify_command(
             f"{elapsed:.1f}s",
         )
 
-    with _one_thread(), console.status(f"checking {name} ({len(CHECKS)} checks)…"):
+    count = len(CHECKS) + len(model_checks(name))
+    with _one_thread(), console.status(f"checking {name} ({count} checks)…"):
         results = run_checks(
             name, device=device, max_examples=max_examples, derandomize=True, on_result=add_row
         )

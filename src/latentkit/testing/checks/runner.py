@@ -270,10 +270,28 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc} (at {where})"
 
 
-def _select(checks: Iterable[str] | None) -> list[Check]:
+def model_checks(name: str) -> list[Check]:
+    """The model's own checks (``ModelSpec.checks``), checked: ``Check`` objects whose keys
+    differ from the generic checks' and from each other."""
+    declared = get_model_spec(name).checks
+    if declared is None:
+        return []
+    own = list(declared())
+    keys = [c.key for c in CHECKS]
+    for c in own:
+        if not isinstance(c, Check):
+            raise TypeError(f"model {name!r}: its checks must be latentkit.testing.Check: {c!r}")
+        if c.key in keys:
+            raise ValueError(f"model {name!r}: its check key {c.key!r} is taken")
+        keys.append(c.key)
+    return own
+
+
+def _select(checks: Iterable[str] | None, own: Sequence[Check] = ()) -> list[Check]:
+    every = [*CHECKS, *own]
     if checks is None:
-        return list(CHECKS)
-    by_key = {c.key: c for c in CHECKS}
+        return every
+    by_key = {c.key: c for c in every}
     unknown = sorted(set(checks) - set(by_key))
     if unknown:
         raise ValueError(f"unknown check(s) {unknown}; known checks: {list(by_key)}")
@@ -292,7 +310,8 @@ def run_checks(
     shrink: bool = True,
     on_result: Callable[[CheckResult], Any] | None = None,
 ) -> list[CheckResult]:
-    """Run the checks (all of :data:`CHECKS`, or those keyed in ``checks``) on model ``name``.
+    """Run the checks (all of :data:`CHECKS` and the model's own, ``ModelSpec.checks``, or
+    those keyed in ``checks``) on model ``name``.
 
     Raises ``UnknownModelError`` for an unregistered name and ``ValueError`` for an unknown
     check or a CUDA device on a machine without one. ``on_result`` is called as each check
@@ -303,7 +322,7 @@ def run_checks(
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but there is no CUDA device")
     results: list[CheckResult] = []
-    for check in _select(checks):
+    for check in _select(checks, model_checks(name)):
         broken = next((r for r in results if r.no_case), None)
         if broken is not None:
             reason = f"no case could be drawn (see {broken.check.key!r})"
