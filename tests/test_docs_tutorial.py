@@ -70,7 +70,8 @@ def test_tutorial_code_runs_in_order(tmp_path, monkeypatch, capsys):
 
 def test_a_package_from_the_tutorial_alone_is_listed_and_verified(tmp_path):
     """Only the tutorial's files and its entry point (as pip would install them): the model
-    appears in ``latentkit list`` under its distribution and ``latentkit verify`` passes."""
+    appears in ``latentkit list`` under its distribution, trains and evaluates from the
+    command line, and ``latentkit verify`` passes."""
     write_package(tmp_path)
     (toml,) = code_blocks("toml")
     dist = re.search(r'^name = "([^"]+)"', toml, re.M).group(1)
@@ -85,15 +86,27 @@ def test_a_package_from_the_tutorial_alone_is_listed_and_verified(tmp_path):
         """
         import torch
         torch.set_num_threads(1)
+        import numpy as np
         from latentkit.cli import main
         from latentkit.testing.verify import verify_command
         assert main(["list"]) == 0
+        # trained from the command line, as the tutorial's section 6 says
+        np.save("points.npy", np.random.default_rng(0).normal(size=(300, 3)).astype("float32"))
+        argv = ["train", "--model", "linchain", "--data", "file:points.npy", "--variant", "real",
+                "--set", "data_dim=3", "--steps", "20", "--no-progress", "--run-dir", "run"]
+        assert main(argv) == 0
+        assert main(["evaluate", "run", "--iwae-k", "10", "--diagnose", "0"]) == 0
         raise SystemExit(verify_command("linchain", max_examples=5))
         """
     )
     env = dict(os.environ, PYTHONPATH=str(tmp_path), COLUMNS="200")
     done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"linchain\s+│\s+latentkit-linchain", done.stdout), done.stdout
