@@ -48,6 +48,7 @@ __all__ = [
     "seeded",
     "seeds",
     "vae_configs",
+    "vae_family_configs",
 ]
 
 
@@ -236,4 +237,28 @@ def vae_configs(draw, max_data_dim: int = 6, max_latent_dim: int = 4) -> dict:
     }
     if likelihood != "bernoulli":
         cfg["likelihood_scale"] = draw(st.sampled_from(["learned", "predicted", "fixed"]))
+    return cfg
+
+
+@st.composite
+def vae_family_configs(draw, max_data_dim: int = 5, max_latent_dim: int = 3) -> dict:
+    """The ``vae`` config fields a VAE-based family shares, weighted for the checks: half
+    the draws linear with a Gaussian likelihood of learned or fixed scale (a linear-Gaussian
+    generative chain, so the exact-log-p check applies), half MLPs over every likelihood and
+    scale. A family adds its own fields (``vamp``'s pseudo-inputs, ``iaf``'s flow)."""
+    linear = draw(st.booleans())
+    if linear:
+        likelihood, scale = "gaussian", draw(st.sampled_from(["learned", "fixed"]))
+    else:
+        likelihood = draw(st.sampled_from(["gaussian", "bernoulli", "discretized"]))
+        scale = draw(st.sampled_from(["learned", "predicted", "fixed"]))
+    cfg = {
+        "data_shape": (draw(st.integers(1, max_data_dim)),),
+        "latent_dim": draw(st.integers(1, max_latent_dim)),
+        "architecture": "linear" if linear else "mlp",
+        "hidden": (draw(st.integers(2, 8)),),
+        "likelihood": likelihood,
+    }
+    if likelihood != "bernoulli":
+        cfg["likelihood_scale"] = scale
     return cfg
