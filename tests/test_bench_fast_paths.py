@@ -16,7 +16,7 @@ from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 import latentkit as lk
 from latentkit.bounds import _estimator_log_weights, log_weights
-from latentkit.distributions import diag_normal
+from latentkit.distributions import DiagNormal, diag_normal
 from latentkit.errors import EstimatorError
 from latentkit.estimators import ESTIMATORS, Estimator, monte_carlo_estimator, resolve_estimator
 from latentkit.likelihoods import BernoulliLikelihood
@@ -29,13 +29,15 @@ def _gen(seed: int) -> torch.Generator:
 
 
 def test_diag_normal_is_torchs_normal_without_the_checks():
-    """Same type, parameters, log_prob, draws (same seed) and KL as Normal(loc, scale);
-    a scale that only broadcasts still goes through Normal's own constructor."""
+    """An Independent(Normal) (its subclass DiagNormal, for the one-call KLs) with the same
+    parameters, log_prob, draws (same seed) and KL as Normal(loc, scale); a scale that only
+    broadcasts still goes through Normal's own constructor."""
     loc = torch.randn(5, 3, dtype=F64, generator=_gen(0))
     scale = torch.rand(5, 3, dtype=F64, generator=_gen(1)) + 0.1
     fast = diag_normal(loc, scale)
     ref = Independent(Normal(loc, scale), 1)
-    assert type(fast) is Independent and type(fast.base_dist) is Normal
+    assert type(fast) is DiagNormal and isinstance(fast, Independent)
+    assert type(fast.base_dist) is Normal
     assert fast.batch_shape == ref.batch_shape and fast.event_shape == ref.event_shape
     assert fast.reinterpreted_batch_ndims == 1
     assert not fast._validate_args and not fast.base_dist._validate_args

@@ -129,3 +129,27 @@ def test_unknown_model_lists_the_known_ones():
         lk.load_model("vea")
     msg = one_line(exc)
     assert "'vea'" in msg and "vae" in msg and "beta-vae" in msg
+
+
+@pytest.mark.parametrize("entry", ["elbo", "iwae"])
+@pytest.mark.parametrize(
+    ("x", "error", "words"),
+    [
+        (torch.tensor([[0.0, float("nan"), 1.0, 0.5]]), lk.NonFiniteError, ["1 NaN"]),
+        (torch.tensor([[0.0, float("-inf"), 1.0, 1.0]]), lk.NonFiniteError, ["1 inf"]),
+        (torch.tensor([[0.0, 1.0, 1.0, 0.5]]), lk.SupportError, ["1 of 4 values", "0.5"]),
+        (torch.eye(4).to_sparse(), lk.InputError, ["dense", "to_dense"]),
+    ],
+    ids=["nan-beside-a-bad-value", "inf", "half", "sparse"],
+)
+def test_bounded_support_names_non_finite_values_first(entry, x, error, words):
+    """A Bernoulli model checks finiteness and support in one pass; a batch that fails is
+    named by its worst fault: NaN/inf as non-finite (not as outside {0, 1}), then support."""
+    m = lk.load_model("vae", data_shape=(4,), latent_dim=2, likelihood="bernoulli")
+    fn = {"elbo": lambda v: lk.elbo(m, v), "iwae": lambda v: lk.iwae(m, v, 3)}[entry]
+    with pytest.raises(error) as exc:
+        fn(x)
+    msg = one_line(exc)
+    for w in words:
+        assert w in msg, msg
+    assert lk.elbo(m, torch.tensor([[0.0, 1.0, 1.0, 0.0]])).total.isfinite().all()

@@ -18,7 +18,7 @@ from latentkit.chains import LatentModel
 from latentkit.errors import InputError
 from latentkit.estimators import Draw, Estimator, monte_carlo_estimator, resolve_estimator
 from latentkit.estimators import _check as check_term
-from latentkit.validation import check_data, check_likelihood_support, check_positive_int
+from latentkit.validation import check_model_input, check_positive_int
 
 __all__ = ["ElboResult", "bits_per_dim", "elbo", "iwae"]
 
@@ -77,8 +77,7 @@ def elbo(
     if not isinstance(model, LatentModel):
         raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
     if validate:
-        check_data(model, x)
-        check_likelihood_support(model, x, name="x")
+        check_model_input(model, x, name="x")
     check_positive_int(num_samples, "num_samples")
     beta = _check_beta(beta)
     est = resolve_estimator(model, estimator, **estimator_options)
@@ -248,8 +247,7 @@ def iwae(
     if not isinstance(model, LatentModel):
         raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
     if validate:
-        check_data(model, x)
-        check_likelihood_support(model, x, name="x")
+        check_model_input(model, x, name="x")
     check_positive_int(k, "k")
     if chunk is not None:
         check_positive_int(chunk, "chunk")

@@ -149,11 +149,26 @@ class BernoulliLikelihood(Likelihood):
         super().__init__(data_shape)
 
     def forward(self, params: Tensor) -> Distribution:
-        return _BernoulliEvents(
-            Bernoulli(logits=split_params(params)[0], validate_args=False),
-            len(self.data_shape),
-            validate_args=False,
-        )
+        return self._events(split_params(params)[0])
+
+    def from_flat(self, out: Tensor) -> Distribution:
+        # One parameter and no weights: the logits are the output itself, reshaped (a no-op
+        # for flat data), without the module call and the k-axis squeeze of the general path.
+        if tuple(out.shape[1:]) != self.data_shape:
+            out = out.reshape(out.shape[0], *self.data_shape)
+        return self._events(out)
+
+    def _events(self, logits: Tensor) -> _BernoulliEvents:
+        # What Bernoulli(logits=...) and Independent(...) set, without broadcast_all (one
+        # tensor has nothing to broadcast against) and torch.Size arithmetic.
+        base = Bernoulli.__new__(Bernoulli)
+        base.logits = base._param = logits
+        Distribution.__init__(base, logits.shape, validate_args=False)
+        out = _BernoulliEvents.__new__(_BernoulliEvents)
+        out.base_dist, out.reinterpreted_batch_ndims = base, len(self.data_shape)
+        cut = logits.ndim - out.reinterpreted_batch_ndims
+        Distribution.__init__(out, logits.shape[:cut], logits.shape[cut:], validate_args=False)
+        return out
 
 
 class _BernoulliEvents(Independent):
@@ -167,7 +182,9 @@ class _BernoulliEvents(Independent):
         if base._validate_args or value.shape != base.logits.shape:
             return super().log_prob(value)
         bce = F.binary_cross_entropy_with_logits(base.logits, value, reduction="none")
-        return -bce.reshape(*bce.shape[: bce.ndim - self.reinterpreted_batch_ndims], -1).sum(-1)
+        if self.reinterpreted_batch_ndims != 1:
+            bce = bce.reshape(*bce.shape[: bce.ndim - self.reinterpreted_batch_ndims], -1)
+        return -bce.sum(-1)
 
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {

@@ -7,6 +7,7 @@ them. The finiteness check reads one boolean back from the device; pass
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any
 
@@ -27,6 +28,7 @@ from latentkit.errors import (
 __all__ = [
     "check_data",
     "check_likelihood_support",
+    "check_model_input",
     "check_positive_int",
     "likelihood_family",
     "likelihood_is_discrete",
@@ -40,12 +42,49 @@ def _describe(x: Tensor) -> str:
 def check_data(model: Any, x: Any, *, name: str = "x") -> Tensor:
     """Check that ``x`` is a batch the model accepts: ``[batch, *data_shape]``, float, same
     dtype and device as the model, at least one example, no NaN or inf."""
+    _check_batch(model, x, name, model.reference())
+    return _check_finite(x, name)
+
+
+def check_model_input(model: Any, x: Any, *, name: str = "x") -> Tensor:
+    """:func:`check_data` and :func:`check_likelihood_support` together, what ``elbo`` and
+    ``iwae`` run on their input: where p(x | z_1)'s support is bounded (Bernoulli, an
+    interval) a value inside it is finite, so one pass and one read-back decide both in
+    the common case; only a batch that fails is looked at again, finiteness first (a NaN is
+    named as a NaN, not as a value outside the support)."""
+    ref = model.reference()
+    _check_batch(model, x, name, ref)
+    d = _support_family(model, ref)
+    if _bounded(d.support):
+        inside = _inside(d, x)
+        if inside is not None and bool(inside.all()):
+            return x
+    _check_finite(x, name)
+    check_likelihood_support(model, x, name=name, family=d)
+    return x
+
+
+def _bounded(support: constraints.Constraint) -> bool:
+    """Whether every value this support admits is finite ({0, 1}, or a finite interval)."""
+    if isinstance(support, constraints._Boolean):
+        return True
+    if isinstance(support, constraints._Interval):
+        bounds = (support.lower_bound, support.upper_bound)
+        return all(isinstance(b, (int, float)) and math.isfinite(b) for b in bounds)
+    return False
+
+
+def _check_batch(model: Any, x: Any, name: str, ref: Tensor) -> None:
     data_shape = model.data_shape
     if not isinstance(x, Tensor):
         raise InputError(
             f"{name} must be a torch.Tensor of shape {_want(data_shape)}, got {type(x).__name__}"
         )
-    ref = model.reference()
+    if x.layout != torch.strided:
+        raise InputError(
+            f"{name} must be a dense (strided) tensor, got layout {x.layout}; "
+            f"use {name}.to_dense()"
+        )
     if not x.is_floating_point():
         hint = (
             " (8-bit images: use latentkit.data.to_unit_interval or to_symmetric first)"
@@ -71,6 +110,9 @@ def check_data(model: Any, x: Any, *, name: str = "x") -> Tensor:
             f"{name} has dtype {x.dtype} but the model's parameters are {ref.dtype}; "
             f"use x.to({ref.dtype}) or model.to({x.dtype})"
         )
+
+
+def _check_finite(x: Tensor, name: str) -> Tensor:
     # One pass and one read-back in the common case: a sum is finite only if every term is
     # (NaN and ±inf propagate); a non-finite sum, which finite values can also give by
     # overflowing, is looked at element by element.
@@ -128,13 +170,14 @@ def _devices(ref: Tensor) -> list[int]:
 _FAMILIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _support_family(model: Any) -> Distribution:
+def _support_family(model: Any, ref: Tensor | None = None) -> Distribution:
     """:func:`likelihood_family`, built once per generative chain and kept while it lives:
     the family of p(x | z_1) does not change as its weights train, so ``elbo``/``iwae``
-    check the support at no extra network call after the first."""
+    check the support at no extra network call after the first. ``ref``: the model's
+    :meth:`~latentkit.LatentModel.reference` if the caller has it."""
     generative = model.generative
     found = _FAMILIES.get(generative)
-    ref = model.reference()
+    ref = model.reference() if ref is None else ref
     if found is None or found[0] != (ref.device, ref.dtype):
         found = ((ref.device, ref.dtype), likelihood_family(model))
         _FAMILIES[generative] = found
@@ -167,7 +210,17 @@ def _support_words(d: Distribution) -> tuple[str, str]:
     return repr(support), "transform the data into it"
 
 
-def check_likelihood_support(model: Any, data: Tensor, *, name: str = "data") -> None:
+def _inside(d: Distribution, data: Tensor) -> Tensor | None:
+    """Which values of ``data`` lie in ``d``'s support, or None if it cannot say alone."""
+    try:
+        return d.support.check(data)
+    except (NotImplementedError, ValueError, RuntimeError):  # a support we cannot test alone
+        return None
+
+
+def check_likelihood_support(
+    model: Any, data: Tensor, *, name: str = "data", family: Distribution | None = None
+) -> None:
     """Refuse ``data`` that p(x | z_1) gives no probability: values outside its support.
 
     A Bernoulli likelihood evaluated at x = 0.3 returns a number (the cross-entropy), but it
@@ -177,12 +230,9 @@ def check_likelihood_support(model: Any, data: Tensor, *, name: str = "data") ->
     device, once per call (the trainer's and ``evaluate``'s entry points), never per step.
     A support that depends on the decoder's output (``constraints.dependent``) is not checked.
     """
-    d = _support_family(model)
-    try:
-        inside = d.support.check(data)
-    except (NotImplementedError, ValueError, RuntimeError):  # a support we cannot test alone
-        return
-    if bool(inside.all()):
+    d = _support_family(model) if family is None else family
+    inside = _inside(d, data)
+    if inside is None or bool(inside.all()):
         return
     outside = ~inside
     count = int(outside.sum())

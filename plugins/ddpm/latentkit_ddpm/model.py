@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
 import latentkit as lk
-from latentkit.distributions import DiscretizedNormal, diag_normal
+from latentkit.distributions import DiscretizedNormal, diag_normal, standard_normal
 from latentkit.errors import ConfigError
 from latentkit.estimators import layer_term
 from latentkit.likelihoods import split_params
@@ -316,11 +316,9 @@ class DDPMGenerative(lk.GenerativeChain):
 
     def prior(self, n: int) -> Independent:
         """p(x_T) = N(0, I)."""
-        ref = self.schedule.alpha
-        shape = (n, *self.data_shape)
         # Expanded scalars: no [n, *data_shape] tensors are allocated for constants.
-        return diag_normal(
-            ref.new_zeros(()).expand(shape), ref.new_ones(()).expand(shape), self.event_dims
+        return standard_normal(
+            n, self.data_shape, like=self.schedule.alpha, event_dims=self.event_dims
         )
 
     def transition(self, l: int | Tensor, z: Tensor) -> Distribution:

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.distributions import Independent
 
 import latentkit as lk
-from latentkit.distributions import diag_normal
+from latentkit.distributions import diag_normal, standard_normal
 from latentkit.networks import ACTIVATIONS, GaussianHead, mlp
 
 __all__ = [
@@ -173,7 +173,7 @@ class HVAEGenerative(lk.GenerativeChain):
         self.register_buffer("prior_scale", torch.ones(dims[-1]))
 
     def prior(self, n: int) -> Independent:
-        return diag_normal(self.prior_loc.expand(n, -1), self.prior_scale.expand(n, -1))
+        return standard_normal(n, (self.prior_loc.shape[0],), like=self.prior_loc)
 
     def transition(self, l: int, z: Tensor) -> Independent:
         return self.transitions[l - 2](z)

@@ -16,7 +16,7 @@ from einops import rearrange
 from torch import Tensor
 
 import latentkit as lk
-from latentkit.distributions import diag_normal
+from latentkit.distributions import standard_normal
 from latentkit.networks import ACTIVATIONS, GaussianHead, mlp
 
 
@@ -81,7 +81,7 @@ class VAEGenerative(lk.GenerativeChain):
         self.linear = cfg.architecture == "linear"
 
     def prior(self, n: int):
-        return diag_normal(self.prior_loc.expand(n, -1), self.prior_scale.expand(n, -1))
+        return standard_normal(n, (self.prior_loc.shape[0],), like=self.prior_loc)
 
     def likelihood(self, z1: Tensor):
         return self.lik.from_flat(self.decoder(z1))

@@ -48,7 +48,7 @@ from torch.distributions import Distribution, Independent
 
 import latentkit as lk
 from latentkit.diffusion import alpha_bar_sq, beta_bar_sq, step_variance_fraction
-from latentkit.distributions import DiscretizedNormal, diag_normal
+from latentkit.distributions import DiscretizedNormal, diag_normal, standard_normal
 from latentkit.networks import ACTIVATIONS
 from latentkit.oracles import LinearGaussianSpec
 from latentkit_vdm.networks import LinearEps, TimeScaledEps
@@ -254,8 +254,7 @@ class ContinuousDiffusion(nn.Module):
 
     def prior(self, n: int) -> Independent:
         """p(z_1) = N(0, I)."""
-        zeros = self._ref.new_zeros(n, *self.data_shape)
-        return diag_normal(zeros, torch.ones_like(zeros), self.event_dims)
+        return standard_normal(n, self.data_shape, like=self._ref, event_dims=self.event_dims)
 
     def prior_matching(self, x: Tensor) -> Tensor:
         """KL(q(z_1 | x) ‖ N(0, I)) = ½ Σ (ᾱ_1² x² + β̄_1² − 1 − log β̄_1²), ``[batch]``."""
