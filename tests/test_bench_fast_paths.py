@@ -86,6 +86,27 @@ def test_bernoulli_likelihood_log_prob_is_torchs():
     l = logits.clone().requires_grad_()
     (g,) = torch.autograd.grad(lik(l).log_prob(x).sum(), l)
     assert torch.allclose(g[:, 0], x - torch.sigmoid(logits[:, 0]), rtol=0, atol=1e-15)
+    # from_flat, the decoder's path (no module call, no k axis): the same distribution.
+    for shape, flat in (((6,), logits[:, 0]), ((2, 3), logits[:, 0])):
+        made = BernoulliLikelihood(shape).from_flat(flat)
+        want = Independent(Bernoulli(logits=flat.reshape(4, *shape)), len(shape))
+        assert (made.batch_shape, made.event_shape) == (want.batch_shape, want.event_shape)
+        v = x.reshape(4, *shape)
+        assert torch.equal(made.log_prob(v), want.log_prob(v))
+        assert torch.equal(made.mean, want.mean)
+
+
+def test_time_embedding_keeps_the_frequencies_it_would_compute():
+    """The DDPM's time embedding with its kept float64 frequencies gives the numbers the
+    embedding computed afresh gives, also after the module is cast to float64 and back."""
+    from latentkit_ddpm.networks import _TimeEmbedding, timestep_embedding
+
+    emb = _TimeEmbedding(16, 8, "silu")
+    t = torch.tensor([0, 1, 7, 999])
+    fresh = timestep_embedding(t, 16)
+    emb = emb.double().float()
+    assert emb._freqs.dtype == torch.float64
+    assert torch.equal(emb(t), emb.net(fresh.float()))
 
 
 @pytest.fixture

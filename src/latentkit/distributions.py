@@ -115,7 +115,10 @@ class DiscretizedNormal(Distribution):
     half_bin = 1.0 / 255.0
 
     def __init__(self, loc: Tensor, scale: Tensor, validate_args: bool | None = False):
-        self.loc, self.scale = torch.broadcast_tensors(loc, scale)
+        if isinstance(scale, Tensor) and loc.shape == scale.shape:  # nothing to broadcast
+            self.loc, self.scale = loc, scale
+        else:
+            self.loc, self.scale = torch.broadcast_tensors(loc, scale)
         super().__init__(self.loc.shape, validate_args=validate_args)
 
     @property

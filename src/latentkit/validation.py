@@ -82,8 +82,7 @@ def _check_batch(model: Any, x: Any, name: str, ref: Tensor) -> None:
         )
     if x.layout != torch.strided:
         raise InputError(
-            f"{name} must be a dense (strided) tensor, got layout {x.layout}; "
-            f"use {name}.to_dense()"
+            f"{name} must be a dense (strided) tensor, got layout {x.layout}; use {name}.to_dense()"
         )
     if not x.is_floating_point():
         hint = (

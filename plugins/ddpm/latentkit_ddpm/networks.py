@@ -22,12 +22,23 @@ from latentkit.networks import ACTIVATIONS, mlp
 __all__ = ["EpsMLP", "EpsUNet", "timestep_embedding"]
 
 
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
-    """Sinusoidal embedding of integer timesteps (as DDPM): ``[batch] -> [batch, dim]``."""
+def embedding_frequencies(dim: int, max_period: float = 10_000.0, device=None) -> Tensor:
+    """The ``dim // 2`` frequencies of :func:`timestep_embedding`, float64."""
     half = dim // 2
-    freqs = torch.exp(
-        -math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float64) / half
+    return torch.exp(
+        -math.log(max_period) * torch.arange(half, device=device, dtype=torch.float64) / half
     )
+
+
+def timestep_embedding(
+    t: Tensor, dim: int, max_period: float = 10_000.0, *, freqs: Tensor | None = None
+) -> Tensor:
+    """Sinusoidal embedding of integer timesteps (as DDPM): ``[batch] -> [batch, dim]``.
+
+    ``freqs``: :func:`embedding_frequencies` of ``dim`` and ``max_period`` on ``t``'s
+    device, if the caller keeps them (then they are not computed on every call)."""
+    if freqs is None:
+        freqs = embedding_frequencies(dim, max_period, t.device)
     angles = t.to(torch.float64)[:, None] * freqs[None]
     emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
     if dim % 2:
@@ -42,10 +53,15 @@ class _TimeEmbedding(nn.Module):
         super().__init__()
         self.dim = dim
         self.net = mlp([dim, out_dim, out_dim], activation)
+        # A plain attribute, not a buffer: float64 whatever dtype the module is cast to.
+        self._freqs = embedding_frequencies(dim)
 
     def forward(self, t: Tensor) -> Tensor:
         first = self.net[0].weight
-        return self.net(timestep_embedding(t, self.dim).to(first.dtype))
+        if self._freqs.device != t.device:
+            self._freqs = self._freqs.to(t.device)
+        emb = timestep_embedding(t, self.dim, freqs=self._freqs)
+        return self.net(emb.to(first.dtype))
 
 
 class EpsMLP(nn.Module):
