@@ -214,7 +214,7 @@ class DDPMPosterior(lk.PosteriorChain):
         super().__init__()
         self.schedule = schedule
         self.event_dims = event_dims
-        m = schedule._master
+        m = schedule.exact
         self.marginal_rows = ScheduleRows({"alpha_bar": m["alpha_bar"], "beta_bar": m["beta_bar"]})
         self.down_rows = ScheduleRows(
             {
@@ -259,7 +259,7 @@ class DDPMGenerative(lk.GenerativeChain):
     def __init__(self, cfg: DDPMConfig, schedule: DiffusionSchedule):
         super().__init__(cfg.data_shape, [cfg.data_shape] * cfg.num_timesteps)
         self.schedule = schedule
-        m = schedule._master
+        m = schedule.exact
         # β_t²/β̄_t (row 0, the data, has β̄_0 = 0 and is never used: 0 there, not 0/0).
         eps_coef = m["beta"] ** 2 / torch.where(m["beta_bar"] > 0, m["beta_bar"], 1.0)
         self.reverse_rows = ScheduleRows(

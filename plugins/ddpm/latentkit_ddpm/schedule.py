@@ -12,6 +12,9 @@ our ᾱ_t². Every table is indexed by t = 0..T; row 0 is the data (α_0 = ᾱ_0
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import torch
 from torch import Tensor, nn
 
@@ -127,6 +130,12 @@ class DiffusionSchedule(nn.Module):
         self._master["posterior_coef_xt"][0] = 0.0
         for name, value in self._master.items():
             self.register_buffer(name, value.to(torch.get_default_dtype()), persistent=False)
+
+    @property
+    def exact(self) -> Mapping[str, Tensor]:
+        """Every table in float64 as computed, by name (read-only): the buffers of the same
+        names are casts of these, re-derived from them on every ``.to()``."""
+        return MappingProxyType(self._master)
 
     @property
     def num_timesteps(self) -> int:

@@ -31,7 +31,6 @@ import attrs
 import torch
 import torch.nn.functional as F
 from attrs import validators as v
-from einops import rearrange
 from torch import Tensor, nn
 from torch.distributions import Independent
 
@@ -120,7 +119,7 @@ class HVAEConfig:
 
 
 def _flat(x: Tensor) -> Tensor:
-    return rearrange(x, "b ... -> b (...)")
+    return x.flatten(1)  # "b ... -> b (...)": no pattern parsed per call
 
 
 class LinearGaussianTransition(nn.Module):

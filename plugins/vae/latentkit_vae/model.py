@@ -12,7 +12,6 @@ import math
 import attrs
 import torch
 from attrs import validators as v
-from einops import rearrange
 from torch import Tensor
 
 import latentkit as lk
@@ -114,7 +113,7 @@ class GaussianEncoder(lk.SingleLayerPosterior):
         self.head = GaussianHead(cfg.min_scale)
 
     def forward(self, x: Tensor):
-        return self.head(self.net(rearrange(x, "b ... -> b (...)")))
+        return self.head(self.net(x.flatten(1)))  # "b ... -> b (...)"
 
 
 def build_vae(cfg: VAEConfig, *, beta: float = 1.0) -> lk.LatentModel:
