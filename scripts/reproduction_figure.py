@@ -1,10 +1,11 @@
 """Draw docs/img/reproduction_curves.png: each recipe run's validation ELBO against wall time.
 
-    python scripts/reproduction_figure.py RUN_DIR [RUN_DIR ...] [--out docs/img/reproduction_curves.png]
+    python scripts/reproduction_figure.py RUN_DIR[=RECIPE] ... [--out docs/img/reproduction_curves.png]
 
 Reads each run's ``metrics.jsonl`` (the ``validation`` lines and the ``train`` lines' clock)
 and its ``config.json`` (for the label); the horizontal lines mark the published test NLLs
-of the recipes (their ``[recipe]`` tables).
+of the recipes (their ``[recipe]`` tables): ``RUN_DIR=RECIPE`` names the recipe a run
+folder was trained from, else the folder's name is taken as the recipe's.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from latentkit.recipes import recipe_info
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("runs", nargs="+", help="RUN_DIR or RUN_DIR=RECIPE")
     ap.add_argument("--out", type=Path, default=Path("docs/img/reproduction_curves.png"))
     args = ap.parse_args()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for run in args.runs:
+    for arg in args.runs:
+        path, _, recipe = arg.partition("=")
+        run = Path(path)
+        recipe = recipe or run.name
         lines = read_metrics(run / "metrics.jsonl")
         if not lines:
             continue
@@ -36,9 +40,9 @@ def main() -> None:
         valid = [m for m in lines if m.get("split") == "validation"]
         minutes = [(m["time"] - start) / 60 for m in valid]
         nll = [-m["elbo"] for m in valid]
-        (line,) = ax.plot(minutes, nll, marker="o", ms=3, label=f"{run.name}: −ELBO (validation)")
+        (line,) = ax.plot(minutes, nll, marker="o", ms=3, label=f"{recipe}: −ELBO (validation)")
         try:
-            published = recipe_info(run.name).get("published_nll")
+            published = recipe_info(recipe).get("published_nll")
         except Exception:
             published = None
         if isinstance(published, (int, float)):
