@@ -221,13 +221,14 @@ def write_checkpoint(
 
 
 def _remove_leftovers(directory: Path) -> None:
-    """Delete what a killed writer left: temporaries, and tensor files no JSON commits."""
+    """Delete what a killed writer left: temporaries, and tensor files no JSON commits (files
+    and links only: a folder of such a name is no writer's leftover, and is left alone)."""
     if not directory.is_dir():
         return
     committed = {p.with_suffix(".safetensors").name for p in list_checkpoints(directory)}
     for p in directory.iterdir():
         stray = _TEMPORARY.match(p.name) or (_TENSOR_FILE.match(p.name) and p.name not in committed)
-        if stray:
+        if stray and (p.is_symlink() or not p.is_dir()):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 

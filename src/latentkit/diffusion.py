@@ -24,6 +24,7 @@ from torch import Tensor
 
 __all__ = [
     "MAX_STEP_BETA_SQ",
+    "MAX_TIMESTEPS",
     "alpha_bar_sq",
     "beta_bar_sq",
     "cosine_alpha_bar",
@@ -34,6 +35,11 @@ __all__ = [
 ]
 
 MAX_STEP_BETA_SQ = 0.999
+
+MAX_TIMESTEPS = 1_000_000
+"""The most timesteps a discrete diffusion's ``num_timesteps`` may ask for: its schedule
+tables hold T + 1 float64 rows each and a full-T bound makes T network calls per example,
+so a T beyond this is a typo, refused at validation rather than met by the allocator."""
 """Cap on one step's β_t² (the DDPM paper's β_t), as improved DDPM: keeps α_t > 0."""
 
 

@@ -37,6 +37,7 @@ from latentkit.validation import (
     check_data,
     check_likelihood_support,
     check_positive_int,
+    check_tensor_kind,
     likelihood_family,
     likelihood_is_discrete,
 )
@@ -311,6 +312,7 @@ def evaluate(
 
     The report's ``seconds`` is the whole call; ``iwae_seconds`` its IWAE part.
     """
+    check_tensor_kind(data, "data")
     ref, n = model.reference(), data.shape[0]
     k = default_iwae_k(model) if iwae_k is None else int(iwae_k)
     if k < 0:

@@ -43,12 +43,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, pause: float = 0
 
     A symbolic link is written through: its target is replaced, the link stays. An existing
     target that is not a regular file (a folder, a FIFO, a device) is refused with an
-    ``OSError`` and left as it is. Returns the path written (the link's target).
+    ``OSError`` and left as it is. The file's permission bits are those of the file it
+    replaces, or, for a new file, 0666 less the umask (as ``open`` gives). Returns the path
+    written (the link's target).
     """
     path = writable_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a file made by open() follows the umask
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -62,6 +67,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, pause: float = 0
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where the platform says it (Linux's
+    /proc), else by setting and restoring it."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits a rewrite of ``path`` gets: those of the file it replaces, or, for
+    a new file, what ``open(path, "w")`` would give (0666 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def writable_path(path: str | os.PathLike) -> Path:

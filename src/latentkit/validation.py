@@ -30,6 +30,7 @@ __all__ = [
     "check_likelihood_support",
     "check_model_input",
     "check_positive_int",
+    "check_tensor_kind",
     "likelihood_family",
     "likelihood_is_discrete",
 ]
@@ -74,16 +75,26 @@ def _bounded(support: constraints.Constraint) -> bool:
     return False
 
 
-def _check_batch(model: Any, x: Any, name: str, ref: Tensor) -> None:
-    data_shape = model.data_shape
+def check_tensor_kind(x: Any, name: str, data_shape: tuple[int, ...] | None = None) -> Tensor:
+    """A dense real ``torch.Tensor`` (not a list or array, not sparse or nested, not
+    complex), else an :class:`InputError`/:class:`DTypeError` naming ``name``."""
+    want = "" if data_shape is None else f" of shape {_want(data_shape)}"
     if not isinstance(x, Tensor):
-        raise InputError(
-            f"{name} must be a torch.Tensor of shape {_want(data_shape)}, got {type(x).__name__}"
-        )
+        raise InputError(f"{name} must be a torch.Tensor{want}, got {type(x).__name__}")
+    if x.is_nested:
+        raise InputError(f"{name} must be a dense tensor{want}, got a nested tensor")
     if x.layout != torch.strided:
         raise InputError(
             f"{name} must be a dense (strided) tensor, got layout {x.layout}; use {name}.to_dense()"
         )
+    if x.is_complex():
+        raise DTypeError(f"{name} must be a real tensor, got {_describe(x)}")
+    return x
+
+
+def _check_batch(model: Any, x: Any, name: str, ref: Tensor) -> None:
+    data_shape = model.data_shape
+    check_tensor_kind(x, name, data_shape)
     if not x.is_floating_point():
         hint = (
             " (8-bit images: use latentkit.data.to_unit_interval or to_symmetric first)"
@@ -128,14 +139,24 @@ def _check_finite(x: Tensor, name: str) -> Tensor:
     return x
 
 
+def _short(value: Any) -> str:
+    """A value in an error line: its repr if short and one line, else its type."""
+    if isinstance(value, Tensor):
+        return f"a {_describe(value)}"
+    text = repr(value)
+    return text if len(text) <= 60 and "\n" not in text else f"a {type(value).__name__}"
+
+
 def _want(data_shape: tuple[int, ...]) -> str:
     return f"[batch, {', '.join(map(str, data_shape))}]"
 
 
 def check_positive_int(value: Any, name: str) -> int:
     """An int ≥ 1 (bools refused), else an InputError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be an int ≥ 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name} must be an int ≥ 1, got {_short(value)}")
+    if value < 1:
+        raise InputError(f"{name} must be an int ≥ 1, got {value}")
     return value
 
 

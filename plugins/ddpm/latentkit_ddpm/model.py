@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
 import latentkit as lk
+from latentkit.diffusion import MAX_TIMESTEPS
 from latentkit.distributions import DiscretizedNormal, diag_normal, standard_normal
 from latentkit.errors import ConfigError
 from latentkit.estimators import layer_term
@@ -120,7 +121,9 @@ class DDPMConfig:
     data_shape: tuple[int, ...] = attrs.field(
         default=(64,), converter=tuple, validator=_positive_ints
     )
-    num_timesteps: int = attrs.field(default=1000, validator=[v.instance_of(int), v.ge(1)])
+    num_timesteps: int = attrs.field(
+        default=1000, validator=[v.instance_of(int), v.ge(1), v.le(MAX_TIMESTEPS)]
+    )
     schedule: str = attrs.field(default="linear", validator=v.in_(("linear", "cosine", "given")))
     beta: tuple[float, ...] = attrs.field(default=(), converter=tuple, validator=_check_given_beta)
     reverse_variance: str = attrs.field(

@@ -47,7 +47,12 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
 import latentkit as lk
-from latentkit.diffusion import alpha_bar_sq, beta_bar_sq, step_variance_fraction
+from latentkit.diffusion import (
+    MAX_TIMESTEPS,
+    alpha_bar_sq,
+    beta_bar_sq,
+    step_variance_fraction,
+)
 from latentkit.distributions import DiscretizedNormal, diag_normal, standard_normal
 from latentkit.networks import ACTIVATIONS
 from latentkit.oracles import LinearGaussianSpec
@@ -131,7 +136,9 @@ class VDMConfig:
     data_shape: tuple[int, ...] = attrs.field(
         default=(64,), converter=tuple, validator=_positive_ints
     )
-    num_timesteps: int = attrs.field(default=1000, validator=[v.instance_of(int), v.ge(1)])
+    num_timesteps: int = attrs.field(
+        default=1000, validator=[v.instance_of(int), v.ge(1), v.le(MAX_TIMESTEPS)]
+    )
     schedule: str = attrs.field(default="linear", validator=v.in_(("linear", "cosine", "learned")))
     gamma_min: float = attrs.field(default=-13.3, validator=_finite)
     gamma_max: float = attrs.field(default=5.0, validator=_above_gamma_min)

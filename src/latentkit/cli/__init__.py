@@ -23,7 +23,8 @@ field or value is an error that names it. Under
 ``torchrun --nproc_per_node=N -m latentkit.cli train ...`` the same command trains with
 DistributedDataParallel (docs/training.md).
 
-``train`` holds an OS lock on the run folder (``RUN/.latentkit.lock``) while it writes, and
+``train`` holds an OS lock on the run folder (``RUN/.latentkit.lock``) while it writes
+(``report``, and ``evaluate``/``sample`` whose output lands in a run folder, hold it too), and
 checks and builds everything (data, model, trainer) before it touches an existing run;
 ``--overwrite`` moves the old run aside and deletes it only once the new run has written a
 checkpoint (docs/reliability.md, "Hostile runs").
@@ -36,6 +37,7 @@ TOML file is parsed with ``tomllib``, never evaluated.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 
@@ -58,6 +60,25 @@ __all__ = [
     "parse_value",
     "training_splits",
 ]
+
+
+_ALLOCATION = re.compile(r"tried to allocate (\d+) bytes")
+
+
+def _out_of_memory_words(exc: RuntimeError) -> str | None:
+    """What a torch allocator's failure (a RuntimeError, on the CPU; ``OutOfMemoryError`` on
+    CUDA) says, in a few words; ``None`` for any other RuntimeError."""
+    import torch
+
+    text = str(exc)
+    if isinstance(exc, torch.OutOfMemoryError):
+        return "the device has no room for an allocation"
+    if "DefaultCPUAllocator" not in text or "can't allocate memory" not in text:
+        return None
+    size = _ALLOCATION.search(text)
+    return (
+        f"an allocation of {int(size.group(1)):,} bytes failed" if size else "an allocation failed"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,6 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except MemoryError:  # an allocation no estimate foresaw: still one line
         _say_error(err, MemoryError("out of memory (use a smaller model, batch or count)"))
+        return 1
+    except RuntimeError as exc:  # torch's allocators: the same, one line; anything else is a bug
+        words = _out_of_memory_words(exc)
+        if words is None:
+            raise
+        _say_error(
+            err, MemoryError(f"out of memory: {words} (use a smaller model, batch or count)")
+        )
         return 1
     finally:
         from latentkit.training import shutdown_distributed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from latentkit.checkpoint import (
 from latentkit.cli.common import CLIError, _bytes, _check_rows, _device, _run_dir_of, _to_display
 from latentkit.cli.data import _load_recorded_data
 from latentkit.cli.runconfig import _merge_eval_flags
-from latentkit.cli.runfolder import _RunFolder
+from latentkit.cli.runfolder import _RunFolder, holding_run_folders_of
 from latentkit.config import config_fields
 from latentkit.errors import LatentkitError
 from latentkit.registry import (
@@ -97,9 +98,6 @@ def cmd_recipes(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def cmd_sample(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from latentkit.plots import sample_grid
-    from latentkit.sampling import sample
-
     model, info = load_trained_model(args.run, device=_device(args.device))
     target = args.out or _run_dir_of(args.run) / "samples.png"
     if target.is_dir():  # a folder: the grid goes inside it
@@ -117,6 +115,22 @@ def cmd_sample(args: argparse.Namespace, out: Console, err: Console) -> int:
             f"--num {args.num:,}: the samples need about {_bytes(args.num * per_sample)}, more "
             f"than a quarter of this machine's memory ({_bytes(memory_bytes())})"
         )
+    # The grid goes into the run folder by default: held like `train` holds it.
+    with holding_run_folders_of([target, tensors]):
+        return _sample(args, out, model, info, target, tensors)
+
+
+def _sample(
+    args: argparse.Namespace,
+    out: Console,
+    model: Any,
+    info: dict[str, Any],
+    target: Path,
+    tensors: Path | None,
+) -> int:
+    from latentkit.plots import sample_grid
+    from latentkit.sampling import sample
+
     torch.manual_seed(args.seed)
     x = sample(model, args.num, likelihood_mean=not args.draw)
     display = _to_display(x, info)

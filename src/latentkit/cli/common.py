@@ -140,11 +140,15 @@ def _device(name: str) -> torch.device:
 
 
 def _run_dir_of(path: Path) -> Path:
+    """The run folder of a run folder, of its checkpoints/ or best/ (the best on validation)
+    folder, or of a checkpoint in one of them: where a command's files about the run go."""
+    from latentkit.checkpoint import list_checkpoints
+
     path = Path(path)
-    if path.is_dir():
-        return path
-    # .../run/checkpoints/step-N.json → .../run
-    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    folder = path if path.is_dir() else path.parent
+    if folder.name in ("checkpoints", "best") and list_checkpoints(folder):
+        return folder.parent
+    return folder
 
 
 def _to_display(x: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:

@@ -17,6 +17,7 @@ from latentkit.checkpoint import (
 from latentkit.cli.common import _check_rows, _device
 from latentkit.cli.data import _load_recorded_data
 from latentkit.cli.runconfig import _merge_eval_flags
+from latentkit.cli.runfolder import holding_run_folders_of
 from latentkit.diagnostics import diagnostics_table
 from latentkit.report import (
     _diagnose,
@@ -30,6 +31,14 @@ __all__ = ["cmd_evaluate"]
 
 
 def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
+    json_out = None if args.json_out in (None, "-") else args.json_out
+    # --json inside a run folder: held like `train` and `report` hold it, for the whole
+    # command, so the file never lands in a folder another process writes or replaces.
+    with holding_run_folders_of([json_out]):
+        return _evaluate(args, out, err)
+
+
+def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
     from latentkit.evaluation import report_table
 
     source = args.run

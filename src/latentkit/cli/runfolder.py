@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import stat
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,14 @@ from latentkit.checkpoint import (
 from latentkit.cli.common import CLIError
 from latentkit.errors import LatentkitError
 
-__all__ = ["LOCK_NAME", "REPLACED_PREFIX", "RUN_FILES", "_RunFolder"]
+__all__ = [
+    "LOCK_NAME",
+    "REPLACED_PREFIX",
+    "RUN_FILES",
+    "_RunFolder",
+    "holding_run_folders_of",
+    "run_folder_of",
+]
 
 
 LOCK_NAME = ".latentkit.lock"
@@ -50,6 +60,63 @@ def _checkpoint_info(path: Path | None) -> dict[str, Any]:
     return read_checkpoint(path)[1] if path is not None else {}
 
 
+def _acquire(run_dir: Path, advice: str = "or use another --run-dir") -> Any:
+    """The run folder's OS lock, taken at once, or one line saying who holds it."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(run_dir / LOCK_NAME), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LatentkitError(
+            f"{run_dir} is being written by another latentkit process (it holds "
+            f"{run_dir / LOCK_NAME}); wait for it, {advice}"
+        ) from None
+    return lock
+
+
+def run_folder_of(output: str | os.PathLike) -> Path | None:
+    """The run folder a file written at ``output`` lands in (through a symbolic link, where
+    its target lands): the nearest folder above it holding a run's lock file (a process
+    writing a run folder always has one there); ``None`` if there is none."""
+    here = Path(os.path.realpath(output)).parent
+    for folder in (here, *here.parents):
+        if (folder / LOCK_NAME).is_file():
+            return folder
+    return None
+
+
+RUN_OWN = ("checkpoints", "best", "config.json", "config.toml", "metrics.jsonl", LOCK_NAME)
+"""What only ``train`` writes in a run folder: no other command's output may replace it."""
+
+
+def _refuse_replacing_the_run(output: str | os.PathLike, folder: Path) -> None:
+    inside = Path(os.path.realpath(output)).relative_to(folder).parts
+    if inside and (inside[0] in RUN_OWN or inside[0].startswith(REPLACED_PREFIX)):
+        raise CLIError(
+            f"{output}: would write into {folder / inside[0]}, which is the run's own "
+            "(checkpoints, configuration, metrics); write the output elsewhere"
+        )
+
+
+@contextlib.contextmanager
+def holding_run_folders_of(outputs: Iterable[str | os.PathLike | None]) -> Iterator[None]:
+    """Hold the lock of every run folder one of ``outputs`` lands in, as ``train`` and
+    ``report`` hold it, so a command's output never lands in a run folder another process
+    is writing (or replacing with ``--overwrite``): refused at once with one line. An output
+    that would replace the run's own files (:data:`RUN_OWN`) is refused first."""
+    folders = set()
+    for output in outputs:
+        folder = run_folder_of(output) if output is not None else None
+        if folder is not None:
+            _refuse_replacing_the_run(output, folder)
+            folders.add(folder)
+    with contextlib.ExitStack() as held:
+        for folder in sorted(folders):
+            held.callback(_acquire(folder, "or write the output elsewhere").release)
+        yield
+
+
 def _refuse_existing_run(run_dir: Path) -> None:
     found = latest_checkpoint(run_dir) or latest_checkpoint(run_dir / "best")
     if found is not None:
@@ -74,18 +141,8 @@ class _RunFolder:
     def __enter__(self) -> _RunFolder:
         if not self.writer:  # ranks other than 0 write nothing
             return self
-        from filelock import FileLock, Timeout
-
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.run_dir / LOCK_NAME), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise LatentkitError(
-                f"{self.run_dir} is being written by another latentkit process (it holds "
-                f"{self.run_dir / LOCK_NAME}); wait for it, or use another --run-dir"
-            ) from None
-        self._lock = lock
+        self._lock = _acquire(self.run_dir)
         self._recover()
         return self
 
@@ -106,6 +163,22 @@ class _RunFolder:
                 )
             else:
                 shutil.rmtree(aside)
+
+    def refuse_odd_metrics(self) -> None:
+        """``metrics.jsonl`` is appended to (and read on resume): a FIFO, a device or a folder
+        in its place (a link to one included) would block or never end; refused, one line."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.writer or not os.path.lexists(path):
+            return
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:  # a dangling link: appending creates its target
+            return
+        if not stat.S_ISREG(mode):
+            raise LatentkitError(
+                f"{path} is not a regular file (a FIFO, device or folder, or a link to one); "
+                "remove it, or use another --run-dir"
+            )
 
     def move_aside(self) -> None:
         if not self.writer:

@@ -64,6 +64,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
                 f"--resume: the newest checkpoint of {run_dir} changed while this command "
                 f"started (was {checkpoint.name}); run it again"
             )
+        folder.refuse_odd_metrics()
         _announce(spec, model, ds, trainer, train_cfg, run_dir, err)
         return _train_in(folder, trainer, checkpoint, spec, train_cfg, args, ds, model, out, err)
 
@@ -169,6 +170,8 @@ def _build(
     seed_everything(train_cfg.seed)
     _check_model_memory(spec.model, model_values)
     model = load_model(spec.model, **model_values)
+    if "data_shape" not in model_spec.data_fields():
+        _check_fixed_shape(spec.model, tuple(model.data_shape), ds)
     objective_name = spec.objective
     objective_config = dict(spec.objective_config)
     if objective_name is None:  # the model's own objective, with any objective.FIELD given
@@ -187,6 +190,19 @@ def _build(
         console=err,
     )
     return ds, model, trainer
+
+
+def _check_fixed_shape(name: str, shape: tuple[int, ...], ds: Any) -> None:
+    """A model whose config has no field for the data's shape (``ModelSpec.data_shape_field``)
+    trains only on data of its own shape: say so, and how, rather than a bare shape error."""
+    if tuple(ds.data_shape) == shape:
+        return
+    raise CLIError(
+        f"model {name!r} takes examples of shape {list(shape)} (set by its own config, not by "
+        f"the data: its plugin declares no data_shape_field), but {ds.name} has "
+        f"{list(ds.data_shape)}; give data of that shape (--data file:PATH holding an "
+        f"[N, {', '.join(map(str, shape))}] array) or change the model's config"
+    )
 
 
 def fill_data_fields(model_spec: Any, values: dict[str, Any], ds: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import attrs
 import numpy as np
@@ -91,6 +92,17 @@ def _dist_words() -> str:
     )
 
 
+def _check_resolvable(addr: str) -> None:
+    """Refuse a MASTER_ADDR that does not resolve: torch's rendezvous would retry it
+    without end instead of failing."""
+    try:
+        socket.getaddrinfo(addr, None)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(
+            f"environment variable MASTER_ADDR={addr!r} does not resolve to an address ({exc})"
+        ) from None
+
+
 def distributed_env() -> DistInfo:
     """Read RANK / WORLD_SIZE / LOCAL_RANK as torchrun sets them, checked.
 
@@ -117,6 +129,7 @@ def distributed_env() -> DistInfo:
         addr = env["MASTER_ADDR"]
         if len(addr) > 253 or not addr.isprintable() or any(c.isspace() for c in addr):
             raise ConfigError(f"environment variable MASTER_ADDR={addr!r} is not a host name")
+        _check_resolvable(addr)
     return DistInfo(rank, world, local)
 
 

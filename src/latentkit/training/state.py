@@ -27,7 +27,9 @@ from latentkit.checkpoint import (
     flatten_optimizer_state,
     json_safe,
     list_checkpoints,
+    memory_bytes,
     read_checkpoint,
+    read_regular_file,
     resolve_checkpoint,
     restore_rng,
     rng_tensors,
@@ -344,8 +346,12 @@ class CheckpointState:
         """Drop metric lines past ``step`` (written after the checkpoint, before a crash)."""
         if not self.metrics_path.exists():
             return
+        try:  # a FIFO or a link to /dev/zero is refused, never read (it would block, or not end)
+            raw = read_regular_file(self.metrics_path, limit=memory_bytes(), what="metrics")
+        except OSError as exc:
+            raise TrainingError(f"cannot resume: {exc}") from None
         kept = []
-        for line in self.metrics_path.read_bytes().decode("utf-8", "replace").splitlines():
+        for line in raw.decode("utf-8", "replace").splitlines():
             try:
                 record = json.loads(line)
             except (ValueError, RecursionError):
