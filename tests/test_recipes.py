@@ -43,7 +43,7 @@ def test_recipes_are_listed_with_their_sources(capsys):
         ("ddpm-mnist", ["--set", "channels=8", "--set", "num_timesteps=20"]),
     ],
 )
-def test_every_recipe_runs_at_a_tiny_budget(recipe, extra, tmp_path):
+def test_every_recipe_runs_at_a_tiny_budget(recipe, extra, tmp_path, capsys):
     if "mnist" not in lk.data.list_datasets(available_only=True):
         pytest.skip("the embedded MNIST (extra 'mnist') is not installed here")
     run = tmp_path / recipe
@@ -53,6 +53,12 @@ def test_every_recipe_runs_at_a_tiny_budget(recipe, extra, tmp_path):
     assert main(argv) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["validation"] == 100
+    err = " ".join(capsys.readouterr().err.split())  # the console wraps its lines
+    kept = config["data"]["limit"] - 100
+    fresh = (
+        ", binarized afresh at each use" if config["data"].get("binarization") == "dynamic" else ""
+    )
+    assert f"protocol: {kept:,} training examples{fresh}; 100 held out for validation" in err
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {m["split"] for m in metrics} == {"train", "validation"}  # the test split untouched
     assert latest_best(run) is not None

@@ -229,11 +229,32 @@ def _announce(
         f"seed {train_cfg.seed} → {run_dir}",
         highlight=False,
     )
+    protocol = _protocol_words(trainer)
+    if protocol:
+        err.print(f"protocol: {protocol}", highlight=False)
     if trainer.dist.active:
         err.print(
             f"torchrun: {trainer.dist.world_size} processes "
             f"({'nccl' if trainer.device.type == 'cuda' else 'gloo'}); rank 0 writes"
         )
+
+
+def _protocol_words(trainer: Any) -> str:
+    """The data protocol in words, when ``[data]`` sets one (dynamic binarization, a
+    validation split): the data set's own description names the source split sizes only."""
+    held_out = trainer.validation_data
+    if trainer.binarizer is None and held_out is None:
+        return ""
+    words = [
+        f"{trainer.train_data.shape[0]:,} training examples"
+        + (", binarized afresh at each use" if trainer.binarizer is not None else "")
+    ]
+    if held_out is not None:
+        words.append(
+            f"{held_out.shape[0]:,} held out for validation (the best checkpoint is chosen on "
+            "them); the test split is left to the final evaluation"
+        )
+    return "; ".join(words)
 
 
 def _train_in(
