@@ -219,6 +219,10 @@ class CompiledPath:
     sweep compiles about twice per path, not once per batch size."""
 
     def __init__(self, task: str, lk_model: lk.LatentModel, example: Tensor):
+        # Every path's function is the same lambda (one code object): without a reset, the
+        # earlier models' graphs count against dynamo's recompile limit (8), after which it
+        # runs later models eagerly behind its guards (slower than eager, "0 s to compile").
+        torch._dynamo.reset()
         self.task = task
         self.model = m = copy.deepcopy(lk_model)
         if task == "train step":
