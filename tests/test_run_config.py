@@ -329,4 +329,6 @@ def test_the_spec_declares_which_config_fields_the_command_fills(tmp_path, capsy
         assert doc["data"]["variant"] == "binarized"
     else:  # the default shape (64,) does not fit 1×8×8 digits: one line, no stray field
         assert code != 0
-        assert "data_shape" not in err and "error:" in err.strip().splitlines()[-1]
+        last = err.strip().splitlines()[-1]
+        assert "error:" in last and "declares no data_shape_field" in " ".join(err.split())
+        assert "unknown" not in err and "unexpected" not in err  # no stray data_shape field
