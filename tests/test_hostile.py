@@ -8,7 +8,6 @@ real process (a lock is per process, and ``kill -9`` must release it).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -20,51 +19,28 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_runner import run_cli  # tests/ is on sys.path
+from cli_runner import (  # tests/ is on sys.path
+    LOCK_NAME,
+    TINY,
+    copy_of,
+    digest,
+    error_line,
+    run_cli,
+    tiny_run,
+)
 
 import latentkit as lk
 from latentkit import checkpoint as ckpt
 from latentkit.trained import load_trained_model
 from latentkit.training import TrainConfig, Trainer
 
-LOCK_NAME = ".latentkit.lock"  # latentkit.cli.LOCK_NAME (spelled out: the tests run on old code)
 REPLACED = ".replaced-"  # latentkit.cli.REPLACED_PREFIX
-TINY = ["--model", "vae", "--data", "digits", "--limit", "64", "--batch-size", "16",
-        "--no-progress", "--set", "hidden=[16]", "--set", "latent_dim=2"]  # fmt: skip
-
-
-def error_line(err: str, *, alone: bool = True) -> str:
-    """stderr's one ``error:`` line, its last; no traceback; with ``alone``, nothing else
-    (a refusal before training starts prints nothing before it)."""
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err, err
-    assert [line for line in lines if line.startswith("error:")] == lines[-1:], err
-    assert lines[-1].startswith("error:") and (len(lines) == 1 or not alone), err
-    return lines[-1]
-
-
-def digest(folder: Path) -> dict[str, str]:
-    """sha256 of every regular file under ``folder`` (links not followed)."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.is_symlink() and p.name != LOCK_NAME
-    }
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     """A finished 4-step run, copied by each test that changes it."""
-    run = tmp_path_factory.mktemp("hostile") / "base"
-    code, _, err = run_cli(["train", *TINY, "--steps", "4", "--run-dir", str(run)])
-    assert code == 0, err
-    return run
-
-
-def copy_of(base: Path, tmp_path: Path) -> Path:
-    run = tmp_path / "run"
-    shutil.copytree(base, run)
-    return run
+    return tiny_run(tmp_path_factory.mktemp("hostile"))
 
 
 # ------------------------------------------------------------------ data loss

@@ -22,49 +22,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_runner import CaseTimeout, run_cli  # tests/ is on sys.path
+from cli_runner import (  # tests/ is on sys.path
+    LOCK_NAME,
+    TINY,
+    CaseTimeout,
+    copy_of,
+    digest,
+    error_line,
+    run_cli,
+    tiny_run,
+)
 
 import latentkit as lk
 from latentkit import checkpoint as ckpt
 from latentkit.trained import load_trained_model
 from latentkit.training import TrainConfig, Trainer
 
-LOCK_NAME = ".latentkit.lock"  # latentkit.cli.LOCK_NAME
-TINY = ["--model", "vae", "--data", "digits", "--limit", "64", "--batch-size", "16",
-        "--no-progress", "--set", "hidden=[16]", "--set", "latent_dim=2"]  # fmt: skip
 DEEP = 10_000
-
-
-def error_line(err: str) -> str:
-    """stderr is exactly one ``error:`` line: no traceback, nothing before it."""
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
-
-
-def digest(folder: Path) -> dict[str, str]:
-    """sha256 of every regular file under ``folder`` (links not followed), the lock aside."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.is_symlink() and p.name != LOCK_NAME
-    }
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     """A finished 4-step run, copied by each test that changes it."""
-    run = tmp_path_factory.mktemp("examples") / "base"
-    code, _, err = run_cli(["train", *TINY, "--steps", "4", "--run-dir", str(run)])
-    assert code == 0, err
-    return run
-
-
-def copy_of(base: Path, tmp_path: Path) -> Path:
-    run = tmp_path / "run"
-    shutil.copytree(base, run)
-    return run
+    return tiny_run(tmp_path_factory.mktemp("examples"))
 
 
 def command(name: str, run: Path) -> list[str]:
