@@ -153,3 +153,33 @@ def test_bounded_support_names_non_finite_values_first(entry, x, error, words):
     for w in words:
         assert w in msg, msg
     assert lk.elbo(m, torch.tensor([[0.0, 1.0, 1.0, 0.0]])).total.isfinite().all()
+
+
+_EDGE_VALUES = [0.0, 1.0, -0.0, 0.5, 2.0, -1.0, 1e-45, 1e-300, 1 - 1e-7, 1 + 1e-7, 3.0e38]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    "support",
+    [
+        torch.distributions.constraints.boolean,
+        torch.distributions.constraints.interval(-1.0, 1.0),
+        torch.distributions.constraints.interval(0.0, 1.0),
+    ],
+    ids=["boolean", "interval(-1, 1)", "interval(0, 1)"],
+)
+@pytest.mark.parametrize(
+    "value", [*_EDGE_VALUES, float("nan"), float("inf"), float("-inf")], ids=repr
+)
+def test_one_pass_support_check_agrees_with_the_constraint(support, value, dtype):
+    """The one-pass check of a bounded support (x − x² for {0, 1}, ``aminmax`` for an
+    interval) says "all inside" exactly when torch's own constraint check and a finiteness
+    check both do: every edge value, in every floating dtype, beside valid values."""
+    from latentkit.validation import _all_inside_bounded
+
+    x = torch.tensor([[0.0, value, 1.0], [1.0, 0.0, 0.0]], dtype=dtype)
+    expected = bool(support.check(x).all()) and bool(x.isfinite().all())
+    assert _all_inside_bounded(support, x) is expected
+    assert _all_inside_bounded(support, x[1:]) is True  # the valid row alone
+    assert _all_inside_bounded(support, x[:0]) is False  # empty: the slow path decides
+    assert _all_inside_bounded(torch.distributions.constraints.real, x[1:]) is False

@@ -56,22 +56,37 @@ def check_model_input(model: Any, x: Any, *, name: str = "x") -> Tensor:
     ref = model.reference()
     _check_batch(model, x, name, ref)
     d = _support_family(model, ref)
-    if _bounded(d.support):
-        inside = _inside(d, x)
-        if inside is not None and bool(inside.all()):
-            return x
+    if _all_inside_bounded(d.support, x):
+        return x
     _check_finite(x, name)
     check_likelihood_support(model, x, name=name, family=d)
     return x
 
 
-def _bounded(support: constraints.Constraint) -> bool:
-    """Whether every value this support admits is finite ({0, 1}, or a finite interval)."""
+def _all_inside_bounded(support: constraints.Constraint, x: Tensor) -> bool:
+    """True when ``support`` is bounded and every value of ``x`` lies inside it (so every
+    value is also finite), in one pass and one read-back; False when it cannot say so (an
+    unbounded support, or some value outside: the caller then looks again, slowly, to name
+    what is wrong).
+
+    * {0, 1}: x − x·x is exactly 0 at x ∈ {0, 1} and nowhere else in floating point (at
+      tiny x, x·x underflows and x remains; NaN and ±inf give NaN), so the largest |x − x²|
+      is 0 exactly when every value is a 0 or a 1 (a NaN maximum compares unequal). One
+      fused ``addcmul`` and one reduction, against the four passes of
+      ``constraints.boolean.check(x).all()``.
+    * a closed interval [a, b] with finite ends: ``aminmax`` in one pass; a NaN propagates
+      into both and fails both comparisons.
+    """
+    if x.numel() == 0:
+        return False
     if isinstance(support, constraints._Boolean):
-        return True
+        return bool(torch.addcmul(x, x, x, value=-1).abs_().amax() == 0)
     if isinstance(support, constraints._Interval):
-        bounds = (support.lower_bound, support.upper_bound)
-        return all(isinstance(b, (int, float)) and math.isfinite(b) for b in bounds)
+        a, b = support.lower_bound, support.upper_bound
+        if not all(isinstance(e, (int, float)) and math.isfinite(e) for e in (a, b)):
+            return False
+        low, high = torch.aminmax(x)
+        return bool((low >= a) & (high <= b))
     return False
 
 
