@@ -265,7 +265,9 @@ def test_a_garbage_safetensors_data_file_is_one_line(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
-        (["evaluate", "RUN", "--limit", "-1"], "limit"),
+        (["evaluate", "RUN", "--limit", "-1"], "--limit"),
+        (["evaluate", "RUN", "--limit", "100000000000000000000000"], "--limit"),
+        (["train", *TINY, "--limit", "0"], "--limit"),
         (["evaluate", "RUN", "--diagnose", "-1"], "--diagnose"),
         (["report", "RUN", "--diagnose", "-2"], "--diagnose"),
         (["report", "RUN", "--num-samples", "-1"], "--num-samples"),

@@ -21,6 +21,7 @@ __all__ = [
     "EVAL_KEYS",
     "EVAL_PAIRS",
     "MAX_CONFIG_BYTES",
+    "MAX_DATA_LIMIT",
     "MAX_IWAE_K",
     "MAX_METRICS_BYTES",
     "MAX_ROWS",
@@ -46,6 +47,10 @@ MAX_SEED = 2**32 - 1
 
 MAX_SAMPLES = 10_000
 """``sample -n``: the most samples in one grid."""
+
+
+MAX_DATA_LIMIT = 10**9
+"""The largest ``--limit`` (``data.limit``): examples per split, as the run config bounds it."""
 
 
 MAX_IWAE_K = 10**6

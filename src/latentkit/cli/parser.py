@@ -10,6 +10,7 @@ from typing import Any
 from latentkit.cli.commands import cmd_list, cmd_recipes, cmd_report, cmd_sample, cmd_verify
 from latentkit.cli.common import (
     DIAGNOSE_EXAMPLES,
+    MAX_DATA_LIMIT,
     MAX_IWAE_K,
     MAX_ROWS,
     MAX_SAMPLES,
@@ -129,7 +130,11 @@ def _add_data_flags(p: argparse.ArgumentParser, *, default_hint: str) -> None:
         "--variant",
         help="unit, binarized, threshold, 8bit or real (default: what the model's likelihood fits)",
     )
-    g.add_argument("--limit", type=int, help="use at most this many examples of each split")
+    g.add_argument(
+        "--limit",
+        type=_int_type(1, MAX_DATA_LIMIT),
+        help="use at most this many examples of each split",
+    )
 
 
 def _add_eval_flags(p: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from latentkit.checkpoint import (
 )
 from latentkit.cli.common import (
     MAX_CONFIG_BYTES,
+    MAX_DATA_LIMIT,
     MAX_IWAE_K,
     MAX_ROWS,
     MAX_SEED,
@@ -170,7 +171,7 @@ class DataConfig:
     name: str | None = attrs.field(default=None, validator=_name)
     variant: str | None = attrs.field(default=None, validator=_name)
     seed: int = attrs.field(default=0, validator=_int_in(0, MAX_SEED))
-    limit: int | None = attrs.field(default=None, validator=_optional(1, 10**9))
+    limit: int | None = attrs.field(default=None, validator=_optional(1, MAX_DATA_LIMIT))
     binarization: str = attrs.field(default="fixed", validator=one_of("fixed", "dynamic"))
     validation: int = attrs.field(default=0, validator=_int_in(0, 10**9))
 
