@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -153,6 +154,57 @@ def test_the_best_validation_checkpoint_is_kept(tmp_path):
     assert info["best_validation_elbo"] == pytest.approx(best["elbo"], rel=1e-12)
     reloaded, _ = load_trained_model(run / "best")
     assert isinstance(reloaded, lk.LatentModel)
+
+
+@pytest.mark.parametrize(
+    ("objective", "select_k", "expected_k"),
+    [("iwae", 0, 4), ("iwae", 1, 1), ("elbo", 3, 3), ("elbo", 0, 1)],
+    ids=["iwae-own-k", "iwae-on-elbo", "elbo-on-iwae-3", "elbo-own"],
+)
+def test_the_best_checkpoint_is_kept_by_the_selection_bound(
+    tmp_path, objective, select_k, expected_k
+):
+    """``select_k`` (0: the objective's own k) says which bound picks the best checkpoint:
+    with k > 1 every validation line carries IWAE-k and the best is its maximum; the
+    checkpoint records the value and k, and a resume under another k starts afresh."""
+    _, splits = _digits(validation=200)
+    cfg = lk.TrainConfig(steps=30, batch_size=32, eval_every=10, progress=False,
+                         eval_examples=0, lr=3e-3, select_k=select_k)  # fmt: skip
+    torch.manual_seed(0)
+    model = lk.load_model("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,),
+                          likelihood="bernoulli")  # fmt: skip
+    options = {"k": 4} if objective == "iwae" else {}
+    run = tmp_path / "run"
+
+    def trainer_for(config: lk.TrainConfig) -> lk.Trainer:
+        return lk.Trainer(
+            model,
+            splits["train_data"],
+            config,
+            run_dir=run,
+            objective=objective,
+            objective_config=options,
+            validation_data=splits["validation_data"],
+        )
+
+    trainer = trainer_for(cfg)
+    assert trainer.selection_k == expected_k
+    trainer.fit()
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = [m for m in lines if m["split"] == "validation"]
+    key = "iwae" if expected_k > 1 else "elbo"
+    assert all(("iwae" in m) == (expected_k > 1) for m in valid)
+    assert all(m.get("iwae_k", 1) == expected_k for m in valid)
+    best = max(valid, key=lambda m: m[key])
+    info = json.loads(latest_best(run).read_text())
+    assert info["step"] == best["step"] and info["best_validation_k"] == expected_k
+    assert info["best_validation_elbo"] == pytest.approx(best[key], rel=1e-12)
+    other = trainer_for(attrs.evolve(cfg, select_k=expected_k + 1))
+    other.resume(run)
+    assert other.best_validation is None  # another bound's best is no yardstick
+    same = trainer_for(cfg)
+    same.resume(run)
+    assert same.best_validation == pytest.approx(best[key], rel=1e-12)
 
 
 def test_resuming_a_cosine_schedule_with_other_steps_warns(tmp_path):

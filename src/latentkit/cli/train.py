@@ -293,9 +293,10 @@ def _train_in(
         return 130
     split = "validation" if "validation" in result.last_metrics else "test"
     last = result.last_metrics.get(split, {})
+    iwae = f", IWAE-{last['iwae_k']} {last['iwae']:.2f}" if "iwae" in last else ""
     err.print(
         f"trained {result.step} steps in {seconds:.0f} s; {split} ELBO "
-        f"{last.get('elbo', float('nan')):.2f} nats; checkpoint {result.checkpoint}",
+        f"{last.get('elbo', float('nan')):.2f}{iwae} nats; checkpoint {result.checkpoint}",
         highlight=False,
         markup=False,
     )
@@ -307,7 +308,7 @@ def _train_in(
             model, info = load_trained_model(run_dir / "best", device=trainer.device)
             err.print(
                 f"evaluating the best checkpoint on validation: step {info.get('step')}, "
-                f"validation ELBO {info.get('best_validation_elbo'):.2f}",
+                f"validation {_bound_name(info)} {info.get('best_validation_elbo'):.2f}",
                 highlight=False,
             )
         write_report(
@@ -373,3 +374,9 @@ def _check_model_memory(name: str, values: dict[str, Any]) -> None:
             f"weights, gradients, Adam's moments) is more than this machine's memory, "
             f"{_bytes(limit)}"
         )
+
+
+def _bound_name(info: dict) -> str:
+    """The bound a checkpoint's best validation value is: ``ELBO`` or ``IWAE-k``."""
+    k = info.get("best_validation_k", 1)
+    return f"IWAE-{k}" if isinstance(k, int) and k > 1 else "ELBO"

@@ -42,6 +42,8 @@ of a tiny model take weeks, and larger values only ever come from a typo."""
 MAX_SEED = 2**32 - 1
 """The largest seed: the trainer derives further seeds as ``seed + c·step``, all of which
 must stay below torch's 2^64 limit."""
+MAX_SELECT_K = 10**6
+"""The most importance samples of the validation bound (``select_k``), as ``--iwae-k``."""
 MAX_FLOAT = float(torch.finfo(torch.float32).max)
 """Rates and norms are used in float32 arithmetic: beyond this they are inf there."""
 
@@ -128,6 +130,10 @@ class TrainConfig:
         log_every: steps between metric lines (and live-display updates).
         eval_every: steps between test-set ELBO evaluations (0: only at the end).
         eval_examples: test examples in each periodic evaluation (0: all).
+        select_k: the bound the validation evaluations keep the best checkpoint by: IWAE
+            with this many importance samples (1: the ELBO; 0, the default: the training
+            objective's own, k of an ``iwae`` objective, the ELBO for any other). With k > 1
+            each validation line also carries ``iwae`` and ``iwae_k``.
         eval_estimator: ELBO estimator for the periodic evaluations; ``auto`` is the one the
             logged training terms use (``single-layer`` for layer-batched chains such as a
             DDPM: unbiased, and one network call per example instead of T).
@@ -167,6 +173,7 @@ class TrainConfig:
     eval_every: int = attrs.field(default=0, validator=_nonneg_int)
     eval_examples: int = attrs.field(default=1000, validator=_nonneg_int)
     eval_estimator: str = attrs.field(default="auto", validator=_one_of("auto", *ESTIMATORS))
+    select_k: int = attrs.field(default=0, validator=_int_in(0, MAX_SELECT_K))
     checkpoint_every: int = attrs.field(default=500, validator=_nonneg_int)
     keep_checkpoints: int = attrs.field(default=2, validator=_pos_int)
     device: str = attrs.field(default="cpu", validator=_text)

@@ -145,10 +145,11 @@ class Reporting:
     def _evaluate_on(self, data: Tensor, split: str) -> dict[str, Any]:
         n = self.config.eval_examples or data.shape[0]
         estimator = self.config.eval_estimator
+        k = self.selection_k if split == "validation" else 1
         report = evaluate(
             self.model,
             data[:n],
-            iwae_k=0,
+            iwae_k=k if k > 1 else 0,
             estimator=self._term_estimator if estimator == "auto" else estimator,
             seed=self.config.seed + 1,
         )
@@ -161,11 +162,13 @@ class Reporting:
             "reconstruction": report.reconstruction.mean,
             "prior_matching": report.prior_matching.mean,
             "kl": report.kl.mean,
-            "time": round(time.time(), 3),
         }
+        if report.iwae is not None:
+            record |= {"iwae": report.iwae.mean, "iwae_k": k}
+        record["time"] = round(time.time(), 3)
         self._write_metrics(record)
         if split == "validation":
-            self._keep_best(record["elbo"])
+            self._keep_best(record["iwae"] if k > 1 else record["elbo"])
         if self._diagnose_examples:
             self._write_diagnostics(data[: self._diagnose_examples])
         return record
@@ -188,11 +191,22 @@ class Reporting:
         self._write_metrics({"step": self.step, "split": "diagnostics", **d.metrics()})
 
     @property
+    def selection_k(self) -> int:
+        """The importance samples of the bound that picks the best checkpoint on validation
+        (``TrainConfig.select_k``; 0 resolves to the training objective's own k, 1 — the
+        ELBO — for any objective but ``iwae``)."""
+        if self.config.select_k:
+            return self.config.select_k
+        o = self.loss_objective
+        return int(o.config.k) if o.name == "iwae" else 1
+
+    @property
     def _eval_data(self) -> Tensor | None:
         return self.validation_data if self.validation_data is not None else self.test_data
 
     def _keep_best(self, value: float) -> None:
-        """Keep the checkpoint of the best validation ELBO so far in ``run_dir/best/``."""
+        """Keep the checkpoint of the best validation bound so far (the ELBO, or IWAE with
+        :attr:`selection_k` samples) in ``run_dir/best/``."""
         if not math.isfinite(value) or (
             self.best_validation is not None and value <= self.best_validation
         ):

@@ -162,6 +162,7 @@ class CheckpointState:
             else {"decay": self.ema.decay, "warmup": self.ema.warmup},
             "metrics": json_safe(self.last_metrics),
             "best_validation_elbo": self.best_validation,
+            "best_validation_k": self.selection_k,
             "torch": torch.__version__,
         }
 
@@ -191,6 +192,9 @@ class CheckpointState:
         if best is not None and not (isinstance(best, (int, float)) and math.isfinite(best)):
             raise CheckpointError(f"{where}: 'best_validation_elbo' must be a finite number")
         self.best_validation = None if best is None else float(best)
+        if info.get("best_validation_k", 1) != self.selection_k:
+            # kept by another bound (select_k changed): not comparable, the next one is best
+            self.best_validation = None
         if self.run_dir is not None and self.dist.is_main:
             self._truncate_metrics(self.step)
         return self.step
