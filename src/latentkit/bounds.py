@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
-from einops import rearrange, repeat
 from torch import Tensor
 
 from latentkit.chains import LatentModel
@@ -94,10 +93,10 @@ def elbo(
             beta=beta,
             estimator=est.name,
         )
-    draw = est(model, repeat(x, "b ... -> (s b) ...", s=s))
+    draw = est(model, x.repeat(s, *([1] * (x.ndim - 1))))  # "b ... -> (s b) ..."
 
     def per_sample(t: Tensor) -> Tensor:
-        return rearrange(t, "(s b) ... -> s b ...", s=s, b=n)
+        return t.unflatten(0, (s, n))  # "(s b) ... -> s b ..."
 
     recon, prior, layer = map(per_sample, (draw.reconstruction, draw.prior_matching, draw.layer_kl))
     samples = per_sample(draw.total(beta))

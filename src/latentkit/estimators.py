@@ -33,7 +33,6 @@ import weakref
 from typing import ClassVar, NamedTuple
 
 import torch
-from einops import rearrange, repeat
 from torch import Tensor
 from torch.distributions import Distribution, Independent, kl_divergence
 
@@ -350,10 +349,10 @@ class LayerBatched(_LayerBatched):
         # An empty tensor still splits into one (empty) chunk; L = 1 has no layer terms.
         for ls in layers.split(per_call) if L > 1 else ():
             c = ls.shape[0]
-            kl = layer_term(
-                model, repeat(x, "b ... -> (c b) ...", c=c), repeat(ls, "c -> (c b)", b=n)
-            )
-            chunks.append(rearrange(kl, "(c b) -> b c", c=c))
+            # x tiled c times ("b ... -> (c b) ..."), each layer index n times ("c -> (c b)")
+            xs = x.repeat(c, *([1] * (x.ndim - 1)))
+            kl = layer_term(model, xs, ls.repeat_interleave(n))
+            chunks.append(kl.view(c, n).t())  # "(c b) -> b c"
         layer_kl = torch.cat(chunks, dim=-1) if chunks else x.new_zeros(n, 0)
         return Draw(recon, prior, layer_kl)
 
@@ -390,12 +389,12 @@ class Enumerated(Estimator):
         K = z.shape[0]
         log_q = q.log_prob(z)  # [K, n]
         weight = log_q.exp()
-        log_lik = p.likelihood(rearrange(z, "k n ... -> (k n) ...")).log_prob(
-            repeat(x, "n ... -> (k n) ...", k=K)
+        log_lik = p.likelihood(z.flatten(0, 1)).log_prob(  # "k n ... -> (k n) ..."
+            x.repeat(K, *([1] * (x.ndim - 1)))  # "n ... -> (k n) ..."
         )
         log_ratio = log_q - p.prior(n).log_prob(z)
         # A support point with q = 0 contributes nothing (0 · log 0 = 0), not NaN.
-        recon = torch.where(weight > 0, weight * rearrange(log_lik, "(k n) -> k n", k=K), 0.0)
+        recon = torch.where(weight > 0, weight * log_lik.view(K, n), 0.0)
         prior = torch.where(weight > 0, weight * log_ratio, 0.0)
         return Draw(
             _check(recon.sum(0), n, "Σ_z q(z|x) log p(x|z)"),

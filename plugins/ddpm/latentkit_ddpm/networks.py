@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 from latentkit.networks import ACTIVATIONS, mlp
@@ -90,11 +89,10 @@ class EpsMLP(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         emb = self.time(t)
-        h = rearrange(x, "b ... -> b (...)")
+        h = x.flatten(1)
         for layer, proj in zip(self.layers, self.time_proj):
             h = self.act(layer(h) + proj(emb))
-        out = rearrange(self.out(h), "b (k d) -> b k d", k=self.out_groups)
-        return out.reshape(x.shape[0], self.out_groups, *self.data_shape)
+        return self.out(h).reshape(x.shape[0], self.out_groups, *self.data_shape)
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -112,7 +110,7 @@ class _ResBlock(nn.Module):
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.block1(x) + rearrange(self.time(emb), "b c -> b c 1 1")
+        h = self.block1(x) + self.time(emb)[:, :, None, None]
         return self.skip(x) + self.block2(h)
 
 
@@ -175,4 +173,4 @@ class EpsUNet(nn.Module):
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return rearrange(self.conv_out(h), "b (k c) h w -> b k c h w", k=self.out_groups)
+        return self.conv_out(h).unflatten(1, (self.out_groups, -1))  # "b (k c) h w -> b k c h w"
