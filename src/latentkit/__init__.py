@@ -42,7 +42,7 @@ from latentkit.errors import (
     UnknownModelError,
 )
 from latentkit.estimators import Draw, Estimator, list_estimators
-from latentkit.evaluation import EvalReport, evaluate
+from latentkit.evaluation import EvalReport, evaluate, paired_difference
 from latentkit.hookspecs import hookimpl
 from latentkit.likelihoods import make_likelihood
 from latentkit.objectives import (
@@ -133,6 +133,7 @@ __all__ = [
     "model_specs",
     "objective_specs",
     "ode_log_prob",
+    "paired_difference",
     "plugin_faults",
     "register_plugin",
     "reload_plugins",

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
-from latentkit.errors import NonFiniteError
+from latentkit.errors import NonFiniteError, ShapeError
 from latentkit.validation import (
     check_data,
     check_likelihood_support,
@@ -50,6 +50,7 @@ __all__ = [
     "evaluate",
     "likelihood_family",
     "likelihood_is_discrete",
+    "paired_difference",
     "report_table",
 ]
 
@@ -75,6 +76,19 @@ class Estimate:
 
     def to_json(self) -> dict[str, float | None]:
         return {"mean": _finite(self.mean), "stderr": _finite(self.stderr)}
+
+
+def paired_difference(a: Tensor, b: Tensor) -> Estimate:
+    """The mean of ``a − b`` over examples and its standard error, for two models' bounds on
+    the same examples (``EvalReport.per_example``): the examples' own spread cancels, so a
+    difference of a fraction of a nat can be told from noise where two unpaired standard
+    errors (each ± 0.5 nats on 2,000 MNIST images) cannot."""
+    if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or a.shape != b.shape or a.ndim != 1:
+        raise ShapeError(
+            "paired_difference needs two 1-d tensors of one length (the same examples), got "
+            f"{getattr(a, 'shape', type(a).__name__)} and {getattr(b, 'shape', type(b).__name__)}"
+        )
+    return Estimate.of(a.double() - b.double())
 
 
 def _finite(value: float) -> float | None:
@@ -105,6 +119,10 @@ class EvalReport:
     monte_carlo_terms: tuple[str, ...] = ()
     """Terms the ``analytic`` estimator had to estimate by the Monte Carlo log-ratio, torch
     knowing no closed-form KL for them (e.g. ``prior_matching`` under a VampPrior)."""
+    per_example: dict[str, Tensor] = attrs.field(factory=dict, eq=False, repr=False)
+    """Each example's ``elbo`` and, when computed, ``iwae`` bound (nats, ``[N]`` on the CPU,
+    in the data's order): two models evaluated on the same examples compare by
+    :func:`paired_difference`, whose standard error is far smaller than either one's."""
 
     @property
     def nll(self) -> Estimate | None:
@@ -258,6 +276,7 @@ class _Pass:
             seconds=time.perf_counter() - start,
             iwae_seconds=self.iwae_seconds,
             monte_carlo_terms=self.monte_carlo,
+            per_example={"elbo": total, **({"iwae": torch.cat(self.bounds)} if self.k else {})},
         )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from latentkit.checkpoint import (
+    atomic_write_bytes,
     atomic_write_json,
     latest_checkpoint,
     writable_path,
@@ -32,9 +33,11 @@ __all__ = ["cmd_evaluate"]
 
 def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
     json_out = None if args.json_out in (None, "-") else args.json_out
+    if args.per_example is not None and args.per_example.is_dir():
+        args.per_example = args.per_example / "per_example.safetensors"
     # --json inside a run folder: held like `train` and `report` hold it, for the whole
     # command, so the file never lands in a folder another process writes or replaces.
-    with holding_run_folders_of([json_out]):
+    with holding_run_folders_of([json_out, args.per_example]):
         return _evaluate(args, out, err)
 
 
@@ -54,6 +57,8 @@ def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
     _check_rows(options, args.batch_size)
     if args.json_out not in (None, "-"):
         writable_path(args.json_out)  # refused now, before the evaluation, if it cannot be
+    if args.per_example is not None:
+        writable_path(args.per_example)
     data = ds.test if args.split == "test" else ds.train
     report = _run_evaluation(
         model,
@@ -93,4 +98,16 @@ def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.json_out:
             written = atomic_write_json(args.json_out, payload)  # through a link, to its target
             err.print(f"wrote {written}", markup=False)
+    if args.per_example is not None:
+        _write_per_example(args.per_example, report, source)
+        err.print(f"wrote {args.per_example}", markup=False)
     return 0
+
+
+def _write_per_example(path: Path, report: Any, source: Any) -> None:
+    """Each example's bounds, in the data's order, with where they came from."""
+    from safetensors.torch import save as save_safetensors
+
+    tensors = {name: t.contiguous() for name, t in report.per_example.items()}
+    meta = {"source": str(source), "iwae_k": str(report.iwae_k), "seed": str(report.seed)}
+    atomic_write_bytes(path, save_safetensors(tensors, metadata=meta))

@@ -255,6 +255,12 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--json", dest="json_out", help="write the report as JSON here ('-': stdout)")
     p.add_argument(
+        "--per-example",
+        type=Path,
+        help="also write each example's ELBO and IWAE bound (nats) as a .safetensors file, "
+        "to compare two models on the same examples (scripts/paired_difference.py)",
+    )
+    p.add_argument(
         "--batch-size", type=_int_type(1, MAX_ROWS), help="examples per batch (default 500)"
     )
     p.add_argument(
