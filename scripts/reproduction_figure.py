@@ -4,8 +4,9 @@
 
 Reads each run's ``metrics.jsonl`` (the ``validation`` lines and the ``train`` lines' clock)
 and its ``config.json`` (for the label); the horizontal lines mark the published test NLLs
-of the recipes (their ``[recipe]`` tables): ``RUN_DIR=RECIPE`` names the recipe a run
-folder was trained from, else the folder's name is taken as the recipe's.
+of the recipes (their ``[recipe]`` tables), once per recipe: ``RUN_DIR=RECIPE`` names the
+recipe a run folder was trained from, else the folder's name is taken as the recipe's; a
+folder named otherwise is labelled "RECIPE (FOLDER)".
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/img/reproduction_curves.png"))
     args = ap.parse_args()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    drawn: set[str] = set()  # recipes whose published NLL is drawn (once each)
     for i, arg in enumerate(args.runs):
         path, _, recipe = arg.partition("=")
         run = Path(path)
@@ -40,12 +42,14 @@ def main() -> None:
         valid = [m for m in lines if m.get("split") == "validation"]
         minutes = [(m["time"] - start) / 60 for m in valid]
         nll = [-m["elbo"] for m in valid]
-        (line,) = ax.plot(minutes, nll, marker="o", ms=3, label=f"{recipe}: −ELBO (validation)")
+        label = recipe if run.name == recipe else f"{recipe} ({run.name})"
+        (line,) = ax.plot(minutes, nll, marker="o", ms=2, label=f"{label}: −ELBO (validation)")
         try:
             published = recipe_info(recipe).get("published_nll")
         except Exception:
             published = None
-        if isinstance(published, (int, float)):
+        if isinstance(published, (int, float)) and recipe not in drawn:
+            drawn.add(recipe)
             ax.axhline(published, color=line.get_color(), ls=":", lw=1)
             # Staggered along x: the published values lie within a nat or two of each other.
             ax.text(0.02 + 0.3 * i, published, f" published NLL {published}",
