@@ -25,7 +25,8 @@ TINY_DATA = ["--set", "data.limit=600", "--set", "data.validation=100", "--no-pr
 
 def test_recipes_are_listed_with_their_sources(capsys):
     names = list_recipes()
-    assert {"iwae-paper-vae", "iwae-paper-iwae", "iwae-paper-2layer", "ddpm-mnist"} <= set(names)
+    expected = {"iwae-paper-vae", "iwae-paper-iwae", "iwae-paper-iwae-k5", "iwae-paper-2layer"}
+    assert expected | {"ddpm-mnist"} <= set(names)
     for name in names:
         info = recipe_info(name)
         for key in ("description", "source", "architecture", "optimiser", "budget_cpu"):
@@ -40,6 +41,7 @@ def test_recipes_are_listed_with_their_sources(capsys):
     [
         ("iwae-paper-vae", []),
         ("iwae-paper-iwae", ["--set", "objective.k=3"]),
+        ("iwae-paper-iwae-k5", []),
         ("iwae-paper-2layer", []),
         ("ddpm-mnist", ["--set", "channels=8", "--set", "num_timesteps=20"]),
     ],
