@@ -31,7 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("a", type=Path, help="evaluate --per-example file of model A")
     ap.add_argument("b", type=Path, help="evaluate --per-example file of model B")
     args = ap.parse_args(argv)
-    (a, meta_a), (b, meta_b) = _read(args.a), _read(args.b)
+    try:
+        (a, meta_a), (b, meta_b) = _read(args.a), _read(args.b)
+    except Exception as exc:  # a missing, unreadable or foreign file: one line, no trace
+        print(f"error: cannot read the per-example files: {exc}", file=sys.stderr)
+        return 2
+    for path, tensors in ((args.a, a), (args.b, b)):
+        elbo = tensors.get("elbo")
+        if elbo is None or elbo.ndim != 1:
+            print(f"error: {path} holds no 1-d 'elbo' tensor: not an "
+                  "`evaluate --per-example` file", file=sys.stderr)  # fmt: skip
+            return 2
     if a["elbo"].shape != b["elbo"].shape:
         print(
             f"error: {args.a} holds {a['elbo'].numel()} examples and {args.b} "

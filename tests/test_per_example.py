@@ -102,3 +102,18 @@ def test_the_script_refuses_files_of_other_lengths(tmp_path, capsys):
     save_file({"elbo": torch.zeros(4)}, str(tmp_path / "b.safetensors"))
     code = _script().main([str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")])
     assert code == 2 and "same examples" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "no-elbo"])
+def test_the_script_refuses_what_is_no_per_example_file_in_one_line(tmp_path, capsys, case):
+    from safetensors.torch import save_file
+
+    good, bad = tmp_path / "good.safetensors", tmp_path / "bad.safetensors"
+    save_file({"elbo": torch.zeros(3)}, str(good))
+    if case == "garbage":
+        bad.write_bytes(b"not a safetensors file at all")
+    elif case == "no-elbo":
+        save_file({"samples": torch.zeros(3, 2)}, str(bad))
+    assert _script().main([str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
