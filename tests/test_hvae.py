@@ -454,6 +454,11 @@ def test_hvae_is_registered_through_its_entry_point():
         ("fixed_scale", 0.0, "0"),
         ("posterior", "sideways", "top-down"),
         ("min_scale", -1e-3, "0"),
+        ("stage_hidden", ((8,),), "one non-empty list of widths"),  # 1 list for L = 2
+        ("stage_hidden", ((8,), (8,), (8,)), "2 here"),
+        ("stage_hidden", ((8,), ()), "non-empty"),
+        ("stage_hidden", ((8,), (0,)), "ints > 0"),
+        ("stage_hidden", (8, 8), "expected tuple"),  # cattrs: a list of lists
     ],
 )
 def test_config_errors_name_the_field(field, value, says):
@@ -462,3 +467,53 @@ def test_config_errors_name_the_field(field, value, says):
         lk.load_model("hvae", **{field: value})
     message = str(err.value)
     assert "hvae" in message and field in message and says in message, message
+
+
+def _linear_shapes(module: torch.nn.Module) -> list[tuple[int, int]]:
+    """(in, out) of every nn.Linear in ``module``, in order."""
+    return [
+        (m.in_features, m.out_features) for m in module.modules() if isinstance(m, torch.nn.Linear)
+    ]
+
+
+@pytest.mark.parametrize("posterior", ["top-down", "bottom-up"])
+def test_stage_hidden_sets_each_stage_widths(posterior):
+    """The IWAE paper's two-layer model: 784-200-200-100 and 100-100-50. Stage 1 (between x
+    and z_1) takes the first widths, stage 2 (between z_1 and z_2) the second, in p and q."""
+    m = lk.load_model(
+        "hvae",
+        data_shape=(784,),
+        latent_dims=(100, 50),
+        stage_hidden=[[200, 200], [100, 100]],  # lists, as TOML gives them
+        activation="tanh",
+        likelihood="bernoulli",
+        posterior=posterior,
+    )
+    p, q = m.generative, m.posterior
+    assert _linear_shapes(p.decoder) == [(100, 200), (200, 200), (200, 784)]
+    assert _linear_shapes(p.transitions[0]) == [(50, 100), (100, 100), (100, 200)]
+    if posterior == "bottom-up":
+        assert _linear_shapes(q.first_head) == [(784, 200), (200, 200), (200, 200)]
+        assert _linear_shapes(q.up_heads[0]) == [(100, 100), (100, 100), (100, 100)]
+    else:  # h_1 = f_1(x) is 200 wide, h_2 = f_2(h_1) 100; q(z_1 | z_2, x) reads (z_2, h_1)
+        assert _linear_shapes(q.blocks[0]) == [(784, 200), (200, 200)]
+        assert _linear_shapes(q.blocks[1]) == [(200, 100), (100, 100)]
+        assert _linear_shapes(q.top_head) == [(100, 100)]
+        assert _linear_shapes(q.down_heads[0]) == [(250, 100), (100, 100), (100, 200)]
+    x = torch.bernoulli(torch.full((3, 784), 0.3))
+    bound = lk.elbo(m, x)
+    assert bound.total.shape == (3,) and bool(torch.isfinite(bound.total).all())
+
+
+def test_stage_hidden_equal_to_hidden_builds_the_same_model():
+    """Every stage at ``hidden``'s widths is the default model: the same modules, and from the
+    same seed the same weights (so checkpoints from before the field existed still load)."""
+    cfg = dict(data_shape=(6,), latent_dims=(4, 3, 2), hidden=(5, 7), likelihood="bernoulli")
+    for posterior in ("top-down", "bottom-up"):
+        torch.manual_seed(0)
+        a = lk.load_model("hvae", posterior=posterior, **cfg)
+        torch.manual_seed(0)
+        b = lk.load_model("hvae", posterior=posterior, stage_hidden=[[5, 7]] * 3, **cfg)
+        sa, sb = a.state_dict(), b.state_dict()
+        assert list(sa) == list(sb)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -66,6 +66,25 @@ def _widths(instance, attribute, value) -> None:
         raise ValueError(f"{attribute.name!r} must be a tuple of ints > 0, got {value!r}")
 
 
+def _stage_tuples(value):
+    # TOML and JSON give lists of lists; anything else is left for the validator to name.
+    if not isinstance(value, (list, tuple)):
+        return value
+    return tuple(tuple(s) if isinstance(s, (list, tuple)) else s for s in value)
+
+
+def _stage_widths(instance, attribute, value) -> None:
+    L = len(instance.latent_dims)
+    ok = isinstance(value, tuple) and all(
+        isinstance(s, tuple) and s and all(isinstance(d, int) and d > 0 for d in s) for s in value
+    )
+    if not ok or (value and len(value) != L):
+        raise ValueError(
+            f"{attribute.name!r} must be empty (every MLP uses 'hidden') or one non-empty "
+            f"list of widths (ints > 0) per latent layer, {L} here, got {value!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class HVAEConfig:
     """Configuration of the ``hvae`` model.
@@ -77,6 +96,12 @@ class HVAEConfig:
             with a Gaussian likelihood of fixed or learned scale) or ``mlp``.
         hidden: hidden widths of every MLP (transitions, decoder, posterior heads) and of
             each deterministic block of the ladder's bottom-up pass; ignored by ``linear``.
+        stage_hidden: widths per stage instead of ``hidden``, one list per latent layer:
+            stage 1 is every MLP between x and z_1 (the decoder, q(z_1 | x) or the ladder's
+            first block), stage l (2..L) every MLP between z_{l-1} and z_l (p(z_{l-1} | z_l),
+            q(z_l | z_{l-1}) or the ladder's l-th block and q(z_{l-1} | z_l, x)). The IWAE
+            paper's two-layer model is ``[[200, 200], [100, 100]]``. Empty (the default):
+            ``hidden`` everywhere. Ignored by ``linear``.
         activation: one of silu, relu, gelu, tanh, softplus.
         likelihood: gaussian, bernoulli (binary data) or discretized (8-bit data in [-1, 1]).
         likelihood_scale: ``learned`` (one scale per dimension), ``predicted`` (by the
@@ -96,6 +121,9 @@ class HVAEConfig:
     )
     architecture: str = attrs.field(default="mlp", validator=v.in_(("linear", "mlp")))
     hidden: tuple[int, ...] = attrs.field(default=(256, 256), converter=tuple, validator=_widths)
+    stage_hidden: tuple[tuple[int, ...], ...] = attrs.field(
+        default=(), converter=_stage_tuples, validator=_stage_widths
+    )
     activation: str = attrs.field(default="silu", validator=v.in_(tuple(ACTIVATIONS)))
     likelihood: str = attrs.field(
         default="gaussian", validator=v.in_(("gaussian", "bernoulli", "discretized"))
@@ -112,10 +140,15 @@ class HVAEConfig:
         """L, the number of latent layers."""
         return len(self.latent_dims)
 
-    def net(self, d_in: int, d_out: int) -> nn.Sequential:
-        """A map d_in → d_out: one linear layer (``linear``) or an MLP through ``hidden``."""
-        sizes = [d_in, d_out] if self.architecture == "linear" else [d_in, *self.hidden, d_out]
-        return mlp(sizes, self.activation)
+    def widths(self, stage: int) -> tuple[int, ...]:
+        """The hidden widths of stage ``stage`` (1..L): ``stage_hidden``'s, else ``hidden``."""
+        return self.stage_hidden[stage - 1] if self.stage_hidden else self.hidden
+
+    def net(self, d_in: int, d_out: int, stage: int) -> nn.Sequential:
+        """A map d_in → d_out: one linear layer (``linear``) or an MLP through the widths of
+        ``stage`` (:meth:`widths`)."""
+        hidden = () if self.architecture == "linear" else self.widths(stage)
+        return mlp([d_in, *hidden, d_out], self.activation)
 
 
 def _flat(x: Tensor) -> Tensor:
@@ -155,7 +188,7 @@ class HVAEGenerative(lk.GenerativeChain):
         self.linear = cfg.architecture == "linear"
         scale = cfg.fixed_scale if cfg.likelihood_scale == "fixed" else cfg.likelihood_scale
         self.lik = lk.make_likelihood(cfg.likelihood, cfg.data_shape, scale)
-        self.decoder = cfg.net(dims[0], D * self.lik.num_params)
+        self.decoder = cfg.net(dims[0], D * self.lik.num_params, stage=1)
         # transitions[l - 2] is p(z_{l-1} | z_l), l = 2..L.
         if self.linear:
             steps = [
@@ -164,7 +197,9 @@ class HVAEGenerative(lk.GenerativeChain):
             ]
         else:
             steps = [
-                nn.Sequential(cfg.net(dims[l - 1], 2 * dims[l - 2]), GaussianHead(cfg.min_scale))
+                nn.Sequential(
+                    cfg.net(dims[l - 1], 2 * dims[l - 2], stage=l), GaussianHead(cfg.min_scale)
+                )
                 for l in range(2, len(dims) + 1)
             ]
         self.transitions = nn.ModuleList(steps)
@@ -218,28 +253,28 @@ class LadderPosterior(lk.PosteriorChain):
 
     def __init__(self, cfg: HVAEConfig):
         super().__init__()
-        dims, D = cfg.latent_dims, math.prod(cfg.data_shape)
-        deep = cfg.architecture == "mlp" and len(cfg.hidden) > 0
-        width = cfg.hidden[-1] if deep else D
+        dims, D, L = cfg.latent_dims, math.prod(cfg.data_shape), len(cfg.latent_dims)
+        stages = range(1, L + 1)
+        deep = cfg.architecture == "mlp" and all(cfg.widths(l) for l in stages)
+        # width[l - 1]: the size of h_l (the identity keeps x's).
+        width = [cfg.widths(l)[-1] if deep else D for l in stages]
         blocks = []
-        for l in range(1, len(dims) + 1):
+        for l in stages:
             if deep:
-                d_in = D if l == 1 else width
-                blocks.append(
-                    nn.Sequential(
-                        *mlp([d_in, *cfg.hidden], cfg.activation), ACTIVATIONS[cfg.activation]()
-                    )
-                )
+                d_in = D if l == 1 else width[l - 2]
+                block = mlp([d_in, *cfg.widths(l)], cfg.activation)
+                blocks.append(nn.Sequential(*block, ACTIVATIONS[cfg.activation]()))
             else:
                 blocks.append(nn.Identity())
         self.blocks = nn.ModuleList(blocks)
-        self.top_head = nn.Sequential(mlp([width, 2 * dims[-1]]), GaussianHead(cfg.min_scale))
-        # down_heads[l - 2] gives q(z_{l-1} | z_l, x), l = 2..L.
+        self.top_head = nn.Sequential(mlp([width[-1], 2 * dims[-1]]), GaussianHead(cfg.min_scale))
+        # down_heads[l - 2] gives q(z_{l-1} | z_l, x) from (z_l, h_{l-1}), l = 2..L.
         self.down_heads = nn.ModuleList(
             nn.Sequential(
-                cfg.net(dims[l - 1] + width, 2 * dims[l - 2]), GaussianHead(cfg.min_scale)
+                cfg.net(dims[l - 1] + width[l - 2], 2 * dims[l - 2], stage=l),
+                GaussianHead(cfg.min_scale),
             )
-            for l in range(2, len(dims) + 1)
+            for l in range(2, L + 1)
         )
 
     def encode(self, x: Tensor) -> LadderFeatures:
@@ -269,10 +304,14 @@ class MarkovPosterior(lk.PosteriorChain):
     def __init__(self, cfg: HVAEConfig):
         super().__init__()
         dims, D = cfg.latent_dims, math.prod(cfg.data_shape)
-        self.first_head = nn.Sequential(cfg.net(D, 2 * dims[0]), GaussianHead(cfg.min_scale))
+        self.first_head = nn.Sequential(
+            cfg.net(D, 2 * dims[0], stage=1), GaussianHead(cfg.min_scale)
+        )
         # up_heads[l - 2] gives q(z_l | z_{l-1}), l = 2..L.
         self.up_heads = nn.ModuleList(
-            nn.Sequential(cfg.net(dims[l - 2], 2 * dims[l - 1]), GaussianHead(cfg.min_scale))
+            nn.Sequential(
+                cfg.net(dims[l - 2], 2 * dims[l - 1], stage=l), GaussianHead(cfg.min_scale)
+            )
             for l in range(2, len(dims) + 1)
         )
 

@@ -17,7 +17,7 @@ def hvae_configs(draw, max_depth: int = 4, max_dim: int = 4) -> dict:
         "gaussian" if architecture == "linear" else draw(st.sampled_from(["gaussian", "bernoulli"]))
     )
     depth = draw(st.integers(2, max_depth))
-    return {
+    config = {
         "data_shape": (draw(st.integers(1, 6)),),
         "latent_dims": tuple(draw(st.integers(1, max_dim)) for _ in range(depth)),
         "architecture": architecture,
@@ -25,3 +25,6 @@ def hvae_configs(draw, max_depth: int = 4, max_dim: int = 4) -> dict:
         "likelihood": likelihood,
         "posterior": draw(st.sampled_from(["top-down", "bottom-up"])),
     }
+    if architecture == "mlp" and draw(st.booleans()):  # widths per stage instead of `hidden`
+        config["stage_hidden"] = tuple((draw(st.integers(2, 8)),) for _ in range(depth))
+    return config
