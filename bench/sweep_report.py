@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -97,11 +98,19 @@ def at_a_glance(sweep: dict) -> list[str]:
 
 
 def _loaded(sweep: dict) -> bool:
+    """Whether other jobs shared the CPU during the sweep: the 1- and 5-minute load averages
+    at its end (they average its last minutes) above the sweep's own torch threads by more
+    than half a core. The load at its start averages the minutes before it began (a job that
+    ended as the sweep started still shows there), so it decides nothing."""
+    if sweep["device"] != "cpu":
+        return False
     try:
-        load = float(str(sweep.get("load_start", "0")).split()[0])
+        end = [float(v) for v in str(sweep.get("load_end", "")).split()[:2]]
     except ValueError:
         return False
-    return sweep["device"] == "cpu" and load > 1.0
+    found = re.search(r"with (\d+) threads?", str(sweep.get("device_string", "")))
+    threads = int(found.group(1)) if found else 1
+    return bool(end) and max(end) > threads + 0.5
 
 
 def _goal(c: dict) -> float:
@@ -149,6 +158,12 @@ def markdown(sweep: dict, *, command: str, device: str, note: str) -> str:
             "in ms is mostly that noise). Rerun `python -m bench.run --sweep` on a quiet "
             "machine before quoting a number; the GPU leg (`--device cuda`) waits for a device."
         )
+    elif sweep["device"] == "cpu" and sweep.get("load_end"):
+        w(
+            f"- **Quiet:** the load average at the end ({sweep['load_end']}: the last 1 and 5 "
+            "minutes) is the sweep's own threads, so no other job shared the CPU; the load "
+            "at the start averages the minutes before it began."
+        )
     if sweep.get("clock"):
         w(
             f"- **Clock:** {sweep['clock']}. The machine is shared: time it spends on other "
@@ -174,7 +189,9 @@ def markdown(sweep: dict, *, command: str, device: str, note: str) -> str:
         "*compiled*: `torch.compile` of the objective "
         "(forward, and its backward by AOTAutograd; Adam eager) or of "
         "`latentkit.elbo(..., validate=False)`, ÷ hand-written **eager**, goal < 1, with its "
-        "compile time at that batch (static shapes: one graph per batch size); *memory*: "
+        "compile time at that batch (static shapes: one graph per batch size; Dynamo is "
+        "reset for each path, but torch's on-disk compile caches keep what earlier runs "
+        "built, so a first run on a fresh machine compiles longer); *memory*: "
         "peak bytes one call allocates above what was live before it, latentkit ÷ "
         f"hand-written (goal ≤ {MEMORY_GOAL}). "
         + (

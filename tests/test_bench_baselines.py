@@ -231,3 +231,28 @@ def test_sweep_smoke(tmp_path, monkeypatch):
     row = sweep._explain("vae", "ELBO eval", "small", (8,), tiny, torch.device("cpu"))
     assert row["ops"][0] > 0 and row["ops"][1] > 0 and row["top"]
     assert "aten ops" in sweep_report._where(row)
+
+
+@pytest.mark.parametrize(
+    ("load_end", "device_string", "loaded"),
+    [
+        ("1.00 1.20 1.58", "torch 2.13.0+cpu with 1 threads", False),  # its own thread
+        ("1.60 1.20 1.58", "torch 2.13.0+cpu with 1 threads", True),  # another job at the end
+        ("1.00 1.70 1.58", "torch 2.13.0+cpu with 1 threads", True),  # ... in the last 5 min
+        ("2.40 2.30 2.00", "torch 2.13.0+cpu with 2 threads", False),  # 2 threads, 2 cores
+        ("3.85 3.14 2.58", "torch 2.13.0+cpu with 2 threads", True),
+    ],
+)
+def test_sweep_is_judged_loaded_by_the_load_at_its_end(load_end, device_string, loaded):
+    """The load at the start averages the minutes before the sweep: a job that ended as it
+    began shows there and must not mark a quiet sweep as shared (nor hide a shared one)."""
+    from bench import sweep_report
+
+    sweep = {
+        "device": "cpu",
+        "load_start": "1.84 1.97 1.99",
+        "load_end": load_end,
+        "device_string": device_string,
+    }
+    assert sweep_report._loaded(sweep) is loaded
+    assert sweep_report._loaded({**sweep, "device": "cuda"}) is False
