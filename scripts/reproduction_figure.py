@@ -62,7 +62,7 @@ def main() -> None:
             ax.text(0.02 + 0.3 * (len(drawn) - 1), published, f" published NLL {published}",
                     color=line.get_color(), va="bottom", fontsize=8,
                     transform=ax.get_yaxis_transform())  # fmt: skip
-    ax.set_xlabel("wall time (minutes, one CPU core each)")
+    ax.set_xlabel("wall time (minutes; each run's cores and threads: docs/reproduction.md)")
     ax.set_ylabel("nats (lower is better)")
     ax.set_title("Recipes on binarized MNIST: validation −ELBO over training")
     ax.grid(alpha=0.3)

@@ -47,7 +47,10 @@ PAIRED = [
     ("iwae-paper-vae-450k.all10000.safetensors", "iwae-paper-vae-150k.first2000.safetensors"),
     ("iwae-paper-vae.all10000.safetensors", "iwae-paper-vae-150k.first2000.safetensors"),
     ("iwae-paper-iwae-k5-60k.first2000.safetensors", "iwae-paper-vae-150k.first2000.safetensors"),
+    ("iwae-paper-2layer-80k.first2000.safetensors", "iwae-paper-vae-150k.first2000.safetensors"),
     ("iwae-paper-2layer.first2000.safetensors", "iwae-paper-vae-150k.first2000.safetensors"),
+    ("iwae-paper-2layer.first2000.safetensors", "iwae-paper-vae.all10000.safetensors"),
+    ("iwae-paper-2layer.first2000.safetensors", "iwae-paper-2layer-80k.first2000.safetensors"),
 ]
 
 
@@ -62,11 +65,13 @@ def test_every_paired_difference_is_quoted_as_recomputed(a, b):
 
 def test_per_image_files_average_to_their_evaluation():
     """A per-image file is the evaluation's own: its mean is the JSON's IWAE bound."""
-    for per_image, report in [
-        ("iwae-paper-vae.all10000.safetensors", "iwae-paper-vae.eval-k5000-all10000.json"),
-        ("iwae-paper-vae-450k.all10000.safetensors", "iwae-paper-vae-450k.eval-k5000-all10000.json"),
-        ("iwae-paper-iwae-k5.first2000.safetensors", "iwae-paper-iwae-k5.eval-k5000-first2000.json"),
-    ]:  # fmt: skip
+    for run, images in [
+        ("iwae-paper-vae", "all10000"),
+        ("iwae-paper-vae-450k", "all10000"),
+        ("iwae-paper-iwae-k5", "first2000"),
+        ("iwae-paper-2layer", "first2000"),
+    ]:
+        per_image, report = f"{run}.{images}.safetensors", f"{run}.eval-k5000-{images}.json"
         bound = load_file(KEPT / per_image)["iwae"].double()
         mean = json.loads((KEPT / report).read_text(encoding="utf-8"))["iwae"]["mean"]
         # float32 per-image values summed in float64: agreement to ~1e-6 relative
