@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import attrs
@@ -53,8 +54,14 @@ def test_every_recipe_runs_at_a_tiny_budget(recipe, extra, tmp_path, capsys):
     argv = ["train", "--recipe", recipe, "--set", "steps=4", "--set", "batch_size=8",
             "--set", "train.eval_examples=16", *TINY_DATA, *extra,
             "--run-dir", str(run)]  # fmt: skip
-    assert main(argv) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(argv) == 0
     config = json.loads((run / "config.json").read_text())
+    # A recipe that compiles its objective must trace: the trainer's eager fallback would
+    # warn, and the recipe's budget (measured compiled) would no longer hold.
+    fallbacks = [str(w.message) for w in caught if "could not trace" in str(w.message)]
+    assert not fallbacks, fallbacks
     assert config["data"]["validation"] == 100
     err = " ".join(capsys.readouterr().err.split())  # the console wraps its lines
     kept = config["data"]["limit"] - 100
