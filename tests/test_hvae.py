@@ -517,3 +517,18 @@ def test_stage_hidden_equal_to_hidden_builds_the_same_model():
         sa, sb = a.state_dict(), b.state_dict()
         assert list(sa) == list(sb)
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_ladder_features_take_the_last_width_of_each_stage():
+    """With uneven widths inside a stage, h_l is as wide as stage l's last layer: block l+1,
+    the top head and q(z_{l-1} | z_l, x) read that width, not the stage's first."""
+    m = lk.load_model(
+        "hvae", data_shape=(6,), latent_dims=(4, 3), stage_hidden=[[12, 7], [5, 9]],
+        likelihood="bernoulli", posterior="top-down",
+    )  # fmt: skip
+    q = m.posterior
+    assert _linear_shapes(q.blocks[0]) == [(6, 12), (12, 7)]
+    assert _linear_shapes(q.blocks[1]) == [(7, 5), (5, 9)]
+    assert _linear_shapes(q.top_head) == [(9, 6)]
+    assert _linear_shapes(q.down_heads[0]) == [(3 + 7, 5), (5, 9), (9, 8)]
+    assert bool(torch.isfinite(lk.elbo(m, torch.bernoulli(torch.full((2, 6), 0.5))).total).all())
