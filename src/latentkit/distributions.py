@@ -32,11 +32,13 @@ from torch.distributions import (
     kl_divergence,
     register_kl,
 )
+from torch.distributions import kl as torch_kl
 
 __all__ = [
     "DiagNormal",
     "DiscretizedNormal",
     "StandardNormal",
+    "closed_form_kl",
     "diag_normal",
     "log1mexp",
     "standard_normal",
@@ -200,3 +202,35 @@ def _kl_diag_standard(q: DiagNormal, p: StandardNormal) -> Tensor:
         return _kl_diag_diag(q, p)
     kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1) - scale.log()
     return _sum_event(kl, q.reinterpreted_batch_ndims)
+
+
+def closed_form_kl(q: Distribution, p: Distribution) -> Tensor:
+    """KL(q ‖ p) in closed form: what ``torch.distributions.kl_divergence`` returns, through
+    a dispatch that ``torch.compile`` traces. Raises ``NotImplementedError`` where no closed
+    form is registered (``register_kl``).
+
+    torch's own dispatch, on the first call for a pair of types, takes ``min`` over a
+    generator, which Dynamo cannot trace: a compiled bound whose first call is compiled broke
+    its graph there. This one walks the two MROs (the registered pair most specific in q,
+    then in p: torch's choice under single inheritance) and keeps the answer in torch's
+    cache, which ``register_kl`` clears, so a KL registered later is found as torch finds it.
+    """
+    key = (type(q), type(p))
+    fn = torch_kl._KL_MEMOIZE.get(key)
+    if fn is None:
+        fn = _kl_function(*key)
+        torch_kl._KL_MEMOIZE[key] = fn
+    if fn is NotImplemented:
+        raise NotImplementedError(
+            f"no closed-form KL is registered for {type(q).__name__} ‖ {type(p).__name__}"
+        )
+    return fn(q, p)
+
+
+def _kl_function(type_q: type, type_p: type):
+    for a in type_q.__mro__:
+        for b in type_p.__mro__:
+            fn = torch_kl._KL_REGISTRY.get((a, b))
+            if fn is not None:
+                return fn
+    return NotImplemented

@@ -34,9 +34,10 @@ from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, kl_divergence
+from torch.distributions import Distribution, Independent
 
 from latentkit.chains import LatentModel
+from latentkit.distributions import closed_form_kl
 from latentkit.errors import EstimatorError
 
 __all__ = [
@@ -125,7 +126,7 @@ def kl_or_log_ratio(
     """
     if analytic:
         try:
-            return kl_divergence(q, p)
+            return closed_form_kl(q, p)
         except NotImplementedError:
             pass
     return (q.log_prob(z) if log_q is None else log_q) - p.log_prob(z)
@@ -152,7 +153,7 @@ def per_dimension_kl(q: Distribution, p: Distribution, z: Tensor, *, analytic: b
     n = z.shape[0]
     if analytic:
         try:
-            return kl_divergence(qb, pb).expand(z.shape).reshape(n, -1)
+            return closed_form_kl(qb, pb).expand(z.shape).reshape(n, -1)
         except NotImplementedError:
             pass
     return (qb.log_prob(z) - pb.log_prob(z)).reshape(n, -1)
@@ -290,7 +291,7 @@ def end_terms(model: LatentModel, x: Tensor, h: object = None) -> tuple[Tensor, 
     recon = _check(p.likelihood(z1).log_prob(x), n, "log p(x|z_1)")
     q_top, prior_L = q.marginal(ones * L, h), p.prior(n)
     try:  # closed form first: no draw of z_L just to be thrown away
-        kl = kl_divergence(q_top, prior_L)
+        kl = closed_form_kl(q_top, prior_L)
     except NotImplementedError:
         kl = _log_ratio_at_draw(q_top, prior_L)
     return recon, _check(kl, n, "prior matching")
@@ -318,7 +319,7 @@ def layer_term(
     q_l = q.down(l, z, h)
     p_l = p.transition(l, z) if transition is None else transition
     try:  # closed form first: then no draw from q_l is made only to be thrown away
-        kl = kl_divergence(q_l, p_l)
+        kl = closed_form_kl(q_l, p_l)
     except NotImplementedError:
         kl = _log_ratio_at_draw(q_l, p_l)
     return _check(kl, x.shape[0], "layer-batched KL term")

@@ -151,8 +151,8 @@ class TrainerSetup:
         state = {k: t.clone() for k, t in self.loss_objective.state_dict().items()}
         try:
             with self._fork_rng(self.config.seed), self._autocast_for(self.device):
-                # One eager call first: torch.distributions memoizes each KL pair's function
-                # on first use, and Dynamo traces the memo lookup but not the dispatch.
+                # One eager call first: the engine's caches (the resolved estimator, the
+                # likelihood's family) are filled outside the trace, not mutated inside it.
                 objective(x, self._step_t)
                 compiled(x, self._step_t)
         except Exception as exc:  # Dynamo's failures have many types; all mean "not this model"
