@@ -155,3 +155,36 @@ def test_a_shared_module_also_registered_in_a_chain_is_refused():
 def test_shared_module_takes_only_modules():
     with pytest.raises(TypeError, match="takes an nn.Module"):
         SharedModule(torch.zeros(2))
+
+
+def _first(tensors):
+    return next(iter(tensors), None)
+
+
+@pytest.mark.parametrize("name", lk.list_models())
+def test_reference_is_the_first_parameter(name):
+    model = lk.load_model(name)
+    assert model.reference() is _first(model.parameters())
+
+
+def test_reference_walks_as_parameters_and_buffers_do():
+    """The walk is depth-first in registration order, a module's own tensors before its
+    children's; no parameter at all falls back to the first buffer, then to an empty tensor."""
+    vae = lk.load_model("vae")
+    # Parameters only deep inside: the first child is parameter-free, a None child is skipped.
+    holder = nn.Module()
+    holder.empty = nn.Sequential(nn.ReLU(), nn.Identity())
+    holder.missing = None
+    holder.deep = nn.Sequential(nn.Sequential(nn.ReLU(), nn.Linear(2, 3)), nn.Linear(3, 1))
+    holder.register_parameter("unset", None)
+    vae.generative._modules = {"holder": holder, **vae.generative._modules}
+    assert vae.reference() is _first(vae.parameters()) is holder.deep[0][1].weight
+    # Buffers only: the first buffer; nothing at all: an empty tensor.
+    frozen = lk.load_model("vae")
+    for module in frozen.modules():
+        module._parameters.clear()
+    assert _first(frozen.parameters()) is None
+    assert frozen.reference() is _first(frozen.buffers())
+    for module in frozen.modules():
+        module._buffers.clear()
+    assert frozen.reference().numel() == 0

@@ -267,9 +267,18 @@ class LatentModel(nn.Module):
         return other
 
     def reference(self) -> Tensor:
-        """A parameter or buffer: tells the model's device and dtype."""
-        for t in self.parameters():
-            return t
-        for t in self.buffers():
-            return t
+        """A parameter or buffer: tells the model's device and dtype.
+
+        The first of ``self.parameters()``, else of ``self.buffers()``, found by a plain
+        depth-first walk in the same order: every public bound calls this to check its
+        input, and ``parameters()``'s generators over ``named_modules`` cost more than the
+        check itself at batch 1."""
+        for kind in ("_parameters", "_buffers"):
+            stack: list[nn.Module] = [self]
+            while stack:
+                module = stack.pop()
+                for t in getattr(module, kind).values():
+                    if t is not None:
+                        return t
+                stack.extend(m for m in reversed(module._modules.values()) if m is not None)
         return torch.empty(0)
