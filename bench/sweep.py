@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import statistics
 import time
 from collections.abc import Callable
 
@@ -244,8 +245,9 @@ class CompiledPath:
 # -- memory -------------------------------------------------------------------------------
 
 
-def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
-    """Peak bytes allocated by one call of ``fn`` above what was live before it.
+def peak_bytes(fn: Callable[[], object], device: torch.device, calls: int = 5) -> int:
+    """Peak bytes allocated by one call of ``fn`` above what was live before it: the median
+    over ``calls`` calls.
 
     CUDA: ``torch.cuda.max_memory_allocated`` after resetting the peak. CPU: torch's CPU
     allocator has no peak statistic, so the allocations and frees ``torch.profiler`` records
@@ -253,8 +255,14 @@ def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
     operators at their time) are summed in time order and the maximum of the running sum is
     taken. An operator's own temporaries that it frees before returning are netted out, so
     this is the peak of the tensors operators hand each other, not of their scratch space.
+    The same training step read this way varies from call to call (a VAE's step was seen at
+    7, 238 and 407 KiB): hence the median of several.
     """
     fn()  # warm: optimizer state and caches exist before the measured call
+    return int(statistics.median(_peak_once(fn, device) for _ in range(calls)))
+
+
+def _peak_once(fn: Callable[[], object], device: torch.device) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
