@@ -131,3 +131,23 @@ def test_closed_form_kl_breaks_ties_as_torch_does():
     finally:
         del kl._KL_REGISTRY[SubQ, Independent], kl._KL_REGISTRY[Independent, SubP]
         kl._KL_MEMOIZE.clear()
+
+
+def test_a_compiled_bound_is_not_recompiled_for_other_models():
+    """The engine's caches grow with every model it meets; a compiled bound must not guard on
+    them, or evaluating another model eagerly recompiles it (and after 8 models it runs
+    eagerly behind its guards)."""
+    torch.manual_seed(0)
+    model = lk.load_model("ddpm", num_timesteps=10)
+    x = _data(model, 4)
+    torch._dynamo.reset()
+    compiled = torch.compile(
+        lambda x: lk.elbo(model, x, validate=False).total, dynamic=True, backend="eager"
+    )
+    compiled(x)
+    for _ in range(2):
+        other = lk.load_model("ddpm", num_timesteps=10)
+        lk.elbo(other, x)
+        default_objective(other)(other, x)
+    with torch.compiler.set_stance("fail_on_recompile"):
+        compiled(x)

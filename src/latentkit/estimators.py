@@ -470,6 +470,10 @@ def resolve_estimator(model: LatentModel, name: str, **options) -> Estimator:
     a later call with the same arguments returns the same object, unless the model's chains
     or their capability flags changed since, which resolves it again.
     """
+    if torch.compiler.is_compiling():
+        # Resolved while tracing, not looked up: a guard on the cache (a weak dictionary
+        # that grows with every model resolved) would recompile the bound for each new model.
+        return _resolve(model, name, **options)
     try:
         key = (name, tuple(sorted(options.items())))
         hash(key)

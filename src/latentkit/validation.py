@@ -70,17 +70,19 @@ def _all_inside_bounded(support: constraints.Constraint, x: Tensor) -> bool:
     what is wrong).
 
     * {0, 1}: x − x·x is exactly 0 at x ∈ {0, 1} and nowhere else in floating point (at
-      tiny x, x·x underflows and x remains; NaN and ±inf give NaN, which counts as
-      nonzero), so no value of x − x² is nonzero exactly when every value is a 0 or a 1.
-      One fused ``addcmul`` and one ``count_nonzero``, against the four passes of
-      ``constraints.boolean.check(x).all()``.
+      tiny x, x·x underflows and x remains; NaN and ±inf give NaN), so the largest
+      |x − x²| is 0 exactly when every value is a 0 or a 1 (a NaN maximum compares
+      unequal). One fused ``addcmul``, an in-place ``abs_`` and one reduction read back as
+      a float, against the four passes of ``constraints.boolean.check(x).all()``
+      (``count_nonzero`` or ``any`` instead of the reduction: faster at batch 1, three
+      times slower at 512 × 784).
     * a closed interval [a, b] with finite ends: ``aminmax`` in one pass, both ends read
       back at once; a NaN propagates into both and fails both comparisons.
     """
     if x.numel() == 0:
         return False
     if isinstance(support, constraints._Boolean):
-        return int(torch.count_nonzero(torch.addcmul(x, x, x, value=-1))) == 0
+        return float(torch.addcmul(x, x, x, value=-1).abs_().amax()) == 0.0
     if isinstance(support, constraints._Interval):
         a, b = support.lower_bound, support.upper_bound
         if not all(isinstance(e, (int, float)) and math.isfinite(e) for e in (a, b)):
