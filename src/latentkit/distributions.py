@@ -168,20 +168,22 @@ class DiscretizedNormal(Distribution):
         return DiscretizedNormal(self.loc.expand(batch_shape), self.scale.expand(batch_shape))
 
     def log_prob(self, value: Tensor) -> Tensor:
-        upper = (value + self.half_bin - self.loc) / self.scale
-        lower = (value - self.half_bin - self.loc) / self.scale
-        # Use the tail that keeps the CDFs small: for lower > 0 mirror the bin.
-        mirror = lower > 0
-        hi = torch.where(mirror, -lower, upper)
-        lo = torch.where(mirror, -upper, lower)
-        log_hi = torch.special.log_ndtr(hi)
-        log_lo = torch.special.log_ndtr(lo)
-        middle = log_hi + log1mexp((log_lo - log_hi).clamp(max=0.0))
-        # The outermost bins are open: P(x = -1) = Φ(upper), P(x = 1) = 1 − Φ(lower).
-        left = torch.special.log_ndtr(upper)
-        right = torch.special.log_ndtr(-lower)
+        # The outermost bins are open: x = −1 has no lower edge, x = 1 no upper one. Setting
+        # that edge to ∓∞ makes one formula serve every bin, with two log-CDF calls per value
+        # instead of four (the middle bins' two, and one for each open end, all computed
+        # everywhere). The ∞ sits behind torch.where, whose backward passes no gradient to
+        # the branch not taken, so the NaN that log_ndtr's gradient has at −∞ stays out.
         edge = 1.0 - self.half_bin
-        return torch.where(value < -edge, left, torch.where(value > edge, right, middle))
+        upper = torch.where(value > edge, math.inf, (value + self.half_bin - self.loc) / self.scale)
+        lower = torch.where(
+            value < -edge, -math.inf, (value - self.half_bin - self.loc) / self.scale
+        )
+        # log P = log(Φ(hi) − Φ(lo)) in the tail that keeps both CDFs small: for lower > 0
+        # the bin is mirrored (1 − Φ(lower) − (1 − Φ(upper)) = Φ(−lower) − Φ(−upper)).
+        mirror = lower > 0
+        log_hi = torch.special.log_ndtr(torch.where(mirror, -lower, upper))
+        log_lo = torch.special.log_ndtr(torch.where(mirror, -upper, lower))
+        return log_hi + log1mexp((log_lo - log_hi).clamp(max=0.0))
 
     def sample(self, sample_shape: torch.Size | tuple = ()) -> Tensor:
         with torch.no_grad():
