@@ -267,11 +267,20 @@ def markdown(ctx: dict) -> str:
     w(ctx["command"])
     w("```\n")
     w(f"- **Device:** {ctx['device']}")
+    from bench.sweep_report import _loaded  # the sweep's rule: the end load against its threads
+
+    shared = _loaded({"device": "cpu", "load_end": ctx["load_end"], "device_string": ctx["device"]})
     w(
         f"- **Load average** (1, 5, 15 min) at start: {ctx['load_start']}; at end: "
-        f"{ctx['load_end']}. The machine was shared with other jobs while this ran; every "
-        "comparison is interleaved to cancel that noise (see *Method*), absolute times are "
-        "not comparable across runs or machines."
+        f"{ctx['load_end']}. "
+        + (
+            "The machine was shared with other jobs while this ran"
+            if shared
+            else "The load at the end (its last 1 and 5 minutes) is this command's own "
+            "thread: no other job shared the CPU"
+        )
+        + "; every comparison is interleaved to cancel noise (see *Method*), absolute times "
+        "are not comparable across runs or machines."
     )
     w(f"- **Versions:** {ctx['versions']}")
     w(
