@@ -368,8 +368,8 @@ def plot_overhead(sweep: dict, path: Path) -> None:
         bs = sorted({c["batch"] for c in sweep["cells"]})
         axes[1, col].set_xticks(bs, [str(b) for b in bs])
         axes[1, col].minorticks_off()
-    axes[0, 0].legend(fontsize=7)
-    axes[1, 0].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=7, handlelength=3)  # long enough to show the dashes
+    axes[1, 0].legend(fontsize=7, handlelength=3)
     fig.suptitle(f"Framework overhead against batch size ({sweep['device']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
