@@ -267,21 +267,7 @@ def markdown(ctx: dict) -> str:
     w(ctx["command"])
     w("```\n")
     w(f"- **Device:** {ctx['device']}")
-    from bench.sweep_report import _loaded  # the sweep's rule: the end load against its threads
-
-    shared = _loaded({"device": "cpu", "load_end": ctx["load_end"], "device_string": ctx["device"]})
-    w(
-        f"- **Load average** (1, 5, 15 min) at start: {ctx['load_start']}; at end: "
-        f"{ctx['load_end']}. "
-        + (
-            "The machine was shared with other jobs while this ran"
-            if shared
-            else "The load at the end (its last 1 and 5 minutes) is this command's own "
-            "thread: no other job shared the CPU"
-        )
-        + "; every comparison is interleaved to cancel noise (see *Method*), absolute times "
-        "are not comparable across runs or machines."
-    )
+    w(load_line(ctx))
     w(f"- **Versions:** {ctx['versions']}")
     w(
         f"- **Wall time of the whole command:** {ctx['wall_s'] / 60:.1f} min "
@@ -650,3 +636,23 @@ def _md_ratio_table(rows: list[dict]) -> str:
             f"{r['calls_per_round']} | {r['target']} {MARK[verdict(r)]} |"
         )
     return "\n".join(out)
+
+
+def load_line(ctx: dict) -> str:
+    """The report's load line: the load averages, and whether another job shared the CPU,
+    judged as the sweep judges it (the end load against the command's torch threads)."""
+    from bench.sweep_report import _loaded
+
+    shared = _loaded({"device": "cpu", "load_end": ctx["load_end"], "device_string": ctx["device"]})
+    return (
+        f"- **Load average** (1, 5, 15 min) at start: {ctx['load_start']}; at end: "
+        f"{ctx['load_end']}. "
+        + (
+            "The machine was shared with other jobs while this ran"
+            if shared
+            else "The load at the end (its last 1 and 5 minutes) is this command's own "
+            "thread: no other job shared the CPU"
+        )
+        + "; every comparison is interleaved to cancel noise (see *Method*), absolute times "
+        "are not comparable across runs or machines."
+    )

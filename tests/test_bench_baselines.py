@@ -256,3 +256,21 @@ def test_sweep_is_judged_loaded_by_the_load_at_its_end(load_end, device_string, 
     }
     assert sweep_report._loaded(sweep) is loaded
     assert sweep_report._loaded({**sweep, "device": "cuda"}) is False
+
+
+@pytest.mark.parametrize(
+    "load_end, threads, shared",
+    [("1.00 1.01 1.11", 1, False), ("2.10 1.40 1.10", 1, True), ("1.90 1.80 1.00", 2, False)],
+)
+def test_report_says_shared_only_when_the_end_load_exceeds_its_threads(load_end, threads, shared):
+    from bench.report import load_line
+
+    ctx = {
+        "load_start": "3.00 3.00 3.00",  # before the command: decides nothing
+        "load_end": load_end,
+        "device": f"AMD EPYC, torch 2.13.0+cpu with {threads} threads",
+    }
+    line = load_line(ctx)
+    assert ("shared with other jobs" in line) is shared
+    assert ("no other job shared the CPU" in line) is not shared
+    assert load_end in line
