@@ -277,10 +277,13 @@ def bits_per_dim(nats: Tensor, data_dims: int) -> Tensor:
 def _check_beta(beta: float) -> float:
     # Comparisons, not math.isfinite: under torch.compile(dynamic=True) a float argument is
     # symbolic, and a comparison becomes a guard where isfinite would break the graph.
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta == beta:
-        raise InputError(f"beta must be a finite number ≥ 0, got {beta!r}")  # NaN ≠ NaN
+    # NaN fails both comparisons of the chain, ±inf one of them.
+    if (
+        isinstance(beta, bool)
+        or not isinstance(beta, (int, float))
+        or not -math.inf < beta < math.inf
+    ):
+        raise InputError(f"beta must be a finite number ≥ 0, got {beta!r}")
     if beta < 0:
         raise InputError(f"beta must be ≥ 0 (it weighs KL terms), got {beta}")
-    if beta == math.inf:
-        raise InputError(f"beta must be a finite number ≥ 0, got {beta!r}")
     return float(beta)
