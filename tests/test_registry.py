@@ -88,3 +88,86 @@ def test_factory_returning_a_non_model_is_a_plugin_error():
             lk.load_model("not-a-model")
     finally:
         lk.unregister_plugin(Bad)
+
+
+def _wrapper_plugin(name: str, base: str):
+    """A plugin whose hook builds its spec from another plugin's (as a plugin that wraps
+    a model does): it looks ``base`` up while the models are being collected."""
+
+    class Wrapper:
+        calls = 0
+
+        @staticmethod
+        @lk.hookimpl
+        def latentkit_models():
+            Wrapper.calls += 1
+            spec = lk.get_model_spec(base)
+            return [attrs.evolve(spec, name=name, description=f"wraps {base}")]
+
+    Wrapper.__name__ = name
+    return Wrapper
+
+
+def _counting_discovery(monkeypatch) -> list[int]:
+    from latentkit import registry
+
+    calls = [0]
+    original = registry._Registry._discover
+
+    def counted(self):
+        calls[0] += 1
+        return original(self)
+
+    monkeypatch.setattr(registry._Registry, "_discover", counted)
+    return calls
+
+
+@pytest.mark.parametrize("order", ["base first", "wrapper first"])
+def test_a_plugin_that_looks_up_another_plugins_model_is_collected_once(monkeypatch, order):
+    """The wrapper's hook asks for a model mid-collection: it gets the other plugins' models
+    (whichever was registered first), the entry points are discovered once, and no fault
+    is recorded (a nested lookup used to rediscover every entry point, recursively: the
+    mutation table's plugin spent 20 s there)."""
+    from latentkit import registry
+
+    discoveries = _counting_discovery(monkeypatch)
+    wrapper = _wrapper_plugin("wraps-in-process", "in-process-vae")
+    plugins = [(_InProcess, "in-process"), (wrapper, "wrapper")]
+    if order == "wrapper first":
+        plugins.reverse()
+    for plugin, name in plugins:
+        lk.register_plugin(plugin, name=name)
+    try:
+        specs = lk.model_specs()
+        assert discoveries[0] == 1
+        assert specs["wraps-in-process"].config_class is _InProcess.Config
+        assert specs["wraps-in-process"].plugin == registry.IN_PROCESS
+        assert not [f for f in lk.plugin_faults() if f.entry_point in {"wrapper", "in-process"}]
+        assert lk.load_model("wraps-in-process", dim=3).data_shape == (3,)
+    finally:
+        for plugin, _ in plugins:
+            lk.unregister_plugin(plugin)
+
+
+def test_two_plugins_that_look_each_other_up_end_in_a_fault_each_not_a_recursion(monkeypatch):
+    discoveries = _counting_discovery(monkeypatch)
+    a, b = _wrapper_plugin("model-a", "model-b"), _wrapper_plugin("model-b", "model-a")
+    lk.register_plugin(a, name="plugin-a")
+    lk.register_plugin(b, name="plugin-b")
+    try:
+        models = lk.list_models()
+        assert "model-a" not in models and "model-b" not in models
+        faults = {f.entry_point: f.problem for f in lk.plugin_faults()}
+        # (the messages are reprs of the errors: their quotes may come escaped)
+        raised = r"latentkit_models\(\) raised UnknownModelError.+"
+        assert re.match(raised + "model-b", faults["plugin-a"])
+        assert re.match(raised + "model-a", faults["plugin-b"])
+        assert discoveries[0] == 1
+        # Each hook is asked twice: once by the collection, once by the other's lookup (a
+        # lookup that asked the hooks further out again would recurse until Python stops it).
+        assert (a.calls, b.calls) == (2, 2)
+        assert "RecursionError" not in str(faults)
+        assert "vae" in models  # the other plugins are unaffected
+    finally:
+        lk.unregister_plugin(a)
+        lk.unregister_plugin(b)

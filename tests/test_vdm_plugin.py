@@ -170,7 +170,8 @@ def test_cli_trains_and_evaluates(tmp_path):
     code, out, err = run_cli(
         [
             "train", "--model", "vdm", "--data", "digits", "--steps", "3", "--batch-size", "16",
-            "--set", "num_timesteps=8", "--set", "hidden=[16]", "--run-dir", str(run),
+            "--set", "num_timesteps=8", "--set", "network=mlp", "--set", "hidden=[16]",
+            "--run-dir", str(run),
             "--no-progress", "--limit", "64",
         ],
         timeout=300,

@@ -150,6 +150,8 @@ class _Registry:
         self.models: dict[str, ModelSpec] | None = None
         self.objectives: dict[str, ObjectiveSpec] = {}
         self.faults: list[PluginFault] = []
+        self.collecting: list[str] = []
+        """Plugins whose ``latentkit_models`` hook is running now (innermost last)."""
 
     def _discover(self) -> None:
         seen: dict[str, str] = {}
@@ -218,20 +220,35 @@ class _Registry:
                     )
                 )
 
-    def _collect(self, hook: str, spec_class: type, what: str) -> dict[str, Any]:
-        """Every plugin's contributions to ``hook`` by name; faults recorded, not raised."""
+    def _collect(
+        self,
+        hook: str,
+        spec_class: type,
+        what: str,
+        *,
+        skip: frozenset[str] = frozenset(),
+        faults: list[PluginFault] | None = None,
+    ) -> dict[str, Any]:
+        """Every plugin's contributions to ``hook`` by name; faults recorded (in ``faults``,
+        else the registry's), not raised. Plugins named in ``skip`` are not asked."""
         found: dict[str, Any] = {}
+        faults = self.faults if faults is None else faults
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            if impl.plugin_name in skip:
+                continue
             dist = self.origin.get(impl.plugin_name, impl.plugin_name)
 
             def fault(problem: str, dist: str = dist, impl: Any = impl) -> None:
-                self.faults.append(PluginFault(dist, impl.plugin_name, problem))
+                faults.append(PluginFault(dist, impl.plugin_name, problem))
 
+            self.collecting.append(impl.plugin_name)
             try:
                 specs = impl.function()
             except Exception as exc:
                 fault(f"{hook}() raised {exc!r}")
                 continue
+            finally:
+                self.collecting.pop()
             if not isinstance(specs, (list, tuple)):
                 fault(f"{hook}() must return a list of {what}, got {type(specs).__name__}")
                 continue
@@ -248,6 +265,19 @@ class _Registry:
         return dict(sorted(found.items()))
 
     def ensure(self) -> dict[str, ModelSpec]:
+        if self.models is None and self.collecting:
+            # A plugin's hook looks a model up while the models are being collected (a
+            # plugin that wraps another's model): it gets every other plugin's models,
+            # asked again without discovering the entry points again, and without itself
+            # or any hook further out (two plugins that look each other up end in a fault
+            # each, not in a recursion). Faults are recorded by the outer collection alone.
+            return self._collect(
+                "latentkit_models",
+                ModelSpec,
+                "ModelSpec",
+                skip=frozenset(self.collecting),
+                faults=[],
+            )
         if self.models is None:
             self.faults = []
             self._discover()
