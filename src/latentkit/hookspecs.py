@@ -41,6 +41,10 @@ def latentkit_models() -> list:
     reported in ``latentkit.plugin_faults()`` and skipped; the other plugins still load.
     So is a hook implementation whose name matches no hook here (a typo would otherwise
     contribute nothing, silently).
+
+    A plugin that wraps another's model may look it up from this hook
+    (``latentkit.get_model_spec("vae")``): it sees every other plugin's models, whichever
+    loaded first. Two plugins that look each other's models up each get a fault.
     """
 
 
