@@ -357,7 +357,9 @@ def plot_overhead(sweep: dict, path: Path) -> None:
                 )
         axes[0, col].axhline(0, color="k", lw=0.8)
         # Symmetric log: the fixed cost (hundreds of µs) and a long call's noise both show.
-        axes[0, col].set_yscale("symlog", linthresh=1000)
+        # Linear within ±100 µs, so that 0 and ±10² are a decade apart (at ±1000 the ticks
+        # 10² and 0 fell on one another).
+        axes[0, col].set_yscale("symlog", linthresh=100)
         axes[0, col].set_title(f"{task}: latentkit − hand-written eager")
         axes[0, col].set_ylabel("overhead, µs per call")
         axes[1, col].axhline(1.0, color="k", lw=0.8)

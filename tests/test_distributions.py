@@ -183,3 +183,34 @@ def test_standard_kl_broadcasts_like_the_general_form():
         _torch_pair(torch.zeros(3, 2), torch.ones(3, 2), 1),
     )
     torch.testing.assert_close(kl_divergence(q, p), expected)
+
+
+@pytest.mark.parametrize("event_dims", [0, 1, 2])
+@pytest.mark.parametrize(
+    ("q_from", "p_from"),
+    [
+        ((2, 1, 1), (2, 1, 1)),  # one scale per example on both sides (a diffusion's)
+        ((2, 3, 1), (2, 1, 1)),  # compact along the last axis only, and one side coarser
+        ((1, 1, 1), (2, 1, 1)),  # a scalar against one per example
+        ((2, 1, 5), (2, 3, 5)),  # one side full: the ratio is full too
+        ((1, 3, 1), (2, 1, 1)),  # compact along the batch
+    ],
+)
+@given(seed=st.integers(0, 2**16))
+def test_diag_kl_with_expanded_scales_equals_torchs(q_from, p_from, event_dims, seed):
+    """Scales expanded from fewer values (stride 0) take the compact path of KL(DiagNormal ‖
+    DiagNormal): r and log r on the compact values, each counted for the event positions it
+    stands for. The same numbers as torch's Independent/Normal KL on materialized copies, to
+    float64 round-off, whichever axes are compact and on either side."""
+    shape = (2, 3, 5)
+    g = torch.Generator().manual_seed(seed)
+    mq, mp = torch.randn(2, *shape, generator=g, dtype=torch.float64) * 2
+    sq = (torch.rand(q_from, generator=g, dtype=torch.float64) * 3 + 0.05).expand(shape)
+    sp = (torch.rand(p_from, generator=g, dtype=torch.float64) * 3 + 0.05).expand(shape)
+    q, p = diag_normal(mq, sq, event_dims), diag_normal(mp, sp, event_dims)
+    expected = kl_divergence(
+        _torch_pair(mq, sq.contiguous(), event_dims), _torch_pair(mp, sp.contiguous(), event_dims)
+    )
+    got = kl_divergence(q, p)
+    assert got.shape == expected.shape == shape[: len(shape) - event_dims]
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

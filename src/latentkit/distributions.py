@@ -219,16 +219,38 @@ def _sum_event(kl: Tensor, event_dims: int) -> Tensor:
     return kl.flatten(-event_dims).sum(-1)
 
 
+def _compact(t: Tensor) -> Tensor:
+    """The tensor ``t`` was expanded from: a view of size 1 wherever ``t``'s stride is 0 (a
+    broadcast dimension), ``t`` itself if it has none."""
+    strides = t.stride()
+    if 0 not in strides:
+        return t
+    return t[tuple(slice(None) if s else slice(0, 1) for s in strides)]
+
+
 @register_kl(DiagNormal, DiagNormal)
 def _kl_diag_diag(q: DiagNormal, p: DiagNormal) -> Tensor:
     # torch's Normal–Normal closed form, summed over the event: ½(r + t − 1 − log r) with
     # r = σ_q²/σ_p², t = (μ_q − μ_p)²/σ_p².
-    if q.reinterpreted_batch_ndims != p.reinterpreted_batch_ndims:
+    event_dims = q.reinterpreted_batch_ndims
+    if event_dims != p.reinterpreted_batch_ndims:
         raise NotImplementedError
     qb, pb = q.base_dist, p.base_dist
-    var_ratio = (qb.scale / pb.scale).pow(2)
-    t = ((qb.loc - pb.loc) / pb.scale).pow(2)
-    return _sum_event(0.5 * (var_ratio + t - 1 - var_ratio.log()), q.reinterpreted_batch_ndims)
+    # Scales expanded from fewer values (a diffusion's one σ per example: stride 0 along the
+    # event) give r and log r on those values alone; each then stands for ``repeats`` event
+    # positions: ½Σ(r − 1 − log r) over the event = repeats · ½Σ over the compact event. The
+    # event-wide work is then t alone: 4 passes over the full tensor instead of 11.
+    q_scale, p_scale = _compact(qb.scale), _compact(pb.scale)
+    var_ratio = (q_scale / p_scale).pow(2)
+    full = torch.broadcast_shapes(qb.loc.shape, pb.loc.shape, qb.scale.shape, pb.scale.shape)
+    if var_ratio.shape == full:
+        t = ((qb.loc - pb.loc) / pb.scale).pow(2)
+        return _sum_event(0.5 * (var_ratio + t - 1 - var_ratio.log()), event_dims)
+    t = ((qb.loc - pb.loc) / p_scale).pow(2)
+    ratio_event = var_ratio.shape[var_ratio.ndim - event_dims :] if event_dims else ()
+    repeats = math.prod(full[len(full) - event_dims :]) // math.prod(ratio_event)
+    spread = _sum_event(var_ratio - 1 - var_ratio.log(), event_dims)
+    return 0.5 * (_sum_event(t, event_dims) + repeats * spread)
 
 
 @register_kl(DiagNormal, StandardNormal)
