@@ -214,3 +214,26 @@ def test_diag_kl_with_expanded_scales_equals_torchs(q_from, p_from, event_dims, 
     got = kl_divergence(q, p)
     assert got.shape == expected.shape == shape[: len(shape) - event_dims]
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("event_dims", [0, 1, 2])
+@pytest.mark.parametrize("p_from", [(2, 1, 1), (2, 3, 5)])
+@pytest.mark.parametrize("q_shape", [(1, 3, 5), (2, 3, 1)])
+def test_diag_kl_with_expanded_scales_broadcasts_q_against_p(q_shape, p_from, event_dims):
+    """A q whose loc broadcasts against p's (a batch of 1 against 2, or one value along the
+    last axis against 5), q's scale one scalar expanded: torch's numbers on materialized
+    copies."""
+    shape, g = (2, 3, 5), torch.Generator().manual_seed(7)
+    mq = torch.randn(q_shape, generator=g, dtype=torch.float64)
+    mp = torch.randn(shape, generator=g, dtype=torch.float64)
+    sq = torch.tensor(0.7, dtype=torch.float64).expand(q_shape)
+    sp = (torch.rand(p_from, generator=g, dtype=torch.float64) + 0.2).expand(shape)
+    q, p = diag_normal(mq, sq, event_dims), diag_normal(mp, sp, event_dims)
+    q_torch = _torch_pair(mq, sq.contiguous(), event_dims)
+    p_torch = _torch_pair(mp, sp.contiguous(), event_dims)
+    for got, expected in [  # and the other way round: the smaller one as p
+        (kl_divergence(q, p), kl_divergence(q_torch, p_torch)),
+        (kl_divergence(p, q), kl_divergence(p_torch, q_torch)),
+    ]:
+        assert got.shape == expected.shape == shape[: len(shape) - event_dims]
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
