@@ -242,12 +242,11 @@ def _kl_diag_diag(q: DiagNormal, p: DiagNormal) -> Tensor:
         # event. The event-wide work is then t alone: 4 passes over [N, D] instead of 11.
         q_scale, p_scale = _compact(q_scale), _compact(p_scale)
     var_ratio = (q_scale / p_scale).pow(2)
+    t = ((qb.loc - pb.loc) / p_scale).pow(2)
     if var_ratio.shape == qb.loc.shape:  # nothing compact (this form is right either way)
-        t = ((qb.loc - pb.loc) / p_scale).pow(2)
         return _sum_event(0.5 * (var_ratio + t - 1 - var_ratio.log()), event_dims)
     # (a base Normal's loc and scale share one shape, as diag_normal builds it)
     full = torch.broadcast_shapes(qb.loc.shape, pb.loc.shape)
-    t = ((qb.loc - pb.loc) / p_scale).pow(2)
     ratio_event = var_ratio.shape[var_ratio.ndim - event_dims :] if event_dims else ()
     repeats = math.prod(full[len(full) - event_dims :]) // math.prod(ratio_event)
     spread = _sum_event(var_ratio - 1 - var_ratio.log(), event_dims)

@@ -44,7 +44,8 @@ def latentkit_models() -> list:
 
     A plugin that wraps another's model may look it up from this hook
     (``latentkit.get_model_spec("vae")``): it sees every other plugin's models, whichever
-    loaded first. Two plugins that look each other's models up each get a fault.
+    loaded first. Two plugins that look each other's models up each get a fault
+    (``tests/test_registry.py``).
     """
 
 

@@ -151,7 +151,7 @@ class _Registry:
         self.objectives: dict[str, ObjectiveSpec] = {}
         self.faults: list[PluginFault] = []
         self.collecting: list[str] = []
-        """Plugins whose ``latentkit_models`` hook is running now (innermost last)."""
+        """Plugins whose hook ``_collect`` is calling now (innermost last)."""
 
     def _discover(self) -> None:
         seen: dict[str, str] = {}
