@@ -20,6 +20,7 @@ from latentkit.chains import (
     SharedModule,
     SingleLayerPosterior,
 )
+from latentkit.compare import Comparison, ProtocolMismatchError, RunFolderError, compare_runs
 from latentkit.config import structure_config, unstructure_config
 from latentkit.data import load_dataset
 from latentkit.diagnostics import Diagnostics, diagnose
@@ -78,6 +79,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "Comparison",
     "ConfigError",
     "DTypeError",
     "DataSourceError",
@@ -103,6 +105,8 @@ __all__ = [
     "PluginError",
     "PluginFault",
     "PosteriorChain",
+    "ProtocolMismatchError",
+    "RunFolderError",
     "ShapeError",
     "SharedModule",
     "SingleLayerPosterior",
@@ -112,6 +116,7 @@ __all__ = [
     "TrainingError",
     "UnknownModelError",
     "bits_per_dim",
+    "compare_runs",
     "default_objective",
     "diagnose",
     "elbo",

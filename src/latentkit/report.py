@@ -5,6 +5,7 @@ alike."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from latentkit.checkpoint import (
+    atomic_write_bytes,
     atomic_write_json,
     latest_checkpoint,
     read_regular_file,
@@ -27,8 +29,11 @@ __all__ = [
     "DIAGNOSE_EXAMPLES",
     "EVAL_PAIRS",
     "MAX_METRICS_BYTES",
+    "PER_EXAMPLE_FILE",
+    "examples_digest",
     "likelihood_figures",
     "likelihood_figures_table",
+    "per_example_bytes",
     "write_report",
 ]
 
@@ -40,6 +45,8 @@ EVAL_PAIRS = 20000
 fewer for long ones (a 1000-step DDPM gets 64), since the ELBO of an example costs L calls."""
 MAX_METRICS_BYTES = 2**28
 """A ``metrics.jsonl`` larger than this is not plotted."""
+PER_EXAMPLE_FILE = "per_example.safetensors"
+"""The report's per-example bounds, beside ``report.json`` (:func:`per_example_bytes`)."""
 
 
 def _is_int(value: Any) -> bool:
@@ -160,6 +167,8 @@ def write_report(
     evaluated = checkpoint or latest_checkpoint(run_dir)
     payload = _payload(info, dataset, report, diag, files, evaluated, name=name)
     payload["likelihood_figures"] = figures
+    payload["data"].update(_protocol(info, dataset.test[: report.num_examples]))
+    payload["per_example"] = _write_per_example(run_dir, report, dataset.test, evaluated)
     atomic_write_json(run_dir / "report.json", payload)
     out.print(report_table(report, title=f"{name} at step {step} on {dataset.name} test"))
     if figures is not None:
@@ -187,6 +196,64 @@ def likelihood_figures(
         return None
     n = _eval_budget(model, data.shape[0], options)
     return compute(data[:n], discrete=discrete, seed=seed)
+
+
+def examples_digest(data: torch.Tensor) -> str:
+    """sha256 of the evaluated examples (shape and values, as float64): two reports with the
+    same digest scored the same examples in the same order."""
+    x = data.detach().to("cpu", torch.float64).contiguous()
+    h = hashlib.sha256(json.dumps(list(x.shape)).encode())
+    h.update(x.numpy().tobytes())
+    return h.hexdigest()
+
+
+def per_example_bytes(report: Any, data: torch.Tensor, *, source: Any) -> bytes:
+    """A safetensors file of each example's figures (``report.per_example``: ``elbo`` and,
+    when computed, ``iwae``, nats, float32) with ``index``, the position of each example in
+    ``data`` (int64), and in its metadata where they came from (``source``), ``iwae_k``,
+    ``seed``, ``num_examples`` and :func:`examples_digest` of the examples scored."""
+    from safetensors.torch import save as save_safetensors
+
+    n = report.num_examples
+    tensors = {name: t.contiguous() for name, t in report.per_example.items()}
+    tensors["index"] = torch.arange(n, dtype=torch.int64)
+    meta = {
+        "source": str(source),
+        "iwae_k": str(report.iwae_k),
+        "seed": str(report.seed),
+        "num_examples": str(n),
+        "examples_sha256": examples_digest(data[:n]),
+    }
+    return save_safetensors(tensors, metadata=meta)
+
+
+def _write_per_example(
+    run_dir: Path, report: Any, data: torch.Tensor, source: Any
+) -> dict[str, Any]:
+    """Write ``RUN/per_example.safetensors`` (atomically); what ``report.json`` says of it: its
+    name, sha256 (so a reader can tell it belongs to this report) and figures."""
+    blob = per_example_bytes(report, data, source=source)
+    atomic_write_bytes(writable_path(run_dir / PER_EXAMPLE_FILE), blob)
+    return {
+        "file": PER_EXAMPLE_FILE,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "figures": sorted(report.per_example),
+    }
+
+
+def _protocol(info: dict[str, Any], examples: torch.Tensor) -> dict[str, Any]:
+    """The data protocol a comparison of runs checks: the binarization seed and draw
+    (``fixed`` or ``dynamic`` in training), the split limit, the held-out validation
+    examples, and the examples scored (count and :func:`examples_digest`)."""
+    data = info.get("data") if isinstance(info.get("data"), dict) else {}
+    return {
+        "seed": data.get("seed"),
+        "limit": data.get("limit"),
+        "binarization": data.get("binarization", "fixed"),
+        "validation": data.get("validation", 0),
+        "examples": int(examples.shape[0]),
+        "examples_sha256": examples_digest(examples),
+    }
 
 
 FIGURE_ROWS = ("discrete", "continuous", "ode", "ode_direct")

@@ -1,4 +1,4 @@
-"""The ``latentkit`` command: list, train, evaluate, sample, report, verify.
+"""The ``latentkit`` command: list, train, evaluate, sample, report, compare, verify.
 
 Configuration comes from a TOML file and/or flags, later ones winning::
 

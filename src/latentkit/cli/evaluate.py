@@ -25,6 +25,7 @@ from latentkit.report import (
     _run_evaluation,
     likelihood_figures,
     likelihood_figures_table,
+    per_example_bytes,
 )
 from latentkit.trained import load_trained_model
 
@@ -99,15 +100,6 @@ def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
             written = atomic_write_json(args.json_out, payload)  # through a link, to its target
             err.print(f"wrote {written}", markup=False)
     if args.per_example is not None:
-        _write_per_example(args.per_example, report, source)
+        atomic_write_bytes(args.per_example, per_example_bytes(report, data, source=source))
         err.print(f"wrote {args.per_example}", markup=False)
     return 0
-
-
-def _write_per_example(path: Path, report: Any, source: Any) -> None:
-    """Each example's bounds, in the data's order, with where they came from."""
-    from safetensors.torch import save as save_safetensors
-
-    tensors = {name: t.contiguous() for name, t in report.per_example.items()}
-    meta = {"source": str(source), "iwae_k": str(report.iwae_k), "seed": str(report.seed)}
-    atomic_write_bytes(path, save_safetensors(tensors, metadata=meta))

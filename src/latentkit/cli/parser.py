@@ -18,6 +18,7 @@ from latentkit.cli.common import (
     _int_type,
     _Parser,
 )
+from latentkit.cli.compare import cmd_compare
 from latentkit.cli.evaluate import cmd_evaluate
 from latentkit.cli.train import cmd_train
 
@@ -318,6 +319,41 @@ def _add_report(sub: Any) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _add_compare(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="finished runs' test figures in one table, with paired differences",
+        description="One row per finished, reported run (report.json: `latentkit train "
+        "--report`, or `latentkit report RUN`): its bound on −log p(x) in nats (and bits/dim), "
+        "the paired difference against a reference on the same test examples, the training "
+        "budget and the data. Runs of different data sets, variants, binarizations or test "
+        "examples are refused unless --allow-mixed (docs/cli.md).",
+    )
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders")
+    p.add_argument(
+        "--reference",
+        metavar="RUN",
+        help="the run the paired differences are taken against (its folder name or path; "
+        "default: the first)",
+    )
+    p.add_argument(
+        "--figure",
+        default="best",
+        help="the figure compared: best (−IWAE_k where computed, else −ELBO), elbo, iwae, or a "
+        "model's own (continuous, ode, ode_direct, ...); default best",
+    )
+    p.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="compare runs of different protocols anyway, each row naming what differs",
+    )
+    p.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table as Markdown")
+    p.add_argument(
+        "--json", dest="json_out", metavar="PATH", help="also write it as JSON ('-': stdout only)"
+    )
+    p.set_defaults(func=cmd_compare)
+
+
 def _add_verify(sub: Any) -> None:
     p = sub.add_parser(
         "verify",
@@ -343,6 +379,7 @@ COMMANDS = (
     _add_evaluate,
     _add_sample,
     _add_report,
+    _add_compare,
     _add_verify,
 )
 """One function per command: each adds its sub-parser, whose ``func`` runs the command."""

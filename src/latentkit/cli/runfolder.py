@@ -41,6 +41,7 @@ RUN_FILES = (
     "config.json",
     "config.toml",
     "report.json",
+    "per_example.safetensors",
     "samples.png",
     "curves.png",
     "layer_kl.png",

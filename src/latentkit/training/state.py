@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -164,7 +166,54 @@ class CheckpointState:
             "best_validation_elbo": self.best_validation,
             "best_validation_k": self.selection_k,
             "torch": torch.__version__,
+            "budget": self._budget(),
         }
+
+    def _budget(self) -> dict[str, Any]:
+        """What training has cost so far: ``train_seconds``, the wall time of :meth:`fit`
+        summed over the run's sessions (each resume adds its own) from step ``since_step``
+        (0, unless the run resumed from a checkpoint that did not record it), and where the
+        latest session ran (``device``, its name, torch's CPU ``threads``, ``world_size``)."""
+        seconds = self.train_seconds
+        if self._fit_start is not None:  # a checkpoint written inside fit
+            seconds += time.perf_counter() - self._fit_start
+        device = torch.device(self.device)
+        if device.type == "cuda":
+            name = torch.cuda.get_device_name(device)
+        else:
+            name = platform.processor() or platform.machine() or device.type
+        return {
+            "train_seconds": round(seconds, 3),
+            "since_step": self.seconds_since_step,
+            "device": str(device),
+            "device_name": name,
+            "threads": torch.get_num_threads(),
+            "world_size": self.dist.world_size,
+        }
+
+    def _load_budget(self, info: dict[str, Any], where: Path) -> None:
+        """The budget of the sessions before the checkpoint: a checkpoint that does not record
+        one (written by an earlier latentkit) starts the count at its step."""
+        budget = info.get("budget")
+        if budget is None:
+            self.train_seconds, self.seconds_since_step = 0.0, int(info["step"])
+            return
+        seconds = budget.get("train_seconds") if isinstance(budget, dict) else None
+        since = budget.get("since_step") if isinstance(budget, dict) else None
+        if not (
+            isinstance(seconds, (int, float))
+            and not isinstance(seconds, bool)
+            and math.isfinite(seconds)
+            and seconds >= 0
+            and isinstance(since, int)
+            and not isinstance(since, bool)
+            and 0 <= since <= info["step"]
+        ):
+            raise CheckpointError(
+                f"{where}: 'budget' must hold train_seconds ≥ 0 and since_step in "
+                f"[0, step], got {budget!r}"
+            )
+        self.train_seconds, self.seconds_since_step = float(seconds), since
 
     def resume(self, path: str | os.PathLike) -> int:
         """Load weights, optimizer, RNG and step from a checkpoint; return the step.
@@ -184,6 +233,7 @@ class CheckpointState:
         self.optimizer.load_state_dict(self._optimizer_state(tensors, info, where))
         self.step = self._saved_step = info["step"]
         self._load_fault_counts(info, where)
+        self._load_budget(info, where)
         self._load_rng(tensors, info, where)
         self.last_checkpoint = self.resumed_from = where
         metrics = info.get("metrics")

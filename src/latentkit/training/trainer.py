@@ -56,6 +56,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,8 @@ class Trainer(TrainerSetup, StepHealth, CheckpointState, Reporting):
         self.last_checkpoint: Path | None = None
         self.last_metrics: dict[str, Any] = {}
         self.best_validation: float | None = None
+        self.train_seconds, self.seconds_since_step = 0.0, 0  # the budget (checkpoint "budget")
+        self._fit_start: float | None = None
         self._diagnose_examples = config.diagnose_examples
         self._stop: int = 0
         self._saved_step = -1
@@ -207,6 +210,7 @@ class Trainer(TrainerSetup, StepHealth, CheckpointState, Reporting):
         handlers = self._catch_signals()
         window = _LossWindow(self.device)
         interrupted = False
+        self._fit_start = time.perf_counter()
         try:
             while self.step < end:
                 x, loss = self._train_step(skip=cfg.on_nonfinite == "skip")
@@ -226,6 +230,8 @@ class Trainer(TrainerSetup, StepHealth, CheckpointState, Reporting):
             if self._saved_step != self.step:
                 self.save_checkpoint()
         finally:
+            self.train_seconds += time.perf_counter() - self._fit_start
+            self._fit_start = None
             display.stop()
             self._restore_signals(handlers)
         self._log_curves()

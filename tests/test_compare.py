@@ -1,0 +1,386 @@
+"""``latentkit compare`` and ``latentkit.compare_runs``: finished runs' test figures in one
+table, under one data protocol, with paired differences on the shared test examples.
+
+Three tiny reported runs (4 steps on 64 digits each) are shared by the tests: a VAE and a
+hierarchical VAE on the binarized digits, and a VAE on the 8-bit digits (another protocol).
+A test that edits a run works on a copy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_runner import error_line, run_cli
+from safetensors import safe_open
+
+import latentkit as lk
+import latentkit.checkpoint as ckpt
+
+BASE = ["--data", "digits", "--limit", "64", "--batch-size", "16", "--no-progress",
+        "--steps", "4", "--report", "--iwae-k", "4", "--diagnose", "0"]  # fmt: skip
+MODELS = {
+    "vae": ["--model", "vae", "--set", "hidden=[16]", "--set", "latent_dim=2"],
+    "hvae": ["--model", "hvae", "--set", "hidden=[16]", "--set", "latent_dims=[4,2]"],
+    "vae8": ["--model", "vae", "--variant", "8bit", "--set", "hidden=[16]",
+             "--set", "latent_dim=2"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("compare")
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        # The report's PNGs (0.5 s each to render) are not what these tests read.
+        mp.setattr("latentkit.report._model_plots", lambda *args, **kwargs: {})
+        for name, flags in MODELS.items():
+            code, _, err = run_cli(["train", *flags, *BASE, "--run-dir", str(root / name)])
+            assert code == 0, err
+            out[name] = root / name
+    return out
+
+
+def _copy(run: Path, tmp_path: Path, name: str | None = None) -> Path:
+    target = tmp_path / (name or run.name)
+    shutil.copytree(run, target)
+    return target
+
+
+def _per_example(run: Path) -> dict[str, np.ndarray]:
+    """The saved per-example values, read with safetensors alone (not latentkit's reader)."""
+    with safe_open(str(run / "per_example.safetensors"), framework="numpy") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def _row(table: dict, run: str) -> dict:
+    return next(r for r in table["rows"] if r["run"] == run)
+
+
+def _edit_report(run: Path, edit) -> None:
+    path = run / "report.json"
+    report = json.loads(path.read_text())
+    edit(report)
+    path.write_text(json.dumps(report))
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_compare_prints_both_rows_and_writes_markdown_and_json(runs, tmp_path):
+    md, js = tmp_path / "t.md", tmp_path / "t.json"
+    code, out, err = run_cli(["compare", str(runs["vae"]), str(runs["hvae"]),
+                              "--markdown", str(md), "--json", str(js)])  # fmt: skip
+    assert code == 0, err
+    assert "vae" in out and "hvae" in out and "IWAE" in out
+    table = json.loads(js.read_text())
+    assert {r["run"] for r in table["rows"]} == {"vae", "hvae"}
+    means = [r["figure"]["nll_nats"]["mean"] for r in table["rows"]]
+    assert means == sorted(means) and table["best"] == table["rows"][0]["run"]
+    for name in ("vae", "hvae"):
+        report = json.loads((runs[name] / "report.json").read_text())
+        figure = _row(table, name)["figure"]
+        assert figure["label"] == "−IWAE_k (k=4)" and figure["num_examples"] == 64
+        assert figure["nll_nats"]["mean"] == -report["evaluation"]["iwae"]["mean"]
+        assert figure["nll_nats"]["stderr"] == report["evaluation"]["iwae"]["stderr"]
+        # bits/dim = nats / (D ln 2), D = 64 (8×8 binary digits)
+        assert figure["bits_per_dim"]["mean"] == pytest.approx(
+            figure["nll_nats"]["mean"] / (64 * math.log(2)), rel=1e-12
+        )
+        assert figure["bits_per_dim"]["stderr"] == pytest.approx(
+            figure["nll_nats"]["stderr"] / (64 * math.log(2)), rel=1e-12
+        )
+        assert report["evaluation"]["bits_per_dim"]["iwae"]["mean"] == pytest.approx(
+            figure["bits_per_dim"]["mean"], rel=1e-12
+        )
+        row = _row(table, name)
+        assert row["model"] == name and row["objective"] == "elbo"
+        assert row["data"] == {"name": "digits", "variant": "binarized", "kind": "binary",
+                               "split": "test"}  # fmt: skip
+        assert [f["label"] for f in row["other_figures"]] == ["−ELBO"]
+    lines = md.read_text().splitlines()
+    assert lines[0].startswith("| run | model | objective | bound |")
+    body = [line for line in lines[2:] if line.startswith("|")]
+    assert [line.split("|")[1].strip() for line in body] == [r["run"] for r in table["rows"]]
+    best = f"**{table['rows'][0]['figure']['nll_nats']['mean']:.2f} ±"
+    assert best in body[0] and "**" not in body[1]  # the best bound alone in bold
+
+
+def test_the_training_budget_is_recorded_and_shown(runs):
+    table = lk.compare_runs([runs["vae"], runs["hvae"]]).to_json()
+    for row in table["rows"]:
+        t = row["training"]
+        assert t["steps"] == 4 and t["batch_size"] == 16 and t["seconds_since_step"] == 0
+        assert 0 < t["train_seconds"] < 60
+        assert t["device"] == "cpu" and t["threads"] == torch.get_num_threads()
+        assert t["world_size"] == 1
+    md = lk.compare_runs([runs["vae"]]).to_markdown()
+    assert "4 steps" in md and "cpu" in md and "thread" in md
+
+
+def test_the_python_api_is_public(runs):
+    assert {"compare_runs", "Comparison", "ProtocolMismatchError", "RunFolderError"} <= set(
+        lk.__all__
+    )
+    comparison = lk.compare_runs([str(runs["hvae"]), runs["vae"]], reference="vae")
+    assert isinstance(comparison, lk.Comparison) and comparison.reference == "vae"
+    assert comparison.to_markdown().count("\n|") >= 3
+
+
+# ---------------------------------------------------------------- the paired difference
+
+
+@pytest.mark.parametrize("figure", ["best", "elbo"])
+def test_the_paired_difference_is_the_mean_of_per_example_differences(runs, figure):
+    """Δ = mean_i (NLL_run(x_i) − NLL_ref(x_i)), s.e. = sd_i(·) / √N (ddof 1), recomputed
+    with numpy from the saved per-example values; against the other reference, −Δ, same s.e."""
+    key = "iwae" if figure == "best" else "elbo"
+    a, b = _per_example(runs["vae"]), _per_example(runs["hvae"])
+    assert np.array_equal(a["index"], np.arange(64)) and np.array_equal(b["index"], a["index"])
+    for name, values in (("vae", a), ("hvae", b)):  # the saved values are the report's
+        report = json.loads((runs[name] / "report.json").read_text())
+        assert values[key].astype(np.float64).mean() == pytest.approx(
+            report["evaluation"][key]["mean"], rel=1e-12
+        )
+    d = (-b[key].astype(np.float64)) - (-a[key].astype(np.float64))
+    mean, se = d.mean(), d.std(ddof=1) / math.sqrt(d.size)
+    assert se > 0
+    table = lk.compare_runs([runs["vae"], runs["hvae"]], figure=figure).to_json()
+    pair = _row(table, "hvae")["paired_difference"]
+    assert pair["reference"] == "vae" and pair["num_examples"] == 64
+    assert pair["nats"]["mean"] == pytest.approx(mean, rel=1e-12, abs=1e-12)
+    assert pair["nats"]["stderr"] == pytest.approx(se, rel=1e-12)
+    assert pair["bits_per_dim"]["mean"] == pytest.approx(mean / (64 * math.log(2)), rel=1e-12)
+    assert _row(table, "vae")["paired_difference"] is None
+    assert _row(table, "vae")["paired_note"] == "reference"
+    flipped = lk.compare_runs([runs["vae"], runs["hvae"]], figure=figure, reference="hvae")
+    pair = _row(flipped.to_json(), "vae")["paired_difference"]
+    assert pair["nats"]["mean"] == pytest.approx(-mean, rel=1e-12, abs=1e-12)
+    assert pair["nats"]["stderr"] == pytest.approx(se, rel=1e-12)
+
+
+def test_a_run_without_per_example_values_gets_its_row_but_no_pair(runs, tmp_path):
+    missing = _copy(runs["hvae"], tmp_path)
+    (missing / "per_example.safetensors").unlink()
+    table = lk.compare_runs([runs["vae"], missing]).to_json()
+    row = _row(table, "hvae")
+    assert row["figure"] is not None and row["paired_difference"] is None
+    assert "no per_example.safetensors" in row["paired_note"]
+    md = lk.compare_runs([runs["vae"], missing]).to_markdown()
+    assert "— (hvae: no per_example.safetensors)" in md
+    # a file that is not the one report.json wrote (another run's) is not paired either
+    shutil.copy(runs["vae"] / "per_example.safetensors", missing / "per_example.safetensors")
+    row = _row(lk.compare_runs([runs["vae"], missing]).to_json(), "hvae")
+    assert row["paired_difference"] is None and "sha256 differs" in row["paired_note"]
+
+
+def test_examples_of_other_indices_are_not_paired(runs, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    other = _copy(runs["hvae"], tmp_path)
+    path = other / "per_example.safetensors"
+    tensors = load_file(str(path))
+    tensors["index"] = tensors["index"].flip(0).contiguous()
+    save_file(tensors, str(path))
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    _edit_report(other, lambda r: r["per_example"].update(sha256=digest))
+    row = _row(lk.compare_runs([runs["vae"], other]).to_json(), "hvae")
+    assert row["paired_difference"] is None and "indices" in row["paired_note"]
+
+
+# ---------------------------------------------------------------- one protocol
+
+
+def test_runs_of_another_protocol_are_refused_naming_the_difference(runs, tmp_path):
+    code, out, err = run_cli(["compare", str(runs["vae"]), str(runs["vae8"])])
+    line = error_line(err)
+    assert code == 1 and out == ""
+    assert "variant — vae: binarized, vae8: 8bit" in line and "--allow-mixed" in line
+    with pytest.raises(lk.ProtocolMismatchError) as info:
+        lk.compare_runs([runs["vae"], runs["vae8"]])
+    assert info.value.differences["variant"] == {"vae": "binarized", "vae8": "8bit"}
+    md = tmp_path / "mixed.md"
+    code, out, err = run_cli(["compare", str(runs["vae"]), str(runs["vae8"]), "--allow-mixed",
+                              "--markdown", str(md)])  # fmt: skip
+    assert code == 0 and "warning: the runs differ in variant" in err
+    table = lk.compare_runs([runs["vae"], runs["vae8"]], allow_mixed=True).to_json()
+    row = _row(table, "vae8")
+    assert "variant" in row["differs_from_reference"] and row["paired_difference"] is None
+    assert "other test examples" in row["paired_note"]
+    assert "differs from reference" in md.read_text() and "**warning" in md.read_text()
+
+
+def test_other_test_examples_alone_are_refused(runs, tmp_path):
+    """Same data set, variant and count, other examples (their digest differs)."""
+    other = _copy(runs["hvae"], tmp_path)
+    _edit_report(other, lambda r: r["data"].update(examples_sha256="0" * 64))
+    with pytest.raises(lk.ProtocolMismatchError, match="test examples — vae: sha256 "):
+        lk.compare_runs([runs["vae"], other])
+    row = _row(lk.compare_runs([runs["vae"], other], allow_mixed=True).to_json(), "hvae")
+    assert row["differs_from_reference"] == ["test examples"]
+    assert row["paired_difference"] is None
+
+
+def test_another_binarization_draw_is_refused(runs, tmp_path):
+    other = _copy(runs["hvae"], tmp_path)
+    _edit_report(other, lambda r: r["data"].update(binarization="dynamic"))
+    with pytest.raises(lk.ProtocolMismatchError, match=r"binarization — vae: fixed \(seed 0\), "
+                       r"hvae: dynamic \(seed 0\)"):  # fmt: skip
+        lk.compare_runs([runs["vae"], other])
+    # the same test examples (only training drew differently): still paired when allowed
+    row = _row(lk.compare_runs([runs["vae"], other], allow_mixed=True).to_json(), "hvae")
+    assert row["differs_from_reference"] == ["binarization"]
+    assert row["paired_difference"] is not None
+
+
+# ---------------------------------------------------------------- figures a model adds
+
+
+def test_a_models_own_figures_are_shown_and_compared_by_name(runs, tmp_path):
+    """``likelihood_figures`` (a continuous-time diffusion's) and an extra {mean, stderr}
+    figure of the evaluation: listed, and compared with --figure NAME."""
+    a, b = _copy(runs["vae"], tmp_path, "a"), _copy(runs["hvae"], tmp_path, "b")
+    for run, nll in ((a, 40.0), (b, 41.5)):
+        figures = {
+            "continuous": {"what": "−ELBO_∞", "bound": "upper bound",
+                           "nll_nats": {"mean": nll + 1, "stderr": 0.5}},
+            "ode": {"what": "ODE", "bound": "upper bound in expectation", "num_examples": 10,
+                    "nll_nats": {"mean": nll, "stderr": 0.25}},
+        }  # fmt: skip
+
+        def edit(r, figures=figures, nll=nll):
+            r["likelihood_figures"] = figures
+            r["evaluation"]["extra"] = {"mean": -nll - 2, "stderr": 0.75}
+
+        _edit_report(run, edit)
+    table = lk.compare_runs([a, b], figure="ode").to_json()
+    row = _row(table, "b")
+    assert row["figure"]["label"] == "ODE (decoder)" and row["figure"]["num_examples"] == 10
+    assert row["figure"]["nll_nats"] == {"mean": 41.5, "stderr": 0.25}
+    assert row["figure"]["bounds"] == "≥ −log p(x) in expectation"
+    assert row["paired_difference"] is None
+    assert "no per-example values of ODE" in row["paired_note"]
+    assert table["rows"][0]["run"] == "a"  # 40.0 < 41.5
+    labels = {f["label"]: f for f in _row(table, "a")["other_figures"]}
+    assert labels["−ELBO_∞"]["nll_nats"]["mean"] == 41.0
+    assert labels["extra"]["nll_nats"]["mean"] == 42.0  # a log-likelihood bound, negated
+    code, out, err = run_cli(["compare", str(a), str(b), "--figure", "ode"])
+    assert code == 0 and "ODE" in out, err
+    with pytest.raises(lk.ConfigError, match="no run reports 'nothing'"):
+        lk.compare_runs([a, b], figure="nothing")
+
+
+# ---------------------------------------------------------------- folders that are no finished run
+
+
+def test_a_missing_folder_is_one_line(runs, tmp_path):
+    code, out, err = run_cli(["compare", str(runs["vae"]), str(tmp_path / "nowhere")])
+    assert code == 1 and out == "" and "nowhere: no such run folder" in error_line(err)
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(["compare", str(runs["vae"]), str(tmp_path / "empty")])
+    assert code == 1 and "empty: not a run folder" in error_line(err)
+
+
+def test_an_unreported_run_is_one_line(runs, tmp_path):
+    bare = _copy(runs["vae"], tmp_path, "bare")
+    (bare / "report.json").unlink()
+    code, _, err = run_cli(["compare", str(bare)])
+    assert code == 1 and "no report.json" in error_line(err) and "latentkit report" in err
+
+
+def test_an_unfinished_run_is_one_line(runs, tmp_path):
+    run = _copy(runs["vae"], tmp_path, "cut")
+    json_path = ckpt.latest_checkpoint(run)
+    tensors, info = ckpt.read_checkpoint(json_path)
+    info["train_config"]["steps"] = 100
+    keep = {k: v for k, v in info.items() if k not in ("format", "format_version", "step",
+            "tensors", "tensors_sha256", "info_sha256")}  # fmt: skip
+    ckpt.write_checkpoint(run / "checkpoints", info["step"], tensors, keep)
+    code, _, err = run_cli(["compare", str(runs["vae"]), str(run)])
+    line = error_line(err)
+    assert code == 1 and "cut: unfinished: trained 4 of 100 steps" in line and "--resume" in line
+
+
+def test_a_report_of_an_older_checkpoint_is_one_line(runs, tmp_path):
+    run = _copy(runs["vae"], tmp_path, "stale")
+    _edit_report(run, lambda r: r.update(step=2))
+    with pytest.raises(lk.RunFolderError, match="report.json is of step 2, the run has trained "
+                       "to step 4"):  # fmt: skip
+        lk.compare_runs([run])
+    # of the best checkpoint on validation (an earlier step): current
+    _edit_report(run, lambda r: r.update(checkpoint=str(run / "best" / "step-00000002.json")))
+    assert lk.compare_runs([run]).rows[0].run.name == "stale"
+
+
+def test_bad_arguments_are_one_line(runs):
+    code, _, err = run_cli(["compare", str(runs["vae"]), str(runs["vae"])])
+    assert code == 2 and "the same run given twice" in error_line(err)
+    code, _, err = run_cli(["compare", str(runs["vae"]), "--reference", "hvae"])
+    assert code == 2 and "--reference hvae: not among the runs compared (vae)" in error_line(err)
+
+
+# ---------------------------------------------------------------- the budget across a resume
+
+
+def test_the_budget_adds_up_across_a_resume(tmp_path):
+    """train_seconds of a resumed run = the first session's + the second's; a checkpoint
+    that recorded none (an earlier latentkit) counts from its step."""
+    torch.manual_seed(0)
+    model = lk.load_model("vae", data_shape=(6,), latent_dim=2, hidden=(8,),
+                          likelihood="bernoulli")  # fmt: skip
+    x = torch.bernoulli(torch.full((32, 6), 0.4))
+    config = lk.TrainConfig(steps=4, batch_size=8, progress=False, checkpoint_every=2)
+    first = lk.Trainer(model, x, config, run_dir=tmp_path)
+    first.fit(until=2)
+    _, info = ckpt.read_checkpoint(tmp_path)
+    s1 = info["budget"]["train_seconds"]
+    assert s1 > 0 and info["budget"]["since_step"] == 0
+    second = lk.Trainer(model, x, config, run_dir=tmp_path)
+    second.resume(tmp_path)
+    assert second.train_seconds == s1
+    second.fit()
+    _, info = ckpt.read_checkpoint(tmp_path)
+    assert info["step"] == 4 and info["budget"]["train_seconds"] > s1
+    # written inside fit, rounded to 1 ms: at most the whole of both sessions
+    assert info["budget"]["train_seconds"] <= second.train_seconds + 5e-4
+    tensors, info = ckpt.read_checkpoint(ckpt.list_checkpoints(tmp_path / "checkpoints")[0])
+    info.pop("budget")
+    keep = {k: v for k, v in info.items() if k not in ("format", "format_version", "step",
+            "tensors", "tensors_sha256", "info_sha256")}  # fmt: skip
+    old = tmp_path / "old"
+    ckpt.write_checkpoint(old / "checkpoints", 2, tensors, keep)
+    third = lk.Trainer(model, x, config, run_dir=old)
+    third.resume(old)
+    assert third.train_seconds == 0 and third.seconds_since_step == 2
+
+
+def test_the_examples_digest_tells_examples_apart():
+    """Same values (in any float dtype) and shape: one digest; one value or the order or the
+    shape changed: another."""
+    from latentkit.report import examples_digest
+
+    x = torch.bernoulli(torch.full((5, 1, 2, 2), 0.5, dtype=torch.float64),
+                        generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert examples_digest(x) == examples_digest(x.float()) == examples_digest(x.clone())
+    y = x.clone()
+    y[4, 0, 1, 1] = 1 - y[4, 0, 1, 1]
+    assert examples_digest(y) != examples_digest(x)
+    assert not torch.equal(x.flip(0), x) and examples_digest(x.flip(0)) != examples_digest(x)
+    assert examples_digest(x.reshape(5, 4)) != examples_digest(x)
+
+
+def test_compare_has_help(capsys):
+    from latentkit.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: latentkit compare" in out and "--allow-mixed" in out
