@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from latentkit.ode import _odeint, solver_options
+from latentkit.ode import solve
 
 __all__ = ["sample_ode", "sample_sde"]
 
@@ -59,14 +59,12 @@ def sample_ode(
     decode: bool = False,
     generator=None,
 ) -> Tensor:
-    """n draws of z_0 by solving the probability-flow ODE from t = 1 to t = 0."""
+    """n draws of z_0 by solving the probability-flow ODE from t = 1 to t = 0.
+
+    By :func:`latentkit.ode.solve`: the drift is only evaluated for t in [0, 1] (the solver's
+    first-step probe, which would reach below 0, is clamped into the span) and adaptive
+    methods step exactly onto t = 0; ``method``, ``rtol`` and ``atol`` are checked first."""
     core = model.generative.core
     z1 = _normal(core, n, generator)
-    times = z1.new_tensor([1.0, 0.0])
-    options = solver_options(method, times, None)
-    solve = _odeint()
-    z = solve(
-        core.probability_flow, z1, times, rtol=rtol, atol=atol, method=method, options=options
-    )
-    z = z[-1]
-    return _decode(core, z, decode)
+    z0 = solve(core.probability_flow, z1, 1.0, 0.0, rtol=rtol, atol=atol, method=method)
+    return _decode(core, z0, decode)
