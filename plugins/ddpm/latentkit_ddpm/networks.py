@@ -4,6 +4,10 @@ Both take ``x_t`` of shape ``[batch, *data_shape]`` and ``t`` a ``LongTensor[bat
 return ``[batch, out_groups, *data_shape]``: group 0 is ε̂, group 1 (``out_groups = 2``)
 the raw interpolation weight v of a learned reverse variance (improved DDPM, eq. 15).
 The last layer starts at zero, so an untrained model predicts ε̂ = 0.
+
+``in_features`` (MLP) and ``in_channels`` (U-Net) let a caller feed more than ``x_t`` (e.g.
+features of it concatenated to it); the output keeps ``data_shape``. Their default is the
+data's own width, the DDPM's case.
 """
 
 from __future__ import annotations
@@ -73,12 +77,13 @@ class EpsMLP(nn.Module):
         *,
         out_groups: int = 1,
         activation: str = "silu",
+        in_features: int | None = None,
     ):
         super().__init__()
         self.data_shape = tuple(data_shape)
         self.out_groups = out_groups
         D = math.prod(self.data_shape)
-        widths = [D, *hidden]
+        widths = [D if in_features is None else in_features, *hidden]
         self.time = _TimeEmbedding(hidden[0], hidden[0], activation)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.time_proj = nn.ModuleList(nn.Linear(hidden[0], b) for b in hidden)
@@ -129,6 +134,7 @@ class EpsUNet(nn.Module):
         channel_mult: Sequence[int] = (1, 2),
         *,
         out_groups: int = 1,
+        in_channels: int | None = None,
     ):
         super().__init__()
         C = data_shape[0]
@@ -136,7 +142,7 @@ class EpsUNet(nn.Module):
         time_dim = 4 * channels
         self.time = _TimeEmbedding(channels, time_dim, "silu")
         widths = [channels * m for m in channel_mult]
-        self.conv_in = nn.Conv2d(C, channels, 3, padding=1)
+        self.conv_in = nn.Conv2d(C if in_channels is None else in_channels, channels, 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         c = channels

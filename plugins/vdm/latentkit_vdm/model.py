@@ -56,7 +56,13 @@ from latentkit.diffusion import (
 from latentkit.distributions import DiscretizedNormal, diag_normal, standard_normal
 from latentkit.networks import ACTIVATIONS
 from latentkit.oracles import LinearGaussianSpec
-from latentkit_vdm.networks import LinearEps, TimeScaledEps
+from latentkit_vdm.networks import (
+    MAX_FOURIER_EXPONENT,
+    TIME_INPUTS,
+    ContinuousEps,
+    LinearEps,
+    TimeInput,
+)
 from latentkit_vdm.schedule import make_log_snr
 
 __all__ = [
@@ -71,6 +77,7 @@ __all__ = [
 ]
 
 T_SAMPLERS = ("low-discrepancy", "antithetic", "uniform")
+SCHEDULE_GRADIENTS = ("variance", "elbo")
 
 
 def _positive_ints(instance, attribute, value) -> None:
@@ -91,6 +98,17 @@ def _above_gamma_min(instance, attribute, value) -> None:
             f"'gamma_max' must exceed 'gamma_min' (γ = −log SNR increases with t); "
             f"got gamma_min={instance.gamma_min}, gamma_max={value}"
         )
+
+
+def _fourier_exponents(instance, attribute, value) -> None:
+    whole = all(isinstance(n, int) and not isinstance(n, bool) for n in value)
+    if not whole or not all(0 <= n <= MAX_FOURIER_EXPONENT for n in value):
+        raise ValueError(
+            f"{attribute.name!r} must be ints n in [0, {MAX_FOURIER_EXPONENT}] (features "
+            f"sin(2^n π z), cos(2^n π z)), or empty for none; got {value!r}"
+        )
+    if len(set(value)) != len(value):
+        raise ValueError(f"{attribute.name!r} repeats an exponent: {value!r}")
 
 
 def _check_network(instance, attribute, value: str) -> None:
@@ -131,6 +149,16 @@ class VDMConfig:
             (the discrete-T chain's one-layer estimate, core).
         t_sampler: t of the ``continuous`` objective: ``low-discrepancy`` (VDM §3.4),
             ``antithetic`` (pairs t, 1 − t) or ``uniform``.
+        fourier_exponents: the n of the Fourier features sin(2^n π z_t), cos(2^n π z_t)
+            joined to the ``mlp``/``unet`` input (VDM appendix C; ints in [0, 12], empty:
+            none). The default (7, 8) has periods of 2 and 1 bins of 8-bit data in [−1, 1]
+            (the frequencies of VDM's code, which writes them 2^m · 2π, m = 6, 7). The
+            ``linear`` network takes none (it must stay linear in z).
+        time_input: what the network's time embedding sees: ``gamma``,
+            1000 (γ(t) − gamma_min)/(gamma_max − gamma_min) with this config's (fixed) ends,
+            so ε̂ is a function of the SNR and the continuous bound depends on the schedule
+            only through its ends (VDM §5); or ``t``, 1000 t. The two coincide for the
+            ``linear`` schedule.
     """
 
     data_shape: tuple[int, ...] = attrs.field(
@@ -158,6 +186,10 @@ class VDMConfig:
         default="continuous", validator=v.in_(("continuous", "score-matching", "elbo"))
     )
     t_sampler: str = attrs.field(default="low-discrepancy", validator=v.in_(T_SAMPLERS))
+    fourier_exponents: tuple[int, ...] = attrs.field(
+        default=(7, 8), converter=tuple, validator=_fourier_exponents
+    )
+    time_input: str = attrs.field(default="gamma", validator=v.in_(TIME_INPUTS))
 
     @property
     def resolved_network(self) -> str:
@@ -167,13 +199,24 @@ class VDMConfig:
         return self.network
 
 
-def _network(cfg: VDMConfig) -> nn.Module:
+def _network(cfg: VDMConfig, log_snr: nn.Module) -> nn.Module:
     kind = cfg.resolved_network
+    time_input = TimeInput(cfg.time_input, cfg.gamma_min, cfg.gamma_max, log_snr)
     if kind == "linear":
-        return LinearEps(cfg.data_shape)
+        return LinearEps(cfg.data_shape, time_input=time_input)
+    copies = ContinuousEps.input_copies(cfg.fourier_exponents)
     if kind == "unet":
-        return TimeScaledEps(EpsUNet(cfg.data_shape, cfg.channels, cfg.channel_mult))
-    return TimeScaledEps(EpsMLP(cfg.data_shape, cfg.hidden, activation=cfg.activation))
+        inner = EpsUNet(
+            cfg.data_shape, cfg.channels, cfg.channel_mult, in_channels=copies * cfg.data_shape[0]
+        )
+    else:
+        inner = EpsMLP(
+            cfg.data_shape,
+            cfg.hidden,
+            activation=cfg.activation,
+            in_features=copies * math.prod(cfg.data_shape),
+        )
+    return ContinuousEps(inner, fourier_exponents=cfg.fourier_exponents, time_input=time_input)
 
 
 def sample_times(n: int, kind: str, *, like: Tensor) -> Tensor:
@@ -217,7 +260,7 @@ class ContinuousDiffusion(nn.Module):
         self.event_dims = len(self.data_shape)
         self.decoder_kind = cfg.decoder
         self.log_snr = make_log_snr(cfg.schedule, cfg.gamma_min, cfg.gamma_max)
-        self.net = _network(cfg) if net is None else net
+        self.net = _network(cfg, self.log_snr) if net is None else net
         self.register_buffer("_ref", torch.zeros(()), persistent=False)
 
     # -- the schedule -----------------------------------------------------------------------
@@ -235,9 +278,17 @@ class ContinuousDiffusion(nn.Module):
         g, _ = self.gamma(t)
         return alpha_bar_sq(g).sqrt(), beta_bar_sq(g).sqrt()
 
-    def eps(self, z: Tensor, t: Tensor) -> Tensor:
-        """ε̂_θ(z_t, t); ``t`` 0-d or ``[batch]``."""
-        return self.net(z, t.expand(z.shape[0]) if t.ndim == 0 else t)
+    def eps(self, z: Tensor, t: Tensor, gamma: Tensor | None = None) -> Tensor:
+        """ε̂_θ(z_t, t); ``t`` 0-d or ``[batch]``. A network with ``takes_gamma`` is also given
+        γ(t): ``gamma`` if the caller has it (the same tensor its other terms use), else
+        computed here."""
+        n = z.shape[0]
+        t = t.expand(n) if t.ndim == 0 else t
+        if not getattr(self.net, "takes_gamma", False):
+            return self.net(z, t)
+        if gamma is None:
+            gamma, _ = self.gamma(t)
+        return self.net(z, t, gamma.expand(n) if gamma.ndim == 0 else gamma)
 
     def q_sample(self, x: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """z_t = ᾱ_t x + β̄_t ε: a draw from q(z_t | x) with the noise given."""
@@ -275,20 +326,63 @@ class ContinuousDiffusion(nn.Module):
         z0 = self.marginal(x.new_zeros(()), x).rsample()
         return self.decoder(z0).log_prob(x)
 
-    def diffusion_integrand(self, x: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        """½ γ'(t) ‖ε − ε̂_θ(ᾱ_t x + β̄_t ε, t)‖², ``[batch]``: its mean over t ~ U(0, 1) and ε
-        is the diffusion term (VDM eq. 17)."""
-        _, dg = self.gamma(t)
-        z_t = self.q_sample(x, t, noise)
-        err = (noise - self.eps(z_t, t)).pow(2).flatten(1).sum(-1)
-        return 0.5 * dg.expand(x.shape[0]) * err
+    def diffusion_integrand(
+        self, x: Tensor, t: Tensor, noise: Tensor, *, schedule_gradient: str = "elbo"
+    ) -> Tensor:
+        """L_i = ½ γ'(t) ‖ε − ε̂_θ(ᾱ_t x + β̄_t ε, t)‖², ``[batch]``: its mean over t ~ U(0, 1)
+        and ε is the diffusion term (VDM eq. 17).
 
-    def elbo(self, x: Tensor, t: Tensor | None = None, t_sampler: str = "low-discrepancy"):
-        """ELBO_∞(x) by one draw of z_0, of t (``t_sampler``, or the ``t`` given) and of ε."""
+        ``schedule_gradient`` is what a schedule written γ = γ_min + span · h(t; η) (the
+        ``learned`` one) receives through its profile h and h' (so η, the interior):
+        ``elbo``, the gradient of L_i; ``variance``, 2 L_i (a constant) times it, per example,
+        i.e. the gradient of L_i² — whose batch mean is the gradient of the estimator's
+        variance, E[L] being free of η when ε̂ sees γ rather than t (VDM §5). The value, the
+        network's gradient and the ends' gradient are the same either way.
+        """
+        if schedule_gradient not in SCHEDULE_GRADIENTS:
+            raise lk.ConfigError(
+                f"schedule_gradient must be one of {SCHEDULE_GRADIENTS}, got {schedule_gradient!r}"
+            )
+        n = x.shape[0]
+        t = t.expand(n) if t.ndim == 0 else t
+        profile = None
+        if (
+            schedule_gradient == "variance"
+            and hasattr(self.log_snr, "profile")
+            and torch.is_grad_enabled()
+        ):
+            profile = self.log_snr.profile(t)
+            g, dg = self.log_snr.from_profile(*profile)
+        else:
+            g, dg = self.gamma(t)
+        g_x = self._bc(g, x)
+        z_t = alpha_bar_sq(g_x).sqrt() * x + beta_bar_sq(g_x).sqrt() * noise
+        err = (noise - self.eps(z_t, t, g)).pow(2).flatten(1).sum(-1)
+        term = 0.5 * dg * err
+        if profile is not None:
+            weight = 2 * term.detach()  # d(L²)/dη = 2 L dL/dη, L known only now
+            for part in profile:
+                if part.requires_grad:
+                    part.register_hook(lambda grad: grad * weight)
+        return term
+
+    def elbo(
+        self,
+        x: Tensor,
+        t: Tensor | None = None,
+        t_sampler: str = "low-discrepancy",
+        *,
+        schedule_gradient: str = "elbo",
+    ) -> ContinuousElbo:
+        """ELBO_∞(x) by one draw of z_0, of t (``t_sampler``, or the ``t`` given) and of ε;
+        ``schedule_gradient`` as :meth:`diffusion_integrand`'s (``elbo``: the plain bound's
+        gradient everywhere)."""
         t = sample_times(x.shape[0], t_sampler, like=x) if t is None else t
         recon = self.reconstruction(x)
         prior = self.prior_matching(x)
-        diffusion = self.diffusion_integrand(x, t, torch.randn_like(x))
+        diffusion = self.diffusion_integrand(
+            x, t, torch.randn_like(x), schedule_gradient=schedule_gradient
+        )
         return ContinuousElbo(recon - prior - diffusion, recon, prior, diffusion, t)
 
     # -- the SDE view ----------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 * ``continuous``: −ELBO_∞ (VDM eq. 17): prior matching − reconstruction + ½ γ'(t)‖ε − ε̂_θ‖²,
   one t per example from a low-discrepancy, antithetic or uniform sampler (each t marginally
-  U(0, 1), so the loss is unbiased for −ELBO_∞ per example).
+  U(0, 1), so the loss is unbiased for −ELBO_∞ per example). With a learned schedule, its
+  interior (the shape between the ends) gets by default the gradient of the batch mean of
+  L_diff², the variance-minimising gradient of VDM §5, and everything else the bound's.
 * ``score-matching``: denoising score matching ½ λ(t) ‖s_θ(z_t, t) − ∇ log q(z_t | x)‖² with
   ∇ log q(z_t | x) = −ε/β̄_t and s_θ = −ε̂_θ/β̄_t. With ``weighting="likelihood"``, λ = g² =
   γ' β̄_t² and the loss is the diffusion term itself, which bounds KL(p_data ‖ p_θ) with the
@@ -19,7 +21,7 @@ from attrs import validators as v
 from torch import Tensor
 
 import latentkit as lk
-from latentkit_vdm.model import T_SAMPLERS, sample_times
+from latentkit_vdm.model import SCHEDULE_GRADIENTS, T_SAMPLERS, sample_times
 
 __all__ = [
     "ContinuousConfig",
@@ -43,9 +45,18 @@ class ContinuousConfig:
 
     Attributes:
         t_sampler: ``low-discrepancy`` (VDM §3.4), ``antithetic`` or ``uniform``.
+        schedule_gradient: what a learned schedule's interior parameters (the profile h of
+            γ = γ_min + span · h(t; η)) receive: ``variance``, the gradient of the batch mean
+            of L_diff,i² with L_diff,i = ½ γ'(t_i) ‖ε_i − ε̂_θ‖² — the gradient of the
+            diffusion estimator's variance, since E[L_diff] does not depend on η when the
+            network is conditioned on γ (VDM §5) — or ``elbo``, the bound's own gradient
+            (zero in expectation). The network and the ends γ_min, span always get the
+            bound's gradient, and the loss's value is −ELBO_∞ either way. Without a learned
+            schedule the two are the same.
     """
 
     t_sampler: str = attrs.field(default="low-discrepancy", validator=v.in_(T_SAMPLERS))
+    schedule_gradient: str = attrs.field(default="variance", validator=v.in_(SCHEDULE_GRADIENTS))
 
 
 class ContinuousObjective(lk.Objective):
@@ -56,7 +67,9 @@ class ContinuousObjective(lk.Objective):
         return _needs_core(model)
 
     def forward(self, model, x: Tensor, step=None) -> Tensor:
-        return -model.generative.core.elbo(x, t_sampler=self.config.t_sampler).total
+        core = model.generative.core
+        cfg = self.config
+        return -core.elbo(x, t_sampler=cfg.t_sampler, schedule_gradient=cfg.schedule_gradient).total
 
 
 @attrs.frozen(kw_only=True)

@@ -13,6 +13,10 @@ signal and noise scales follow from γ alone (``latentkit.diffusion``): ᾱ_t² 
   γ(t) = γ_min + (γ_max − γ_min)(γ̃(t) − γ̃(0))/(γ̃(1) − γ̃(0)); γ_min and γ_max are
   learned (γ_max − γ_min > 0 through a softplus).
   γ'(t) is carried forward through the layers exactly (no finite differences).
+  Written γ(t) = γ_min + span · h(t; η) with h the normalised profile (h(0) = 0, h(1) = 1,
+  h' > 0): the ends (γ_min, span) and the interior η = (w1, b1, w2, b2, w3) enter apart, so
+  a trainer can give them different gradients (``ContinuousDiffusion.diffusion_integrand``'s
+  ``schedule_gradient="variance"``, VDM §5).
 """
 
 from __future__ import annotations
@@ -50,7 +54,16 @@ class CosineLogSNR(nn.Module):
 
 
 class LearnedLogSNR(nn.Module):
-    """VDM's monotone γ network; starts as (almost) the linear schedule between the given ends."""
+    """VDM's monotone γ network; starts as (almost) the linear schedule between the given ends.
+
+    γ(t) = γ_min + span · h(t), span = softplus(raw_span) > 0, and the profile
+    h(t) = (γ̃(t) − γ̃(0))/(γ̃(1) − γ̃(0)) of the monotone network γ̃ (:meth:`profile`).
+    """
+
+    ENDS = ("gamma_min", "raw_span")
+    """The parameters of the ends γ(0) = γ_min and γ(1) = γ_min + span."""
+    INTERIOR = ("w1", "b1", "w2", "b2", "w3")
+    """The parameters of the profile h: the schedule's shape between its ends."""
 
     def __init__(self, gamma_min: float, gamma_max: float, hidden: int = 64):
         super().__init__()
@@ -76,11 +89,25 @@ class LearnedLogSNR(nn.Module):
         dh3 = (ds * w3).sum(-1) / w3.numel()
         return h1 + h3, w1 + dh3
 
-    def forward(self, t: Tensor) -> tuple[Tensor, Tensor]:
+    def span(self) -> Tensor:
+        """γ_max − γ_min = softplus(raw_span), 0-d."""
+        return F.softplus(self.raw_span)
+
+    def profile(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """h(t) = (γ̃(t) − γ̃(0))/(γ̃(1) − γ̃(0)) and h'(t), elementwise: a function of the
+        interior parameters alone, increasing from h(0) = 0 to h(1) = 1."""
         g, dg = self._tilde(t)
         ends, _ = self._tilde(torch.stack([t.new_zeros(()), t.new_ones(())]))
-        scale = F.softplus(self.raw_span) / (ends[1] - ends[0])
-        return self.gamma_min + scale * (g - ends[0]), scale * dg
+        width = ends[1] - ends[0]
+        return (g - ends[0]) / width, dg / width
+
+    def from_profile(self, h: Tensor, dh: Tensor) -> tuple[Tensor, Tensor]:
+        """γ = γ_min + span · h and γ' = span · h'."""
+        span = self.span()
+        return self.gamma_min + span * h, span * dh
+
+    def forward(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        return self.from_profile(*self.profile(t))
 
 
 def make_log_snr(kind: str, gamma_min: float, gamma_max: float) -> nn.Module:
