@@ -21,6 +21,8 @@ from safetensors import safe_open
 
 import latentkit as lk
 import latentkit.checkpoint as ckpt
+from latentkit.compare import _training_text
+from latentkit.report import examples_digest
 
 BASE = ["--data", "digits", "--limit", "64", "--batch-size", "16", "--no-progress",
         "--steps", "4", "--report", "--iwae-k", "4", "--diagnose", "0"]  # fmt: skip
@@ -98,6 +100,11 @@ def test_compare_prints_both_rows_and_writes_markdown_and_json(runs, tmp_path):
         assert report["evaluation"]["bits_per_dim"]["iwae"]["mean"] == pytest.approx(
             figure["bits_per_dim"]["mean"], rel=1e-12
         )
+        # the protocol the report records: the 64 test examples scored, and their digest
+        test = lk.load_dataset("digits", variant="binarized", seed=0, limit=64).test
+        assert report["data"]["examples"] == 64 == test.shape[0]
+        assert report["data"]["examples_sha256"] == examples_digest(test)
+        assert report["data"]["binarization"] == "fixed" and report["data"]["seed"] == 0
         row = _row(table, name)
         assert row["model"] == name and row["objective"] == "elbo"
         assert row["data"] == {"name": "digits", "variant": "binarized", "kind": "binary",
@@ -121,6 +128,7 @@ def test_the_training_budget_is_recorded_and_shown(runs):
         assert t["world_size"] == 1
     md = lk.compare_runs([runs["vae"]]).to_markdown()
     assert "4 steps" in md and "cpu" in md and "thread" in md
+    assert "from step" not in md  # counted from the start: said only of a resumed count
 
 
 def test_the_python_api_is_public(runs):
@@ -162,6 +170,20 @@ def test_the_paired_difference_is_the_mean_of_per_example_differences(runs, figu
     pair = _row(flipped.to_json(), "vae")["paired_difference"]
     assert pair["nats"]["mean"] == pytest.approx(-mean, rel=1e-12, abs=1e-12)
     assert pair["nats"]["stderr"] == pytest.approx(se, rel=1e-12)
+
+
+def test_runs_of_different_headline_figures_pair_each_ones_own(runs, tmp_path):
+    """The reference reported no IWAE (its headline is −ELBO): Δ pairs the run's −IWAE_k
+    with the reference's −ELBO, example by example."""
+    ref = _copy(runs["vae"], tmp_path)
+    _edit_report(ref, lambda r: r["evaluation"].update(iwae=None))
+    a, b = _per_example(runs["hvae"]), _per_example(ref)
+    d = (-a["iwae"].astype(np.float64)) - (-b["elbo"].astype(np.float64))
+    table = lk.compare_runs([ref, runs["hvae"]]).to_json()
+    assert _row(table, "vae")["figure"]["label"] == "−ELBO"
+    pair = _row(table, "hvae")["paired_difference"]
+    assert pair["nats"]["mean"] == pytest.approx(d.mean(), rel=1e-12)
+    assert pair["nats"]["stderr"] == pytest.approx(d.std(ddof=1) / 8, rel=1e-12)  # √64
 
 
 def test_a_run_without_per_example_values_gets_its_row_but_no_pair(runs, tmp_path):
@@ -244,35 +266,48 @@ def test_another_binarization_draw_is_refused(runs, tmp_path):
 
 
 def test_a_models_own_figures_are_shown_and_compared_by_name(runs, tmp_path):
-    """``likelihood_figures`` (a continuous-time diffusion's) and an extra {mean, stderr}
-    figure of the evaluation: listed, and compared with --figure NAME."""
+    """A model's ``likelihood_figures`` (a continuous-time diffusion's), the evaluation's ODE
+    figure (``evaluation.ode``, an NLL with the examples it flagged) and any other
+    {mean, stderr} figure of the evaluation: listed, and compared with --figure NAME."""
     a, b = _copy(runs["vae"], tmp_path, "a"), _copy(runs["hvae"], tmp_path, "b")
     for run, nll in ((a, 40.0), (b, 41.5)):
         figures = {
             "continuous": {"what": "−ELBO_∞", "bound": "upper bound",
                            "nll_nats": {"mean": nll + 1, "stderr": 0.5}},
             "ode": {"what": "ODE", "bound": "upper bound in expectation", "num_examples": 10,
-                    "nll_nats": {"mean": nll, "stderr": 0.25}},
+                    "nll_nats": {"mean": nll + 3, "stderr": 0.25}},
         }  # fmt: skip
+        ode = {"what": "−log p_ODE(x)", "num_examples": 12, "flagged": [{"index": 3}],
+               "nll_nats": {"mean": nll, "stderr": 0.125}}  # fmt: skip
 
-        def edit(r, figures=figures, nll=nll):
+        def edit(r, figures=figures, nll=nll, ode=ode):
             r["likelihood_figures"] = figures
             r["evaluation"]["extra"] = {"mean": -nll - 2, "stderr": 0.75}
+            r["evaluation"]["ode"] = ode
 
         _edit_report(run, edit)
     table = lk.compare_runs([a, b], figure="ode").to_json()
     row = _row(table, "b")
-    assert row["figure"]["label"] == "ODE (decoder)" and row["figure"]["num_examples"] == 10
-    assert row["figure"]["nll_nats"] == {"mean": 41.5, "stderr": 0.25}
-    assert row["figure"]["bounds"] == "≥ −log p(x) in expectation"
+    assert row["figure"]["label"] == "ODE (1 flagged)" and row["figure"]["num_examples"] == 12
+    assert row["figure"]["nll_nats"] == {"mean": 41.5, "stderr": 0.125}
+    assert row["figure"]["bounds"] == "−log p_ODE(x)"
     assert row["paired_difference"] is None
     assert "no per-example values of ODE" in row["paired_note"]
     assert table["rows"][0]["run"] == "a"  # 40.0 < 41.5
-    labels = {f["label"]: f for f in _row(table, "a")["other_figures"]}
-    assert labels["−ELBO_∞"]["nll_nats"]["mean"] == 41.0
+    labels = {f["key"]: f for f in _row(table, "a")["other_figures"]}
+    assert labels["continuous"]["label"] == "−ELBO_∞"
+    assert labels["continuous"]["nll_nats"]["mean"] == 41.0
+    assert labels["continuous"]["bounds"] == "≥ −log p(x)"
+    assert labels["model:ode"]["label"] == "ODE (decoder)"
+    assert labels["model:ode"]["nll_nats"]["mean"] == 43.0
+    assert labels["model:ode"]["num_examples"] == 10
+    assert labels["model:ode"]["bounds"] == "≥ −log p(x) in expectation"
     assert labels["extra"]["nll_nats"]["mean"] == 42.0  # a log-likelihood bound, negated
-    code, out, err = run_cli(["compare", str(a), str(b), "--figure", "ode"])
-    assert code == 0 and "ODE" in out, err
+    row = _row(lk.compare_runs([a, b], figure="model:ode").to_json(), "a")
+    assert row["figure"]["nll_nats"]["mean"] == 43.0
+    code, out, err = run_cli(["compare", str(a), str(b), "--figure", "ode", "--json", "-"])
+    assert code == 0, err  # --json -: the JSON alone on stdout
+    assert [r["figure"]["label"] for r in json.loads(out)["rows"]] == ["ODE (1 flagged)"] * 2
     with pytest.raises(lk.ConfigError, match="no run reports 'nothing'"):
         lk.compare_runs([a, b], figure="nothing")
 
@@ -297,12 +332,7 @@ def test_an_unreported_run_is_one_line(runs, tmp_path):
 
 def test_an_unfinished_run_is_one_line(runs, tmp_path):
     run = _copy(runs["vae"], tmp_path, "cut")
-    json_path = ckpt.latest_checkpoint(run)
-    tensors, info = ckpt.read_checkpoint(json_path)
-    info["train_config"]["steps"] = 100
-    keep = {k: v for k, v in info.items() if k not in ("format", "format_version", "step",
-            "tensors", "tensors_sha256", "info_sha256")}  # fmt: skip
-    ckpt.write_checkpoint(run / "checkpoints", info["step"], tensors, keep)
+    _rewrite(ckpt.latest_checkpoint(run), run, lambda r: r["train_config"].update(steps=100))
     code, _, err = run_cli(["compare", str(runs["vae"]), str(run)])
     line = error_line(err)
     assert code == 1 and "cut: unfinished: trained 4 of 100 steps" in line and "--resume" in line
@@ -329,43 +359,53 @@ def test_bad_arguments_are_one_line(runs):
 # ---------------------------------------------------------------- the budget across a resume
 
 
+def _rewrite(json_path: Path, folder: Path, edit) -> None:
+    """The checkpoint at ``json_path`` written again into ``folder`` with ``edit`` applied to
+    its record (what an earlier latentkit, or a longer session, would have written)."""
+    tensors, info = ckpt.read_checkpoint(json_path)
+    edit(info)
+    keep = {k: v for k, v in info.items() if k not in ("format", "format_version", "step",
+            "tensors", "tensors_sha256", "info_sha256")}  # fmt: skip
+    ckpt.write_checkpoint(folder / "checkpoints", info["step"], tensors, keep)
+
+
 def test_the_budget_adds_up_across_a_resume(tmp_path):
-    """train_seconds of a resumed run = the first session's + the second's; a checkpoint
-    that recorded none (an earlier latentkit) counts from its step."""
+    """train_seconds of a resumed run = the sessions before its checkpoint + its own; a
+    checkpoint that recorded none (an earlier latentkit) counts from its step."""
     torch.manual_seed(0)
     model = lk.load_model("vae", data_shape=(6,), latent_dim=2, hidden=(8,),
                           likelihood="bernoulli")  # fmt: skip
     x = torch.bernoulli(torch.full((32, 6), 0.4))
     config = lk.TrainConfig(steps=4, batch_size=8, progress=False, checkpoint_every=2)
-    first = lk.Trainer(model, x, config, run_dir=tmp_path)
+    first = lk.Trainer(model, x, config, run_dir=tmp_path / "a")
     first.fit(until=2)
-    _, info = ckpt.read_checkpoint(tmp_path)
-    s1 = info["budget"]["train_seconds"]
-    assert s1 > 0 and info["budget"]["since_step"] == 0
-    second = lk.Trainer(model, x, config, run_dir=tmp_path)
-    second.resume(tmp_path)
-    assert second.train_seconds == s1
+    _, info = ckpt.read_checkpoint(tmp_path / "a")
+    assert 0 < info["budget"]["train_seconds"] <= first.train_seconds + 5e-4  # 1 ms rounding
+    assert info["budget"]["since_step"] == 0 and info["budget"]["device"] == "cpu"
+    # as if the sessions before step 2 had taken 1000 s
+    _rewrite(ckpt.latest_checkpoint(tmp_path / "a"), tmp_path / "long",
+             lambda r: r["budget"].update(train_seconds=1000.0))  # fmt: skip
+    second = lk.Trainer(model, x, config, run_dir=tmp_path / "long")
+    second.resume(tmp_path / "long")
+    assert second.train_seconds == 1000.0
     second.fit()
-    _, info = ckpt.read_checkpoint(tmp_path)
-    assert info["step"] == 4 and info["budget"]["train_seconds"] > s1
-    # written inside fit, rounded to 1 ms: at most the whole of both sessions
-    assert info["budget"]["train_seconds"] <= second.train_seconds + 5e-4
-    tensors, info = ckpt.read_checkpoint(ckpt.list_checkpoints(tmp_path / "checkpoints")[0])
-    info.pop("budget")
-    keep = {k: v for k, v in info.items() if k not in ("format", "format_version", "step",
-            "tensors", "tensors_sha256", "info_sha256")}  # fmt: skip
-    old = tmp_path / "old"
-    ckpt.write_checkpoint(old / "checkpoints", 2, tensors, keep)
-    third = lk.Trainer(model, x, config, run_dir=old)
-    third.resume(old)
+    _, info = ckpt.read_checkpoint(tmp_path / "long")
+    assert info["step"] == 4 and second.train_seconds > 1000.0
+    assert 1000.0 < info["budget"]["train_seconds"] <= second.train_seconds + 5e-4
+    _rewrite(ckpt.latest_checkpoint(tmp_path / "a"), tmp_path / "old", lambda r: r.pop("budget"))
+    third = lk.Trainer(model, x, config, run_dir=tmp_path / "old")
+    third.resume(tmp_path / "old")
     assert third.train_seconds == 0 and third.seconds_since_step == 2
+    third.fit()
+    _, info = ckpt.read_checkpoint(tmp_path / "old")
+    assert info["budget"]["since_step"] == 2 and info["budget"]["train_seconds"] > 0
+    words = _training_text({"steps": 4, "train_seconds": 1.5, "seconds_since_step": 2})
+    assert words == "4 steps, 1.5 s (from step 2)"
 
 
 def test_the_examples_digest_tells_examples_apart():
     """Same values (in any float dtype) and shape: one digest; one value or the order or the
     shape changed: another."""
-    from latentkit.report import examples_digest
-
     x = torch.bernoulli(torch.full((5, 1, 2, 2), 0.5, dtype=torch.float64),
                         generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert examples_digest(x) == examples_digest(x.float()) == examples_digest(x.clone())

@@ -60,13 +60,18 @@ PROTOCOL_FIELDS = ("data set", "variant", "split", "binarization", "test example
 """What two runs must share to be compared (and what :class:`ProtocolMismatchError` names)."""
 
 _TERMS = frozenset({"elbo", "iwae", "nll_nats", "reconstruction", "prior_matching", "kl"})
-"""Figures of ``report.json``'s ``evaluation`` read by name; any other {mean, stderr} object
-in it is an extra figure (a log-likelihood bound, as ``elbo`` and ``iwae`` are, or an NLL
-when its name says ``nll``)."""
+"""Figures of ``report.json``'s ``evaluation`` read by name. Any other object in it is an
+extra figure when it is {mean, stderr} (a log-likelihood bound, as ``elbo`` and ``iwae`` are,
+or an NLL when its name says ``nll``) or holds ``nll_nats`` {mean, stderr} (an NLL, with
+``what`` it is and the examples it ``flagged``: the ODE figure)."""
 
 _MODEL_FIGURES = {"discrete": "−ELBO_T", "continuous": "−ELBO_∞", "ode": "ODE (decoder)",
                   "ode_direct": "ODE (at x)"}  # fmt: skip
-"""Short names of the figures a model adds (``report.json``'s ``likelihood_figures``)."""
+"""Short names of the figures a model adds (``report.json``'s ``likelihood_figures``); one
+whose name an evaluation figure already has is ``model:NAME``."""
+_EVALUATION_FIGURES = {"ode": "ODE"}
+"""Short names of the NLL figures an evaluation adds (``evaluation.ode``: the
+probability-flow ODE figure of ``evaluate(..., ode_examples=N)``)."""
 
 _BOUNDS = {
     "upper bound": "≥ −log p(x)",
@@ -293,23 +298,41 @@ def _figures(report: dict[str, Any], ev: dict[str, Any]) -> dict[str, Figure]:
         T = _dict(report.get("model_config")).get("num_timesteps")
         label = f"−ELBO_T (T={T})" if _is_count(T) else "−ELBO"
         out["elbo"] = figure("elbo", label, above, _neg(elbo), n)
-    for key, value in ev.items():  # an extra figure an evaluation adds
-        e = _estimate(value)
-        if key in _TERMS or e is None:
+    for key, value in ev.items():  # an extra figure an evaluation adds (the ODE's)
+        value = _dict(value)
+        if key in _TERMS or not value:
             continue
-        nll = e if "nll" in key else _neg(e)
-        out[key] = figure(key, key, above, nll, _dict(value).get("num_examples"))
+        e, nll = _estimate(value), _estimate(value.get("nll_nats"))
+        if e is not None:
+            out[key] = figure(
+                key, key, above, e if "nll" in key else _neg(e), value.get("num_examples")
+            )
+        elif nll is not None:
+            label = _flagged(_EVALUATION_FIGURES.get(key, key), value)
+            what = value.get("what")
+            out[key] = figure(
+                key, label, what if isinstance(what, str) else above, nll, value.get("num_examples")
+            )
     for key, f in _dict(report.get("likelihood_figures")).items():  # a model's own figures
-        e = _estimate(_dict(f).get("nll_nats"))
-        if e is None or key in out:
+        f = _dict(f)
+        e = _estimate(f.get("nll_nats"))
+        if e is None:
             continue
         label = _MODEL_FIGURES.get(key, key)
         if key == "discrete" and _is_count(f.get("num_timesteps")):
             label = f"−ELBO_T (T={f['num_timesteps']})"
         bound = f.get("bound")
         bounds = _BOUNDS.get(bound, f"−log p(x): {bound}") if isinstance(bound, str) else above
-        out[key] = figure(key, label, bounds, e, f.get("num_examples"))
+        name = key if key not in out else f"model:{key}"  # the evaluation's has the name
+        out[name] = figure(name, _flagged(label, f), bounds, e, f.get("num_examples"))
     return out
+
+
+def _flagged(label: str, figure: dict[str, Any]) -> str:
+    """``label``, with the number of examples the figure flagged (an ODE figure's examples
+    far above their own bound, listed in the report's warning) when there are any."""
+    flagged = figure.get("flagged")
+    return f"{label} ({len(flagged)} flagged)" if isinstance(flagged, list) and flagged else label
 
 
 def _neg(e: Estimate) -> Estimate:
