@@ -86,7 +86,12 @@ MNIST_TRAIN = 60_000  # images in MNIST's training set: what an hour buys, in ep
 
 LEGS: dict[str, tuple[str, dict, str]] = {
     "vdm": ("vdm", {}, "continuous-time −ELBO_∞ (objective `continuous`)"),
-    "ddpm": ("ddpm", {}, "one-timestep −ELBO (objective `elbo`)"),
+    "ddpm": (
+        "ddpm",
+        {},
+        "one-timestep −ELBO (objective `elbo`: two U-Net calls per image, the decoder term "
+        "at t = 1 and one KL term)",
+    ),
     "ddpm-simple": ("ddpm", {"loss": "simple"}, "L_simple (objective `simple`)"),
 }
 """Leg name → (model, fields beyond the U-Net's, the loss the trainer minimises)."""
@@ -703,10 +708,16 @@ def markdown(result: dict) -> str:
     ]
     for e in errors:
         w(f"\n**{e}.**")
+    if not size["compile"]:
+        w(
+            "\nCompiled steps were not measured in this run (`--compile off`); on a 2-core CPU "
+            "each cold compile of a training graph takes minutes."
+        )
     w("\n## What an hour of this CPU buys\n")
     w(
-        "latentkit's training images per hour on this machine (images/s × 3600, the faster "
-        "of its eager and compiled steps), with the threads and load above:\n"
+        "latentkit's training images per hour on this machine (images/s × 3600"
+        + (", the faster of its eager and compiled steps" if size["compile"] else "")
+        + "), with the threads and load above:\n"
     )
     for line in budget_lines(result):
         w(f"- {line}")
@@ -751,7 +762,22 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for benchmarks_unet.md (default: docs/, or a scratch folder with --quick)",
     )
     ap.add_argument("--json", type=Path, default=None, help="raw results (default: beside it)")
+    ap.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="measure nothing: print the table and write OUT/benchmarks_unet.md from a results "
+        "JSON this command wrote",
+    )
     args = ap.parse_args(argv)
+    if args.render:
+        result = json.loads(args.render.read_text(encoding="utf-8"))
+        out = args.out or ROOT / "docs"
+        print_table(Console(), result)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "benchmarks_unet.md").write_text(markdown(result), encoding="utf-8")
+        return 0 if all(c["ok"] for c in result["checks"]) else 1
     size = QUICK if args.quick else UNetSize()
     try:
         if args.legs:

@@ -88,7 +88,8 @@ def test_summary_is_batch_over_median_step_time():
 
 def test_quick_command_writes_the_table(tmp_path):
     """``--quick`` measures every leg, prints and writes the table with images/hour =
-    images/s × 3600, and exits 0 (every check agreed)."""
+    images/s × 3600, and exits 0 (every check agreed); ``--render`` redraws the same page
+    from the JSON."""
     assert ut.main(["--quick", "--threads", "1", "--rounds", "2", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "unet.json").read_text())
     md = (tmp_path / "benchmarks_unet.md").read_text()
@@ -106,6 +107,9 @@ def test_quick_command_writes_the_table(tmp_path):
             ips = cell["contenders"][f"{side} eager"]["images_per_s"]
             assert abs(float(cols[col].replace(",", "")) - ips * 3600) <= 0.5
     assert "images per hour" in md and "✓" in md
+    again = tmp_path / "rendered"
+    assert ut.main(["--render", str(tmp_path / "unet.json"), "--out", str(again)]) == 0
+    assert (again / "benchmarks_unet.md").read_text() == md
 
 
 def test_bad_arguments_are_refused():
