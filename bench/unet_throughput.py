@@ -31,9 +31,9 @@ and the same draws, in float64, value and gradient (``check_leg``;
     python -m bench.unet_throughput --quick   # seconds; a scratch folder
     python -m bench.unet_throughput --compile off --legs vdm --batches 32
 
-On a 2-core CPU a cold compile of one U-Net training graph takes minutes (four graphs per leg
-and batch size pair: latentkit and hand-written, at each batch size), so the default run is
-long; ``--compile off`` measures the eager steps alone.
+On a 2-core CPU a cold compile of one U-Net training step takes minutes, and each (leg,
+batch size) compiles two afresh (latentkit's and the hand-written, a forward and a backward
+graph each), so the default run is long; ``--compile off`` measures the eager steps alone.
 """
 
 from __future__ import annotations
