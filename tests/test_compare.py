@@ -349,6 +349,13 @@ def test_a_report_of_an_older_checkpoint_is_one_line(runs, tmp_path):
     assert lk.compare_runs([run]).rows[0].run.name == "stale"
 
 
+def test_an_output_over_a_runs_own_files_is_refused(runs):
+    target = runs["vae"] / "checkpoints" / "table.md"
+    code, out, err = run_cli(["compare", str(runs["vae"]), "--markdown", str(target)])
+    assert code == 2 and out == "" and not target.exists()
+    assert "the run's own" in error_line(err)
+
+
 def test_bad_arguments_are_one_line(runs):
     code, _, err = run_cli(["compare", str(runs["vae"]), str(runs["vae"])])
     assert code == 2 and "the same run given twice" in error_line(err)

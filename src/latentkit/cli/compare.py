@@ -20,18 +20,19 @@ def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
     for path in (markdown, json_out):
         if path is not None:
             writable_path(path)  # refused now, before any run is read, if it cannot be
-    comparison = compare_runs(
-        args.runs, reference=args.reference, figure=args.figure, allow_mixed=args.allow_mixed
-    )
-    warning = comparison.warning()
-    if warning:
-        err.print(warning, style="bold yellow", markup=False, highlight=False)
-    if args.json_out == "-":
-        print(json.dumps(comparison.to_json(), indent=2))
-    else:
-        out.print(comparison.table())
-    # An output inside a run folder: held like `train` holds it (never the run's own files).
+    # An output inside a run folder: held like `train` holds it, never over the run's own
+    # files (refused before anything is read or printed).
     with holding_run_folders_of([markdown, json_out]):
+        comparison = compare_runs(
+            args.runs, reference=args.reference, figure=args.figure, allow_mixed=args.allow_mixed
+        )
+        warning = comparison.warning()
+        if warning:
+            err.print(warning, style="bold yellow", markup=False, highlight=False)
+        if args.json_out == "-":
+            print(json.dumps(comparison.to_json(), indent=2))
+        else:
+            out.print(comparison.table())
         if markdown is not None:
             written = atomic_write_bytes(markdown, comparison.to_markdown().encode())
             err.print(f"wrote {written}", markup=False)
