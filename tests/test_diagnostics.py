@@ -457,7 +457,7 @@ def test_bad_arguments_are_refused():
         dg.diagnose(model, torch.randn(5, 3))
     ddpm = lk.load_model("ddpm", data_shape=(2,), num_timesteps=5, network="mlp", hidden=(4,))
     with pytest.raises(InputError, match="timesteps"):
-        dg.diagnose(ddpm.double(), torch.rand(5, 2) * 2 - 1, timesteps=[0, 3])
+        dg.diagnose(ddpm.double(), torch.randint(0, 256, (5, 2)) / 127.5 - 1, timesteps=[0, 3])
 
 
 # ---- in the pipeline: the trainer's log, `latentkit evaluate` and the report ---------------

@@ -161,7 +161,7 @@ def test_single_layer_elbo_is_unbiased():
     """E[one-layer estimate] = the full-T bound: the scale L − 1 is the reciprocal of the
     probability of each layer (a z-test per example, R = 40 groups of 128)."""
     model = small_ddpm(T=4)
-    x = torch.tensor([[0.3, -0.5, 0.9], [-0.8, 0.1, 0.2]], dtype=F64)
+    x = torch.tensor([[166, 64, 242], [26, 140, 153]], dtype=F64) / 127.5 - 1  # 8-bit levels
     objective = lk.make_objective("elbo", model)
     assert objective.estimator.name == "single-layer"
     assert z_against_the_full_bound(objective, model, x) <= Z
@@ -179,7 +179,7 @@ def test_importance_sampled_elbo_is_unbiased():
     rms = objective.layer_history[:, :4].pow(2).mean(-1).sqrt()
     expected = 0.999 * rms / rms.sum() + 0.001 / 4
     assert torch.allclose(w, expected / expected.sum(), rtol=1e-12)
-    x = torch.tensor([[0.3, -0.5, 0.9], [-0.8, 0.1, 0.2]], dtype=F64)
+    x = torch.tensor([[166, 64, 242], [26, 140, 153]], dtype=F64) / 127.5 - 1  # 8-bit levels
     assert z_against_the_full_bound(objective, model, x) <= Z
 
 
@@ -399,7 +399,7 @@ def test_hybrid_is_simple_plus_lambda_T_times_the_bound_terms():
     lam = 0.01
     hybrid = lk.make_objective("hybrid", model, weight=lam)
     simple = lk.make_objective("simple", model)
-    x = torch.tensor([[0.3, -0.5, 0.9], [-0.8, 0.1, 0.2]], dtype=F64)
+    x = torch.tensor([[166, 64, 242], [26, 140, 153]], dtype=F64) / 127.5 - 1  # 8-bit levels
     est, full = [], []
     torch.manual_seed(0)
     with torch.no_grad():
@@ -440,7 +440,7 @@ def test_the_ladder_encodes_once_per_pass():
 
 def test_trainer_resumes_the_importance_sampler_exactly(tmp_path):
     torch.manual_seed(0)
-    data = torch.rand(64, 3) * 2 - 1
+    data = torch.randint(0, 256, (64, 3)) / 127.5 - 1  # 8-bit levels (the decoder's grid)
     cfg = lk.TrainConfig(steps=12, batch_size=16, checkpoint_every=6, progress=False, log_every=6)
 
     def trainer(run_dir):

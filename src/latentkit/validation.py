@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, constraints
 
-from latentkit.distributions import DiscretizedNormal
+from latentkit.distributions import DiscretizedNormal, LevelGrid
 from latentkit.errors import (
     DeviceError,
     DTypeError,
@@ -78,11 +78,15 @@ def _all_inside_bounded(support: constraints.Constraint, x: Tensor) -> bool:
       times slower at 512 × 784).
     * a closed interval [a, b] with finite ends: ``aminmax`` in one pass, both ends read
       back at once; a NaN propagates into both and fails both comparisons.
+    * a K-level grid (:class:`~latentkit.distributions.LevelGrid`, a discretized
+      likelihood's): its own ``check``, one read-back; NaN fails its comparisons.
     """
     if x.numel() == 0:
         return False
     if isinstance(support, constraints._Boolean):
         return float(torch.addcmul(x, x, x, value=-1).abs_().amax()) == 0.0
+    if isinstance(support, LevelGrid):
+        return bool(support.check(x).all())
     if isinstance(support, constraints._Interval):
         a, b = support.lower_bound, support.upper_bound
         if not all(isinstance(e, (int, float)) and math.isfinite(e) for e in (a, b)):
@@ -239,12 +243,32 @@ def _support_words(d: Distribution) -> tuple[str, str]:
             "(likelihood='gaussian')"
         )
     if isinstance(d, DiscretizedNormal):
-        return "[-1, 1] (8-bit levels k as 2k/255 - 1)", (
-            "map 8-bit data with latentkit.data.to_symmetric (data variant '8bit')"
-        )
+        return _discretized_words(d.levels, d.binary)
     if isinstance(support, constraints.interval):
         return f"[{support.lower_bound:g}, {support.upper_bound:g}]", "rescale the data"
     return repr(support), "transform the data into it"
+
+
+def _discretized_words(levels: int, binary: bool) -> tuple[str, str]:
+    """:func:`_support_words` of a K-level discretized Normal: the model's ``levels`` named,
+    and the levels that the two built-in discrete data kinds need."""
+    if binary:
+        return "binary values {0, 1} (levels=2: mapped to the grid {-1, 1} by 2x - 1)", (
+            "binarize the data (data variant 'binarized' or 'threshold', or "
+            "latentkit.data.binarize); 8-bit data (variant '8bit') need levels=256"
+        )
+    where = f"the {levels} levels 2k/{levels - 1} - 1, k = 0..{levels - 1} (levels={levels})"
+    if levels == 256:
+        return where, (
+            "map 8-bit data with latentkit.data.to_symmetric (data variant '8bit'); binary "
+            "data {0, 1} (variant 'binarized' or 'threshold') need levels=2 or a Bernoulli "
+            "likelihood"
+        )
+    return where, (
+        f"map level k of {levels}-level data to 2k/{levels - 1} - 1; binary data {{0, 1}} "
+        "(variant 'binarized' or 'threshold') need levels=2, 8-bit data (variant '8bit') "
+        "levels=256"
+    )
 
 
 def _inside(d: Distribution, data: Tensor) -> Tensor | None:

@@ -10,7 +10,9 @@ Posterior chain q (fixed, no parameters) — the forward diffusion, offered ever
 
 Generative chain p: p(x_T) = N(0, I); p(x_{t-1} | x_t) = N(μ_θ(x_t, t), σ_t² I) with
 μ_θ = (x_t − β_t²/β̄_t · ε_θ(x_t, t)) / α_t (seed 001, eq. 29 with ε_θ predicting the merged
-noise); p(x_0 | x_1) is the same Gaussian at t = 1, discretized over 8-bit bins or not.
+noise); p(x_0 | x_1) is the same Gaussian at t = 1, discretized over the bins of K-level data
+(``levels``; 8-bit by default) or not. With ``levels = 2`` the data are binary, x ∈ {0, 1}, and
+every factor that reads x reads the grid point 2x − 1 ∈ {−1, 1} (``DDPMPosterior.on_grid``).
 Notation and its conversion to the DDPM paper: ``docs/ddpm.md``.
 """
 
@@ -80,6 +82,24 @@ def _check_network(instance: DDPMConfig, attribute, value: str) -> None:
             )
 
 
+MAX_LEVELS = 256
+"""The most data levels K a discretized decoder takes (8-bit data)."""
+
+
+def _check_levels(instance, attribute, value) -> None:
+    """``levels``: an int K in 2..256, read by the ``discretized`` decoder alone."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_LEVELS:
+        raise ValueError(
+            f"'levels' must be an int K in 2..{MAX_LEVELS} (the data's levels: 2 for binary "
+            f"data {{0, 1}}, 256 for 8-bit data), got {value!r}"
+        )
+    if value != MAX_LEVELS and instance.decoder != "discretized":
+        raise ValueError(
+            f"'levels' is only read with decoder='discretized' (decoder is "
+            f"{instance.decoder!r}); got levels={value}"
+        )
+
+
 def _check_loss(instance: DDPMConfig, attribute, value: str) -> None:
     if value == "simple" and instance.reverse_variance == "learned":
         raise ValueError(
@@ -101,8 +121,13 @@ class DDPMConfig:
         reverse_variance: σ_t² of p(x_{t-1} | x_t): ``beta`` (β_t²), ``posterior`` (β̃_t², the
             variance of q(x_{t-1} | x_t, x_0)) or ``learned`` (log-space interpolation
             between them, improved DDPM, with the weight held in [0, 1]).
-        decoder: p(x_0 | x_1): ``discretized`` (8-bit data mapped to [-1, 1]; bits/dim are an
+        decoder: p(x_0 | x_1): ``discretized`` (K-level data, ``levels``; bits/dim are an
             honest bound) or ``gaussian`` (real-valued data).
+        levels: K, the data's levels, 2..256 (``discretized`` only): level k is the grid
+            point 2k/(K − 1) − 1 of [−1, 1] and its bin is 2/(K − 1) wide. The data are those
+            grid points (256: the ``8bit`` variant, kind ``symmetric8``), except at K = 2:
+            binary data {0, 1} (the ``binarized``/``threshold`` variants, kind ``binary``),
+            which the model reads as 2x − 1.
         network: ε_θ: ``mlp``, ``unet`` (needs ``(C, H, W)``) or ``auto`` (unet for images).
         hidden: MLP hidden widths.
         activation: MLP activation (silu, relu, gelu, tanh, softplus).
@@ -130,6 +155,7 @@ class DDPMConfig:
         default="beta", validator=v.in_(("beta", "posterior", "learned"))
     )
     decoder: str = attrs.field(default="discretized", validator=v.in_(("discretized", "gaussian")))
+    levels: int = attrs.field(default=MAX_LEVELS, validator=_check_levels)
     network: str = attrs.field(
         default="auto", validator=[v.in_(("auto", "mlp", "unet")), _check_network]
     )
@@ -148,6 +174,11 @@ class DDPMConfig:
         default="uniform", validator=v.in_(("uniform", "importance"))
     )
     hybrid_weight: float = attrs.field(default=0.001, validator=[v.gt(0.0), v.lt(float("inf"))])
+
+    @property
+    def binary(self) -> bool:
+        """Whether the data are binary {0, 1} (``levels = 2``), read as 2x − 1."""
+        return self.decoder == "discretized" and self.levels == 2
 
     @property
     def resolved_network(self) -> str:
@@ -206,17 +237,19 @@ def make_schedule(cfg: DDPMConfig) -> DiffusionSchedule:
 class DDPMPosterior(lk.PosteriorChain):
     """q(x_{1:T} | x_0): the fixed forward chain, top-down, bottom-up and layer-batched.
 
-    Every ``t`` may be an int or a ``LongTensor[batch]`` (one timestep per example).
+    Every ``t`` may be an int or a ``LongTensor[batch]`` (one timestep per example). With
+    ``binary=True`` the data x_0 ∈ {0, 1} enter as their grid points 2x_0 − 1 (:meth:`on_grid`).
     """
 
     top_down = True
     bottom_up = True
     layer_batched = True
 
-    def __init__(self, schedule: DiffusionSchedule, event_dims: int):
+    def __init__(self, schedule: DiffusionSchedule, event_dims: int, *, binary: bool = False):
         super().__init__()
         self.schedule = schedule
         self.event_dims = event_dims
+        self.binary = binary
         m = schedule.exact
         self.marginal_rows = ScheduleRows({"alpha_bar": m["alpha_bar"], "beta_bar": m["beta_bar"]})
         self.down_rows = ScheduleRows(
@@ -230,10 +263,15 @@ class DDPMPosterior(lk.PosteriorChain):
     def _normal(self, loc: Tensor, scale: Tensor) -> Independent:
         return diag_normal(loc, scale.expand_as(loc), self.event_dims)
 
+    def on_grid(self, x: Tensor) -> Tensor:
+        """The data as the diffusion reads them: binary x ∈ {0, 1} → 2x − 1 ∈ {−1, 1}
+        (``DiscretizedNormal.from_binary``, a bijection of the two grids); else x itself."""
+        return DiscretizedNormal.from_binary(x) if self.binary else x
+
     def marginal(self, t: int | Tensor, x: Tensor) -> Independent:
         """q(x_t | x_0) = N(ᾱ_t x_0, β̄_t² I) (seed 001, eq. 25)."""
         alpha_bar, beta_bar = self.marginal_rows.rows(t, x)
-        return self._normal(alpha_bar * x, beta_bar)
+        return self._normal(alpha_bar * self.on_grid(x), beta_bar)
 
     def top(self, x: Tensor) -> Independent:
         """q(x_T | x_0)."""
@@ -242,7 +280,7 @@ class DDPMPosterior(lk.PosteriorChain):
     def down(self, t: int | Tensor, z: Tensor, x: Tensor) -> Independent:
         """q(x_{t-1} | x_t = z, x_0 = x) = N(coef_x0·x_0 + coef_xt·x_t, β̃_t² I), 2 ≤ t ≤ T."""
         coef_x0, coef_xt, beta_tilde = self.down_rows.rows(t, x)
-        return self._normal(coef_x0 * x + coef_xt * z, beta_tilde)
+        return self._normal(coef_x0 * self.on_grid(x) + coef_xt * z, beta_tilde)
 
     def first(self, x: Tensor) -> Independent:
         """q(x_1 | x_0) = N(α_1 x_0, β_1² I)."""
@@ -275,6 +313,7 @@ class DDPMGenerative(lk.GenerativeChain):
         )
         self.reverse_variance = cfg.reverse_variance
         self.decoder = cfg.decoder
+        self.levels, self.binary = cfg.levels, cfg.binary
         self.event_dims = len(cfg.data_shape)
         groups = 2 if cfg.reverse_variance == "learned" else 1
         if cfg.resolved_network == "unet":
@@ -310,11 +349,13 @@ class DDPMGenerative(lk.GenerativeChain):
     def reverse_from(
         self, t: int | Tensor, z: Tensor, eps: Tensor, log_var: Tensor, *, decoder: bool = False
     ) -> Distribution:
-        """p(x_{t-1} | x_t = z) from the network's outputs; the decoder p(x_0 | x_1) if asked."""
+        """p(x_{t-1} | x_t = z) from the network's outputs; the decoder p(x_0 | x_1) if asked
+        (discretized: over the K = ``levels`` bins, on binary data {0, 1} at K = 2)."""
         loc = self.mean(t, z, eps)
         scale = torch.exp(0.5 * log_var).expand_as(loc)
         if decoder and self.decoder == "discretized":
-            return Independent(DiscretizedNormal(loc, scale), self.event_dims, validate_args=False)
+            dist = DiscretizedNormal(loc, scale, self.levels, binary=self.binary)
+            return Independent(dist, self.event_dims, validate_args=False)
         return diag_normal(loc, scale, self.event_dims)
 
     def prior(self, n: int) -> Independent:
@@ -329,7 +370,7 @@ class DDPMGenerative(lk.GenerativeChain):
         return self.reverse_from(l, z, *self.eps_and_log_var(l, z))
 
     def likelihood(self, z1: Tensor) -> Distribution:
-        """p(x_0 | x_1): discretized (8-bit data in [-1, 1]) or Gaussian."""
+        """p(x_0 | x_1): discretized (K-level data) or Gaussian."""
         return self.reverse_from(1, z1, *self.eps_and_log_var(1, z1), decoder=True)
 
 
@@ -350,7 +391,7 @@ class DDPMModel(lk.LatentModel):
         schedule = make_schedule(cfg)
         super().__init__(
             DDPMGenerative(cfg, schedule),
-            DDPMPosterior(schedule, len(cfg.data_shape)),
+            DDPMPosterior(schedule, len(cfg.data_shape), binary=cfg.binary),
             config=cfg,
             **default_objective(cfg),
         )
@@ -360,9 +401,10 @@ class DDPMModel(lk.LatentModel):
         return self.posterior.schedule
 
     def q_sample(self, x0: Tensor, t: int | Tensor, eps: Tensor) -> Tensor:
-        """x_t = ᾱ_t x_0 + β̄_t ε: a draw from q(x_t | x_0) with the noise given."""
+        """x_t = ᾱ_t x_0 + β̄_t ε: a draw from q(x_t | x_0) with the noise given (x_0 binary
+        at ``levels = 2``: 2x_0 − 1 is what is noised)."""
         alpha_bar, beta_bar = self.posterior.marginal_rows.rows(t, x0)
-        return alpha_bar * x0 + beta_bar * eps
+        return alpha_bar * self.posterior.on_grid(x0) + beta_bar * eps
 
     def timestep_term(
         self, x0: Tensor, t: Tensor, x_t: Tensor, eps: Tensor, log_var: Tensor

@@ -13,8 +13,9 @@ Continuous-time bound (VDM eq. 17 with the decoder of §3.3; nats, per example):
                − E_{q(z_0|x)}[log p(x | z_0)]                  reconstruction
                + ½ E_{t~U(0,1), ε}[γ'(t) ‖ε − ε̂_θ(z_t, t)‖²]   diffusion term
 
-with p(x | z_0) = N(z_0/ᾱ_0, β̄_0²/ᾱ_0²), discretized over 8-bit bins (data in [−1, 1]) or
-Gaussian (real data).
+with p(x | z_0) = N(z_0/ᾱ_0, β̄_0²/ᾱ_0²), discretized over the bins of K-level data (``levels``:
+level k at 2k/(K − 1) − 1 in [−1, 1]; 8-bit by default) or Gaussian (real data). At K = 2 the
+data are binary, x ∈ {0, 1}, and every factor that reads x reads 2x − 1 (``on_grid``).
 
 Discrete-T chain (what ``latentkit.elbo`` evaluates; any T from the same network through
 :meth:`VDMModel.with_timesteps`): L = T + 1 latent layers, layer l at time t_l = (l − 1)/T,
@@ -111,6 +112,19 @@ def _fourier_exponents(instance, attribute, value) -> None:
         raise ValueError(f"{attribute.name!r} repeats an exponent: {value!r}")
 
 
+def _check_levels(instance, attribute, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 256:
+        raise ValueError(
+            f"'levels' must be an int K in 2..256 (the data's levels: 2 for binary data "
+            f"{{0, 1}}, 256 for 8-bit data), got {value!r}"
+        )
+    if value != 256 and instance.decoder != "discretized":
+        raise ValueError(
+            f"'levels' is only read with decoder='discretized' (decoder is "
+            f"{instance.decoder!r}); got levels={value}"
+        )
+
+
 def _check_network(instance, attribute, value: str) -> None:
     if instance.resolved_network != "unet":
         return
@@ -137,7 +151,11 @@ class VDMConfig:
         schedule: γ(t): ``linear`` (VDM), ``cosine`` or ``learned`` (VDM's monotone network).
         gamma_min: γ(0) = −log SNR at t = 0 (in [−50, 50]).
         gamma_max: γ(1) (> gamma_min, in [−50, 50]).
-        decoder: p(x | z_0): ``discretized`` (8-bit data in [−1, 1]) or ``gaussian``.
+        decoder: p(x | z_0): ``discretized`` (K-level data, ``levels``) or ``gaussian``.
+        levels: K, the data's levels, 2..256 (``discretized`` only): level k is the grid
+            point 2k/(K − 1) − 1 of [−1, 1], its bin 2/(K − 1) wide. The data are those grid
+            points (256: the ``8bit`` variant, kind ``symmetric8``), except at K = 2: binary
+            data {0, 1} (``binarized``/``threshold``, kind ``binary``), read as 2x − 1.
         network: ε̂_θ: ``mlp``, ``unet`` (images), ``linear`` (ε̂ = a(t) ⊙ z + b(t)) or
             ``auto`` (unet for images, else mlp).
         hidden: MLP hidden widths.
@@ -171,6 +189,7 @@ class VDMConfig:
     gamma_min: float = attrs.field(default=-13.3, validator=_finite)
     gamma_max: float = attrs.field(default=5.0, validator=_above_gamma_min)
     decoder: str = attrs.field(default="discretized", validator=v.in_(("discretized", "gaussian")))
+    levels: int = attrs.field(default=256, validator=_check_levels)
     network: str = attrs.field(
         default="auto", validator=[v.in_(("auto", "mlp", "unet", "linear")), _check_network]
     )
@@ -259,6 +278,8 @@ class ContinuousDiffusion(nn.Module):
         self.data_shape = tuple(cfg.data_shape)
         self.event_dims = len(self.data_shape)
         self.decoder_kind = cfg.decoder
+        self.levels = cfg.levels
+        self.binary = cfg.decoder == "discretized" and cfg.levels == 2
         self.log_snr = make_log_snr(cfg.schedule, cfg.gamma_min, cfg.gamma_max)
         self.net = _network(cfg, self.log_snr) if net is None else net
         self.register_buffer("_ref", torch.zeros(()), persistent=False)
@@ -290,24 +311,37 @@ class ContinuousDiffusion(nn.Module):
             gamma, _ = self.gamma(t)
         return self.net(z, t, gamma.expand(n) if gamma.ndim == 0 else gamma)
 
+    @property
+    def bin_width(self) -> float:
+        """2/(K − 1): the width of a level's bin on the grid the diffusion sees."""
+        return 2.0 / (self.levels - 1)
+
+    def on_grid(self, x: Tensor) -> Tensor:
+        """The data as the diffusion reads them: binary x ∈ {0, 1} → 2x − 1 ∈ {−1, 1} at
+        ``levels = 2`` (``DiscretizedNormal.from_binary``, a bijection of the two grids, so
+        no probability changes); else x itself."""
+        return DiscretizedNormal.from_binary(x) if self.binary else x
+
     def q_sample(self, x: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """z_t = ᾱ_t x + β̄_t ε: a draw from q(z_t | x) with the noise given."""
         alpha, sigma = self.scales(self._bc(t, x))
-        return alpha * x + sigma * noise
+        return alpha * self.on_grid(x) + sigma * noise
 
     # -- the bound's three terms --------------------------------------------------------------
 
     def marginal(self, t: Tensor, x: Tensor) -> Independent:
         """q(z_t | x) = N(ᾱ_t x, β̄_t² I)."""
         alpha, sigma = self.scales(self._bc(t, x))
-        return diag_normal(alpha * x, sigma.expand_as(x), self.event_dims)
+        return diag_normal(alpha * self.on_grid(x), sigma.expand_as(x), self.event_dims)
 
     def decoder(self, z0: Tensor) -> Distribution:
-        """p(x | z_0) = N(z_0/ᾱ_0, β̄_0²/ᾱ_0²), discretized over 8-bit bins or not."""
+        """p(x | z_0) = N(z_0/ᾱ_0, β̄_0²/ᾱ_0²), discretized over the K = ``levels`` bins (on
+        binary data {0, 1} at K = 2) or not."""
         alpha, sigma = self.scales(z0.new_zeros(()))
         loc, scale = z0 / alpha, (sigma / alpha).expand_as(z0)
         if self.decoder_kind == "discretized":
-            return Independent(DiscretizedNormal(loc, scale), self.event_dims)
+            dist = DiscretizedNormal(loc, scale, self.levels, binary=self.binary)
+            return Independent(dist, self.event_dims)
         return diag_normal(loc, scale, self.event_dims)
 
     def prior(self, n: int) -> Independent:
@@ -318,7 +352,7 @@ class ContinuousDiffusion(nn.Module):
         """KL(q(z_1 | x) ‖ N(0, I)) = ½ Σ (ᾱ_1² x² + β̄_1² − 1 − log β̄_1²), ``[batch]``."""
         g1, _ = self.gamma(x.new_ones(()))
         var = beta_bar_sq(g1)
-        kl = 0.5 * (alpha_bar_sq(g1) * x**2 + var - 1 - torch.log(var))
+        kl = 0.5 * (alpha_bar_sq(g1) * self.on_grid(x) ** 2 + var - 1 - torch.log(var))
         return kl.flatten(1).sum(-1)
 
     def reconstruction(self, x: Tensor) -> Tensor:
@@ -356,7 +390,7 @@ class ContinuousDiffusion(nn.Module):
         else:
             g, dg = self.gamma(t)
         g_x = self._bc(g, x)
-        z_t = alpha_bar_sq(g_x).sqrt() * x + beta_bar_sq(g_x).sqrt() * noise
+        z_t = alpha_bar_sq(g_x).sqrt() * self.on_grid(x) + beta_bar_sq(g_x).sqrt() * noise
         err = (noise - self.eps(z_t, t, g)).pow(2).flatten(1).sum(-1)
         term = 0.5 * dg * err
         if profile is not None:
@@ -475,7 +509,7 @@ class VDMPosterior(lk.PosteriorChain):
         c = self.core
         s, t = _times(l, self.num_timesteps, z)
         _, cz, cx, var = c.step_constants(c._bc(s, z), c._bc(t, z))
-        loc = cz * z + cx * x
+        loc = cz * z + cx * c.on_grid(x)
         return diag_normal(loc, var.sqrt().expand_as(loc), c.event_dims)
 
     def up(self, l: int | Tensor, z: Tensor, x: Tensor) -> Independent:

@@ -1,6 +1,7 @@
 """The three likelihood figures of a continuous-time diffusion, and its per-t breakdown.
 
-For a data set (8-bit data in [−1, 1] with the discretized decoder, or real data):
+For a data set (K-level data with the discretized decoder, ``levels`` = K: 8-bit data in
+[−1, 1], binary data {0, 1}, ...; or real data):
 
 * ``discrete``: −ELBO_T of the discrete-T chain (``latentkit.elbo``, every layer's KL in
   batched calls) — a bound on −log P(x) for the discrete model at T steps;
@@ -12,6 +13,8 @@ For a data set (8-bit data in [−1, 1] with the discretized decoder, or real da
 * ``ode_direct``: −log p_ODE(x), the ODE density at the data itself
   (``latentkit.ode_log_prob``), with uniform dequantization on discrete data (also a bound
   on −log P(x) of the ODE model, in expectation; neither ODE bound is tighter in general).
+  The ODE's density lives on the grid the diffusion sees: binary data enter as 2x − 1, and
+  the dequantization noise spans one bin of that grid, 2/(K − 1) wide (2/255 at K = 256).
 
 Each is a mean over examples with its standard error; bits/dim only for discrete data
 with the discretized decoder. ``per_t_breakdown`` is the diffusion term's integrand
@@ -133,8 +136,8 @@ def likelihood_figures(
     Args:
         model: a ``vdm`` model.
         data: ``[N, *data_shape]``.
-        discrete: whether the data are 8-bit; ``None`` trusts the decoder. Bits/dim and the
-            ODE's dequantization need it.
+        discrete: whether the data are discrete (K-level, ``levels``); ``None`` trusts the
+            decoder. Bits/dim and the ODE's dequantization need it.
         batch_size: examples per call for the two bounds.
         ode_examples: the first this many examples get the ODE likelihood (``None``: all);
             it costs one adaptive ODE solve per batch.
@@ -146,7 +149,8 @@ def likelihood_figures(
     """
     if ode_examples is not None and (isinstance(ode_examples, bool) or ode_examples < 1):
         raise lk.ConfigError(f"ode_examples must be ≥ 1 (or None: all), got {ode_examples!r}")
-    ref = model.generative.core._ref
+    core = model.generative.core
+    ref = core._ref
     is_discrete = likelihood_is_discrete(model) if discrete is None else bool(discrete)
     D = model.data_dims
     scale = D * math.log(2.0)
@@ -169,7 +173,13 @@ def likelihood_figures(
             for i in range(0, m, batch_size):
                 x = data[i : min(i + batch_size, m)].to(device=ref.device, dtype=ref.dtype)
                 ode.append(ode_decoder_bound(model, x, generator=gen, **ode_options).double().cpu())
-                r = ode_log_prob(model, x, dequantize=is_discrete, generator=gen, **ode_options)
+                r = ode_log_prob(
+                    model,
+                    core.on_grid(x),
+                    dequantize=is_discrete,
+                    generator=gen,
+                    **{"bin_width": core.bin_width, **ode_options},
+                )
                 direct.append((r.log_prob_bound if is_discrete else r.log_density).double().cpu())
                 divergence = r.divergence
         breakdown = per_t_breakdown(model, data, num_t=num_t, seed=seed)

@@ -19,8 +19,11 @@ from latentkit.registry import (
 __all__ = ["load_data", "training_splits"]
 
 
-def _likelihood_variant(model_name: str, data_shape: tuple[int, ...]) -> str:
-    """The data variant that fits the model's default p(x|z_1) (probed, not looked up by name)."""
+def _likelihood_variant(
+    model_name: str, data_shape: tuple[int, ...], model_config: dict[str, Any] | None = None
+) -> str:
+    """The data variant that fits the model's p(x|z_1) under the config values given (a
+    diffusion's ``levels``, say), probed, not looked up by name."""
     from torch.distributions import Bernoulli
 
     from latentkit.distributions import DiscretizedNormal
@@ -30,13 +33,13 @@ def _likelihood_variant(model_name: str, data_shape: tuple[int, ...]) -> str:
     try:
         field = get_model_spec(model_name).data_fields().get("data_shape")
         values = {field: data_shape} if field else {}
-        d = likelihood_family(load_model(model_name, **values))
+        d = likelihood_family(load_model(model_name, **{**values, **(model_config or {})}))
     except Exception:  # a plugin that cannot build at this shape: let training say why
         return "unit"
     if isinstance(d, Bernoulli):
         return "binarized"
-    if isinstance(d, DiscretizedNormal):
-        return "8bit"
+    if isinstance(d, DiscretizedNormal):  # a K-level decoder: binary at levels=2, else 8-bit
+        return "binarized" if d.binary else "8bit"
     return "unit"
 
 
@@ -46,12 +49,14 @@ def load_data(
     model_name: str,
     model_fields: Sequence[str],
     err: Console,
+    model_config: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Load the data set ``data`` asks for; returns ``(dataset, what was loaded)``.
 
     With no name given, MNIST is tried, then the MNIST sample, then digits — each fallback
     announced. With no variant given: ``binarized`` when the model's config has a
-    ``likelihood`` field (it is then set to match), else what its default likelihood fits.
+    ``likelihood`` field (it is then set to match), else what its likelihood fits under the
+    ``model_config`` values given (a diffusion with ``levels = 2``: binarized).
     The binarization seed is ``data.seed`` (default 0), not the training seed, so runs with
     different training seeds are scored on the same binarized test set.
     """
@@ -70,7 +75,7 @@ def load_data(
         v = variant or (
             "binarized"
             if "likelihood" in model_fields
-            else _likelihood_variant(model_name, probe_shape)
+            else _likelihood_variant(model_name, probe_shape, model_config)
         )
         try:
             ds = load_dataset(candidate, variant=v, seed=seed, limit=limit)

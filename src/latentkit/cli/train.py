@@ -165,6 +165,7 @@ def _build(
         model_name=spec.model,
         model_fields=["likelihood"] if "likelihood" in model_spec.data_fields() else [],
         err=err,
+        model_config=spec.model_config,
     )
     model_values = fill_data_fields(model_spec, spec.model_config, ds)
     seed_everything(train_cfg.seed)
