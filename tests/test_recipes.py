@@ -27,7 +27,8 @@ TINY_DATA = ["--set", "data.limit=600", "--set", "data.validation=100", "--no-pr
 def test_recipes_are_listed_with_their_sources(capsys):
     names = list_recipes()
     expected = {"iwae-paper-vae", "iwae-paper-iwae", "iwae-paper-iwae-k5", "iwae-paper-2layer"}
-    assert expected | {"ddpm-mnist"} <= set(names)
+    diffusion = {"ddpm-mnist", "vdm-binarized-mnist", "vdm-mnist-8bit"}
+    assert expected | diffusion <= set(names)
     for name in names:
         info = recipe_info(name)
         for key in ("description", "source", "architecture", "optimiser", "budget_cpu"):
@@ -45,6 +46,8 @@ def test_recipes_are_listed_with_their_sources(capsys):
         ("iwae-paper-iwae-k5", []),
         ("iwae-paper-2layer", []),
         ("ddpm-mnist", ["--set", "channels=8", "--set", "num_timesteps=20"]),
+        ("vdm-binarized-mnist", ["--set", "hidden=[16]", "--set", "num_timesteps=20"]),
+        ("vdm-mnist-8bit", ["--set", "channels=8", "--set", "num_timesteps=20"]),
     ],
 )
 def test_every_recipe_runs_at_a_tiny_budget(recipe, extra, tmp_path, capsys):
