@@ -290,3 +290,22 @@ def test_a_caller_step_t_still_ends_on_the_span():
     r = lk.ode_log_prob(model, x, rtol=TOL, atol=TOL, options={"step_t": torch.tensor([1.0])})
     assert not _in_span(model.generative.seen, SPAN)
     assert torch.allclose(r.log_density, _closed_form(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("span", [(1.5, 0.5), (0.5, 0.5), (0.0, math.inf), ("a", 1.0), (0.0,)])
+def test_a_bad_ode_time_span_is_refused(span):
+    """ode_time_span must be two finite numbers, the data end first (t_start < t_end)."""
+    model = _Toy()
+    model.generative.ode_time_span = span
+    with pytest.raises(lk.InputError, match="ode_time_span must be"):
+        lk.ode_log_prob(model, _x())
+    assert model.generative.seen == []
+
+
+def test_solve_refuses_equal_or_non_finite_times():
+    flow = _Flow(3)
+    with pytest.raises(lk.InputError, match="two distinct finite times"):
+        solve(flow.probability_flow, _x(), 1.0, 1.0)
+    with pytest.raises(lk.InputError, match="t_to must be a number"):
+        solve(flow.probability_flow, _x(), 0.5, "1")
+    assert flow.seen == []

@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
@@ -32,7 +32,7 @@ from torch import Tensor
 
 from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
-from latentkit.errors import NonFiniteError, ShapeError
+from latentkit.errors import ConfigError, InputError, NonFiniteError, ShapeError
 from latentkit.validation import (
     check_data,
     check_likelihood_support,
@@ -42,6 +42,9 @@ from latentkit.validation import (
     likelihood_is_discrete,
 )
 
+if TYPE_CHECKING:
+    from latentkit.ode import OdeFigure
+
 __all__ = [
     "Estimate",
     "EvalReport",
@@ -50,6 +53,7 @@ __all__ = [
     "evaluate",
     "likelihood_family",
     "likelihood_is_discrete",
+    "ode_warning",
     "paired_difference",
     "report_table",
 ]
@@ -123,6 +127,10 @@ class EvalReport:
     """Each example's ``elbo`` and, when computed, ``iwae`` bound (nats, ``[N]`` on the CPU,
     in the data's order): two models evaluated on the same examples compare by
     :func:`paired_difference`, whose standard error is far smaller than either one's."""
+    ode: OdeFigure | None = attrs.field(default=None, eq=False)
+    """The probability-flow ODE figure on the first ``ode_examples`` examples, each checked
+    against its own −IWAE_k (or −ELBO) with the flagged ones listed
+    (:class:`latentkit.ode.OdeFigure`); ``None`` unless asked for."""
 
     @property
     def nll(self) -> Estimate | None:
@@ -170,6 +178,7 @@ class EvalReport:
             "seed": self.seed,
             "seconds": round(self.seconds, 3),
             "iwae_seconds": round(self.iwae_seconds, 3),
+            "ode": None if self.ode is None else self.ode.to_json(bits=self.discrete),
         }
 
 
@@ -308,6 +317,9 @@ def evaluate(
     seed: int = 0,
     draws_per_call: int = 8192,
     on_batch: Callable[[int], None] | None = None,
+    ode_examples: int = 0,
+    ode_margin: float | None = None,
+    ode_options: dict[str, Any] | None = None,
 ) -> EvalReport:
     """The ELBO (with its terms and per-layer KLs) and IWAE-k over ``data``, per example.
 
@@ -328,6 +340,14 @@ def evaluate(
             ``draws_per_call`` rows and folded in by a streaming logsumexp
             (``iwae(x, k, chunk=draws_per_call)``).
         on_batch: called with the number of examples done after each batch (progress).
+        ode_examples: the first this many examples also get the probability-flow ODE
+            figure (``report.ode``; models offering the contract of ``latentkit.ode``
+            only), one adaptive solve per batch; 0 (default): none, it is slow.
+        ode_margin: bits/dim by which an example's ODE figure may exceed its own
+            −IWAE_k (or −ELBO) before it is flagged; ``None``:
+            ``latentkit.ode.ODE_FLAG_MARGIN`` (1 bit/dim).
+        ode_options: passed to :func:`latentkit.ode_log_prob` (``rtol``, ``atol``,
+            ``method``, ``divergence``, ...).
 
     The report's ``seconds`` is the whole call; ``iwae_seconds`` its IWAE part.
     """
@@ -337,6 +357,8 @@ def evaluate(
     if k < 0:
         raise ValueError(f"iwae_k must be ≥ 0, got {k}")
     check_positive_int(draws_per_call, "draws_per_call")
+    if ode_examples:
+        _check_ode_request(model, ode_examples, ode_margin, ode_options, ref.dtype)
     check_data(model, data[:1].to(device=ref.device, dtype=ref.dtype), name="data")
     check_finite_rows(data)  # every example, not only the first: one read, before any work
     check_likelihood_support(model, data, name="data")
@@ -348,7 +370,75 @@ def evaluate(
             gathered.add(x, num_samples, estimator)
             if on_batch is not None:
                 on_batch(min(i + batch_size, n))
-    return gathered.report(n, num_samples, discrete, seed, start)
+    report = gathered.report(n, num_samples, discrete, seed, start)
+    if not ode_examples:
+        return report
+    return _with_ode(report, model, data, ode_examples, ode_margin, ode_options, batch_size)
+
+
+def _check_ode_request(
+    model: LatentModel, examples: Any, margin: Any, options: Any, dtype: torch.dtype
+) -> None:
+    """The ODE figure's settings, refused before any work."""
+    from latentkit.ode import check_margin, check_solver, probability_flow_contract
+
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
+        raise ConfigError(f"ode_examples must be an int ≥ 0, got {examples!r}")
+    reason = probability_flow_contract(model)
+    if reason is not None:
+        raise InputError(f"ode_examples = {examples}: {reason}")
+    if margin is not None:
+        check_margin(margin)
+    if options is not None and not isinstance(options, dict):
+        raise ConfigError(f"ode_options must be a dict, got {type(options).__name__}")
+    opts = options or {}
+    taken = sorted(set(opts) & {"dequantize", "bin_width", "generator", "validate"})
+    if taken:
+        raise ConfigError(
+            f"ode_options: {taken} are set by the evaluation (the data's bins, its seed)"
+        )
+    solver = {k: opts[k] for k in ("method", "rtol", "atol", "options") if k in opts}
+    check_solver(
+        solver.get("method", "dopri5"),
+        solver.get("rtol", 1e-5),
+        solver.get("atol", 1e-5),
+        solver.get("options"),
+        dtype,
+    )
+
+
+def _with_ode(
+    report: EvalReport,
+    model: LatentModel,
+    data: Tensor,
+    examples: int,
+    margin: float | None,
+    options: dict[str, Any] | None,
+    batch_size: int,
+) -> EvalReport:
+    """``report`` with its ODE figure on the first ``examples`` examples, each compared with
+    its own −IWAE_k (the tighter bound) or −ELBO; the time spent is added to ``seconds``."""
+    from latentkit.ode import ODE_FLAG_MARGIN, ode_figure
+
+    start = time.perf_counter()
+    m = min(examples, report.num_examples)
+    name = "iwae" if "iwae" in report.per_example else "elbo"
+    bound = -report.per_example[name][:m].double()
+    reference = f"−IWAE_{report.iwae_k}" if name == "iwae" else "−ELBO"
+    with seeded_eval(model, report.seed):
+        figure = ode_figure(
+            model,
+            data[:m],
+            bound,
+            discrete=report.discrete,
+            batch_size=batch_size,
+            seed=report.seed,
+            margin=ODE_FLAG_MARGIN if margin is None else margin,
+            reference=reference,
+            **(options or {}),
+        )
+    seconds = report.seconds + time.perf_counter() - start
+    return attrs.evolve(report, ode=figure, seconds=seconds)
 
 
 def _fmt(e: Estimate | None, digits: int = 2) -> tuple[str, str]:
@@ -384,6 +474,8 @@ def report_table(report: EvalReport, title: str = "Evaluation") -> Table:
             table.add_row(f"  KL term of z_{l}", f"{v:.2f}", "", "nats")
     elif L > 8:
         table.add_row(f"  KL terms of z_1..z_{L - 1}", f"{sum(report.layer_kl):.2f}", "", "nats")
+    for name, e, unit in _ode_rows(report):
+        table.add_row(Text(name), *_fmt(e, 4 if unit == "bits/dim" else 2), unit)
     table.caption = (
         f"{report.num_examples} examples, D = {report.data_dims}, estimator {report.estimator}"
         + (
@@ -395,5 +487,40 @@ def report_table(report: EvalReport, title: str = "Evaluation") -> Table:
         f"seed {report.seed}, {report.seconds:.1f} s"
         + (f" (IWAE {report.iwae_seconds:.1f} s)" if report.iwae_k else "; IWAE skipped")
         + ("" if report.discrete else "; no bits/dim (continuous likelihood or data)")
+        + (
+            f"; ODE: {len(report.ode.flagged)} flagged (listed below)"
+            if report.ode is not None and report.ode.flagged
+            else ""
+        )
     )
     return table
+
+
+def _ode_rows(report: EvalReport) -> list[tuple[str, Estimate | None, str]]:
+    """The ODE figure's rows: the mean over its examples, the median, and the mean without
+    the flagged examples when there are any; in nats, and bits/dim for discrete data."""
+    o = report.ode
+    if o is None:
+        return []
+    kept = o.ode[~o.flagged_mask]
+    stats = [(f"ODE −log p, {o.ode.numel()} examples", o.ode)]
+    if kept.numel() < o.ode.numel():
+        stats.append((f"  without the {o.ode.numel() - kept.numel()} flagged", kept))
+    rows: list[tuple[str, Estimate | None, str]] = []
+    units = [("nats", 1.0)] + (
+        [("bits/dim", report.data_dims * math.log(2.0))] if report.discrete else []
+    )
+    for name, values in stats:
+        if values.numel() == 0:
+            continue
+        e = Estimate.of(values)
+        median = float(values.median())
+        for unit, scale in units:
+            rows.append((name, Estimate(e.mean / scale, e.stderr / scale), unit))
+            rows.append(("    median", Estimate(median / scale, math.nan), unit))
+    return rows
+
+
+def ode_warning(report: EvalReport) -> str | None:
+    """The line naming the examples the ODE figure flagged (``None`` when none is)."""
+    return None if report.ode is None else report.ode.warning(bits=report.discrete)

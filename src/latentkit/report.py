@@ -33,7 +33,9 @@ __all__ = [
     "examples_digest",
     "likelihood_figures",
     "likelihood_figures_table",
+    "ode_warnings",
     "per_example_bytes",
+    "print_ode_warnings",
     "write_report",
 ]
 
@@ -99,6 +101,8 @@ def _run_evaluation(
             discrete=discrete,
             seed=seed,
             on_batch=lambda done: progress.update(task, completed=done),
+            ode_examples=int(options.get("ode_examples", 0)),
+            ode_margin=options.get("ode_margin"),
         )
 
 
@@ -173,6 +177,7 @@ def write_report(
     out.print(report_table(report, title=f"{name} at step {step} on {dataset.name} test"))
     if figures is not None:
         out.print(likelihood_figures_table(figures, title="the model's likelihood figures"))
+    print_ode_warnings(out, report, figures)
     if diag is not None:
         out.print(diagnostics_table(diag, title=f"diagnostics ({dataset.name} test)"))
     out.print(
@@ -195,7 +200,30 @@ def likelihood_figures(
     if not callable(compute):
         return None
     n = _eval_budget(model, data.shape[0], options)
-    return compute(data[:n], discrete=discrete, seed=seed)
+    margin = {"ode_margin": options["ode_margin"]} if "ode_margin" in options else {}
+    return compute(data[:n], discrete=discrete, seed=seed, **margin)
+
+
+def ode_warnings(report: Any, figures: dict[str, Any] | None) -> list[str]:
+    """The warning lines of every ODE figure that flagged examples: the evaluation's own
+    (``report.ode``) and a model's (``figures[key]["warning"]``), each naming its figure."""
+    from latentkit.evaluation import ode_warning
+
+    lines = []
+    own = ode_warning(report)
+    if own:
+        lines.append(own)
+    for key in FIGURE_ROWS:
+        f = (figures or {}).get(key)
+        if isinstance(f, dict) and f.get("warning"):
+            lines.append(f"{key}: {f['warning']}")
+    return lines
+
+
+def print_ode_warnings(console: Console, report: Any, figures: dict[str, Any] | None) -> None:
+    """Each line of :func:`ode_warnings`, as a warning."""
+    for line in ode_warnings(report, figures):
+        console.print(f"warning: {line}", style="yellow", markup=False, highlight=False)
 
 
 def examples_digest(data: torch.Tensor) -> str:
@@ -271,14 +299,26 @@ def likelihood_figures_table(figures: dict[str, Any], *, title: str) -> Any:
         f = figures.get(key)
         if not f:
             continue
-        nats, bpd = f["nll_nats"], f.get("bits_per_dim")
-        table.add_row(
-            f["what"],
-            f"{nats['mean']:.2f} ± {nats['stderr']:.2f}",
-            "" if not bpd else f"{bpd['mean']:.4f} ± {bpd['stderr']:.4f}",
-            f["bound"],
-        )
+        table.add_row(f["what"], *_nats_bpd(f), f["bound"])
+        kept = f.get("without_flagged")
+        if kept and kept["num_examples"] < f.get("num_examples", kept["num_examples"] + 1):
+            flagged = len(f.get("flagged", []))
+            table.add_row(
+                f"  without the {flagged} flagged (see the warning)", *_nats_bpd(kept), ""
+            )
     return table
+
+
+def _nats_bpd(f: dict[str, Any]) -> tuple[str, str]:
+    """A figure's mean ± s.e. in nats and in bits/dim (blank where there is none)."""
+
+    def fmt(e: Any, digits: int) -> str:
+        if not e or e.get("mean") is None:
+            return "—" if digits == 2 else ""
+        se = "" if e.get("stderr") is None else f" ± {e['stderr']:.{digits}f}"
+        return f"{e['mean']:.{digits}f}{se}"
+
+    return fmt(f.get("nll_nats"), 2), fmt(f.get("bits_per_dim"), 4)
 
 
 def _model_plots(

@@ -35,7 +35,17 @@ __all__ = [
 DATA_KEYS = ("name", "variant", "seed", "limit", "binarization", "validation")
 
 
-EVAL_KEYS = ("iwae_k", "examples", "batch_size", "num_samples", "estimator", "seed", "diagnose")
+EVAL_KEYS = (
+    "iwae_k",
+    "examples",
+    "batch_size",
+    "num_samples",
+    "estimator",
+    "seed",
+    "diagnose",
+    "ode_examples",
+    "ode_margin",
+)
 
 
 DEFAULT_DATA = "mnist"

@@ -26,6 +26,7 @@ from latentkit.report import (
     likelihood_figures,
     likelihood_figures_table,
     per_example_bytes,
+    print_ode_warnings,
 )
 from latentkit.trained import load_trained_model
 
@@ -85,6 +86,7 @@ def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
     }
     if args.json_out == "-":
         print(json.dumps(payload, indent=2))
+        print_ode_warnings(err, report, figures)  # stdout is the JSON; a person reads stderr
     else:
         out.print(
             report_table(
@@ -96,6 +98,7 @@ def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
             out.print(diagnostics_table(diag, title=f"diagnostics ({ds.name} {args.split})"))
         if figures is not None:
             out.print(likelihood_figures_table(figures, title="the model's likelihood figures"))
+        print_ode_warnings(out, report, figures)
         if args.json_out:
             written = atomic_write_json(args.json_out, payload)  # through a link, to its target
             err.print(f"wrote {written}", markup=False)

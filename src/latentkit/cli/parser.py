@@ -164,6 +164,17 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
         help=f"mutual information, aggregate KL and active units on the first N examples "
         f"(default {DIAGNOSE_EXAMPLES}; 0: skip; docs/diagnostics.md)",
     )
+    from latentkit.cli.runconfig import EvalConfig
+
+    g.add_argument(
+        "--ode",
+        type=_int_type(0, 10**9),
+        metavar="N",
+        help=_short(EvalConfig, "ode_examples"),
+    )
+    g.add_argument(
+        "--ode-margin", type=float, metavar="BITS", help=_short(EvalConfig, "ode_margin")
+    )
 
 
 def _add_list(sub: Any) -> None:

@@ -25,8 +25,9 @@ from latentkit.cli.common import (
 )
 from latentkit.config import one_of, ruled, structure_config, unstructure_config
 from latentkit.errors import ConfigError
+from latentkit.ode import ODE_FLAG_MARGIN
 from latentkit.report import DIAGNOSE_EXAMPLES
-from latentkit.training.config import _int_in
+from latentkit.training.config import _int_in, _nonneg_float
 
 __all__ = ["DataConfig", "EvalConfig", "RunConfig", "RunSpec", "write_run_config"]
 
@@ -190,6 +191,10 @@ class EvalConfig:
         seed: seed of the evaluation's noise.
         diagnose: mutual information, aggregate KL and active units on this many examples
             (0: skip).
+        ode_examples: the probability-flow ODE figure on this many of the evaluated examples
+            (the first), for models offering it (0: skip; slow: one adaptive solve a batch).
+        ode_margin: bits/dim by which an example's ODE figure may exceed its own −IWAE_k
+            (or −ELBO) before it is flagged and listed (docs/continuous.md).
     """
 
     iwae_k: int | None = attrs.field(default=None, validator=_optional(0, MAX_IWAE_K))
@@ -199,6 +204,8 @@ class EvalConfig:
     estimator: str = attrs.field(default="auto", validator=_name)
     seed: int = attrs.field(default=0, validator=_int_in(0, MAX_SEED))
     diagnose: int = attrs.field(default=DIAGNOSE_EXAMPLES, validator=_int_in(0, 10**6))
+    ode_examples: int = attrs.field(default=0, validator=_int_in(0, 10**9))
+    ode_margin: float = attrs.field(default=ODE_FLAG_MARGIN, validator=_nonneg_float)
 
 
 _TABLES = {"[data]": DataConfig, "[evaluate]": EvalConfig}
@@ -239,10 +246,19 @@ def _merge_flags(spec: RunSpec, args: argparse.Namespace) -> None:
 
 
 def _merge_eval_flags(target: dict[str, Any], args: argparse.Namespace) -> None:
-    for flag in ("iwae_k", "eval_examples", "num_samples", "estimator", "diagnose"):
+    renamed = {"eval_examples": "examples", "ode": "ode_examples"}
+    for flag in (
+        "iwae_k",
+        "eval_examples",
+        "num_samples",
+        "estimator",
+        "diagnose",
+        "ode",
+        "ode_margin",
+    ):
         value = getattr(args, flag, None)
         if value is not None:
-            target["examples" if flag == "eval_examples" else flag] = value
+            target[renamed.get(flag, flag)] = value
 
 
 @attrs.frozen(kw_only=True)
