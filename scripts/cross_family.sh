@@ -15,8 +15,8 @@
 # −ELBO_T (T = 1000, every layer's KL in closed form) and the continuous model −ELBO_∞ too.
 # gmm is left out: its Gaussian x | z is a density on R^784, not a probability on {0, 1}^784.
 set -euo pipefail
-STEPS="${STEPS:-20000}"
-EVAL_LIMIT="${EVAL_LIMIT:-1000}"
+STEPS="${STEPS:-5000}"
+EVAL_LIMIT="${EVAL_LIMIT:-500}"
 IWAE_K="${IWAE_K:-1000}"
 OUT="${OUT:-runs/cross}"
 mkdir -p "$OUT"
