@@ -461,3 +461,18 @@ def test_latentkit_train_loads_binarized_data_for_a_two_level_diffusion(tmp_path
     code = main([*argv, "--variant", "8bit", "--run-dir", str(tmp_path / "eight")])
     err = capsys.readouterr().err
     assert code != 0 and "levels=2" in err and "levels=256" in err, err
+
+
+def test_vdm_samplers_decode_binary_models_on_the_datas_own_scale():
+    """decode=True gives the decoder's mean on the data's scale: (z_0/ᾱ_0 + 1)/2 at levels = 2
+    (the grid {−1, 1} read as {0, 1}), z_0/ᾱ_0 at 256 levels."""
+    from latentkit_vdm import sample_ode, sample_sde
+
+    for levels, to_data in ((2, lambda v: (v + 1) / 2), (256, lambda v: v)):
+        torch.manual_seed(0)
+        m = lk.load_model("vdm", data_shape=(4,), levels=levels, hidden=(8,)).double()
+        alpha, _ = m.core.scales(torch.zeros((), dtype=torch.float64))
+        for sampler, kw in ((sample_sde, {"steps": 5}), (sample_ode, {})):
+            z0 = sampler(m, 3, generator=torch.Generator().manual_seed(1), **kw)
+            x = sampler(m, 3, decode=True, generator=torch.Generator().manual_seed(1), **kw)
+            torch.testing.assert_close(x, to_data(z0 / alpha), rtol=1e-12, atol=1e-12)

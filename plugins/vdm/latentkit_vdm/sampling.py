@@ -21,10 +21,11 @@ __all__ = ["sample_ode", "sample_sde"]
 
 
 def _decode(core, z0: Tensor, decode: bool) -> Tensor:
+    """z_0 itself, or (``decode``) the decoder's mean z_0/ᾱ_0 on the data's own scale: for
+    binary data (``levels = 2``) the grid {−1, 1} is read back as {0, 1}, (v + 1)/2."""
     if not decode:
         return z0
-    alpha, _ = core.scales(z0.new_zeros(()))
-    return z0 / alpha
+    return core.decoder(z0).mean
 
 
 @torch.no_grad()
