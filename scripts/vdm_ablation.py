@@ -48,6 +48,10 @@ VARIANTS: dict[str, dict] = {
     "+learned": {"time_input": "t", "fourier_exponents": (), "schedule": "learned"},
     "+learned+gamma": {"time_input": "gamma", "fourier_exponents": (), "schedule": "learned"},
     "all": {"time_input": "gamma", "fourier_exponents": (7, 8), "schedule": "learned"},
+    # The digits use 17 of the 256 levels (2/16 apart on [−1, 1]): frequencies down to that
+    # spacing (n = 4: period 1/8) as well as the 8-bit bin's (n = 7, 8).
+    "+fourier-wide": {"time_input": "t", "fourier_exponents": (4, 5, 6, 7, 8), "schedule": "linear"},
+    "all-wide": {"time_input": "gamma", "fourier_exponents": (4, 5, 6, 7, 8), "schedule": "learned"},
 }
 MODELS = (*VARIANTS, "ddpm")
 
