@@ -200,6 +200,33 @@ def _figure(rows: dict, path: pathlib.Path, title: str) -> pathlib.Path:
     return path
 
 
+def _render(args) -> None:
+    """The table and figure of saved ``--json`` outputs, which must share their settings."""
+    rows: dict[str, dict] = {}
+    settings = None
+    for name in args.render:
+        payload = json.loads(pathlib.Path(name).read_text())
+        mine = {k: v for k, v in payload["settings"].items() if k != "variants"}
+        if settings is not None and mine != settings:
+            raise SystemExit(f"--render: {name} was run with other settings: {mine} vs {settings}")
+        settings = mine
+        rows.update(payload["results"])
+    order = [n for n in MODELS if n in rows]
+    rows = {n: rows[n] for n in order}
+    print(_table(rows))
+    print(
+        f"\nbits/dim on {settings['num_test']} test digits, ± one standard error; "
+        f"{settings['steps']} steps of {settings['batch_size']}, lr {settings['lr']}, "
+        f"seed {settings['seed']}"
+    )
+    path = _figure(
+        rows,
+        pathlib.Path(args.out) / "vdm_ablation_per_t.png",
+        f"vdm essentials on 8-bit digits ({settings['steps']} steps): diffusion term per t",
+    )
+    print(f"figure: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000, help="optimizer steps per model")
@@ -218,7 +245,17 @@ def main() -> None:
     )
     parser.add_argument("--out", default="docs/img", help="folder for vdm_ablation_per_t.png")
     parser.add_argument("--json", help="write every figure and the settings here as JSON")
+    parser.add_argument(
+        "--render",
+        nargs="+",
+        metavar="JSON",
+        help="train nothing: merge these --json outputs (runs of the same settings, e.g. the "
+        "variants run in two sittings) into one table and figure",
+    )
     args = parser.parse_args()
+    if args.render:
+        _render(args)
+        return
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MODELS))
     if unknown or not names:
