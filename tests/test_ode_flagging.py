@@ -264,3 +264,36 @@ def test_latentkit_evaluate_ode_prints_the_flagged_example_and_writes_it(tmp_pat
     assert "warning: ode_direct: ODE figure: 1 of 4 examples flagged" in out
     code, out, err = run_cli(["evaluate", str(run), "--ode", "2", "--ode-margin", "-1"])
     assert code != 0 and "ode_margin must be a finite number ≥ 0" in err
+
+
+def test_a_flagged_example_says_why_when_its_path_left_the_prior(monkeypatch):
+    """The injected outlier's path is carried far out (its z grows by ~e^10): its end's prior
+    log-density is far more than PRIOR_ATYPICAL_SDS of the prior's own sds below typical, so
+    its reason is 'path left the prior'; the unperturbed examples' ends are typical (within
+    5 sds: the model's ODE carries the data to the prior). A flagged example whose path ended
+    typically is 'unexplained', and a non-finite one 'not finite'."""
+    from latentkit.ode import PRIOR_ATYPICAL_SDS, prior_typical
+
+    model, data = _tiny_trained_vdm()
+    _perturb_row(monkeypatch, model, row=2)
+    bad = lk.evaluate(model, data[:8], iwae_k=0, ode_examples=6, seed=3, ode_options=FAST).ode
+    (flag,) = bad.flagged
+    assert flag.prior_sds < -PRIOR_ATYPICAL_SDS and flag.reason.startswith("path left the prior")
+    rest = bad.prior_sds[[0, 1, 3, 4, 5]]
+    assert bool((rest.abs() < 5).all()), rest
+    assert bad.to_json(bits=True)["flagged"][0]["reason"] == flag.reason
+    assert "path left the prior" in bad.warning(bits=True)
+    # the yardstick: N(0, I) in D dimensions has log-density sd √(D/2) at its own draws
+    mean, sd = prior_typical(model, seed=0, draws=4096)
+    half = D / 2
+    assert abs(mean + half * math.log(2 * math.pi) + half) < 4 * math.sqrt(half / 4096)
+    assert abs(sd - math.sqrt(half)) < 0.1 * math.sqrt(half)
+    plain = _figure([3.0, 3.0, 0.0], ode=[10.0 + 3 * BITS, math.inf, 10.0])
+    plain = OdeFigure(**{**attrs_dict(plain), "prior_sds": torch.tensor([-1.0, 0.0, 0.0])})
+    assert [f.reason for f in plain.flagged] == ["unexplained", "not finite"]
+
+
+def attrs_dict(fig: OdeFigure) -> dict:
+    import attrs
+
+    return {a.name: getattr(fig, a.name) for a in attrs.fields(OdeFigure)}

@@ -83,6 +83,7 @@ from latentkit.validation import check_data, likelihood_family
 __all__ = [
     "METHODS",
     "ODE_FLAG_MARGIN",
+    "PRIOR_ATYPICAL_SDS",
     "FlaggedExample",
     "OdeFigure",
     "OdeLogProb",
@@ -91,6 +92,7 @@ __all__ = [
     "ode_data_end",
     "ode_figure",
     "ode_log_prob",
+    "prior_typical",
     "probability_flow_contract",
     "solve",
     "solver_options",
@@ -425,6 +427,13 @@ bound is of, so its −log p may lie above that bound; but the two share one net
 0.7 bits/dim)."""
 
 
+PRIOR_ATYPICAL_SDS = 10.0
+"""An ODE path whose end z(t_end) has a prior log-density this many of the prior's own
+standard deviations below the prior's mean log-density is said to have left the prior: for
+N(0, I) in D = 64 dimensions that is ‖z‖² ≳ D + 10·√(2D) ≈ 177, a χ²_D tail probability of
+about 1.5e-12."""
+
+
 @attrs.frozen
 class FlaggedExample:
     """One example whose ODE figure exceeds its bound by more than the margin (or is not
@@ -434,6 +443,21 @@ class FlaggedExample:
     ode_nats: float
     bound_nats: float
     nfe: int
+    prior_sds: float | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why the figure is so far above the bound, where the evidence says:
+        ``path left the prior`` when z(t_end) is :data:`PRIOR_ATYPICAL_SDS` or more of the
+        prior's own standard deviations of log-density below its mean there (the learned
+        drift carried x far outside the region it was trained on, and the ODE model's
+        density at x is genuinely that low; docs/continuous.md), else ``unexplained``."""
+        if not math.isfinite(self.ode_nats):
+            return "not finite"
+        if self.prior_sds is not None and self.prior_sds <= -PRIOR_ATYPICAL_SDS:
+            below = -self.prior_sds
+            return f"path left the prior: log p_prior(z_end) {below:.3g} sd below typical"
+        return "unexplained"
 
 
 @attrs.frozen
@@ -456,6 +480,9 @@ class OdeFigure:
         margin: bits/dim (:data:`ODE_FLAG_MARGIN` by default).
         what: what the figure is; ``reference``: what the bound is (e.g. ``−ELBO``).
         divergence: ``exact`` or ``hutchinson``.
+        prior_sds: each example's (log p_prior(z(t_end)) − m)/s, m and s the mean and
+            standard deviation of the prior's log-density at its own draws, ``[N]`` (or None):
+            far below 0, the path left the prior (:attr:`FlaggedExample.reason`).
     """
 
     ode: Tensor = attrs.field(eq=False, repr=False)
@@ -467,6 +494,7 @@ class OdeFigure:
     what: str = "−log p_ODE(x)"
     reference: str = "−ELBO"
     divergence: str = "exact"
+    prior_sds: Tensor | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def excess_bits_per_dim(self) -> Tensor:
@@ -483,7 +511,13 @@ class OdeFigure:
         """The flagged examples, in the data's order."""
         idx = self.flagged_mask.nonzero().flatten().tolist()
         return [
-            FlaggedExample(i, float(self.ode[i]), float(self.bound[i]), int(self.nfe[i]))
+            FlaggedExample(
+                i,
+                float(self.ode[i]),
+                float(self.bound[i]),
+                int(self.nfe[i]),
+                None if self.prior_sds is None else float(self.prior_sds[i]),
+            )
             for i in idx
         ]
 
@@ -525,6 +559,8 @@ class OdeFigure:
                     "bound_nats": _finite_or_none(f.bound_nats),
                     "excess_bits_per_dim": _finite_or_none((f.ode_nats - f.bound_nats) / scale),
                     "nfe": f.nfe,
+                    "prior_sds": None if f.prior_sds is None else _finite_or_none(f.prior_sds),
+                    "reason": f.reason,
                 }
                 for f in self.flagged
             ],
@@ -543,7 +579,7 @@ class OdeFigure:
         unit = "bits/dim" if bits else "nats"
         listed = ", ".join(
             f"#{f.index} ({f.ode_nats / scale:.2f} vs {f.bound_nats / scale:.2f} {unit}, "
-            f"NFE {f.nfe})"
+            f"NFE {f.nfe}; {f.reason})"
             for f in flagged[:limit]
         )
         more = f" and {len(flagged) - limit} more" if len(flagged) > limit else ""
@@ -626,13 +662,15 @@ def ode_figure(
     to_ode, width = ode_data_end(model) if discrete else ((lambda x: x), EIGHT_BIT_WIDTH)
     ref = model.reference()
     gen = torch.Generator(device=ref.device).manual_seed(seed)
-    values, nfes, solves, kind = [], [], [], "exact"
+    values, nfes, solves, sds, kind = [], [], [], [], "exact"
+    typical = prior_typical(model, seed)
     for i in range(0, n, batch_size):
         x = to_ode(data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype))
         r = ode_log_prob(
             model, x, dequantize=discrete, bin_width=width, generator=gen, **ode_options
         )
         values.append(-(r.log_prob_bound if discrete else r.log_density).double().cpu())
+        sds.append((r.prior_log_prob.double().cpu() - typical[0]) / typical[1])
         nfes.append(torch.full((x.shape[0],), r.nfe, dtype=torch.long))
         solves.append(r.nfe)
         kind = r.divergence
@@ -651,4 +689,17 @@ def ode_figure(
         what=what,
         reference=reference,
         divergence=kind,
+        prior_sds=torch.cat(sds),
     )
+
+
+def prior_typical(model: LatentModel, seed: int = 0, draws: int = 512) -> tuple[float, float]:
+    """Mean and standard deviation of log p_prior(z) over ``draws`` of the prior's own
+    (seeded by ``seed``, the global stream untouched), the yardstick of
+    :attr:`OdeFigure.prior_sds`."""
+    device = model.reference().device
+    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        prior = model.generative.prior(draws)
+        lp = prior.log_prob(prior.sample()).double().cpu()
+    return float(lp.mean()), max(float(lp.std()), 1e-12)

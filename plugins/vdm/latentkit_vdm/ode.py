@@ -41,7 +41,14 @@ from torch import Tensor
 
 import latentkit as lk
 from latentkit.evaluation import Estimate, likelihood_is_discrete
-from latentkit.ode import ODE_FLAG_MARGIN, OdeFigure, OdeLogProb, check_margin, ode_log_prob
+from latentkit.ode import (
+    ODE_FLAG_MARGIN,
+    OdeFigure,
+    OdeLogProb,
+    check_margin,
+    ode_log_prob,
+    prior_typical,
+)
 
 __all__ = ["likelihood_figures", "ode_decoder_bound", "per_t_breakdown", "per_t_plot"]
 
@@ -187,12 +194,14 @@ def likelihood_figures(
                 cont.append(total.double().cpu())
             m = data.shape[0] if ode_examples is None else min(ode_examples, data.shape[0])
             gen = torch.Generator(device=ref.device).manual_seed(seed)
-            ode, direct, ode_nfe, direct_nfe = [], [], [], []
+            ode, direct, ode_nfe, direct_nfe, ode_prior, direct_prior = [], [], [], [], [], []
+            typical = prior_typical(model, seed)
             for i in range(0, m, batch_size):
                 x = data[i : min(i + batch_size, m)].to(device=ref.device, dtype=ref.dtype)
                 bound, rd = _decoder_bound(model, x, gen, **ode_options)
                 ode.append(bound.double().cpu())
                 ode_nfe.append(rd.nfe)
+                ode_prior.append(rd.prior_log_prob.double().cpu())
                 r = ode_log_prob(
                     model,
                     core.on_grid(x),
@@ -202,6 +211,7 @@ def likelihood_figures(
                 )
                 direct.append((r.log_prob_bound if is_discrete else r.log_density).double().cpu())
                 direct_nfe.append(r.nfe)
+                direct_prior.append(r.prior_log_prob.double().cpu())
                 divergence = r.divergence
         breakdown = per_t_breakdown(model, data, num_t=num_t, seed=seed)
     finally:
@@ -222,8 +232,11 @@ def likelihood_figures(
             out["median_bits_per_dim"] = float(values.median()) / scale
         return out
 
-    def flagged(values: list[Tensor], nfe: list[int], what: str, bound: str) -> dict[str, Any]:
-        """The ODE figure, each example against its own −ELBO_T (flagged ones listed)."""
+    def flagged(
+        values: list[Tensor], nfe: list[int], prior: list[Tensor], what: str, bound: str
+    ) -> dict[str, Any]:
+        """The ODE figure, each example against its own −ELBO_T (flagged ones listed, each
+        with the prior log-density its path ended at, in the prior's own sds)."""
         sizes = [v.numel() for v in values]
         fig = OdeFigure(
             ode=-torch.cat(values),
@@ -235,6 +248,7 @@ def likelihood_figures(
             what=what,
             reference=f"−ELBO_T, T = {model.generative.num_timesteps}",
             divergence=divergence,
+            prior_sds=(torch.cat(prior) - typical[0]) / typical[1],
         )
         return {**fig.to_json(bits=is_discrete), "bound": bound}
 
@@ -247,6 +261,7 @@ def likelihood_figures(
         "ode": flagged(
             ode,
             ode_nfe,
+            ode_prior,
             "−E_q[log p_ODE(z_0) + log p(x|z_0) − log q(z_0|x)]: the ODE density on z_0 "
             "with the decoder",
             "upper bound in expectation",
@@ -254,6 +269,7 @@ def likelihood_figures(
         "ode_direct": flagged(
             direct,
             direct_nfe,
+            direct_prior,
             "−log p_ODE(x), the ODE density at the data"
             + (" with uniform dequantization" if is_discrete else ""),
             "upper bound in expectation" if is_discrete else "exact up to solver tolerance",
