@@ -370,3 +370,33 @@ def test_the_new_fields_survive_json_and_a_checkpoint(tmp_path):
     z, t = torch.randn(4, 3), torch.rand(4)
     with torch.no_grad():
         assert torch.equal(loaded.core.eps(z, t), model.eval().core.eps(z, t))
+
+
+def test_x_prediction_turns_the_networks_output_into_eps_and_weights_its_error_by_the_snr():
+    """prediction="x": the network's output is x̂ and ε̂ = (z − ᾱ x̂)/β̄ with ᾱ, β̄ of the same
+    γ(t); so ε − ε̂ = −(ᾱ/β̄)(x − x̂) and the diffusion integrand is ½ γ' e^{−γ} ‖x − x̂‖²
+    (SNR = e^{−γ}), for a per-example t and a 0-d t. A linear network is refused."""
+    torch.manual_seed(0)
+    m = lk.load_model(
+        "vdm", data_shape=(5,), hidden=(8,), prediction="x", schedule="learned"
+    ).double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    core = m.core
+    z, t = torch.randn(4, 5, dtype=torch.float64), torch.rand(4, dtype=torch.float64)
+    g, dg = core.gamma(t)
+    raw = core.net(z, t, g) if getattr(core.net, "takes_gamma", False) else core.net(z, t)
+    a, s = torch.sigmoid(-g).sqrt()[:, None], torch.sigmoid(g).sqrt()[:, None]
+    torch.testing.assert_close(core.eps(z, t), (z - a * raw) / s, rtol=1e-12, atol=1e-12)
+    t0 = torch.tensor(0.3, dtype=torch.float64)
+    torch.testing.assert_close(core.eps(z, t0), core.eps(z, t0.expand(4)), rtol=0, atol=0)
+
+    x, noise = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    z_t = a * x + s * noise
+    x_hat = core.net(z_t, t, g) if getattr(core.net, "takes_gamma", False) else core.net(z_t, t)
+    expected = 0.5 * dg * torch.exp(-g) * (x - x_hat).pow(2).sum(-1)
+    got = core.diffusion_integrand(x, t, noise)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    with pytest.raises(lk.ConfigError, match="prediction"):
+        lk.load_model("vdm", data_shape=(5,), network="linear", prediction="x")

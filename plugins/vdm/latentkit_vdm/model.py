@@ -125,6 +125,14 @@ def _check_levels(instance, attribute, value) -> None:
         )
 
 
+def _check_prediction(instance, attribute, value: str) -> None:
+    if value == "x" and instance.resolved_network == "linear":
+        raise ValueError(
+            "'prediction'='x' needs a network other than 'linear' (the linear ε-network is the "
+            "exact oracle's, linear in z only as an ε-prediction)"
+        )
+
+
 def _check_network(instance, attribute, value: str) -> None:
     if instance.resolved_network != "unet":
         return
@@ -167,6 +175,10 @@ class VDMConfig:
             (the discrete-T chain's one-layer estimate, core).
         t_sampler: t of the ``continuous`` objective: ``low-discrepancy`` (VDM §3.4),
             ``antithetic`` (pairs t, 1 − t) or ``uniform``.
+        prediction: what the network outputs: ``eps`` (ε̂_θ, the default) or ``x`` (x̂_θ, and
+            ε̂ = (z_t − ᾱ_t x̂_θ)/β̄_t). On data on a coarse lattice (binary data, ``levels=2``)
+            the x-prediction is a bounded, nearly piecewise-constant function, while the
+            ε-prediction at small noise is a sawtooth of slope 1/β̄_t that an MLP cannot draw.
         fourier_exponents: the n of the Fourier features sin(2^n π z_t), cos(2^n π z_t)
             joined to the ``mlp``/``unet`` input (VDM appendix C; ints in [0, 12], empty:
             none). The default (7, 8) has periods of 2 and 1 bins of 8-bit data in [−1, 1]
@@ -205,6 +217,7 @@ class VDMConfig:
         default="continuous", validator=v.in_(("continuous", "score-matching", "elbo"))
     )
     t_sampler: str = attrs.field(default="low-discrepancy", validator=v.in_(T_SAMPLERS))
+    prediction: str = attrs.field(default="eps", validator=[v.in_(("eps", "x")), _check_prediction])
     fourier_exponents: tuple[int, ...] = attrs.field(
         default=(7, 8), converter=tuple, validator=_fourier_exponents
     )
@@ -280,6 +293,7 @@ class ContinuousDiffusion(nn.Module):
         self.decoder_kind = cfg.decoder
         self.levels = cfg.levels
         self.binary = cfg.decoder == "discretized" and cfg.levels == 2
+        self.prediction = cfg.prediction
         self.log_snr = make_log_snr(cfg.schedule, cfg.gamma_min, cfg.gamma_max)
         self.net = _network(cfg, self.log_snr) if net is None else net
         self.register_buffer("_ref", torch.zeros(()), persistent=False)
@@ -302,14 +316,20 @@ class ContinuousDiffusion(nn.Module):
     def eps(self, z: Tensor, t: Tensor, gamma: Tensor | None = None) -> Tensor:
         """ε̂_θ(z_t, t); ``t`` 0-d or ``[batch]``. A network with ``takes_gamma`` is also given
         γ(t): ``gamma`` if the caller has it (the same tensor its other terms use), else
-        computed here."""
+        computed here. With ``prediction="x"`` the network's output is x̂_θ and
+        ε̂ = (z_t − ᾱ_t x̂_θ)/β̄_t (the same γ(t) gives ᾱ_t, β̄_t)."""
         n = z.shape[0]
         t = t.expand(n) if t.ndim == 0 else t
-        if not getattr(self.net, "takes_gamma", False):
-            return self.net(z, t)
-        if gamma is None:
+        takes_gamma = getattr(self.net, "takes_gamma", False)
+        if gamma is None and (takes_gamma or self.prediction == "x"):
             gamma, _ = self.gamma(t)
-        return self.net(z, t, gamma.expand(n) if gamma.ndim == 0 else gamma)
+        if gamma is not None:
+            gamma = gamma.expand(n) if gamma.ndim == 0 else gamma
+        out = self.net(z, t, gamma) if takes_gamma else self.net(z, t)
+        if self.prediction == "eps":
+            return out
+        g = self._bc(gamma, z)
+        return (z - alpha_bar_sq(g).sqrt() * out) / beta_bar_sq(g).sqrt()
 
     @property
     def bin_width(self) -> float:
