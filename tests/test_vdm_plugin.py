@@ -151,7 +151,10 @@ def test_likelihood_figures_report_three_bounds_and_the_per_t_breakdown(tmp_path
     png = model.per_t_plot(fig["per_t"], tmp_path / "per_t.png")
     assert png.exists() and png.stat().st_size > 0
     with pytest.raises(lk.ConfigError, match="ode_examples"):
-        model.likelihood_figures(data, ode_examples=0)
+        model.likelihood_figures(data, ode_examples=-1)
+    none = model.likelihood_figures(data, ode_examples=0, num_t=8, batch_size=10)
+    assert none["ode"] is None and none["ode_direct"] is None
+    assert none["discrete"] == fig["discrete"]  # the same seed: the bounds are unchanged
 
 
 def test_verify_runs_the_generic_checks_on_vdm():
@@ -179,7 +182,7 @@ def test_cli_trains_and_evaluates(tmp_path):
     assert code == 0, out + err
     code, out, err = run_cli(
         ["evaluate", str(run), "--eval-limit", "8", "--iwae-k", "0", "--diagnose", "0",
-         "--json", str(tmp_path / "e.json")],
+         "--ode", "4", "--json", str(tmp_path / "e.json")],
         timeout=300,
     )  # fmt: skip
     assert code == 0, out + err
@@ -187,12 +190,15 @@ def test_cli_trains_and_evaluates(tmp_path):
     figures = json.loads((tmp_path / "e.json").read_text())["likelihood_figures"]
     assert set(figures) >= {"discrete", "continuous", "ode", "ode_direct", "per_t"}
     assert figures["discrete"]["num_timesteps"] == 8
+    assert figures["ode"]["num_examples"] == figures["ode_direct"]["num_examples"] == 4
     code, out, err = run_cli(
         ["report", str(run), "--iwae-k", "0", "--diagnose", "0", "--eval-limit", "8"], timeout=300
     )
     assert code == 0, out + err
     report = json.loads((run / "report.json").read_text())
     assert report["likelihood_figures"]["continuous"]["nll_nats"]["mean"] > 0
+    # no --ode: no ODE figure of any kind (they are slow)
+    assert report["likelihood_figures"]["ode"] is None and report.get("ode") is None
     assert (run / "per_t.png").stat().st_size > 0 and report["files"]["per_t"].endswith("per_t.png")
 
 

@@ -193,15 +193,19 @@ def likelihood_figures(
     model: Any, data: torch.Tensor, options: dict[str, Any], *, discrete: bool, seed: int
 ) -> dict[str, Any] | None:
     """A model's own likelihood figures beyond the ELBO and IWAE, when it offers them as
-    ``model.likelihood_figures(data, discrete=, seed=)`` (a continuous-time diffusion: the
-    continuous bound and the probability-flow ODE likelihood, with the per-t breakdown), on
-    the examples the evaluation budget covers; ``None`` for other models."""
+    ``model.likelihood_figures(data, discrete=, seed=, ode_examples=)`` (a continuous-time
+    diffusion: the continuous bound and the probability-flow ODE likelihood, with the per-t
+    breakdown), on the examples the evaluation budget covers, its ODE figures on the first
+    ``ode_examples`` of them (``--ode N``; none by default); ``None`` for other models."""
     compute = getattr(model, "likelihood_figures", None)
     if not callable(compute):
         return None
     n = _eval_budget(model, data.shape[0], options)
     margin = {"ode_margin": options["ode_margin"]} if "ode_margin" in options else {}
-    return compute(data[:n], discrete=discrete, seed=seed, **margin)
+    # One knob for every ODE figure, slow as they are: `--ode N` ([evaluate] ode_examples,
+    # 0 by default) gives the model's own ODE figures on its first N examples too.
+    ode = int(options.get("ode_examples") or 0)
+    return compute(data[:n], discrete=discrete, seed=seed, ode_examples=ode, **margin)
 
 
 def ode_warnings(report: Any, figures: dict[str, Any] | None) -> list[str]:

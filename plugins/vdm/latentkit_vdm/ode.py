@@ -161,8 +161,9 @@ def likelihood_figures(
         discrete: whether the data are discrete (K-level, ``levels``); ``None`` trusts the
             decoder. Bits/dim and the ODE's dequantization need it.
         batch_size: examples per call for the two bounds.
-        ode_examples: the first this many examples get the ODE likelihood (``None``: all);
-            it costs one adaptive ODE solve per batch.
+        ode_examples: the first this many examples get the ODE likelihood (``None``: all;
+            0: none, and ``ode``/``ode_direct`` are ``None``); it costs one adaptive ODE
+            solve per batch.
         seed: the evaluation's own random stream.
         num_t: grid points of the per-t breakdown.
         t_draws: draws of (t, ε, z_0) per example for −ELBO_∞, averaged (low-discrepancy t
@@ -171,8 +172,12 @@ def likelihood_figures(
             before it is flagged; ``None``: ``latentkit.ode.ODE_FLAG_MARGIN`` (1).
         **ode_options: passed to :func:`latentkit.ode_log_prob` (``rtol``, ``atol``, ...).
     """
-    if ode_examples is not None and (isinstance(ode_examples, bool) or ode_examples < 1):
-        raise lk.ConfigError(f"ode_examples must be ≥ 1 (or None: all), got {ode_examples!r}")
+    if ode_examples is not None and (
+        isinstance(ode_examples, bool) or not isinstance(ode_examples, int) or ode_examples < 0
+    ):
+        raise lk.ConfigError(
+            f"ode_examples must be an int ≥ 0 (0: no ODE figure; None: all), got {ode_examples!r}"
+        )
     margin = ODE_FLAG_MARGIN if ode_margin is None else check_margin(ode_margin)
     core = model.generative.core
     ref = core._ref
@@ -258,7 +263,9 @@ def likelihood_figures(
             "num_timesteps": model.generative.num_timesteps,
         },
         "continuous": figure(cont, "−ELBO_∞ (T → ∞)", "upper bound"),
-        "ode": flagged(
+        "ode": None
+        if m == 0
+        else flagged(
             ode,
             ode_nfe,
             ode_prior,
@@ -266,7 +273,9 @@ def likelihood_figures(
             "with the decoder",
             "upper bound in expectation",
         ),
-        "ode_direct": flagged(
+        "ode_direct": None
+        if m == 0
+        else flagged(
             direct,
             direct_nfe,
             direct_prior,
