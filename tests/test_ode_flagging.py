@@ -261,7 +261,8 @@ def test_latentkit_evaluate_ode_prints_the_flagged_example_and_writes_it(tmp_pat
     assert ode["without_flagged"]["num_examples"] == 2 and ode["nfe"]["total"] > 0
     assert "ODE −log p, 3 examples" in out and "without the 1 flagged" in out
     assert "warning: ODE figure: 1 of 3 examples flagged" in out and "#1 (" in out
-    assert "warning: ode_direct: ODE figure: 1 of 4 examples flagged" in out
+    assert "warning: ode_direct: ODE figure: 1 of 3 examples flagged" in out  # --ode 3 for all
+    assert "path left the prior" in out
     code, out, err = run_cli(["evaluate", str(run), "--ode", "2", "--ode-margin", "-1"])
     assert code != 0 and "ode_margin must be a finite number ≥ 0" in err
 
