@@ -50,8 +50,16 @@ VARIANTS: dict[str, dict] = {
     "all": {"time_input": "gamma", "fourier_exponents": (7, 8), "schedule": "learned"},
     # The digits use 17 of the 256 levels (2/16 apart on [−1, 1]): frequencies down to that
     # spacing (n = 4: period 1/8) as well as the 8-bit bin's (n = 7, 8).
-    "+fourier-wide": {"time_input": "t", "fourier_exponents": (4, 5, 6, 7, 8), "schedule": "linear"},
-    "all-wide": {"time_input": "gamma", "fourier_exponents": (4, 5, 6, 7, 8), "schedule": "learned"},
+    "+fourier-wide": {
+        "time_input": "t",
+        "fourier_exponents": (4, 5, 6, 7, 8),
+        "schedule": "linear",
+    },
+    "all-wide": {
+        "time_input": "gamma",
+        "fourier_exponents": (4, 5, 6, 7, 8),
+        "schedule": "learned",
+    },
 }
 MODELS = (*VARIANTS, "ddpm")
 
@@ -213,6 +221,11 @@ def _render(args) -> None:
         rows.update(payload["results"])
     order = [n for n in MODELS if n in rows]
     rows = {n: rows[n] for n in order}
+    _publish(rows, settings, args.out)
+
+
+def _publish(rows: dict, settings: dict, out: str) -> None:
+    """Print the table and draw the per-t figure of ``rows`` run with ``settings``."""
     print(_table(rows))
     print(
         f"\nbits/dim on {settings['num_test']} test digits, ± one standard error; "
@@ -221,7 +234,7 @@ def _render(args) -> None:
     )
     path = _figure(
         rows,
-        pathlib.Path(args.out) / "vdm_ablation_per_t.png",
+        pathlib.Path(out) / "vdm_ablation_per_t.png",
         f"vdm essentials on 8-bit digits ({settings['steps']} steps): diffusion term per t",
     )
     print(f"figure: {path}")
@@ -289,24 +302,14 @@ def main() -> None:
         )
 
     print()
-    print(_table(rows))
-    print(
-        f"\nbits/dim on {test.shape[0]} test digits, ± one standard error; "
-        f"{args.steps} steps of {args.batch_size}, lr {args.lr}, seed {args.seed}"
-    )
-    path = _figure(
-        rows,
-        pathlib.Path(args.out) / "vdm_ablation_per_t.png",
-        f"vdm essentials on 8-bit digits ({args.steps} steps): diffusion term per t",
-    )
-    print(f"figure: {path}")
+    settings = {
+        k: getattr(args, k)
+        for k in ("steps", "batch_size", "lr", "seed", "hidden", "t_draws", "num_t")
+    } | {"num_test": test.shape[0]}
+    _publish(rows, settings, args.out)
     if args.json:
         payload = {
-            "settings": {
-                k: getattr(args, k)
-                for k in ("steps", "batch_size", "lr", "seed", "hidden", "t_draws", "num_t")
-            }
-            | {"num_test": test.shape[0], "variants": {n: VARIANTS.get(n) for n in names}},
+            "settings": settings | {"variants": {n: VARIANTS.get(n) for n in names}},
             "results": rows,
         }
         out = pathlib.Path(args.json)
