@@ -46,6 +46,8 @@ lane1() {
     # the recipe vdm-binarized-mnist's setting: x-prediction, gamma_min = -5 (learned)
     run vdm-x --model vdm --set levels=2 --set network=mlp --set 'hidden=[512, 512]' \
         --set schedule=learned --set gamma_min=-5.0 --set prediction=x --iwae-k 0
+    run vdm-x-1024 --model vdm --set levels=2 --set network=mlp --set 'hidden=[1024, 1024]' \
+        --set schedule=learned --set gamma_min=-5.0 --set prediction=x --iwae-k 0
     run vae --model vae "${vae[@]}" --iwae-k "$IWAE_K"
     run vamp --model vamp "${vae[@]}" --iwae-k "$IWAE_K"
 }
@@ -60,5 +62,5 @@ lane2() {
 lane1 & p1=$!
 lane2 & p2=$!
 wait $p1; wait $p2
-latentkit compare "$OUT"/vdm "$OUT"/vdm-x "$OUT"/ddpm "$OUT"/vae "$OUT"/vamp "$OUT"/hvae "$OUT"/iaf \
+latentkit compare "$OUT"/vdm "$OUT"/vdm-x "$OUT"/vdm-x-1024 "$OUT"/ddpm "$OUT"/vae "$OUT"/vamp "$OUT"/hvae "$OUT"/iaf \
     "$OUT"/beta-vae --reference "$OUT"/vae --markdown "$OUT/compare.md" --json "$OUT/compare.json"
