@@ -55,7 +55,9 @@ def load_trained_model(
     average.pop(EMA.NUM_UPDATES_KEY, None)
     info = dict(info, weights="raw")
     if averaged and average:  # parameters averaged, buffers copied; anything else as trained
-        weights = {**weights, **average}
+        # The average also copies non-persistent buffers (a DDPM's schedule tables), which
+        # are not part of a state dict: only the names the raw weights carry are taken.
+        weights = {**weights, **{k: v for k, v in average.items() if k in weights}}
         info["weights"] = "ema"
     # Built on the meta device first: a config edited to ask for a huge network costs no
     # memory, and is refused below because its shapes differ from the stored weights.
