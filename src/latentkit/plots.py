@@ -31,6 +31,7 @@ __all__ = [
     "layer_kl_plot",
     "read_metrics",
     "sample_grid",
+    "save_figure",
     "training_curves",
 ]
 
@@ -87,7 +88,7 @@ def sample_grid(
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -173,7 +174,7 @@ def finish_panels(
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def layer_kl_plot(
@@ -205,7 +206,7 @@ def layer_kl_plot(
     ax.grid(alpha=0.3, axis="y")
     ax.set_title(title or "contribution of each layer to −ELBO", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _terms_over_t(ax: Any, values: np.ndarray, reconstruction: float | None) -> None:
@@ -269,9 +270,23 @@ def _layer_bars(ax: Any, values: np.ndarray, reconstruction: float | None) -> No
     ax.margins(y=0.15)
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` to ``path`` with the house's settings (120 dpi, tight margins), close it.
+
+    The parent folders are made; the file appears whole or not at all (written beside the
+    target, then renamed over it), so an interrupted run leaves no half-written figure.
+    Returns the path. The format follows the suffix (``.png``, ``.pdf``, ``.svg``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=_DPI, bbox_inches="tight", pad_inches=0.1)
-    plt.close(fig)
+    partial = path.with_name(f".{path.name}.partial{path.suffix}")
+    try:
+        fig.savefig(partial, dpi=_DPI, bbox_inches="tight", pad_inches=0.1)
+        os.replace(partial, path)
+    finally:
+        plt.close(fig)
+        partial.unlink(missing_ok=True)
     return path
+
+
+_save = save_figure  # the name this module's callers used before it was public

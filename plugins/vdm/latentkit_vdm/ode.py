@@ -91,7 +91,7 @@ def per_t_plot(breakdown: dict[str, list[float]], path, *, title: str | None = N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from latentkit.plots import _save
+    from latentkit.plots import save_figure
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     total = sum(breakdown["integrand"]) / len(breakdown["integrand"])
@@ -105,7 +105,7 @@ def per_t_plot(breakdown: dict[str, list[float]], path, *, title: str | None = N
         ax.grid(alpha=0.3)
     fig.suptitle(title or "diffusion term per t", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def ode_decoder_bound(model, x: Tensor, *, generator=None, **ode_options: Any) -> Tensor:

@@ -29,7 +29,7 @@ def _pyplot():
 
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
-    from latentkit.plots import _save as save  # the house's PNG settings (dpi, margins)
+    from latentkit.plots import save_figure as save  # the house's PNG settings (dpi, margins)
 
     return save(fig, path)
 
