@@ -18,7 +18,7 @@ from torch import nn
 from torch.distributions import Independent, Normal
 
 import latentkit as lk
-import latentkit.ode as ode
+import latentkit.ode.solver as ode_solver  # where solve looks up within_span
 from latentkit.ode import ADAPTIVE, METHODS, check_solver, solve, solver_options
 
 F64 = torch.float64
@@ -130,7 +130,7 @@ def test_the_clamped_probe_leaves_log_p_right(method, options):
 def test_the_probe_leaves_the_span_without_the_guard(monkeypatch, method):
     """The hostile case is real: with the clamp taken out (step_t alone, as before), the
     first-step probe asks for t far past the end. Keeps the test above able to fail."""
-    monkeypatch.setattr(ode, "within_span", lambda func, a, b: func)
+    monkeypatch.setattr(ode_solver, "within_span", lambda func, a, b: func)
     model = _Toy()
     lk.ode_log_prob(model, _x(), method=method, divergence="hutchinson")
     assert max(model.generative.seen) > SPAN[1] + 1.0
@@ -146,7 +146,7 @@ def test_solve_backwards_stays_in_the_span_too(monkeypatch, method):
     z_start = solve(flow.probability_flow, z_end, SPAN[1], SPAN[0], **kw)
     assert not _in_span(flow.seen, SPAN)
     assert torch.allclose(z_start, z_end * math.exp(-_C()), atol=1e-6, rtol=0)
-    monkeypatch.setattr(ode, "within_span", lambda func, a, b: func)
+    monkeypatch.setattr(ode_solver, "within_span", lambda func, a, b: func)
     unguarded = _Flow(3, tiny_at=SPAN[1])  # the same solve without the clamp leaves the span
     solve(unguarded.probability_flow, z_end, SPAN[1], SPAN[0], **kw)
     assert min(unguarded.seen) < SPAN[0] - 1.0
@@ -215,7 +215,7 @@ def test_vdm_probes_leave_0_1_without_the_guard(monkeypatch, schedule):
     """The vdm setups above are hostile: without the clamp both directions probe outside."""
     from latentkit_vdm import sample_ode
 
-    monkeypatch.setattr(ode, "within_span", lambda func, a, b: func)
+    monkeypatch.setattr(ode_solver, "within_span", lambda func, a, b: func)
     model, rec = _oracle_vdm(schedule, 0.99, nan_outside=False)
     sample_ode(model, 4, generator=torch.Generator().manual_seed(0))
     assert rec.low < 0.0
