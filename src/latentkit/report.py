@@ -18,12 +18,14 @@ from latentkit.checkpoint import (
     atomic_write_bytes,
     atomic_write_json,
     latest_checkpoint,
-    read_regular_file,
     writable_path,
 )
-from latentkit.diagnostics import diagnostics_plot, diagnostics_table, training_diagnostics_plot
+from latentkit.diagnostics import diagnostics_table
 from latentkit.errors import LatentkitError
 from latentkit.evaluation import check_finite_rows
+from latentkit.report_plots import MAX_METRICS_BYTES
+from latentkit.report_plots import diagnostics_plots as _diagnostics_plots
+from latentkit.report_plots import model_plots as _model_plots
 
 __all__ = [
     "DIAGNOSE_EXAMPLES",
@@ -45,17 +47,13 @@ their mixture over the data costs N² density evaluations (docs/diagnostics.md).
 EVAL_PAIRS = 20000
 """Default evaluation budget in (example, layer) pairs: every test example for short chains,
 fewer for long ones (a 1000-step DDPM gets 64), since the ELBO of an example costs L calls."""
-MAX_METRICS_BYTES = 2**28
-"""A ``metrics.jsonl`` larger than this is not plotted."""
 PER_EXAMPLE_FILE = "per_example.safetensors"
 """The report's per-example bounds, beside ``report.json`` (:func:`per_example_bytes`)."""
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _eval_budget(model: Any, n: int, options: dict[str, Any]) -> int:
+    """How many test examples the evaluation scores: the ``examples`` option, else
+    :data:`EVAL_PAIRS` (example, layer) pairs' worth."""
     if options.get("examples"):
         return min(n, int(options["examples"]))
     return min(n, max(64, EVAL_PAIRS // max(1, model.num_layers)))
@@ -71,6 +69,8 @@ def _run_evaluation(
     err: Console,
     batch_size: int | None = None,
 ) -> Any:
+    """The evaluation of the first examples of ``data`` within the budget, with a progress
+    bar on ``err``."""
     from latentkit.evaluation import evaluate
 
     n = _eval_budget(model, data.shape[0], options)
@@ -142,51 +142,71 @@ def write_report(
 
     ``checkpoint``: the checkpoint evaluated, named in the report (default: the run's newest).
     """
-    from latentkit.evaluation import report_table
-
     model.eval()
+    discrete = dataset.kind in ("binary", "symmetric8")
     report = _run_evaluation(
-        model,
-        dataset.test,
-        options=options,
-        seed=seed,
-        err=err,
-        discrete=dataset.kind in ("binary", "symmetric8"),
+        model, dataset.test, options=options, seed=seed, err=err, discrete=discrete
     )
     name = info.get("model", getattr(model, "name", "model"))
     step = info.get("step")
     files = _model_plots(run_dir, model, dataset, report, name=name, step=step, seed=seed)
     diag = _diagnose(model, dataset.test, options, seed=seed, err=err)
     files.update(_diagnostics_plots(run_dir, diag, name=name, data_name=dataset.name))
-    discrete = dataset.kind in ("binary", "symmetric8")
     figures = likelihood_figures(model, dataset.test, options, discrete=discrete, seed=seed)
-    if figures is not None and callable(getattr(model, "per_t_plot", None)):
-        files["per_t"] = str(
-            model.per_t_plot(
-                figures["per_t"],
-                writable_path(run_dir / "per_t.png"),
-                title=f"{name}: the diffusion term per t on {dataset.name} test",
-            )
-        )
+    files.update(_per_t_plot(run_dir, model, figures, name=name, data_name=dataset.name))
     evaluated = checkpoint or latest_checkpoint(run_dir)
     payload = _payload(info, dataset, report, diag, files, evaluated, name=name)
     payload["likelihood_figures"] = figures
     payload["data"].update(_protocol(info, dataset.test[: report.num_examples]))
     payload["per_example"] = _write_per_example(run_dir, report, dataset.test, evaluated)
     atomic_write_json(run_dir / "report.json", payload)
-    out.print(report_table(report, title=f"{name} at step {step} on {dataset.name} test"))
+    title = f"{name} at step {step} on {dataset.name} test"
+    _print_report(out, run_dir, report, figures, diag, files, title=title, data_name=dataset.name)
+    return payload
+
+
+def _per_t_plot(
+    run_dir: Path, model: Any, figures: dict[str, Any] | None, *, name: str, data_name: str
+) -> dict[str, str]:
+    """per_t.png, the diffusion term per t, where the model's figures have the breakdown
+    and the model plots it (``model.per_t_plot``): the path written, by name."""
+    if figures is None or not callable(getattr(model, "per_t_plot", None)):
+        return {}
+    path = model.per_t_plot(
+        figures["per_t"],
+        writable_path(run_dir / "per_t.png"),
+        title=f"{name}: the diffusion term per t on {data_name} test",
+    )
+    return {"per_t": str(path)}
+
+
+def _print_report(
+    out: Console,
+    run_dir: Path,
+    report: Any,
+    figures: dict[str, Any] | None,
+    diag: Any,
+    files: dict[str, str],
+    *,
+    title: str,
+    data_name: str,
+) -> None:
+    """The evaluation's table, the model's figures, the ODE warnings, the diagnostics and
+    where the report and its plots went, on ``out``."""
+    from latentkit.evaluation import report_table
+
+    out.print(report_table(report, title=title))
     if figures is not None:
         out.print(likelihood_figures_table(figures, title="the model's likelihood figures"))
     print_ode_warnings(out, report, figures)
     if diag is not None:
-        out.print(diagnostics_table(diag, title=f"diagnostics ({dataset.name} test)"))
+        out.print(diagnostics_table(diag, title=f"diagnostics ({data_name} test)"))
     out.print(
         f"report: {run_dir / 'report.json'}; plots: "
         + ", ".join(Path(p).name for p in files.values()),
         highlight=False,
         markup=False,
     )
-    return payload
 
 
 def likelihood_figures(
@@ -325,70 +345,6 @@ def _nats_bpd(f: dict[str, Any]) -> tuple[str, str]:
     return fmt(f.get("nll_nats"), 2), fmt(f.get("bits_per_dim"), 4)
 
 
-def _model_plots(
-    run_dir: Path, model: Any, dataset: Any, report: Any, *, name: str, step: Any, seed: int
-) -> dict[str, str]:
-    """samples.png (drawn from ``seed``), curves.png (when the run has a ``metrics.jsonl``)
-    and layer_kl.png: the paths written, by name."""
-    from latentkit.plots import layer_kl_plot, sample_grid, training_curves
-    from latentkit.sampling import sample
-
-    files: dict[str, str] = {}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        x = sample(model, 64, likelihood_mean=True)
-    files["samples"] = str(
-        sample_grid(
-            dataset.to_display(x.cpu()),
-            writable_path(run_dir / "samples.png"),
-            title=f"{name}: samples (mean of p(x|z₁)) at step {step}",
-        )
-    )
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.exists():
-        records = _metric_records(metrics)
-        files["curves"] = str(
-            training_curves(
-                records, writable_path(run_dir / "curves.png"), title=f"{name} on {dataset.name}"
-            )
-        )
-    files["layer_kl"] = str(
-        layer_kl_plot(
-            report.layer_kl,
-            report.prior_matching.mean,
-            writable_path(run_dir / "layer_kl.png"),
-            reconstruction=report.reconstruction.mean,
-            title=f"{name}: each layer's term of −ELBO on {dataset.name} test "
-            f"({report.num_examples} examples)",
-        )
-    )
-    return files
-
-
-def _diagnostics_plots(run_dir: Path, diag: Any, *, name: str, data_name: str) -> dict[str, str]:
-    """diagnostics.png (when ``diag`` is not None) and diagnostics_training.png (when the
-    run's ``metrics.jsonl`` has diagnostics lines): the paths written, by name."""
-    files: dict[str, str] = {}
-    if diag is not None:
-        files["diagnostics"] = str(
-            diagnostics_plot(
-                diag,
-                writable_path(run_dir / "diagnostics.png"),
-                title=f"{name}: per-dimension KL and activity on {data_name} test",
-            )
-        )
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.exists():
-        over_training = training_diagnostics_plot(
-            _diagnostic_records(metrics),
-            writable_path(run_dir / "diagnostics_training.png"),
-            title=f"{name}: information in the latents over training",
-        )
-        if over_training is not None:
-            files["diagnostics_training"] = str(over_training)
-    return files
-
-
 def _payload(
     info: dict[str, Any],
     dataset: Any,
@@ -418,49 +374,3 @@ def _payload(
         "files": files,
         "checkpoint": str(checkpoint),
     }
-
-
-_METRIC_NUMBERS = ("elbo", "reconstruction", "prior_matching", "kl", "loss")
-
-
-def _diagnostic_records(path: Path) -> list[dict[str, Any]]:
-    """The ``diagnostics`` lines of ``metrics.jsonl`` (written with train.diagnose_examples),
-    read as ``_metric_records`` reads the others: anything malformed is skipped."""
-    raw = read_regular_file(path, limit=MAX_METRICS_BYTES, what="metrics")
-    records = []
-    for line in raw.decode("utf-8", "replace").splitlines():
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(record, dict) and record.get("split") == "diagnostics":
-            if _is_int(record.get("step")):
-                records.append(record)
-    return records
-
-
-def _metric_records(path: Path) -> list[dict[str, Any]]:
-    """The plottable records of ``metrics.jsonl``: objects with an int ``step``, a known
-    split and real numbers (or null) for the bound's terms; any other line — cut short by a
-    crash, edited, not JSON — is skipped (counted on nothing: the curves are a picture)."""
-    raw = read_regular_file(path, limit=MAX_METRICS_BYTES, what="metrics")
-    records = []
-    for line in raw.decode("utf-8", "replace").splitlines():
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if not isinstance(record, dict) or not _is_int(record.get("step")):
-            continue
-        if record.get("split") not in ("train", "test", "validation"):
-            continue
-        values = [record.get(k) for k in _METRIC_NUMBERS]
-        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-                   for v in values):  # fmt: skip
-            continue
-        if record.get("elbo") is not None and not all(
-            record.get(k) is not None for k in ("reconstruction", "kl")
-        ):
-            continue
-        records.append(record)
-    return records
