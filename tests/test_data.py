@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import latentkit.data as data
-from latentkit.data import sources
+from latentkit.data import builtin
 from latentkit.errors import (
     ConfigError,
     DataSourceError,
@@ -131,13 +131,13 @@ def test_splits_are_pinned():
 
 
 def test_digits_fallback_to_load_digits(monkeypatch):
-    direct = sources._digits_table()
+    direct = builtin._digits_table()
 
     def gone(*args, **kwargs):
         raise DataSourceError("moved")
 
-    monkeypatch.setattr(sources, "_package_file", gone)
-    values, labels = sources._digits_table()
+    monkeypatch.setattr(builtin, "_package_file", gone)
+    values, labels = builtin._digits_table()
     assert np.array_equal(values, direct[0]) and np.array_equal(labels, direct[1])
 
 
@@ -241,13 +241,13 @@ def test_fashion_idx_reader_on_files_made_here(tmp_path, monkeypatch):
     assert torch.equal(ds.train, data.to_symmetric(torch.as_tensor(tr, dtype=torch.uint8))[:, None])
     assert ds.test_labels.tolist() == [0, 1, 2, 3, 4]
     # a truncated file is named in the error
-    sources._fashion_at.cache_clear()
+    builtin._fashion_at.cache_clear()
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(
         gzip.compress(b"\0\0\x08\x03" + b"\0" * 20)
     )
     with pytest.raises(DataSourceError, match="t10k-images"):
         data.load_dataset("fashion-mnist")
-    sources._fashion_at.cache_clear()
+    builtin._fashion_at.cache_clear()
 
 
 # ----------------------------------------------------------------------------- missing sources
@@ -261,9 +261,9 @@ def test_missing_optional_sources_name_what_to_install(monkeypatch):
             raise md.PackageNotFoundError(dist)
         return real_files(dist)
 
-    monkeypatch.setattr(sources.md, "files", files)
+    monkeypatch.setattr(builtin.md, "files", files)
     monkeypatch.delenv("LATENTKIT_FASHION_MNIST_DIR", raising=False)
-    monkeypatch.setattr(sources, "FASHION_DIRS", ())
+    monkeypatch.setattr(builtin, "FASHION_DIRS", ())
     if sys.version_info >= (3, 11):
         with pytest.raises(DataSourceError, match=r"latentkit\[mnist\]"):
             data.load_dataset("mnist")

@@ -94,6 +94,7 @@ def coerce_array(a: Any, where: str) -> np.ndarray:
 
 
 def _labels(a: Any, n: int, where: str) -> np.ndarray | None:
+    """Labels as int64, checked to be a 1-d integer array of length n (None stays None)."""
     if a is None:
         return None
     if isinstance(a, torch.Tensor):
@@ -107,6 +108,7 @@ def _labels(a: Any, n: int, where: str) -> np.ndarray | None:
 
 
 def _split(x: np.ndarray, labels: np.ndarray | None, test_fraction: float, where: str):
+    """One array (and its labels) split into train and test by latentkit's fixed split."""
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     n = x.shape[0]
@@ -282,6 +284,7 @@ _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
 def _images_under(root: Path) -> list[Path]:
+    """Every image file under root, recursively, in sorted order (hidden files skipped)."""
     return sorted(
         p
         for p in root.rglob("*")
@@ -290,6 +293,7 @@ def _images_under(root: Path) -> list[Path]:
 
 
 def _read_images(paths: list[Path], root: Path) -> tuple[np.ndarray, str]:
+    """The images as uint8 [N, C, H, W] (grey, or RGB when any is in colour), all of one size."""
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow comes with matplotlib
@@ -329,6 +333,8 @@ def _read_images(paths: list[Path], root: Path) -> tuple[np.ndarray, str]:
 
 
 def _class_labels(paths: list[Path], root: Path, classes: list[str] | None):
+    """Each image's class index from its first subfolder, and the class names; ``(None,
+    None)`` where they do not all have one."""
     parts = [p.relative_to(root).parts for p in paths]
     if any(len(q) < 2 for q in parts):
         return None, None
