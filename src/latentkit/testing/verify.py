@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -29,6 +30,7 @@ _STYLE = {"passed": "green", "failed": "bold red", "not applicable": "yellow", "
 
 @contextmanager
 def _one_thread() -> Iterator[None]:
+    """torch on one intra-op thread for the block."""
     # The checks run thousands of small tensor ops; intra-op threads only add
     # synchronisation there (6x slower measured with 2 threads on a busy 2-core machine).
     threads = torch.get_num_threads()
@@ -40,6 +42,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def _result_cell(result: CheckResult) -> Text:
+    """A check's result as a styled cell: its status and, dimmed, why or how much."""
     text = Text(result.status.upper() if result.failed else result.status, _STYLE[result.status])
     if result.detail and not result.failed:
         # The reason's first clause; the rest is for the Python API (CheckResult.detail).
@@ -61,23 +64,9 @@ def verify_command(
     ≥ 1 or ``device`` cannot be used.
     """
     console = console or Console()
-    try:
-        spec = get_model_spec(name)
-    except UnknownModelError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        return 2
-    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
-        console.print(
-            f"[bold red]error:[/] --max-examples must be an int ≥ 1, got {max_examples!r}"
-        )
-        return 2
-    try:
-        torch.device(device)
-    except RuntimeError as exc:
-        console.print(f"[bold red]error:[/] unknown device {device!r}: {exc}")
-        return 2
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        console.print(f"[bold red]error:[/] device {device!r}: there is no CUDA device here")
+    problem, spec = _refusal(name, device, max_examples)
+    if problem is not None:
+        console.print(f"[bold red]error:[/] {problem}")
         return 2
     console.print(
         f"Verifying [bold]{name}[/] ({spec.plugin}) on {device}: up to {max_examples} "
@@ -89,6 +78,37 @@ def verify_command(
         console.print(
             "[yellow]note:[/] the plugin declares no test_configs; checking the default config only"
         )
+    table, add_row = _results_table(name)
+    count = len(CHECKS) + len(model_checks(name))
+    with _one_thread(), console.status(f"checking {name} ({count} checks)…"):
+        results = run_checks(
+            name, device=device, max_examples=max_examples, derandomize=True, on_result=add_row
+        )
+    console.print(table)
+    return _print_outcome(console, name, results)
+
+
+def _refusal(name: str, device: str, max_examples: Any) -> tuple[str | None, Any]:
+    """(why the run cannot start, or None; the model's spec): an unknown model, a
+    ``max_examples`` that is not an int ≥ 1, a device torch does not know or CUDA absent."""
+    try:
+        spec = get_model_spec(name)
+    except UnknownModelError as exc:
+        return str(exc), None
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+        return f"--max-examples must be an int ≥ 1, got {max_examples!r}", spec
+    try:
+        torch.device(device)
+    except RuntimeError as exc:
+        return f"unknown device {device!r}: {exc}", spec
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        return f"device {device!r}: there is no CUDA device here", spec
+    return None, spec
+
+
+def _results_table(name: str) -> tuple[Table, Callable[[CheckResult], None]]:
+    """The results table, and the callback that adds each check's row as it finishes, with
+    the time since the previous one."""
     table = Table(title=f"latentkit verify {name}")
     table.add_column("check", no_wrap=True)
     table.add_column("examples tried", justify="right")
@@ -107,12 +127,11 @@ def verify_command(
             f"{elapsed:.1f}s",
         )
 
-    count = len(CHECKS) + len(model_checks(name))
-    with _one_thread(), console.status(f"checking {name} ({count} checks)…"):
-        results = run_checks(
-            name, device=device, max_examples=max_examples, derandomize=True, on_result=add_row
-        )
-    console.print(table)
+    return table, add_row
+
+
+def _print_outcome(console: Console, name: str, results: list[CheckResult]) -> int:
+    """Each failure's shrunk counterexample in a panel, then the verdict; the exit code."""
     failures = [r for r in results if r.failed]
     for r in failures:
         body = Text()

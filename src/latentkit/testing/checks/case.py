@@ -56,6 +56,7 @@ def build_model(
 
 
 def _as_data(value, device: str) -> Tensor:
+    """A config's data as a float64 tensor on ``device``."""
     if isinstance(value, Tensor):
         return value.to(device=device, dtype=torch.float64)
     return torch.tensor(value, dtype=torch.float64, device=device)

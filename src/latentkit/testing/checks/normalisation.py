@@ -64,6 +64,7 @@ def reference_shrink(dim: int) -> float:
 
 
 def _real(d: Distribution) -> bool:
+    """Whether the distribution's support is the whole real line, scalar by scalar."""
     try:
         support = d.support
     except NotImplementedError:
@@ -120,6 +121,7 @@ def _enumerable_base(d: Distribution) -> tuple[Distribution, int]:
 
 
 def _check_discrete(name: str, d: Distribution, case: ModelCase, stream: int) -> None:
+    """Σ over the support of a discrete factor's probabilities is 1, and its draws follow them."""
     base, dims = _enumerable_base(d)
     support = base.enumerate_support(expand=True)  # [K, *batch, *base event]
     log_probs = base.log_prob(support)

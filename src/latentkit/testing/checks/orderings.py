@@ -200,8 +200,15 @@ def exact_log_p_bounds(case: ModelCase) -> None:
 
     assert_in_expectation(elbo_vs_log_p, "E[ELBO] ≤ log p(x)")
     assert_in_expectation(iwae_vs_log_p, f"E[IWAE_{case.k_max}] ≤ log p(x)")
-    if model.generative.linear_gaussian() is None:
-        return
+    if model.generative.linear_gaussian() is not None:
+        _assert_importance_sampling_unbiased(case, log_p)
+
+
+def _assert_importance_sampling_unbiased(case: ModelCase, log_p: torch.Tensor) -> None:
+    """E_m[p(x, z)/m(z|x)] = p(x) for the defensive proposal m = ½ q + ½ q* (q* the exact
+    posterior of a linear-Gaussian chain; m = q* where q gives its density only at its own
+    draws), by a two-sided sequential z-test (:func:`exact_log_p_bounds`)."""
+    model, x = case.model, case.x
     exact = model.with_posterior(exact_posterior(model))
 
     def weights(r: int, stage: int):

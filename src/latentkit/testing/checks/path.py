@@ -40,6 +40,7 @@ def draw_with_log_prob(
 
 
 def closed_form_kl(q: Distribution, p: Distribution) -> Tensor | None:
+    """KL(q ‖ p) where torch has a closed form, else None."""
     try:
         return kl_divergence(q, p)
     except NotImplementedError:
@@ -111,6 +112,7 @@ def walk(model: LatentModel, x: Tensor, latents: Sequence[Tensor] | None = None)
 
 
 def kl_terms(result) -> dict[str, Tensor]:
+    """A bound's terms without the reconstruction: its KL terms by name."""
     terms = dict(result.terms)
     del terms["reconstruction"]
     return terms

@@ -1,11 +1,13 @@
-"""Running the checks: the registry of checks (:data:`CHECKS`), one check over
-Hypothesis's examples (:func:`run_check`), all of them (:func:`run_checks`), the report."""
+"""Running the checks: one check over Hypothesis's examples (:func:`run_check`), all of them
+(:func:`run_checks`), the report. The checks themselves are listed in
+:mod:`latentkit.testing.checks.registry` (:data:`CHECKS`, importable from here too)."""
 
 from __future__ import annotations
 
 import pathlib
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -16,16 +18,6 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.internal.conjecture import engine as hypothesis_engine
 
 from latentkit.registry import get_model_spec
-from latentkit.testing.checks.agreement import (
-    device_agreement,
-    estimator_agreement,
-    kl_analytic_vs_monte_carlo,
-)
-from latentkit.testing.checks.basic import (
-    batch_independence,
-    finite_values_and_gradients,
-    samples,
-)
 from latentkit.testing.checks.case import (
     CaseError,
     CheckFailure,
@@ -33,14 +25,7 @@ from latentkit.testing.checks.case import (
     NotApplicable,
     model_cases,
 )
-from latentkit.testing.checks.normalisation import normalised
-from latentkit.testing.checks.orderings import (
-    beta_ordering,
-    exact_log_p_applies,
-    exact_log_p_bounds,
-    iwae_ordering,
-    kl_nonnegative,
-)
+from latentkit.testing.checks.registry import CHECKS, Check, _select, model_checks
 
 __all__ = [
     "CHECKS",
@@ -58,52 +43,6 @@ SHRINK_SECONDS = 30.0
 SEARCH_LIMIT = 20
 """A check that asks for cases it applies to stops asking after this many drawn cases of
 which none applied (it then runs on what is drawn and reports "not applicable")."""
-
-
-@attrs.frozen
-class Check:
-    """A named property check. ``skip_reason()`` is None when it can run on this machine.
-
-    ``applies(case)``, when given, is None for a case the check applies to and the reason
-    otherwise; :func:`run_check` then asks Hypothesis for cases it applies to (rejecting
-    the others) so that a check that covers a fraction of a plugin's configs still runs
-    on its full number of examples, and reports how many cases it drew for them.
-    """
-
-    key: str
-    title: str
-    run: Callable[[ModelCase], None]
-    skip_reason: Callable[[], str | None] = lambda: None
-    applies: Callable[[ModelCase], str | None] | None = None
-
-    @property
-    def proves(self) -> str:
-        """The check's docstring: what it proves."""
-        return " ".join((self.run.__doc__ or "").split())
-
-
-def _no_cuda() -> str | None:
-    return None if torch.cuda.is_available() else "no CUDA device on this machine"
-
-
-CHECKS: tuple[Check, ...] = (
-    Check("samples", "builds and samples", samples),
-    Check("finite", "finite values and gradients", finite_values_and_gradients),
-    Check("beta-ordering", "ELBO_β ≤ ELBO (β ≥ 1)", beta_ordering),
-    Check("kl-nonnegative", "KL terms ≥ 0", kl_nonnegative),
-    Check("iwae-ordering", "ELBO ≤ IWAE_k ≤ IWAE_k'", iwae_ordering),
-    Check("batch-independence", "batch independence", batch_independence),
-    Check("normalised", "densities normalised, draws follow them", normalised),
-    Check(
-        "exact-log-p",
-        "log p ≥ ELBO, IWAE; IWAE → log p (exact oracle)",
-        exact_log_p_bounds,
-        applies=exact_log_p_applies,
-    ),
-    Check("kl-analytic-vs-mc", "analytic KL = Monte Carlo KL", kl_analytic_vs_monte_carlo),
-    Check("estimator-agreement", "top-down = bottom-up ELBO", estimator_agreement),
-    Check("device-agreement", "CPU/CUDA agreement", device_agreement, _no_cuda),
-)
 
 
 @attrs.frozen
@@ -137,10 +76,13 @@ class CheckResult:
 
     @property
     def failed(self) -> bool:
+        """Whether the check failed."""
         return self.status == "failed"
 
 
 def _settings(max_examples: int | None, derandomize: bool | None, shrink: bool) -> settings:
+    """The Hypothesis settings of a check run: the profile's, with no deadline or database,
+    the shrink phase only when asked, and every health check off."""
     base = settings.default
     # The explain phase annotates Hypothesis's own print of the case, which we replace
     # with ModelCase's repr; it costs more than the shrinking itself.
@@ -156,6 +98,26 @@ def _settings(max_examples: int | None, derandomize: bool | None, shrink: bool) 
         print_blob=False,
         suppress_health_check=list(HealthCheck),
     )
+
+
+@attrs.define
+class _Tally:
+    """What one check saw while Hypothesis drew its cases: the counts a
+    :class:`CheckResult` reports, the reasons it did not apply, and the failing case."""
+
+    examples: int = 0
+    not_applicable: int = 0
+    drawn: int = 0
+    applied: int = 0
+    first_failure: int | None = None
+    drawn_at_failure: int | None = None
+    case: ModelCase | None = None
+    reasons: list[str] = attrs.Factory(list)
+
+    @property
+    def last_reason(self) -> str:
+        """The latest reason the check did not apply ("" when there is none)."""
+        return self.reasons[-1] if self.reasons else ""
 
 
 def run_check(
@@ -179,85 +141,102 @@ def run_check(
     reason = check.skip_reason()
     if reason is not None:
         return CheckResult(check, "skipped", detail=reason)
-    seen: dict[str, Any] = {
-        "examples": 0,
-        "not_applicable": 0,
-        "first_failure": None,
-        "drawn": 0,
-        "applied": 0,
-    }
-    reasons: list[str] = []
+    tally = _Tally()
+    cases = _cases(name, device, configs, tally)
+    test = _settings(max_examples, derandomize, shrink)(given(case=cases)(_property(check, tally)))
+    try:
+        with _shrinking_limit(shrink_seconds):
+            test()
+    except Unsatisfiable:  # every case drawn was rejected: the check applies to none
+        return CheckResult(check, "not applicable", 0, 0, tally.last_reason, drawn=tally.drawn)
+    except (Exception, Flaky) as exc:  # the property's failure, after shrinking
+        return _failed(check, tally, exc)
+    if tally.not_applicable == tally.examples:
+        return CheckResult(
+            check,
+            "not applicable",
+            tally.examples,
+            tally.not_applicable,
+            tally.last_reason,
+            drawn=tally.drawn,
+        )
+    return CheckResult(check, "passed", tally.examples, tally.not_applicable, drawn=tally.drawn)
+
+
+def _property(check: Check, tally: _Tally) -> Callable[[ModelCase], None]:
+    """The property Hypothesis runs: the check on one case, counted in ``tally``. While it
+    searches (:data:`SEARCH_LIMIT`), a case the check does not apply to is rejected."""
 
     def prop(case: ModelCase) -> None:
-        seen["drawn"] += 1
-        if check.applies is not None and (seen["applied"] or seen["drawn"] <= SEARCH_LIMIT):
+        tally.drawn += 1
+        if check.applies is not None and (tally.applied or tally.drawn <= SEARCH_LIMIT):
             why = check.applies(case)
             if why is not None:
-                reasons.append(why)
+                tally.reasons.append(why)
                 reject()
-            seen["applied"] += 1
-        seen["examples"] += 1
+            tally.applied += 1
+        tally.examples += 1
         try:
             check.run(case)
         except NotApplicable as exc:
-            seen["not_applicable"] += 1
-            reasons.append(str(exc))
+            tally.not_applicable += 1
+            tally.reasons.append(str(exc))
         except BaseException:
-            if seen["first_failure"] is None:
-                seen["first_failure"] = seen["examples"]
-                seen["drawn_at_failure"] = seen["drawn"]
-            seen["case"] = case  # the last failure Hypothesis replays is the shrunk one
+            if tally.first_failure is None:
+                tally.first_failure = tally.examples
+                tally.drawn_at_failure = tally.drawn
+            tally.case = case  # the last failure Hypothesis replays is the shrunk one
             raise
+
+    prop.__name__ = prop.__qualname__ = check.run.__name__
+    return prop
+
+
+def _cases(
+    name: str, device: str, configs: st.SearchStrategy[dict] | None, tally: _Tally
+) -> st.SearchStrategy[ModelCase]:
+    """The model's cases; a case that cannot be drawn counts as the failure's example."""
 
     @st.composite
     def cases(draw) -> ModelCase:
         try:
             return draw(model_cases(name, device=device, configs=configs))
         except CaseError:
-            if seen["first_failure"] is None:
-                seen["first_failure"] = seen["examples"]
+            if tally.first_failure is None:
+                tally.first_failure = tally.examples
             raise
 
-    prop.__name__ = prop.__qualname__ = check.run.__name__
-    test = _settings(max_examples, derandomize, shrink)(given(case=cases())(prop))
-    shrink_limit = hypothesis_engine.MAX_SHRINKING_SECONDS
-    # Hypothesis documents this constant as monkeypatchable; its default is 300 s.
-    hypothesis_engine.MAX_SHRINKING_SECONDS = shrink_seconds
+    return cases()
+
+
+@contextmanager
+def _shrinking_limit(seconds: float) -> Iterator[None]:
+    """Hypothesis's shrinking bounded by ``seconds`` for the block (its default is 300 s)."""
+    limit = hypothesis_engine.MAX_SHRINKING_SECONDS
+    # Hypothesis documents this constant as monkeypatchable.
+    hypothesis_engine.MAX_SHRINKING_SECONDS = seconds
     try:
-        test()
-    except Unsatisfiable:  # every case drawn was rejected: the check applies to none
-        return CheckResult(
-            check, "not applicable", 0, 0, reasons[-1] if reasons else "", drawn=seen["drawn"]
-        )
-    except (Exception, Flaky) as exc:  # the property's failure, after shrinking
-        notes = "\n".join(getattr(exc, "__notes__", ()))
-        if "case" in seen:  # Hypothesis's own print of it varies with its version and phase
-            notes = f"Falsifying example: {seen['case']!r}"
-        elif isinstance(exc, CaseError) and exc.drawn:
-            notes = f"Falsifying example: {exc.drawn}"
-        return CheckResult(
-            check,
-            "failed",
-            examples=seen["examples"] if seen["first_failure"] is None else seen["first_failure"],
-            not_applicable=seen["not_applicable"],
-            detail=_describe(exc),
-            counterexample=notes,
-            no_case=isinstance(exc, CaseError),
-            drawn=seen.get("drawn_at_failure", seen["drawn"]),
-        )
+        yield
     finally:
-        hypothesis_engine.MAX_SHRINKING_SECONDS = shrink_limit
-    if seen["not_applicable"] == seen["examples"]:
-        return CheckResult(
-            check,
-            "not applicable",
-            seen["examples"],
-            seen["not_applicable"],
-            reasons[-1] if reasons else "",
-            drawn=seen["drawn"],
-        )
+        hypothesis_engine.MAX_SHRINKING_SECONDS = limit
+
+
+def _failed(check: Check, tally: _Tally, exc: BaseException) -> CheckResult:
+    """The failed result: where it first failed, the message, and the shrunk case."""
+    notes = "\n".join(getattr(exc, "__notes__", ()))
+    if tally.case is not None:  # Hypothesis's own print of it varies with its version and phase
+        notes = f"Falsifying example: {tally.case!r}"
+    elif isinstance(exc, CaseError) and exc.drawn:
+        notes = f"Falsifying example: {exc.drawn}"
     return CheckResult(
-        check, "passed", seen["examples"], seen["not_applicable"], drawn=seen["drawn"]
+        check,
+        "failed",
+        examples=tally.examples if tally.first_failure is None else tally.first_failure,
+        not_applicable=tally.not_applicable,
+        detail=_describe(exc),
+        counterexample=notes,
+        no_case=isinstance(exc, CaseError),
+        drawn=tally.drawn if tally.drawn_at_failure is None else tally.drawn_at_failure,
     )
 
 
@@ -268,34 +247,6 @@ def _describe(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)[-3:]
     where = "; ".join(f"{pathlib.Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
     return f"{type(exc).__name__}: {exc} (at {where})"
-
-
-def model_checks(name: str) -> list[Check]:
-    """The model's own checks (``ModelSpec.checks``), checked: ``Check`` objects whose keys
-    differ from the generic checks' and from each other."""
-    declared = get_model_spec(name).checks
-    if declared is None:
-        return []
-    own = list(declared())
-    keys = [c.key for c in CHECKS]
-    for c in own:
-        if not isinstance(c, Check):
-            raise TypeError(f"model {name!r}: its checks must be latentkit.testing.Check: {c!r}")
-        if c.key in keys:
-            raise ValueError(f"model {name!r}: its check key {c.key!r} is taken")
-        keys.append(c.key)
-    return own
-
-
-def _select(checks: Iterable[str] | None, own: Sequence[Check] = ()) -> list[Check]:
-    every = [*CHECKS, *own]
-    if checks is None:
-        return every
-    by_key = {c.key: c for c in every}
-    unknown = sorted(set(checks) - set(by_key))
-    if unknown:
-        raise ValueError(f"unknown check(s) {unknown}; known checks: {list(by_key)}")
-    return [by_key[k] for k in checks]
 
 
 def run_checks(

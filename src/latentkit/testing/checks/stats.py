@@ -52,6 +52,7 @@ Draw = Callable[[int, int], tuple[Tensor, Tensor]]
 
 
 def allowance(*values: Tensor) -> Tensor:
+    """The round-off allowance of an exact identity between these values: EXACT_RTOL (1 + Σ|v|)."""
     return EXACT_RTOL * (1 + sum(v.abs() for v in values))
 
 
@@ -106,6 +107,7 @@ def _difference(
 
 
 def _exact(a: Tensor, b: Tensor) -> bool:
+    """Whether the two sides are exact values (no replicate axis), compared without a z-test."""
     return a.ndim <= 1 and b.ndim <= 1
 
 
@@ -170,6 +172,8 @@ def assert_in_expectation(
 
 
 def _fixed(a: Tensor, b: Tensor) -> Draw:
+    """A draw function that returns the same two sides at every replicate and stage."""
+
     def draw(r: int, stage: int) -> tuple[Tensor, Tensor]:
         return a, b
 
