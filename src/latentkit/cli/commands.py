@@ -21,7 +21,7 @@ from latentkit.checkpoint import (
 )
 from latentkit.cli.common import CLIError, _bytes, _check_rows, _device, _run_dir_of, _to_display
 from latentkit.cli.data import _load_recorded_data
-from latentkit.cli.runconfig import _merge_eval_flags
+from latentkit.cli.runconfig import EvalConfig, table_flags
 from latentkit.cli.runfolder import _RunFolder, holding_run_folders_of
 from latentkit.config import config_fields
 from latentkit.errors import LatentkitError
@@ -149,8 +149,7 @@ def _sample(
 
 
 def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
-    options: dict[str, Any] = {}
-    _merge_eval_flags(options, args)
+    options = table_flags(args, "evaluate")
     _check_rows(options, None)
     model, info = load_trained_model(args.run, device=_device(args.device))
     ds = _load_recorded_data(info, {})
@@ -166,7 +165,7 @@ def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
             dataset=ds,
             model=model,
             info=info,
-            seed=args.seed,
+            seed=options.get("seed", EvalConfig().seed),
             checkpoint=resolve_checkpoint(args.run),
         )
     return 0

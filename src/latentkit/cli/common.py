@@ -11,8 +11,17 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
+from latentkit.cli.tables import (
+    MAX_DATA_LIMIT,
+    MAX_IWAE_K,
+    MAX_ROWS,
+    DataConfig,
+    EvalConfig,
+    field_names,
+)
 from latentkit.errors import LatentkitError
 from latentkit.report import DIAGNOSE_EXAMPLES, EVAL_PAIRS, MAX_METRICS_BYTES
+from latentkit.training.config import MAX_SEED
 
 __all__ = [
     "DATA_KEYS",
@@ -32,43 +41,16 @@ __all__ = [
 ]
 
 
-DATA_KEYS = ("name", "variant", "seed", "limit", "binarization", "validation")
-
-
-EVAL_KEYS = (
-    "iwae_k",
-    "examples",
-    "batch_size",
-    "num_samples",
-    "estimator",
-    "seed",
-    "diagnose",
-    "ode_examples",
-    "ode_margin",
-)
+# Kept here for their old import path: the tables' keys, read from their classes.
+DATA_KEYS = field_names(DataConfig)
+EVAL_KEYS = field_names(EvalConfig)
 
 
 DEFAULT_DATA = "mnist"
 
 
-MAX_SEED = 2**32 - 1
-"""The largest seed a command takes (``TrainConfig``'s limit too)."""
-
-
 MAX_SAMPLES = 10_000
 """``sample -n``: the most samples in one grid."""
-
-
-MAX_DATA_LIMIT = 10**9
-"""The largest ``--limit`` (``data.limit``): examples per split, as the run config bounds it."""
-
-
-MAX_IWAE_K = 10**6
-"""``--iwae-k``: the most importance samples per example."""
-
-
-MAX_ROWS = 2**22
-"""``--num-samples`` × ``--batch-size``: the most rows of one ELBO batch (memory)."""
 
 
 MAX_CONFIG_BYTES = 2**20

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
-from latentkit.cli.common import DATA_KEYS, DEFAULT_DATA, CLIError
+from latentkit.cli.common import DEFAULT_DATA, CLIError
 from latentkit.cli.runconfig import _check_options
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.registry import (
@@ -62,7 +62,7 @@ def load_data(
     """
     from latentkit.data import load_dataset
 
-    _check_options(data, DATA_KEYS, "[data]")
+    _check_options(data, "[data]")
     name = data.get("name")
     seed = int(data.get("seed", 0))
     limit = data.get("limit")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 from rich.console import Console
 
 from latentkit.checkpoint import (
@@ -17,7 +18,7 @@ from latentkit.checkpoint import (
 )
 from latentkit.cli.common import _check_rows, _device
 from latentkit.cli.data import _load_recorded_data
-from latentkit.cli.runconfig import _merge_eval_flags
+from latentkit.cli.runconfig import EvalConfig, table_flags
 from latentkit.cli.runfolder import holding_run_folders_of
 from latentkit.diagnostics import diagnostics_table
 from latentkit.report import (
@@ -44,65 +45,76 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from latentkit.evaluation import report_table
-
-    source = args.run
-    if Path(args.run).is_dir() and latest_checkpoint(Path(args.run) / "best") is not None:
-        source = Path(args.run) / "best"  # the checkpoint the validation split chose
-        err.print(f"evaluating the best checkpoint on validation: {source}", markup=False)
+    options, data_flags = table_flags(args, "evaluate"), table_flags(args, "data")
+    _check_rows(options, None)
+    source = _source(Path(args.run), err)
     model, info = load_trained_model(source, device=_device(args.device))
-    ds = _load_recorded_data(
-        info, {"name": args.data, "variant": args.variant, "limit": args.limit}
-    )
-    options: dict[str, Any] = {}
-    _merge_eval_flags(options, args)
-    _check_rows(options, args.batch_size)
-    if args.json_out not in (None, "-"):
-        writable_path(args.json_out)  # refused now, before the evaluation, if it cannot be
-    if args.per_example is not None:
-        writable_path(args.per_example)
+    ds = _load_recorded_data(info, data_flags)
+    for path in (None if args.json_out == "-" else args.json_out, args.per_example):
+        if path is not None:
+            writable_path(path)  # refused now, before the evaluation, if it cannot be
     data = ds.test if args.split == "test" else ds.train
-    report = _run_evaluation(
-        model,
-        data,
-        options=options,
-        seed=args.seed,
-        err=err,
-        discrete=ds.kind in ("binary", "symmetric8"),
-        batch_size=args.batch_size,
-    )
-    diag = _diagnose(model, data, options, seed=args.seed, err=err)
-    discrete = ds.kind in ("binary", "symmetric8")
-    figures = likelihood_figures(model, data, options, discrete=discrete, seed=args.seed)
+    found = _measure(model, data, options, discrete=ds.kind in ("binary", "symmetric8"), err=err)
     payload = {
         "model": info.get("model"),
         "step": info.get("step"),
         "data": ds.name,
         "variant": ds.variant,
         "split": args.split,
-        **report.to_json(),
-        "diagnostics": None if diag is None else diag.to_json(),
-        "likelihood_figures": figures,
+        **found.report.to_json(),
+        "diagnostics": None if found.diag is None else found.diag.to_json(),
+        "likelihood_figures": found.figures,
     }
     if args.json_out == "-":
         print(json.dumps(payload, indent=2))
-        print_ode_warnings(err, report, figures)  # stdout is the JSON; a person reads stderr
+        # stdout is the JSON; a person reads stderr
+        print_ode_warnings(err, found.report, found.figures)
     else:
-        out.print(
-            report_table(
-                report,
-                title=f"{info.get('model')} at step {info.get('step')}, {ds.name} {args.split}",
-            )
-        )
-        if diag is not None:
-            out.print(diagnostics_table(diag, title=f"diagnostics ({ds.name} {args.split})"))
-        if figures is not None:
-            out.print(likelihood_figures_table(figures, title="the model's likelihood figures"))
-        print_ode_warnings(out, report, figures)
+        _show(found, f"{info.get('model')} at step {info.get('step')}", ds.name, args.split, out)
         if args.json_out:
             written = atomic_write_json(args.json_out, payload)  # through a link, to its target
             err.print(f"wrote {written}", markup=False)
     if args.per_example is not None:
-        atomic_write_bytes(args.per_example, per_example_bytes(report, data, source=source))
+        report_bytes = per_example_bytes(found.report, data, source=source)
+        atomic_write_bytes(args.per_example, report_bytes)
         err.print(f"wrote {args.per_example}", markup=False)
     return 0
+
+
+def _source(run: Path, err: Console) -> Path:
+    """The checkpoint evaluated: a run folder's best on validation where it kept one."""
+    if run.is_dir() and latest_checkpoint(run / "best") is not None:
+        err.print(f"evaluating the best checkpoint on validation: {run / 'best'}", markup=False)
+        return run / "best"  # the checkpoint the validation split chose
+    return run
+
+
+@attrs.frozen
+class _Found:
+    """What ``evaluate`` measured: the report, the diagnostics and the model's own figures."""
+
+    report: Any
+    diag: Any
+    figures: dict[str, Any] | None
+
+
+def _measure(
+    model: Any, data: Any, options: dict[str, Any], *, discrete: bool, err: Console
+) -> _Found:
+    seed = options.get("seed", EvalConfig().seed)
+    report = _run_evaluation(model, data, options=options, seed=seed, err=err, discrete=discrete)
+    diag = _diagnose(model, data, options, seed=seed, err=err)
+    figures = likelihood_figures(model, data, options, discrete=discrete, seed=seed)
+    return _Found(report, diag, figures)
+
+
+def _show(found: _Found, what: str, data_name: str, split: str, out: Console) -> None:
+    """The tables of a person reading the terminal."""
+    from latentkit.evaluation import report_table
+
+    out.print(report_table(found.report, title=f"{what}, {data_name} {split}"))
+    if found.diag is not None:
+        out.print(diagnostics_table(found.diag, title=f"diagnostics ({data_name} {split})"))
+    if found.figures is not None:
+        out.print(likelihood_figures_table(found.figures, title="the model's likelihood figures"))
+    print_ode_warnings(out, found.report, found.figures)

@@ -3,178 +3,39 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from latentkit.cli.commands import cmd_list, cmd_recipes, cmd_report, cmd_sample, cmd_verify
-from latentkit.cli.common import (
-    DIAGNOSE_EXAMPLES,
-    MAX_DATA_LIMIT,
-    MAX_IWAE_K,
-    MAX_ROWS,
-    MAX_SAMPLES,
-    MAX_SEED,
-    _int_type,
-    _Parser,
-)
+from latentkit.cli.common import MAX_SAMPLES, MAX_SEED, _int_type, _Parser
 from latentkit.cli.compare import cmd_compare
 from latentkit.cli.evaluate import cmd_evaluate
+from latentkit.cli.flags import add_shortcuts
+from latentkit.cli.helptext import TrainHelp, fields_help, train_epilog
+from latentkit.cli.tables import SECTION_TITLES, SECTIONS
 from latentkit.cli.train import cmd_train
 
 __all__ = ["build_parser", "fields_help"]
 
-
-def _field_line(f: dict) -> str:
-    default = "unset" if f["default"] is None else repr(f["default"])
-    rule = f"; {f['rule']}" if f["rule"] else ""
-    return f"  {f['name']} ({f['type']}, default {default}{rule})\n      {f['doc']}"
+_TRAIN_DATA = {"name": "default mnist, falling back to the MNIST sample, then digits"}
+_RECORDED_DATA = {"name": "default: the data the model was trained on"}
 
 
-def fields_help(title: str, prefix: str, config_class: type) -> str:
-    """One block of ``train --help``: every field of ``config_class`` with its type, default,
-    allowed values and description, read from the class (its validators and docstring)."""
-    from latentkit.config import describe_fields
-
-    lines = [f"{title} (--set {prefix}FIELD=VALUE, or the TOML table):"]
-    lines += [_field_line(f) for f in describe_fields(config_class)]
-    return "\n".join(lines)
+TABLE_FLAGS = {
+    "train": ("train", "data", "evaluate"),
+    "evaluate": ("data", "evaluate"),
+    "report": ("evaluate",),
+}
+"""The tables whose shortcut flags each command takes (``report`` reads the run's data)."""
 
 
-def _short(config_class: type, name: str) -> str:
-    """A flag's help: the field's own description and default, read from the class."""
-    from latentkit.config import describe_fields
-
-    f = next(f for f in describe_fields(config_class) if f["name"] == name)
-    return f"{f['doc']} (default {f['default']!r})".replace("%", "%%")
-
-
-def _train_epilog() -> str:
-    from latentkit.cli.runconfig import DataConfig, EvalConfig
-    from latentkit.training import TrainConfig
-
-    return "\n\n".join(
-        [
-            "example: latentkit train --model vae --data mnist --steps 3000 --report "
-            "--set latent_dim=16",
-            fields_help("[train] training", "train.", TrainConfig),
-            fields_help("[data] data", "data.", DataConfig),
-            fields_help("[evaluate] evaluation", "evaluate.", EvalConfig),
-            "[model_config] and [objective_config]: the fields of the model and objective "
-            "chosen; put --model NAME (and --objective NAME) before --help to list them, "
-            "or see `latentkit list`.",
-        ]
-    )
-
-
-class _TrainHelp(argparse.Action):
-    """``--help`` of ``train``: the run configuration's fields, with the chosen model's and
-    objective's when ``--model``/``--objective`` come before it."""
-
-    def __init__(
-        self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None
-    ):
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        from latentkit.errors import LatentkitError
-        from latentkit.registry import get_model_spec, get_objective_spec
-
-        text = parser.format_help()
-        for flag, lookup in (("model", get_model_spec), ("objective", get_objective_spec)):
-            name = getattr(namespace, flag, None)
-            if name:
-                try:
-                    cls = lookup(name).config_class
-                except LatentkitError as exc:
-                    text += f"\n{flag} {name!r}: {exc}\n"
-                    continue
-                prefix = "" if flag == "model" else "objective."
-                title = f"[{flag}_config] {flag} {name!r}"
-                text += "\n" + fields_help(title, prefix, cls) + "\n"
-        parser._print_message(text, sys.stdout)
-        parser.exit()
-
-
-def _add_common_train_flags(p: argparse.ArgumentParser) -> None:
-    from latentkit.training import TrainConfig
-
-    g = p.add_argument_group("training (shortcuts for train.FIELD)")
-    g.add_argument("--steps", type=int, help=_short(TrainConfig, "steps"))
-    g.add_argument("--batch-size", type=int, help=_short(TrainConfig, "batch_size"))
-    g.add_argument("--lr", type=float, help=_short(TrainConfig, "lr"))
-    g.add_argument("--seed", type=int, help=_short(TrainConfig, "seed"))
-    g.add_argument("--eval-every", type=int, help=_short(TrainConfig, "eval_every"))
-    g.add_argument("--checkpoint-every", type=int, help=_short(TrainConfig, "checkpoint_every"))
-    g.add_argument("--device", help="cpu, cuda, cuda:N or auto")
-    g.add_argument("--amp", action="store_true", default=None, help="bf16 autocast on CUDA")
-    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
-    g.add_argument(
-        "--no-progress", dest="progress", action="store_false", default=None, help="no progress bar"
-    )
-    g.add_argument(
-        "--on-nonfinite",
-        choices=("stop", "skip"),
-        help="a step with a NaN/inf loss or gradient: stop the run (default) or skip the update "
-        "(train.max_skips in a row at most)",
-    )
-
-
-def _add_data_flags(p: argparse.ArgumentParser, *, default_hint: str) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument(
-        "--data",
-        help=f"data set: digits, mnist, mnist-sample, fashion-mnist, "
-        f"file:PATH, folder:PATH ({default_hint})",
-    )
-    g.add_argument(
-        "--variant",
-        help="unit, binarized, threshold, 8bit or real (default: what the model's likelihood fits)",
-    )
-    g.add_argument(
-        "--limit",
-        type=_int_type(1, MAX_DATA_LIMIT),
-        help="use at most this many examples of each split",
-    )
-
-
-def _add_eval_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("evaluation")
-    g.add_argument(
-        "--iwae-k",
-        type=_int_type(0, MAX_IWAE_K),
-        help="importance samples for the IWAE NLL (0: skip; "
-        "default 100, none for chains longer than 16)",
-    )
-    g.add_argument(
-        "--eval-limit",
-        type=_int_type(0, 10**9),
-        dest="eval_examples",
-        metavar="N",
-        help="test examples to evaluate (default: all, fewer for long chains)",
-    )
-    g.add_argument(
-        "--num-samples", type=_int_type(1, MAX_ROWS), help="draws of z per example for the ELBO"
-    )
-    g.add_argument("--estimator", help="ELBO estimator (auto, analytic, bottom-up, ...)")
-    g.add_argument(
-        "--diagnose",
-        type=_int_type(0, 10**6),
-        metavar="N",
-        help=f"mutual information, aggregate KL and active units on the first N examples "
-        f"(default {DIAGNOSE_EXAMPLES}; 0: skip; docs/diagnostics.md)",
-    )
-    from latentkit.cli.runconfig import EvalConfig
-
-    g.add_argument(
-        "--ode",
-        type=_int_type(0, 10**9),
-        metavar="N",
-        help=_short(EvalConfig, "ode_examples"),
-    )
-    g.add_argument(
-        "--ode-margin", type=float, metavar="BITS", help=_short(EvalConfig, "ode_margin")
-    )
+def _add_table_flags(p: argparse.ArgumentParser, command: str, **notes: dict[str, str]) -> None:
+    """The flags of the fields marked as shortcuts in the command's tables, generated from
+    their classes, one group a table; ``notes``: a few words by table and field."""
+    for section in TABLE_FLAGS[command]:
+        g = p.add_argument_group(f"{SECTION_TITLES[section]} (shortcuts for {section}.FIELD)")
+        cls = SECTIONS[section]
+        add_shortcuts(g, cls, section=section, command=command, notes=notes.get(section))
 
 
 def _add_list(sub: Any) -> None:
@@ -193,11 +54,11 @@ def _add_train(sub: Any) -> None:
         help="train a model by name on a data set",
         description="Train a model by name. Writes metrics.jsonl and checkpoints/ into the run "
         "folder; --report also evaluates on the test split and writes report.json and PNGs.",
-        epilog=_train_epilog(),
+        epilog=train_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,
     )
-    p.add_argument("-h", "--help", action=_TrainHelp, help="show this help (every field) and exit")
+    p.add_argument("-h", "--help", action=TrainHelp, help="show this help (every field) and exit")
     p.add_argument("--model", help="registry name (see `latentkit list`)")
     p.add_argument(
         "--recipe",
@@ -236,9 +97,7 @@ def _add_train(sub: Any) -> None:
         action="store_true",
         help="after training: evaluate, write report.json and the PNGs",
     )
-    _add_common_train_flags(p)
-    _add_data_flags(p, default_hint="default mnist, falling back to the MNIST sample, then digits")
-    _add_eval_flags(p)
+    _add_table_flags(p, "train", data=_TRAIN_DATA)
     p.set_defaults(func=cmd_train)
 
 
@@ -272,15 +131,8 @@ def _add_evaluate(sub: Any) -> None:
         help="also write each example's ELBO and IWAE bound (nats) as a .safetensors file, "
         "to compare two models on the same examples (scripts/paired_difference.py)",
     )
-    p.add_argument(
-        "--batch-size", type=_int_type(1, MAX_ROWS), help="examples per batch (default 500)"
-    )
-    p.add_argument(
-        "--seed", type=_int_type(0, MAX_SEED), default=0, help="seed of the evaluation's noise"
-    )
     p.add_argument("--device", default="cpu")
-    _add_data_flags(p, default_hint="default: the data the model was trained on")
-    _add_eval_flags(p)
+    _add_table_flags(p, "evaluate", data=_RECORDED_DATA)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -322,11 +174,8 @@ def _add_report(sub: Any) -> None:
         "report.json, samples.png, curves.png and layer_kl.png into the run folder.",
     )
     p.add_argument("run", type=Path, help="a run folder, or one of its checkpoints")
-    p.add_argument(
-        "--seed", type=_int_type(0, MAX_SEED), default=0, help="seed of the evaluation's noise"
-    )
     p.add_argument("--device", default="cpu")
-    _add_eval_flags(p)
+    _add_table_flags(p, "report")
     p.set_defaults(func=cmd_report)
 
 

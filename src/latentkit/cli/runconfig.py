@@ -14,22 +14,20 @@ import tomllib
 from latentkit.checkpoint import (
     read_regular_file,
 )
-from latentkit.cli.common import (
-    MAX_CONFIG_BYTES,
-    MAX_DATA_LIMIT,
-    MAX_IWAE_K,
-    MAX_ROWS,
-    MAX_SEED,
-    CLIError,
-    parse_value,
-)
-from latentkit.config import one_of, ruled, structure_config, unstructure_config
+from latentkit.cli.common import MAX_CONFIG_BYTES, CLIError, parse_value
+from latentkit.cli.flags import merge_shortcuts
+from latentkit.cli.tables import SECTIONS, DataConfig, EvalConfig, field_names
+from latentkit.config import structure_config, unstructure_config
 from latentkit.errors import ConfigError
-from latentkit.ode import ODE_FLAG_MARGIN
-from latentkit.report import DIAGNOSE_EXAMPLES
-from latentkit.training.config import _int_in, _nonneg_float
 
-__all__ = ["DataConfig", "EvalConfig", "RunConfig", "RunSpec", "write_run_config"]
+__all__ = [
+    "DataConfig",
+    "EvalConfig",
+    "RunConfig",
+    "RunSpec",
+    "table_flags",
+    "write_run_config",
+]
 
 
 @attrs.define
@@ -72,9 +70,7 @@ def _read_toml(path: Path | None, *, recipe: str | None = None) -> RunSpec:
         "model_config",
         "objective",
         "objective_config",
-        "train",
-        "data",
-        "evaluate",
+        *SECTIONS,
         "recipe",  # a shipped recipe's description: read by `latentkit recipes`, not by train
     }
     unknown = sorted(set(doc) - known)
@@ -84,7 +80,7 @@ def _read_toml(path: Path | None, *, recipe: str | None = None) -> RunSpec:
         if key in doc and not isinstance(doc[key], str):
             raise ConfigError(f"{path}: {key} must be a name (a string), got {doc[key]!r}")
     spec = RunSpec(model=doc.get("model"), objective=doc.get("objective"))
-    for key in ("model_config", "objective_config", "train", "data", "evaluate"):
+    for key in ("model_config", "objective_config", *SECTIONS):
         table = doc.get(key, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{key}] must be a table, got {type(table).__name__}")
@@ -93,12 +89,12 @@ def _read_toml(path: Path | None, *, recipe: str | None = None) -> RunSpec:
 
 
 def _train_field_names() -> list[str]:
-    from latentkit.training import TrainConfig
-
-    return [f.name for f in attrs.fields(TrainConfig)]
+    return list(field_names(SECTIONS["train"]))
 
 
 def _apply_set(spec: RunSpec, items: Sequence[str], model_fields: Sequence[str]) -> None:
+    tables = {name: getattr(spec, name) for name in SECTIONS}
+    tables.update(model=spec.model_config, objective=spec.objective_config)
     for item in items:
         if not isinstance(item, str):  # argparse reads `--set=--` as an empty list
             raise CLIError(f"--set {item!r}: expected FIELD=VALUE")
@@ -108,15 +104,8 @@ def _apply_set(spec: RunSpec, items: Sequence[str], model_fields: Sequence[str])
             raise CLIError(f"--set {item!r}: expected FIELD=VALUE")
         value = parse_value(text.strip())
         section, dot, field = key.partition(".")
-        if dot and section in ("train", "data", "evaluate", "model", "objective"):
-            target = {
-                "train": spec.train,
-                "data": spec.data,
-                "evaluate": spec.evaluate,
-                "model": spec.model_config,
-                "objective": spec.objective_config,
-            }[section]
-            target[field] = value
+        if dot and section in tables:
+            tables[section][field] = value
         elif key in model_fields:
             spec.model_config[key] = value
         elif key in _train_field_names():
@@ -135,130 +124,30 @@ def _check_keys(values: dict[str, Any], known: Sequence[str], where: str) -> Non
         raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields: {list(known)}")
 
 
-@ruled("a non-empty name")
-def _name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigError(f"{attribute.name!r} must be a non-empty name, got {value!r}")
-
-
-def _optional(low: int, high: int) -> Any:
-    inner = _int_in(low, high)
-
-    @ruled(inner.rule + ", or unset")
-    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value is not None:
-            inner(instance, attribute, value)
-
-    return check
-
-
-@attrs.frozen(kw_only=True)
-class DataConfig:
-    """The ``[data]`` table: which data set, and the training protocol.
-
-    Attributes:
-        name: digits, mnist, mnist-sample, fashion-mnist, file:PATH or folder:PATH (unset:
-            mnist, falling back to the MNIST sample, then digits).
-        variant: unit, binarized, threshold, 8bit or real (unset: what the model's
-            likelihood fits).
-        seed: seed of the binarization of the fixed splits (not the training seed).
-        limit: use at most this many examples of each split (unset: all).
-        binarization: ``fixed`` (one draw, made once) or ``dynamic`` (a fresh draw of each
-            training image at each use; binarized data only).
-        validation: hold out the last N training examples for the periodic evaluations and
-            the choice of the best checkpoint (0: none; the test split is then used).
-    """
-
-    name: str | None = attrs.field(default=None, validator=_name)
-    variant: str | None = attrs.field(default=None, validator=_name)
-    seed: int = attrs.field(default=0, validator=_int_in(0, MAX_SEED))
-    limit: int | None = attrs.field(default=None, validator=_optional(1, MAX_DATA_LIMIT))
-    binarization: str = attrs.field(default="fixed", validator=one_of("fixed", "dynamic"))
-    validation: int = attrs.field(default=0, validator=_int_in(0, 10**9))
-
-
-@attrs.frozen(kw_only=True)
-class EvalConfig:
-    """The ``[evaluate]`` table: how ``--report`` and ``evaluate`` score a model.
-
-    Attributes:
-        iwae_k: importance samples of the IWAE NLL (0: skip; unset: 100, none for chains
-            longer than 16 layers).
-        examples: test examples evaluated (0: all, fewer for long chains).
-        batch_size: examples per evaluation batch.
-        num_samples: draws of z per example for the ELBO.
-        estimator: the ELBO estimator (auto, analytic, bottom-up, layer-batched, …).
-        seed: seed of the evaluation's noise.
-        diagnose: mutual information, aggregate KL and active units on this many examples
-            (0: skip).
-        ode_examples: the probability-flow ODE figure on this many of the evaluated examples
-            (the first), for models offering it (0: skip; slow: one adaptive solve a batch).
-        ode_margin: bits/dim by which an example's ODE figure may exceed its own −IWAE_k
-            (or −ELBO) before it is flagged and listed (docs/continuous.md).
-    """
-
-    iwae_k: int | None = attrs.field(default=None, validator=_optional(0, MAX_IWAE_K))
-    examples: int = attrs.field(default=0, validator=_int_in(0, 10**9))
-    batch_size: int = attrs.field(default=500, validator=_int_in(1, MAX_ROWS))
-    num_samples: int = attrs.field(default=1, validator=_int_in(1, MAX_ROWS))
-    estimator: str = attrs.field(default="auto", validator=_name)
-    seed: int = attrs.field(default=0, validator=_int_in(0, MAX_SEED))
-    diagnose: int = attrs.field(default=DIAGNOSE_EXAMPLES, validator=_int_in(0, 10**6))
-    ode_examples: int = attrs.field(default=0, validator=_int_in(0, 10**9))
-    ode_margin: float = attrs.field(default=ODE_FLAG_MARGIN, validator=_nonneg_float)
-
-
-_TABLES = {"[data]": DataConfig, "[evaluate]": EvalConfig}
-
-
-def _check_options(values: dict[str, Any], known: Sequence[str], where: str) -> None:
-    """The [data] / [evaluate] values: known fields, each of the right type and range,
-    checked by structuring them into their typed class (:class:`DataConfig`,
-    :class:`EvalConfig`) with the strict converter every config goes through."""
-    _check_keys(values, known, where)
-    cls = _TABLES[where]
+def _check_options(values: dict[str, Any], where: str) -> None:
+    """The values of table ``where`` (``[data]``, ``[evaluate]``): known fields, each of the
+    right type and range, checked by structuring them into the table's typed class
+    (:data:`~latentkit.cli.tables.SECTIONS`) with the strict converter every config goes
+    through."""
+    cls = SECTIONS[where.strip("[]")]
+    _check_keys(values, field_names(cls), where)
     # TOML has no null: an unset optional field is absent, never None
     structure_config(cls, {k: v for k, v in values.items() if v is not None}, where=where)
 
 
 def _merge_flags(spec: RunSpec, args: argparse.Namespace) -> None:
-    for flag, field in (
-        ("steps", "steps"),
-        ("batch_size", "batch_size"),
-        ("lr", "lr"),
-        ("seed", "seed"),
-        ("eval_every", "eval_every"),
-        ("checkpoint_every", "checkpoint_every"),
-        ("device", "device"),
-        ("amp", "amp"),
-        ("compile", "compile"),
-        ("progress", "progress"),
-        ("on_nonfinite", "on_nonfinite"),
-    ):
-        value = getattr(args, flag, None)
-        if value is not None:
-            spec.train[field] = value
-    for flag, field in (("data", "name"), ("variant", "variant"), ("limit", "limit")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            spec.data[field] = value
-    _merge_eval_flags(spec.evaluate, args)
+    """The flags given (each a shortcut for one field of a table) into the run's tables."""
+    for section, cls in SECTIONS.items():
+        merge_shortcuts(getattr(spec, section), args, cls, section)
 
 
-def _merge_eval_flags(target: dict[str, Any], args: argparse.Namespace) -> None:
-    renamed = {"eval_examples": "examples", "ode": "ode_examples"}
-    for flag in (
-        "iwae_k",
-        "eval_examples",
-        "num_samples",
-        "estimator",
-        "diagnose",
-        "ode",
-        "ode_margin",
-    ):
-        value = getattr(args, flag, None)
-        if value is not None:
-            target[renamed.get(flag, flag)] = value
+def table_flags(args: argparse.Namespace, section: str) -> dict[str, Any]:
+    """The values of table ``section`` given as flags (``evaluate``'s ``--iwae-k``, ...),
+    checked by its class; unset ones absent, so each is its default where it is read."""
+    values: dict[str, Any] = {}
+    merge_shortcuts(values, args, SECTIONS[section], section)
+    _check_options(values, f"[{section}]")
+    return values
 
 
 @attrs.frozen(kw_only=True)

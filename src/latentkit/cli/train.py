@@ -18,7 +18,7 @@ from latentkit.checkpoint import (
     memory_bytes,
     read_checkpoint,
 )
-from latentkit.cli.common import DATA_KEYS, EVAL_KEYS, CLIError, _bytes
+from latentkit.cli.common import CLIError, _bytes
 from latentkit.cli.data import load_data, training_splits
 from latentkit.cli.runconfig import (
     DataConfig,
@@ -33,6 +33,7 @@ from latentkit.cli.runconfig import (
     write_run_config,
 )
 from latentkit.cli.runfolder import _checkpoint_info, _refuse_existing_run, _RunFolder
+from latentkit.cli.tables import field_names
 from latentkit.config import structure_config, unstructure_config
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.registry import (
@@ -96,8 +97,8 @@ def _resolve(args: argparse.Namespace) -> tuple[RunSpec, Path, Path | None, Any,
     _check_keys(spec.model_config, fields, f"model {spec.model!r}")
     # Check the values now, before the data load (data_shape, if not given, is the default).
     structure_config(model_spec.config_class, spec.model_config, model=spec.model)
-    _check_options(spec.evaluate, EVAL_KEYS, "[evaluate]")
-    _check_options(spec.data, DATA_KEYS, "[data]")
+    _check_options(spec.evaluate, "[evaluate]")
+    _check_options(spec.data, "[data]")
     train_cfg = structure_config(TrainConfig, spec.train)
     if spec.objective is not None:  # the config's values checked now, before the data load
         objective_spec = get_objective_spec(spec.objective)
@@ -147,7 +148,7 @@ def _merge_resumed(spec: RunSpec, run_dir_arg: Path | None) -> tuple[Path, Path,
             spec.objective_config = {**(saved or {}), **spec.objective_config}
     spec.train = {**info["train_config"], **spec.train}
     data_record = info.get("data") if isinstance(info.get("data"), dict) else {}
-    recorded = {k: data_record.get(k) for k in DATA_KEYS}
+    recorded = {k: data_record.get(k) for k in field_names(DataConfig)}
     spec.data = {**{k: v for k, v in recorded.items() if v is not None}, **spec.data}
     return run_dir_arg, checkpoint, info["step"]
 

@@ -4,6 +4,9 @@ The validators raise :class:`~latentkit.errors.ConfigError` naming the field, th
 the value, whether the config is built directly or structured from TOML
 (``latentkit.structure_config``). ``latentkit train --help`` lists these fields with their
 types, defaults and ranges, read from the classes (``latentkit.config.describe_fields``).
+A field marked ``metadata=shortcut()`` is also a flag of the command (``--steps``), generated
+from the field by :mod:`latentkit.cli.flags`: one declaration is the TOML key, the ``--set``
+name, the flag and its ``--help`` line.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from latentkit.errors import ConfigError
 from latentkit.estimators import ESTIMATORS
 from latentkit.schedules import LR_KINDS
 
-__all__ = ["EXACT_RESUME_FIELDS", "LOGGERS", "ON_NONFINITE", "TrainConfig"]
+__all__ = [
+    "EXACT_RESUME_FIELDS",
+    "LOGGERS",
+    "ON_NONFINITE",
+    "SHORTCUT",
+    "Shortcut",
+    "TrainConfig",
+    "shortcut",
+]
 
 LOGGERS = ("jsonl", "tensorboard", "mlflow")
 """Where metrics go besides ``metrics.jsonl`` (always written: ``report`` and resume read it):
@@ -27,6 +38,41 @@ LOGGERS = ("jsonl", "tensorboard", "mlflow")
 
 ON_NONFINITE = ("stop", "skip")
 """What a step with a NaN/inf loss or gradient does: stop the run, or skip the update."""
+
+SHORTCUT = "latentkit.shortcut"
+"""The key of a field's :class:`Shortcut` in its attrs ``metadata``."""
+
+
+@attrs.frozen
+class Shortcut:
+    """A config field's command-line flag: ``latentkit train --steps N`` sets ``train.steps``.
+
+    Everything else about the flag is read from the field: its type (an int, a number, text,
+    or a switch for a boolean), the values it takes (its validator, run on the flag's value;
+    a :func:`~latentkit.config.one_of` field's choices), its default and its description
+    (the class docstring's ``Attributes:`` entry).
+
+    Attributes:
+        flag: the flag without its dashes (default: the field's name with ``-`` for ``_``;
+            ``no-`` before it for a boolean whose default is true, which the flag turns off).
+        help: the flag's ``--help`` line where it is not the field's description followed
+            by its default; ``{default}`` in it is replaced by the default.
+        metavar: the value's name in the usage line (default: the flag's, in capitals).
+        commands: the commands that take the flag (default: every command reading the table).
+    """
+
+    flag: str = ""
+    help: str = ""
+    metavar: str = ""
+    commands: tuple[str, ...] = ()
+
+
+def shortcut(
+    flag: str = "", *, help: str = "", metavar: str = "", commands: tuple[str, ...] = ()
+) -> dict[str, Shortcut]:
+    """A field's ``metadata`` giving it a flag: ``attrs.field(..., metadata=shortcut())``."""
+    return {SHORTCUT: Shortcut(flag=flag, help=help, metavar=metavar, commands=commands)}
+
 
 # The validators raise ConfigError (a ValueError) naming the field, the rule and the value,
 # whether the config is built directly or structured from TOML (latentkit.structure_config).
@@ -46,6 +92,13 @@ MAX_SELECT_K = 10**6
 """The most importance samples of the validation bound (``select_k``), as ``--iwae-k``."""
 MAX_FLOAT = float(torch.finfo(torch.float32).max)
 """Rates and norms are used in float32 arithmetic: beyond this they are inf there."""
+
+
+def _choice(*choices: str) -> Any:
+    """:func:`~latentkit.config.one_of`, its choices kept on it for a flag's ``choices``."""
+    check = _one_of(*choices)
+    check.choices = choices
+    return check
 
 
 def _int_in(low: int, high: int) -> Any:
@@ -158,34 +211,49 @@ class TrainConfig:
             ``mlflow`` (a local file store in ``RUN/mlruns``; nothing leaves the machine).
     """
 
-    steps: int = attrs.field(default=2000, validator=_pos_int)
-    batch_size: int = attrs.field(default=128, validator=_pos_int)
-    lr: float = attrs.field(default=1e-3, validator=_pos_float)
-    lr_schedule: str = attrs.field(default="constant", validator=_one_of(*LR_KINDS))
+    steps: int = attrs.field(default=2000, validator=_pos_int, metadata=shortcut())
+    batch_size: int = attrs.field(default=128, validator=_pos_int, metadata=shortcut())
+    lr: float = attrs.field(default=1e-3, validator=_pos_float, metadata=shortcut())
+    lr_schedule: str = attrs.field(default="constant", validator=_choice(*LR_KINDS))
     lr_warmup_steps: int = attrs.field(default=0, validator=_nonneg_int)
     lr_min_factor: float = attrs.field(default=0.0, validator=_unit_float)
     lr_step_every: int = attrs.field(default=1000, validator=_pos_int)
     lr_gamma: float = attrs.field(default=0.5, validator=_unit_float)
     weight_decay: float = attrs.field(default=0.0, validator=_nonneg_float)
     grad_clip: float = attrs.field(default=0.0, validator=_nonneg_float)
-    seed: int = attrs.field(default=0, validator=_int_in(0, MAX_SEED))
+    seed: int = attrs.field(default=0, validator=_int_in(0, MAX_SEED), metadata=shortcut())
     log_every: int = attrs.field(default=25, validator=_pos_int)
-    eval_every: int = attrs.field(default=0, validator=_nonneg_int)
+    eval_every: int = attrs.field(default=0, validator=_nonneg_int, metadata=shortcut())
     eval_examples: int = attrs.field(default=1000, validator=_nonneg_int)
-    eval_estimator: str = attrs.field(default="auto", validator=_one_of("auto", *ESTIMATORS))
+    eval_estimator: str = attrs.field(default="auto", validator=_choice("auto", *ESTIMATORS))
     select_k: int = attrs.field(default=0, validator=_int_in(0, MAX_SELECT_K))
-    checkpoint_every: int = attrs.field(default=500, validator=_nonneg_int)
+    checkpoint_every: int = attrs.field(default=500, validator=_nonneg_int, metadata=shortcut())
     keep_checkpoints: int = attrs.field(default=2, validator=_pos_int)
-    device: str = attrs.field(default="cpu", validator=_text)
-    amp: bool = attrs.field(default=False, validator=_boolean)
-    compile: bool = attrs.field(default=False, validator=_boolean)
-    progress: bool = attrs.field(default=True, validator=_boolean)
-    on_nonfinite: str = attrs.field(default="stop", validator=_one_of(*ON_NONFINITE))
+    device: str = attrs.field(
+        default="cpu", validator=_text, metadata=shortcut(help="cpu, cuda, cuda:N or auto")
+    )
+    amp: bool = attrs.field(
+        default=False, validator=_boolean, metadata=shortcut(help="bf16 autocast on CUDA")
+    )
+    compile: bool = attrs.field(
+        default=False, validator=_boolean, metadata=shortcut(help="torch.compile the loss")
+    )
+    progress: bool = attrs.field(
+        default=True, validator=_boolean, metadata=shortcut(help="no progress bar")
+    )
+    on_nonfinite: str = attrs.field(
+        default="stop",
+        validator=_choice(*ON_NONFINITE),
+        metadata=shortcut(
+            help="a step with a NaN/inf loss or gradient: stop the run (default) or skip the "
+            "update (train.max_skips in a row at most)"
+        ),
+    )
     max_skips: int = attrs.field(default=10, validator=_pos_int)
     diagnose_examples: int = attrs.field(default=0, validator=_nonneg_int)
     ema_decay: float = attrs.field(default=0.0, validator=_decay)
     ema_warmup: bool = attrs.field(default=False, validator=_boolean)
-    logger: str = attrs.field(default="jsonl", validator=_one_of(*LOGGERS))
+    logger: str = attrs.field(default="jsonl", validator=_choice(*LOGGERS))
 
 
 EXACT_RESUME_FIELDS = (
