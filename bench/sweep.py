@@ -47,7 +47,7 @@ from torch import Tensor, nn
 import latentkit as lk
 from bench import baselines, full_bound, hotspots
 from bench.timing import Timing, cpu_clock, difference, interleaved, ratio
-from latentkit.objectives import default_objective
+from latentkit.registry import training_objective
 
 __all__ = [
     "GOALS",
@@ -227,7 +227,7 @@ class CompiledPath:
         self.task = task
         self.model = m = copy.deepcopy(lk_model)
         if task == "train step":
-            objective = default_objective(m)
+            objective = training_objective(m)
             objective(m, example)  # eager once: fills torch's KL dispatch cache before tracing
             self.fn = torch.compile(lambda x: objective(m, x).mean(), dynamic=True)
         else:

@@ -18,7 +18,7 @@ from torch.distributions import Distribution, Independent, Normal, kl
 
 import latentkit as lk
 from latentkit.distributions import DiagNormal, StandardNormal, closed_form_kl
-from latentkit.objectives import default_objective
+from latentkit.registry import training_objective
 
 
 def _data(model: lk.LatentModel, n: int) -> torch.Tensor:
@@ -50,7 +50,7 @@ def test_compiles_in_one_graph_and_matches_eager(name, task):
         def fn(x):
             return lk.iwae(model, x, 3, validate=False)
     else:
-        objective = default_objective(model)
+        objective = training_objective(model)
 
         def fn(x):
             return objective(model, x)
@@ -159,6 +159,6 @@ def test_a_compiled_bound_is_not_recompiled_for_other_models():
     for _ in range(2):
         other = lk.load_model("ddpm", num_timesteps=10)
         lk.elbo(other, x)
-        default_objective(other)(other, x)
+        training_objective(other)(other, x)
     with torch.compiler.set_stance("fail_on_recompile"):
         compiled(x)

@@ -16,6 +16,8 @@ from latentkit.bounds import ElboResult, bits_per_dim, elbo, iwae
 from latentkit.chains import (
     GenerativeChain,
     LatentModel,
+    LinearGaussianSpec,
+    ObjectiveChoice,
     PosteriorChain,
     SharedModule,
     SingleLayerPosterior,
@@ -46,15 +48,9 @@ from latentkit.estimators import Draw, Estimator, list_estimators
 from latentkit.evaluation import EvalReport, evaluate, paired_difference
 from latentkit.hookspecs import hookimpl
 from latentkit.likelihoods import make_likelihood
-from latentkit.objectives import (
-    FunctionObjective,
-    Objective,
-    ObjectiveSpec,
-    default_objective,
-    training_loss,
-)
+from latentkit.objectives import FunctionObjective, Objective, ObjectiveSpec
 from latentkit.ode import ode_log_prob as ode_log_prob
-from latentkit.oracles import LinearGaussianSpec, exact_log_prob, exact_posterior
+from latentkit.oracles import exact_log_prob, exact_posterior
 from latentkit.registry import (
     ModelSpec,
     PluginFault,
@@ -69,11 +65,15 @@ from latentkit.registry import (
     plugin_faults,
     register_plugin,
     reload_plugins,
+    training_loss,
+    training_objective,
     unregister_plugin,
 )
 from latentkit.sampling import sample
 from latentkit.trained import load_trained_model
 from latentkit.training import TrainConfig, Trainer
+
+default_objective = training_objective  # the old name of training_objective (deprecated)
 
 __version__ = "0.1.0"
 
@@ -101,6 +101,7 @@ __all__ = [
     "NonFiniteTrainingError",
     "NotTractableError",
     "Objective",
+    "ObjectiveChoice",
     "ObjectiveSpec",
     "PluginError",
     "PluginFault",
@@ -117,7 +118,6 @@ __all__ = [
     "UnknownModelError",
     "bits_per_dim",
     "compare_runs",
-    "default_objective",
     "diagnose",
     "elbo",
     "evaluate",
@@ -145,6 +145,7 @@ __all__ = [
     "sample",
     "structure_config",
     "training_loss",
+    "training_objective",
     "unregister_plugin",
     "unstructure_config",
 ]

@@ -27,22 +27,58 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
+import attrs
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-if TYPE_CHECKING:
-    from latentkit.oracles import LinearGaussianSpec
-
 __all__ = [
     "GenerativeChain",
     "LatentModel",
+    "LinearGaussianSpec",
+    "ObjectiveChoice",
     "PosteriorChain",
     "SharedModule",
     "SingleLayerPosterior",
 ]
+
+
+@attrs.frozen(eq=False)
+class LinearGaussianSpec:
+    """A generative chain as linear-Gaussian conditionals (all vectors flat): what
+    :meth:`GenerativeChain.linear_gaussian` returns, and the exact oracles
+    (:mod:`latentkit.oracles`) read.
+
+    ``transitions[i] = (A, b, v)`` is p(z_{i+1} | z_{i+2}) = N(A z_{i+2} + b, diag v), for
+    i = 0..L-2; ``weight``, ``bias``, ``noise_var`` give p(x | z_1) on the flattened x.
+    """
+
+    prior_mean: Tensor
+    prior_var: Tensor
+    transitions: tuple[tuple[Tensor, Tensor, Tensor], ...]
+    weight: Tensor
+    bias: Tensor
+    noise_var: Tensor
+
+    def messages(self) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """(C_l, d_l, Σ_l) for l = 1..L: x | z_l ~ N(C_l z_l + d_l, Σ_l)."""
+        C, d, S = self.weight, self.bias, torch.diag(self.noise_var)
+        out = [(C, d, S)]
+        for A, b, v in self.transitions:
+            C, d, S = C @ A, C @ b + d, (C * v) @ C.T + S
+            out.append((C, d, S))
+        return out
+
+
+class ObjectiveChoice(NamedTuple):
+    """The objective a model trains with unless told otherwise: its registry ``name``
+    (``latentkit.list_objectives()``) and the ``options`` of its config, e.g.
+    ``ObjectiveChoice("elbo", {"beta": 4.0})``. A tuple: equal to ``(name, options)``."""
+
+    name: str
+    options: dict[str, Any]
 
 
 class SharedModule:
@@ -202,9 +238,10 @@ class LatentModel(nn.Module):
         objective: the name of the training objective the model trains with unless told
             otherwise (``latentkit.list_objectives()``; ``elbo`` by default).
         objective_config: that objective's config values, e.g. ``{"beta": 4.0}`` for a
-            β-VAE or ``{"estimator": "enumerated"}``. The model never evaluates its loss
-            itself: ``latentkit.objectives`` does (DESIGN §8); evaluation always reports
-            the true bound.
+            β-VAE or ``{"estimator": "enumerated"}``. Both are kept as
+            :attr:`objective_choice`. The model never evaluates its loss itself:
+            ``latentkit.training_objective(model)`` builds the objective (DESIGN §8);
+            evaluation always reports the true bound.
         shared: modules both chains use, by name: owned here (``model.shared``, an
             ``nn.ModuleDict``) and held by the chains as :class:`SharedModule` references.
     """
@@ -236,10 +273,20 @@ class LatentModel(nn.Module):
         _check_shared(self)
         self.name = name
         self.config = config
-        self.default_objective: tuple[str, dict[str, Any]] = (
-            objective,
-            dict(objective_config or {}),
-        )
+        self.objective_choice = ObjectiveChoice(objective, dict(objective_config or {}))
+
+    @property
+    def objective_choice(self) -> ObjectiveChoice:
+        """The objective the model trains with unless told otherwise (name and options)."""
+        return self._objective_choice
+
+    @objective_choice.setter
+    def objective_choice(self, choice: tuple[str, Mapping[str, Any]]) -> None:
+        name, options = choice
+        self._objective_choice = ObjectiveChoice(name, dict(options))
+
+    # The old name of ``objective_choice`` (deprecated): it held the same (name, options).
+    default_objective = objective_choice
 
     @property
     def data_shape(self) -> tuple[int, ...]:

@@ -22,47 +22,21 @@ from __future__ import annotations
 
 import math
 
-import attrs
 import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
-from latentkit.chains import LatentModel, PosteriorChain
+from latentkit.chains import LatentModel, LinearGaussianSpec, PosteriorChain
 from latentkit.errors import NotTractableError
 from latentkit.validation import check_data
 
 __all__ = [
     "ExactLinearGaussianPosterior",
-    "LinearGaussianSpec",
+    "LinearGaussianSpec",  # defined with the chains (the contract's type); the oracles read it
     "exact_log_prob",
     "exact_posterior",
     "linear_gaussian_elbo",
 ]
-
-
-@attrs.frozen(eq=False)
-class LinearGaussianSpec:
-    """A generative chain as linear-Gaussian conditionals (all vectors flat).
-
-    ``transitions[i] = (A, b, v)`` is p(z_{i+1} | z_{i+2}) = N(A z_{i+2} + b, diag v), for
-    i = 0..L-2; ``weight``, ``bias``, ``noise_var`` give p(x | z_1) on the flattened x.
-    """
-
-    prior_mean: Tensor
-    prior_var: Tensor
-    transitions: tuple[tuple[Tensor, Tensor, Tensor], ...]
-    weight: Tensor
-    bias: Tensor
-    noise_var: Tensor
-
-    def messages(self) -> list[tuple[Tensor, Tensor, Tensor]]:
-        """(C_l, d_l, Σ_l) for l = 1..L: x | z_l ~ N(C_l z_l + d_l, Σ_l)."""
-        C, d, S = self.weight, self.bias, torch.diag(self.noise_var)
-        out = [(C, d, S)]
-        for A, b, v in self.transitions:
-            C, d, S = C @ A, C @ b + d, (C * v) @ C.T + S
-            out.append((C, d, S))
-        return out
 
 
 def _condition(mean: Tensor, var: Tensor, C: Tensor, d: Tensor, S: Tensor, x: Tensor):

@@ -9,18 +9,19 @@ built-in plugin by name: the built-ins are found exactly as a third party's woul
 from __future__ import annotations
 
 import importlib.metadata
-import re
-from collections.abc import Callable
+import weakref
 from typing import Any
 
 import attrs
 import pluggy
+from torch import Tensor
 
 from latentkit import hookspecs, objectives
-from latentkit.chains import LatentModel
+from latentkit.chains import LatentModel, ObjectiveChoice
 from latentkit.config import structure_config
-from latentkit.errors import ConfigError, PluginError, UnknownModelError
+from latentkit.errors import ConfigError, EstimatorError, PluginError, UnknownModelError
 from latentkit.objectives import Objective, ObjectiveSpec
+from latentkit.specs import ModelSpec
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -32,97 +33,20 @@ __all__ = [
     "list_objectives",
     "load_model",
     "make_objective",
+    "model_specs",
     "objective_specs",
     "plugin_faults",
     "register_plugin",
     "reload_plugins",
+    "training_loss",
+    "training_objective",
+    "unregister_plugin",
 ]
 
 ENTRY_POINT_GROUP = "latentkit.plugins"
 IN_PROCESS = "<registered in process>"
 BUILT_IN = "latentkit"
 """The distribution named for what the core registers itself (the ``elbo``/``iwae`` objectives)."""
-_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
-
-
-def _valid_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ValueError(
-            f"{attribute.name!r} must be lower case letters, digits, '-' or '_', "
-            f"starting with a letter; got {value!r}"
-        )
-
-
-def _attrs_class(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not (isinstance(value, type) and attrs.has(value)):
-        raise ValueError(f"{attribute.name!r} must be an attrs class, got {value!r}")
-
-
-@attrs.frozen
-class ModelSpec:
-    """What a plugin contributes for one model (returned from ``latentkit_models``).
-
-    Attributes:
-        name: registry name, e.g. ``"vae"``.
-        config_class: attrs (frozen) class holding the model's configuration.
-        factory: ``factory(config) -> LatentModel``.
-        description: one line for ``latentkit list``.
-        plugin: the distribution that registered it (filled in by the registry).
-        test_configs: (keyword only, optional) a zero-argument callable returning a
-            Hypothesis strategy of config dicts (keyword arguments of ``load_model``) for
-            ``latentkit.testing``'s checks and ``latentkit verify``: small configs that
-            build and run in milliseconds and together cover the model's options. ``None``
-            (the default): the checks use the default config. Test data need not be
-            declared: the checks draw it from the model itself (see ``docs/checks.md``).
-        data_shape_field: (keyword only) the config field that ``latentkit train`` fills
-            with the shape of one example of the data set (a list, e.g. ``[1, 28, 28]``)
-            unless it is given; ``None``: the command fills none. Ignored when the config
-            class has no such field. Default ``"data_shape"``.
-        likelihood_field: (keyword only) the config field that ``latentkit train`` fills
-            with the likelihood the data's variant fits (``bernoulli`` for binarized data,
-            ``discretized`` for 8-bit, ``gaussian`` otherwise) unless it is given; when the
-            config has it, binarized data are loaded by default. ``None``: none. Default
-            ``"likelihood"``. (The model ↔ command-line contract: docs/tutorial.md.)
-        checks: (keyword only, optional) a zero-argument callable returning the model's own
-            checks (``latentkit.testing.Check`` objects: identities only this family has),
-            which ``latentkit verify`` and ``latentkit.testing.run_checks`` run after the
-            generic ones, on the same drawn cases. Their keys must not clash with the
-            generic checks'.
-    """
-
-    name: str = attrs.field(validator=_valid_name)
-    config_class: type = attrs.field(validator=_attrs_class)
-    factory: Callable[[Any], LatentModel] = attrs.field(validator=attrs.validators.is_callable())
-    description: str = ""
-    plugin: str = ""
-    test_configs: Callable[[], Any] | None = attrs.field(
-        default=None,
-        kw_only=True,
-        validator=attrs.validators.optional(attrs.validators.is_callable()),
-    )
-    data_shape_field: str | None = attrs.field(
-        default="data_shape",
-        kw_only=True,
-        validator=attrs.validators.optional(attrs.validators.instance_of(str)),
-    )
-    likelihood_field: str | None = attrs.field(
-        default="likelihood",
-        kw_only=True,
-        validator=attrs.validators.optional(attrs.validators.instance_of(str)),
-    )
-
-    checks: Callable[[], Any] | None = attrs.field(
-        default=None,
-        kw_only=True,
-        validator=attrs.validators.optional(attrs.validators.is_callable()),
-    )
-
-    def data_fields(self) -> dict[str, str]:
-        """``{"data_shape": FIELD, "likelihood": FIELD}`` for the declared fields that the
-        config class has: what ``latentkit train`` fills from the data."""
-        names = {f.name for f in attrs.fields(self.config_class)}
-        declared = {"data_shape": self.data_shape_field, "likelihood": self.likelihood_field}
-        return {k: v for k, v in declared.items() if v is not None and v in names}
 
 
 @attrs.frozen
@@ -402,3 +326,28 @@ def make_objective(name: str, model: LatentModel, **config: Any) -> Objective:
         )
     built.name = spec.name
     return built
+
+
+_built: weakref.WeakKeyDictionary[LatentModel, tuple[ObjectiveChoice, Objective]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def training_objective(model: LatentModel) -> Objective:
+    """The objective ``model.objective_choice`` names (the one the model trains with unless
+    told otherwise), built once per model and kept (its state, e.g. an importance sampler's
+    history, carries over from call to call); built again if the choice is changed."""
+    choice = model.objective_choice
+    cached = _built.get(model)
+    if cached is not None and cached[0] == choice:
+        return cached[1]
+    built = make_objective(choice.name, model, **choice.options)
+    _built[model] = (ObjectiveChoice(choice.name, dict(choice.options)), built)
+    return built
+
+
+def training_loss(model: LatentModel, x: Tensor, step: int | Tensor | None = None) -> Tensor:
+    """The loss of the model's own objective (:func:`training_objective`), ``[batch]``."""
+    if not isinstance(model, LatentModel):
+        raise EstimatorError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
+    return training_objective(model).forward(model, x, step)

@@ -4,7 +4,9 @@ A model is its two chains; an :class:`Objective` is a per-example loss ``[batch]
 for a model from a registered name and an attrs config, as Pyro keeps ``SVI(model, guide,
 optim, loss)`` apart. Plugins add objectives through the ``latentkit_objectives`` hook.
 Evaluation (``latentkit.elbo``, ``latentkit.iwae``, ``latentkit evaluate``) always reports
-the true bound, never a training surrogate. Formulas, estimators and when to use each:
+the true bound, never a training surrogate. The objective a model trains with unless told
+otherwise (``model.objective_choice``) is built by ``latentkit.training_objective(model)``,
+beside the registry it is looked up in. Formulas, estimators and when to use each:
 ``docs/objectives.md``.
 
 Built in:
@@ -24,12 +26,6 @@ torch.Size([3])
 
 from __future__ import annotations
 
-import weakref
-
-from torch import Tensor
-
-from latentkit.chains import LatentModel
-from latentkit.errors import EstimatorError
 from latentkit.hookspecs import hookimpl
 from latentkit.objectives.base import FunctionObjective, Objective, ObjectiveSpec
 from latentkit.objectives.elbo import ElboConfig, ElboObjective, warmup_factor
@@ -64,31 +60,3 @@ def latentkit_objectives() -> list[ObjectiveSpec]:
             "−IWAE_k with the standard, STL or DReG gradient",
         ),
     ]
-
-
-_defaults: weakref.WeakKeyDictionary[LatentModel, tuple[tuple[str, dict], Objective]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def default_objective(model: LatentModel) -> Objective:
-    """The objective ``model.default_objective`` names, built once per model and kept (its
-    state, e.g. an importance sampler's history, carries over from call to call); built
-    again if ``model.default_objective`` is changed."""
-    from latentkit.registry import make_objective
-
-    declared = model.default_objective
-    cached = _defaults.get(model)
-    if cached is not None and cached[0] == declared:
-        return cached[1]
-    name, options = declared
-    built = make_objective(name, model, **options)
-    _defaults[model] = ((name, dict(options)), built)
-    return built
-
-
-def training_loss(model: LatentModel, x: Tensor, step: int | Tensor | None = None) -> Tensor:
-    """The loss of the model's default objective (``model.default_objective``), ``[batch]``."""
-    if not isinstance(model, LatentModel):
-        raise EstimatorError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
-    return default_objective(model).forward(model, x, step)

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import attrs
-from attrs import validators as v
 from torch import Tensor, nn
 
 from latentkit.chains import LatentModel
 from latentkit.errors import ConfigError
+from latentkit.specs import Spec
 
 
 class Objective(nn.Module):
@@ -66,37 +66,13 @@ class FunctionObjective(Objective):
         return self.fn(model, x, step)
 
 
-def _valid_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    import re
-
-    if not isinstance(value, str) or not re.match(r"^[a-z][a-z0-9_-]*$", value):
-        raise ValueError(
-            f"{attribute.name!r} must be lower case letters, digits, '-' or '_', "
-            f"starting with a letter; got {value!r}"
-        )
-
-
 @attrs.frozen
-class ObjectiveSpec:
+class ObjectiveSpec(Spec):
     """What a plugin contributes for one objective (returned from ``latentkit_objectives``).
 
     Attributes:
-        name: registry name, e.g. ``"iwae"``.
-        config_class: attrs (frozen) class of the objective's options; its validators name
-            the field and the allowed range.
+        name, config_class, description, plugin: as every :class:`~latentkit.specs.Spec`
+            (``config_class``: the objective's options).
         factory: ``factory(config, model) -> Objective`` (an :class:`Objective` subclass
             itself qualifies).
-        description: one line for ``latentkit list`` and the docs.
-        plugin: the distribution that registered it (filled in by the registry).
     """
-
-    name: str = attrs.field(validator=_valid_name)
-    config_class: type = attrs.field()
-    factory: Callable[[Any, LatentModel], Objective] = attrs.field(validator=v.is_callable())
-    description: str = ""
-    plugin: str = ""
-
-    @config_class.validator
-    def _attrs_class(self, attribute: attrs.Attribute, value: Any) -> None:
-        if not (isinstance(value, type) and attrs.has(value)):
-            raise ValueError(f"{attribute.name!r} must be an attrs class, got {value!r}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from latentkit.bounds import elbo, iwae
-from latentkit.objectives import training_loss
+from latentkit.registry import training_loss
 from latentkit.sampling import sample
 from latentkit.testing.checks.case import CheckFailure, ModelCase
 from latentkit.testing.checks.stats import assert_close

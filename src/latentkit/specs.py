@@ -1,0 +1,114 @@
+"""What a plugin contributes, one spec per thing: the base every spec shares and
+:class:`ModelSpec` (``latentkit_models``); :class:`~latentkit.ObjectiveSpec`
+(``latentkit_objectives``) is the same base with the objective's factory.
+
+Each rule on a spec's fields is one validator here, used by both kinds of spec.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from attrs import validators as v
+
+__all__ = ["ModelSpec", "Spec"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def _registry_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(
+            f"{attribute.name!r} must be lower case letters, digits, '-' or '_', "
+            f"starting with a letter; got {value!r}"
+        )
+
+
+def _attrs_class(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not (isinstance(value, type) and attrs.has(value)):
+        raise ValueError(f"{attribute.name!r} must be an attrs class, got {value!r}")
+
+
+_optional_callable = v.optional(v.is_callable())
+_optional_str = v.optional(v.instance_of(str))
+
+
+@attrs.frozen
+class Spec:
+    """The fields every spec has.
+
+    Attributes:
+        name: registry name (lower case letters, digits, ``-`` and ``_``, starting with a
+            letter), e.g. ``"vae"`` or ``"iwae"``.
+        config_class: attrs (frozen) class of the configuration; its validators reject bad
+            values naming the field.
+        factory: builds the thing from a config instance (the kind of spec says with what).
+        description: one line for ``latentkit list`` and the docs.
+        plugin: the distribution that registered it (filled in by the registry).
+    """
+
+    name: str = attrs.field(validator=_registry_name)
+    config_class: type = attrs.field(validator=_attrs_class)
+    factory: Callable[..., Any] = attrs.field(validator=v.is_callable())
+    description: str = ""
+    plugin: str = ""
+
+
+@attrs.frozen
+class ModelSpec(Spec):
+    """What a plugin contributes for one model (returned from ``latentkit_models``).
+
+    Attributes:
+        name, config_class, description, plugin: as every :class:`Spec`.
+        factory: ``factory(config) -> LatentModel`` (a :class:`~latentkit.LatentModel`).
+        test_configs: (keyword only, optional) a zero-argument callable returning a
+            Hypothesis strategy of config dicts (keyword arguments of ``load_model``) for
+            ``latentkit.testing``'s checks and ``latentkit verify``: small configs that
+            build and run in milliseconds and together cover the model's options. ``None``
+            (the default): the checks use the default config. Test data need not be
+            declared: the checks draw it from the model itself (see ``docs/checks.md``).
+        data_shape_field: (keyword only) the config field that ``latentkit train`` fills
+            with the shape of one example of the data set (a list, e.g. ``[1, 28, 28]``)
+            unless it is given; ``None``: the command fills none. Ignored when the config
+            class has no such field. Default ``"data_shape"``.
+        likelihood_field: (keyword only) the config field that ``latentkit train`` fills
+            with the likelihood the data's variant fits (``bernoulli`` for binarized data,
+            ``discretized`` for 8-bit, ``gaussian`` otherwise) unless it is given; when the
+            config has it, binarized data are loaded by default. ``None``: none. Default
+            ``"likelihood"``. (The model ↔ command-line contract: docs/tutorial.md.)
+        checks: (keyword only, optional) a zero-argument callable returning the model's own
+            checks (``latentkit.testing.Check`` objects: identities only this family has),
+            which ``latentkit verify`` and ``latentkit.testing.run_checks`` run after the
+            generic ones, on the same drawn cases. Their keys must not clash with the
+            generic checks'.
+        mutants: (keyword only, optional) a zero-argument callable returning this model
+            with deliberate faults (``latentkit.testing.mutants.Mutant`` objects, usually
+            ``latentkit.testing.mutants.on_model(...)``): the broken models the checks
+            themselves are tested on (``docs/checks.md``, "What each fault is caught by").
+    """
+
+    test_configs: Callable[[], Any] | None = attrs.field(
+        default=None, kw_only=True, validator=_optional_callable
+    )
+    data_shape_field: str | None = attrs.field(
+        default="data_shape", kw_only=True, validator=_optional_str
+    )
+    likelihood_field: str | None = attrs.field(
+        default="likelihood", kw_only=True, validator=_optional_str
+    )
+    checks: Callable[[], Any] | None = attrs.field(
+        default=None, kw_only=True, validator=_optional_callable
+    )
+    mutants: Callable[[], Any] | None = attrs.field(
+        default=None, kw_only=True, validator=_optional_callable
+    )
+
+    def data_fields(self) -> dict[str, str]:
+        """``{"data_shape": FIELD, "likelihood": FIELD}`` for the declared fields that the
+        config class has: what ``latentkit train`` fills from the data."""
+        names = {f.name for f in attrs.fields(self.config_class)}
+        declared = {"data_shape": self.data_shape_field, "likelihood": self.likelihood_field}
+        return {key: f for key, f in declared.items() if f is not None and f in names}
