@@ -1,9 +1,10 @@
-"""Learning-rate schedules and the weight EMA (``latentkit.schedules``).
+"""Learning-rate schedules and the weight EMA (``latentkit.training.lr_schedules`` and
+``latentkit.training.averaging``; ``latentkit.schedules`` is their old name).
 
 The schedule tests pin f(n) of the module docstring at chosen steps (n = step + 1); the EMA
 tests compare with a closed form derived below, in float64, and check that a saved and
 restored EMA continues bit for bit (``torch.equal``). The mutants these tests kill are
-listed in the module's docstring.
+listed in the modules' docstrings.
 """
 
 from __future__ import annotations
@@ -23,7 +24,22 @@ from torch import nn
 
 from latentkit.config import structure_config
 from latentkit.errors import CheckpointError, ConfigError, InputError
-from latentkit.schedules import EMA, LR_KINDS, LRSchedule, apply_lr, lr_factor
+from latentkit.training.averaging import EMA
+from latentkit.training.lr_schedules import LR_KINDS, LRSchedule, apply_lr, lr_factor
+
+
+def test_the_old_module_name_gives_the_same_objects():
+    """``latentkit.schedules`` (the old home, which users may import) re-exports each old
+    name as the very object of its new module, and lists none as public."""
+    import latentkit.schedules as old
+    from latentkit.training import averaging, lr_schedules
+
+    names = {"EMA": averaging, "LR_KINDS": lr_schedules, "LRSchedule": lr_schedules}
+    names |= {"apply_lr": lr_schedules, "lr_factor": lr_schedules}
+    for name, module in names.items():
+        assert getattr(old, name) is getattr(module, name), name
+    assert old.__all__ == []
+
 
 # --- learning-rate schedules ---------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from latentkit.checkpoint import (
 )
 from latentkit.errors import LatentkitError
 from latentkit.registry import load_model
-from latentkit.schedules import EMA
+from latentkit.training.averaging import EMA
 
 __all__ = ["load_trained_model"]
 
