@@ -447,6 +447,22 @@ def test_outputs_json_table_and_plots(tmp_path):
     assert dg.training_diagnostics_plot(metrics, tmp_path / "train.png").exists()
 
 
+def test_a_long_chain_is_diagnosed_at_diagnosed_timesteps_spaced_geometrically():
+    """By default a layer-batched chain of T ≤ DIAGNOSED_TIMESTEPS (16) layers is diagnosed at
+    every layer, a longer one at 16 layers spaced geometrically from 1 to T (rounded);
+    ``MAX_TIMESTEPS``, its old name, is the same number (not diffusion's 10⁶ cap on T)."""
+    from types import SimpleNamespace
+
+    from latentkit.diagnostics import walks
+
+    assert walks.DIAGNOSED_TIMESTEPS == 16
+    assert dg.MAX_TIMESTEPS == walks.MAX_TIMESTEPS == walks.DIAGNOSED_TIMESTEPS
+    assert walks._timesteps(SimpleNamespace(num_layers=16), None) == list(range(1, 17))
+    # round(1000^(k/15)) for k = 0..15
+    grid = [1, 2, 3, 4, 6, 10, 16, 25, 40, 63, 100, 158, 251, 398, 631, 1000]
+    assert walks._timesteps(SimpleNamespace(num_layers=1000), None) == grid
+
+
 def test_bad_arguments_are_refused():
     model = lk.load_model("vae", data_shape=(4,), latent_dim=2, hidden=(8,)).double()
     with pytest.raises(InputError, match="num_draws"):

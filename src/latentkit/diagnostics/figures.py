@@ -29,6 +29,7 @@ def _pyplot():
 
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
+    """Write ``fig`` to ``path`` with the house's PNG settings; the path written."""
     from latentkit.plots import save_figure as save  # the house's PNG settings (dpi, margins)
 
     return save(fig, path)
@@ -76,6 +77,7 @@ def _unit_axes(ax_kl, ax_act, diag: Diagnostics, *, sort: bool = False) -> None:
 
 
 def _summary(diag: Diagnostics) -> str:
+    """The diagnostics' headline figures as one line (I_q, aggregate KL, active units)."""
     parts = []
     if diag.mutual_information is not None:
         parts.append(f"I_q = {diag.mutual_information.mean:.2f} (log N = {diag.log_n:.2f})")

@@ -82,6 +82,7 @@ def aggregate_log_prob(
 
 
 def _sample(d: Distribution) -> Tensor:
+    """A draw from ``d`` (under no_grad: no reparameterization needed)."""
     return d.sample()  # under no_grad: no reparameterization needed
 
 
@@ -122,6 +123,7 @@ class _Chain:
         return zs, fs
 
     def priors(self, zs: Sequence[Tensor]) -> list[Distribution]:
+        """p's factor of each latent at the draws ``zs``: p(z_l | z_{l+1}), the prior for z_L."""
         p, L = self.model.generative, self.L
         return [p.transition(l + 1, zs[l]) for l in range(1, L)] + [p.prior(zs[0].shape[0])]
 

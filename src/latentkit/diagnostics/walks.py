@@ -34,8 +34,9 @@ from latentkit.diagnostics.results import LayerDiagnostics, _est, _layer_result
 from latentkit.errors import EstimatorError, InputError
 from latentkit.estimators import kl_or_log_ratio, per_dimension_kl
 
-MAX_TIMESTEPS = 16
+DIAGNOSED_TIMESTEPS = 16
 """A long layer-batched chain (a DDPM's T) is diagnosed at this many timesteps by default."""
+MAX_TIMESTEPS = DIAGNOSED_TIMESTEPS  # the old name (not latentkit.diffusion.MAX_TIMESTEPS)
 
 ROWS_PER_CALL = 8192
 """Default cap on the rows of one network call in the joint mixture (as ``layer-batched``)."""
@@ -62,15 +63,18 @@ def _per_example(values: Tensor, m: int) -> Tensor:
 
 
 def _flat(z: Tensor) -> Tensor:
+    """Each row flattened to a vector, ``[n, D]``."""
     return rearrange(z, "n ... -> n (...)")
 
 
 def _timesteps(model: LatentModel, timesteps: Sequence[int] | None) -> list[int]:
+    """The timesteps to diagnose: ``timesteps`` checked against 1..L, else every one up to
+    :data:`DIAGNOSED_TIMESTEPS`, else that many spaced geometrically from 1 to L."""
     L = model.num_layers
     if timesteps is None:
-        if L <= MAX_TIMESTEPS:
+        if L <= DIAGNOSED_TIMESTEPS:
             return list(range(1, L + 1))
-        grid = np.unique(np.round(np.geomspace(1, L, MAX_TIMESTEPS)).astype(int))
+        grid = np.unique(np.round(np.geomspace(1, L, DIAGNOSED_TIMESTEPS)).astype(int))
         return [int(t) for t in grid]
     ts = sorted({int(t) for t in timesteps})
     if not ts or ts[0] < 1 or ts[-1] > L:
@@ -89,11 +93,14 @@ class _Activity:
         self.within: list[Tensor] = []
 
     def add(self, factor_means: Tensor) -> None:  # [b, M, d]
+        """Keep one batch's per-example means ``[b, d]`` and, with M > 1, the spread within
+        each example."""
         self.means.append(factor_means.mean(1))
         if factor_means.shape[1] > 1:
             self.within.append(factor_means.var(1).sum(0))
 
     def result(self, m: int) -> Tensor:
+        """Activity per dimension, the draw noise of M draws per example taken out."""
         means = torch.cat(self.means)
         a = means.var(0) if means.shape[0] > 1 else torch.zeros_like(means[0])
         if self.within:  # E[Var_x(mean of M)] = A + E_x Var(mean | x) / M
