@@ -16,10 +16,13 @@ from cattrs.v import format_exception
 from latentkit.errors import ConfigError
 
 __all__ = [
+    "MAX_DATA_LEVELS",
     "config_fields",
+    "data_levels",
     "describe_fields",
     "int_at_least",
     "one_of",
+    "positive_ints",
     "ruled",
     "structure_config",
     "unstructure_config",
@@ -179,5 +182,54 @@ def int_at_least(low: int) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{attribute.name!r} must be an int ≥ {low}, got {value!r}")
+
+    return check
+
+
+def positive_ints(min_len: int = 1, *, hint: str = "") -> Any:
+    """An attrs validator: a tuple of at least ``min_len`` ints > 0 (bools refused), e.g. a
+    data shape (``min_len=1``) or hidden widths that may be empty (``min_len=0``). ``hint``
+    follows the rule in the message, saying what the ints are."""
+    if min_len <= 0:
+        rule = "a tuple of ints > 0"
+    elif min_len == 1:
+        rule = "a non-empty tuple of ints > 0"
+    else:
+        rule = f"a tuple of at least {min_len} ints > 0"
+
+    @ruled(rule.removeprefix("a "))
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        whole = isinstance(value, tuple) and all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value
+        )
+        if not whole or len(value) < min_len:
+            raise ConfigError(f"{attribute.name!r} must be {rule}{hint}, got {value!r}")
+
+    return check
+
+
+MAX_DATA_LEVELS = 256
+"""The most levels K a discretized likelihood takes (8-bit data)."""
+
+
+def data_levels(decoder_field: str = "decoder", reads: str = "discretized") -> Any:
+    """An attrs validator of ``levels``, K, the data's levels: an int in 2..256, read by the
+    decoder ``reads`` alone, so with another value of ``decoder_field`` it must keep its
+    default, 256 (a K given for a decoder that ignores it is a mistake, refused)."""
+
+    @ruled(f"int in 2..{MAX_DATA_LEVELS}")
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not whole or not 2 <= value <= MAX_DATA_LEVELS:
+            raise ConfigError(
+                f"{attribute.name!r} must be an int K in 2..{MAX_DATA_LEVELS} (the data's "
+                f"levels: 2 for binary data {{0, 1}}, 256 for 8-bit data), got {value!r}"
+            )
+        decoder = getattr(instance, decoder_field)
+        if value != MAX_DATA_LEVELS and decoder != reads:
+            raise ConfigError(
+                f"{attribute.name!r} is only read with {decoder_field}={reads!r} "
+                f"({decoder_field} is {decoder!r}); got {attribute.name}={value}"
+            )
 
     return check

@@ -13,34 +13,42 @@ Between two times s < t the forward chain has one step q(z_t | z_s) = N(α_{t|s}
 with α_{t|s} = ᾱ_t/ᾱ_s and β_{t|s}² = β̄_t² (−expm1(γ_s − γ_t)) (seed 001, eq. 25 read
 backwards); the DDPM's per-step α_t, β_t are these at s = t − 1. Every function here works
 elementwise on tensors and keeps the dtype it is given.
+
+A discrete chain's constants are tables indexed by the step t = 0..T: :class:`StepTables`
+keeps them exact in float64 whatever dtype the model is cast to, and :func:`gather_steps`
+reads one step per example, shaped to broadcast against the batch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
     "MAX_STEP_BETA_SQ",
     "MAX_TIMESTEPS",
+    "StepTables",
     "alpha_bar_sq",
     "beta_bar_sq",
     "cosine_alpha_bar",
     "cosine_log_snr",
     "gamma_from_alpha_bar",
+    "gather_steps",
     "step_beta_from_alpha_bar",
     "step_variance_fraction",
 ]
 
 MAX_STEP_BETA_SQ = 0.999
+"""Cap on one step's β_t² (the DDPM paper's β_t), as improved DDPM: keeps α_t > 0."""
 
 MAX_TIMESTEPS = 1_000_000
 """The most timesteps a discrete diffusion's ``num_timesteps`` may ask for: its schedule
 tables hold T + 1 float64 rows each and a full-T bound makes T network calls per example,
 so a T beyond this is a typo, refused at validation rather than met by the allocator."""
-"""Cap on one step's β_t² (the DDPM paper's β_t), as improved DDPM: keeps α_t > 0."""
 
 
 def alpha_bar_sq(gamma: Tensor) -> Tensor:
@@ -93,3 +101,50 @@ def step_beta_from_alpha_bar(alpha_bar: Tensor, cap: float = MAX_STEP_BETA_SQ) -
     ``cap`` (improved DDPM), i.e. the DDPM paper's β_t = 1 − ᾱ_t/ᾱ_{t−1} in its notation."""
     beta_sq = 1.0 - (alpha_bar[1:] / alpha_bar[:-1]) ** 2
     return beta_sq.clamp(min=0.0, max=cap).sqrt()
+
+
+def gather_steps(table: Tensor, t: int | Tensor, like: Tensor) -> Tensor:
+    """``table[t]`` for a table indexed by the step t = 0..T along its first axis, shaped to
+    broadcast against ``like`` (``[batch, *event]``).
+
+    ``t`` an int (or a 0-d tensor): ``table[t]``, 0-d for a ``[T+1]`` table; an IndexError
+    outside 0..T. ``t`` a ``LongTensor[batch]`` (one step per example):
+    ``[batch, *table.shape[1:], 1, …, 1]``, one trailing 1 per event dimension of ``like``.
+    """
+    if isinstance(t, Tensor) and t.ndim == 1:
+        return table[t].reshape(t.shape[0], *table.shape[1:], *([1] * (like.ndim - 1)))
+    t = int(t)
+    last = table.shape[0] - 1
+    if not 0 <= t <= last:
+        raise IndexError(f"timestep t={t} is outside 0..T={last}")
+    return table[t]
+
+
+class StepTables(nn.Module):
+    """Named tables of per-step constants, kept exact: each is computed once in float64 (the
+    master, :attr:`exact`) and held as a buffer of the same name in the module's dtype and
+    device, re-cast from the master on every ``.to()``/``.double()``/``.float()``, so
+    ``model.float().double()`` gives the float64 numbers back, not float32 ones widened.
+
+    The buffers are not saved in ``state_dict``: the configuration rebuilds them.
+    """
+
+    def __init__(self, tables: Mapping[str, Tensor]):
+        super().__init__()
+        self._master = {name: torch.as_tensor(v).to(torch.float64) for name, v in tables.items()}
+        for name, value in self._master.items():
+            self.register_buffer(name, value.to(torch.get_default_dtype()), persistent=False)
+
+    @property
+    def exact(self) -> Mapping[str, Tensor]:
+        """Every table in float64 as computed, by name (read-only): the buffers of the same
+        names are casts of these, re-derived from them on every ``.to()``."""
+        return MappingProxyType(self._master)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        # Re-derive from the float64 master: a float32 round trip must not leak into float64.
+        for name, value in self._master.items():
+            now = getattr(self, name)
+            setattr(self, name, value.to(device=now.device, dtype=now.dtype))
+        return self

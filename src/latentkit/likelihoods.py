@@ -35,6 +35,7 @@ __all__ = [
     "GaussianLikelihood",
     "Likelihood",
     "make_likelihood",
+    "split_params",
 ]
 
 

@@ -1,5 +1,5 @@
-"""Small network parts that plugins share: MLPs, a diagonal-Gaussian head, and MADE's
-masked layers for autoregressive flows."""
+"""Small network parts: MLPs, a diagonal-Gaussian head, and MADE's masked layers for
+autoregressive flows."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torch.distributions import Independent
 from latentkit.distributions import diag_normal
 from latentkit.errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "MADE", "GaussianHead", "MaskedLinear", "mlp"]
+__all__ = ["ACTIVATIONS", "MADE", "GaussianHead", "MaskedLinear", "activation_layer", "mlp"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -25,15 +25,22 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def activation_layer(name: str) -> nn.Module:
+    """A new module of the activation ``name`` (one of :data:`ACTIVATIONS`); a ConfigError
+    naming the choices for any other name."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
 def mlp(sizes: Sequence[int], activation: str = "silu") -> nn.Sequential:
     """Linear layers of the given sizes with ``activation`` between them (none after the last)."""
-    if activation not in ACTIVATIONS:
-        raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    activation_layer(activation)  # refuse an unknown name even where no layer needs one
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
+            layers.append(activation_layer(activation))
     return nn.Sequential(*layers)
 
 
@@ -86,10 +93,7 @@ class MADE(nn.Module):
         self, dim: int, hidden: Sequence[int], context_dim: int = 0, activation: str = "relu"
     ):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
-            )
+        self.act = activation_layer(activation)
         self.dim, self.context_dim = int(dim), int(context_dim)
         degrees = [torch.arange(1, dim + 1)]
         degrees += [torch.arange(h) % dim for h in hidden]
@@ -101,7 +105,6 @@ class MADE(nn.Module):
         self.layers = nn.ModuleList(layers)
         first = len(degrees[1]) if hidden else 2 * dim
         self.context = nn.Linear(context_dim, first) if context_dim else None
-        self.act = ACTIVATIONS[activation]()
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h = self.layers[0](z)
