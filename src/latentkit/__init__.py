@@ -119,6 +119,7 @@ __all__ = [
     "bits_per_dim",
     "compare_runs",
     "diagnose",
+    "distributions",
     "elbo",
     "evaluate",
     "exact_log_prob",
