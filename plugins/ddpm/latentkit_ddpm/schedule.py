@@ -12,13 +12,16 @@ our ᾱ_t². Every table is indexed by t = 0..T; row 0 is the data (α_0 = ᾱ_0
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from latentkit.diffusion import MAX_STEP_BETA_SQ, cosine_alpha_bar, step_beta_from_alpha_bar
+from latentkit.diffusion import (
+    MAX_STEP_BETA_SQ,
+    StepTables,
+    cosine_alpha_bar,
+    gather_steps,
+    step_beta_from_alpha_bar,
+)
 from latentkit.errors import ConfigError
 
 __all__ = ["MAX_PAPER_BETA", "DiffusionSchedule", "check_beta", "cosine_beta", "linear_beta"]
@@ -63,7 +66,7 @@ def check_beta(beta: Tensor, field: str = "beta") -> Tensor:
     return beta
 
 
-class DiffusionSchedule(nn.Module):
+class DiffusionSchedule(StepTables):
     """α_t, β_t, ᾱ_t, β̄_t and the posterior/reverse-variance constants, each a ``[T+1]`` buffer.
 
     Args:
@@ -80,8 +83,9 @@ class DiffusionSchedule(nn.Module):
       reverse variances (DDPM §3.2); at t = 1, β̃_1 = 0, so the lower one uses β̃_2 (T ≥ 2)
       or β_1 (T = 1), as improved DDPM's clipped log-variance.
 
-    Buffers are not saved in ``state_dict`` (the config rebuilds them) and are re-cast from
-    a float64 master on every ``.to()``, so ``model.float().double()`` keeps them exact.
+    Buffers are :class:`latentkit.diffusion.StepTables`': not saved in ``state_dict`` (the
+    config rebuilds them), re-cast from a float64 master (:attr:`exact`) on every ``.to()``,
+    so ``model.float().double()`` keeps them exact.
     """
 
     alpha: Tensor
@@ -95,7 +99,6 @@ class DiffusionSchedule(nn.Module):
     log_sigma_sq_lower: Tensor
 
     def __init__(self, beta: Tensor):
-        super().__init__()
         beta = check_beta(torch.as_tensor(beta, dtype=torch.float64).detach().cpu())
         zero, one = beta.new_zeros(1), beta.new_ones(1)
         beta_sq = beta**2
@@ -115,49 +118,33 @@ class DiffusionSchedule(nn.Module):
         lower[0] = lower[1]
         upper = beta_sq.clone()
         upper[0] = upper[1]
-        self._master = {
-            "alpha": alpha,
-            "beta": beta_sq.sqrt(),
-            "alpha_bar": alpha_bar,
-            "beta_bar": beta_bar_sq.sqrt(),
-            "posterior_coef_x0": alpha_bar.roll(1) * beta_sq / safe,
-            "posterior_coef_xt": alpha * beta_bar_sq.roll(1) / safe,
-            "beta_tilde": beta_tilde_sq.sqrt(),
-            "log_sigma_sq_upper": upper.log(),
-            "log_sigma_sq_lower": lower.log(),
-        }
-        self._master["posterior_coef_x0"][0] = 1.0
-        self._master["posterior_coef_xt"][0] = 0.0
-        for name, value in self._master.items():
-            self.register_buffer(name, value.to(torch.get_default_dtype()), persistent=False)
-
-    @property
-    def exact(self) -> Mapping[str, Tensor]:
-        """Every table in float64 as computed, by name (read-only): the buffers of the same
-        names are casts of these, re-derived from them on every ``.to()``."""
-        return MappingProxyType(self._master)
+        coef_x0 = alpha_bar.roll(1) * beta_sq / safe
+        coef_x0[0] = 1.0
+        coef_xt = alpha * beta_bar_sq.roll(1) / safe
+        coef_xt[0] = 0.0
+        super().__init__(
+            {
+                "alpha": alpha,
+                "beta": beta_sq.sqrt(),
+                "alpha_bar": alpha_bar,
+                "beta_bar": beta_bar_sq.sqrt(),
+                "posterior_coef_x0": coef_x0,
+                "posterior_coef_xt": coef_xt,
+                "beta_tilde": beta_tilde_sq.sqrt(),
+                "log_sigma_sq_upper": upper.log(),
+                "log_sigma_sq_lower": lower.log(),
+            }
+        )
 
     @property
     def num_timesteps(self) -> int:
         """T."""
         return self.beta.shape[0] - 1
 
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        # Re-derive from the float64 master: a float32 round trip must not leak into float64.
-        for name, value in self._master.items():
-            now = getattr(self, name)
-            setattr(self, name, value.to(device=now.device, dtype=now.dtype))
-        return self
-
     def gather(self, table: Tensor, t: int | Tensor, like: Tensor) -> Tensor:
-        """``table[t]`` shaped to broadcast against ``like`` (``[batch, *event]``).
+        """``table[t]`` shaped to broadcast against ``like`` (``[batch, *event]``):
+        :func:`latentkit.diffusion.gather_steps`.
 
         ``t`` is an int (a 0-d result) or a ``LongTensor[batch]`` (a ``[batch, 1, …, 1]`` result).
         """
-        if isinstance(t, Tensor) and t.ndim == 1:
-            return table[t].reshape(-1, *([1] * (like.ndim - 1)))
-        t = int(t)
-        if not 0 <= t <= self.num_timesteps:
-            raise IndexError(f"timestep t={t} is outside 0..T={self.num_timesteps}")
-        return table[t]
+        return gather_steps(table, t, like)

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.distributions import Independent
 
 import latentkit as lk
+from latentkit.config import positive_ints
 from latentkit.distributions import diag_normal, standard_normal
 from latentkit.networks import ACTIVATIONS, GaussianHead, mlp
 
@@ -48,22 +49,9 @@ __all__ = [
 ]
 
 
-def _positive_ints(instance, attribute, value) -> None:
-    if not value or not all(isinstance(d, int) and d > 0 for d in value):
-        raise ValueError(f"{attribute.name!r} must be a non-empty tuple of ints > 0, got {value!r}")
-
-
-def _latent_dims(instance, attribute, value) -> None:
-    if len(value) < 2 or not all(isinstance(d, int) and d > 0 for d in value):
-        raise ValueError(
-            f"{attribute.name!r} must be a tuple of at least 2 ints > 0, one latent dimension per "
-            f"layer z_1..z_L (L ≥ 2; use the 'vae' model for L = 1), got {value!r}"
-        )
-
-
-def _widths(instance, attribute, value) -> None:
-    if not all(isinstance(d, int) and d > 0 for d in value):
-        raise ValueError(f"{attribute.name!r} must be a tuple of ints > 0, got {value!r}")
+_latent_dims = positive_ints(
+    2, hint=", one latent dimension per layer z_1..z_L (L ≥ 2; use the 'vae' model for L = 1)"
+)
 
 
 def _stage_tuples(value):
@@ -114,13 +102,15 @@ class HVAEConfig:
     """
 
     data_shape: tuple[int, ...] = attrs.field(
-        default=(64,), converter=tuple, validator=_positive_ints
+        default=(64,), converter=tuple, validator=positive_ints()
     )
     latent_dims: tuple[int, ...] = attrs.field(
         default=(16, 8), converter=tuple, validator=_latent_dims
     )
     architecture: str = attrs.field(default="mlp", validator=v.in_(("linear", "mlp")))
-    hidden: tuple[int, ...] = attrs.field(default=(256, 256), converter=tuple, validator=_widths)
+    hidden: tuple[int, ...] = attrs.field(
+        default=(256, 256), converter=tuple, validator=positive_ints(0)
+    )
     stage_hidden: tuple[tuple[int, ...], ...] = attrs.field(
         default=(), converter=_stage_tuples, validator=_stage_widths
     )

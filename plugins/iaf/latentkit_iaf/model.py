@@ -21,7 +21,6 @@ coordinate by coordinate (D network calls per step), for the checks and diagnost
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -29,15 +28,14 @@ import attrs
 import torch
 import torch.nn.functional as F
 from attrs import validators as v
-from einops import rearrange
-from latentkit_vae import VAEConfig
-from latentkit_vae.model import VAEGenerative
 from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 
 import latentkit as lk
+from latentkit.blocks import DecoderChain, EncoderDecoderConfig, GaussianEncoder
+from latentkit.config import positive_ints
 from latentkit.distributions import diag_normal
-from latentkit.networks import MADE, mlp
+from latentkit.networks import MADE
 
 __all__ = ["GATE_BIAS", "IAFConfig", "IAFPosterior", "InverseAutoregressiveFlow", "build_iaf"]
 
@@ -46,14 +44,10 @@ GATE_BIAS = 2.0
 the identity (g ≈ 0.88), the paper's "forget gate bias" of 1–2 (Kingma et al. 2016, §4)."""
 
 
-def _widths(instance, attribute, value) -> None:
-    if not all(isinstance(d, int) and d > 0 for d in value):
-        raise ValueError(f"{attribute.name!r} must be a tuple of ints > 0, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
-class IAFConfig(VAEConfig):
-    """``vae``'s fields (the generative chain and the encoder of μ, σ) plus the flow's.
+class IAFConfig(EncoderDecoderConfig):
+    """``vae``'s fields (``latentkit.blocks.EncoderDecoderConfig``: the generative chain and
+    the encoder of μ, σ) plus the flow's.
 
     Attributes:
         num_steps: T, the number of IAF steps (≥ 0; 0 is the VAE's Gaussian q).
@@ -62,7 +56,9 @@ class IAFConfig(VAEConfig):
     """
 
     num_steps: int = attrs.field(default=2, validator=[v.instance_of(int), v.ge(0)])
-    made_hidden: tuple[int, ...] = attrs.field(default=(32,), converter=tuple, validator=_widths)
+    made_hidden: tuple[int, ...] = attrs.field(
+        default=(32,), converter=tuple, validator=positive_ints(0)
+    )
     context_dim: int = attrs.field(default=8, validator=[v.instance_of(int), v.ge(0)])
 
 
@@ -145,33 +141,32 @@ class InverseAutoregressiveFlow(Distribution):
         return self.base.log_prob(z0) - log_det
 
 
-class IAFPosterior(lk.SingleLayerPosterior):
-    """q(z | x): an encoder of μ, σ and the context h, then ``num_steps`` IAF steps."""
+class IAFPosterior(GaussianEncoder):
+    """q(z | x): an encoder of μ, σ and the context h (``latentkit.blocks.GaussianEncoder``
+    with ``context_dim`` features more), then ``num_steps`` IAF steps."""
 
     def __init__(self, cfg: IAFConfig):
-        super().__init__()
-        D = math.prod(cfg.data_shape)
-        self.split = (cfg.latent_dim, cfg.latent_dim, cfg.context_dim)
-        sizes = [D, sum(self.split)]
-        if cfg.architecture == "mlp":
-            sizes[1:1] = cfg.hidden
-        self.net = mlp(sizes, cfg.activation)
-        self.min_scale = float(cfg.min_scale)
+        super().__init__(
+            cfg.data_shape,
+            cfg.latent_dim,
+            cfg.widths,
+            activation=cfg.activation,
+            min_scale=cfg.min_scale,
+            context_dim=cfg.context_dim,
+        )
         self.steps = nn.ModuleList(
             MADE(cfg.latent_dim, cfg.made_hidden, cfg.context_dim, cfg.activation)
             for _ in range(cfg.num_steps)
         )
 
     def forward(self, x: Tensor) -> Distribution:
-        mean, raw, context = self.net(rearrange(x, "b ... -> b (...)")).split(self.split, -1)
-        scale = F.softplus(raw) + self.min_scale
+        base, context = self.parts(x)
         if not self.steps:
-            return diag_normal(mean, scale)
-        return InverseAutoregressiveFlow(
-            mean, scale, context if self.split[2] else None, self.steps
-        )
+            return base
+        gaussian = base.base_dist
+        return InverseAutoregressiveFlow(gaussian.loc, gaussian.scale, context, self.steps)
 
 
 def build_iaf(cfg: IAFConfig) -> lk.LatentModel:
     """The IAF model described by ``cfg`` (the factory registered as ``iaf``)."""
-    return lk.LatentModel(VAEGenerative(cfg), IAFPosterior(cfg))
+    return lk.LatentModel(DecoderChain(cfg), IAFPosterior(cfg))

@@ -21,8 +21,6 @@ import attrs
 import torch
 from attrs import validators as v
 from einops import rearrange
-from latentkit_vae import VAEConfig
-from latentkit_vae.model import VAEGenerative
 from torch import Tensor, nn
 from torch.distributions import (
     Categorical,
@@ -34,15 +32,16 @@ from torch.distributions import (
 )
 
 import latentkit as lk
+from latentkit.blocks import DecoderChain, EncoderDecoderConfig, GaussianEncoder
 from latentkit.chains import SharedModule
-from latentkit.networks import GaussianHead, mlp
 
-__all__ = ["VampConfig", "VampEncoder", "VampGenerative", "VampPosterior", "build_vamp"]
+__all__ = ["VampConfig", "VampGenerative", "VampPosterior", "build_vamp"]
 
 
 @attrs.frozen(kw_only=True)
-class VampConfig(VAEConfig):
-    """``vae``'s fields plus ``num_pseudo_inputs``: K, the number of mixture components (≥ 1).
+class VampConfig(EncoderDecoderConfig):
+    """``vae``'s fields (``latentkit.blocks.EncoderDecoderConfig``) plus
+    ``num_pseudo_inputs``: K, the number of mixture components (≥ 1).
 
     The pseudo-inputs are free parameters of shape ``[K, *data_shape]``, initialised N(0, 1).
     """
@@ -50,20 +49,7 @@ class VampConfig(VAEConfig):
     num_pseudo_inputs: int = attrs.field(default=16, validator=[v.instance_of(int), v.gt(0)])
 
 
-class VampEncoder(nn.Module):
-    """x ↦ N(μ(x), diag σ²(x)): a linear map or an MLP of the flattened x, then a Gaussian head."""
-
-    def __init__(self, cfg: VampConfig):
-        super().__init__()
-        D = math.prod(cfg.data_shape)
-        sizes = [D, 2 * cfg.latent_dim]
-        if cfg.architecture == "mlp":
-            sizes[1:1] = cfg.hidden
-        self.net = mlp(sizes, cfg.activation)
-        self.head = GaussianHead(cfg.min_scale)
-
-    def forward(self, x: Tensor) -> Independent:
-        return self.head(self.net(rearrange(x, "b ... -> b (...)")))
+VampEncoder = GaussianEncoder.from_config  # the old name: x ↦ N(μ(x), diag σ²(x)) of a config
 
 
 class VampPosterior(lk.SingleLayerPosterior):
@@ -77,7 +63,7 @@ class VampPosterior(lk.SingleLayerPosterior):
         return self.encoder(x)
 
 
-class VampGenerative(VAEGenerative):
+class VampGenerative(DecoderChain):
     """p(z) = (1/K) Σ_k q(z | u_k); p(x | z) as in ``vae``."""
 
     def __init__(self, cfg: VampConfig, encoder: SharedModule):
@@ -119,7 +105,7 @@ class VampGenerative(VAEGenerative):
 
 def build_vamp(cfg: VampConfig) -> lk.LatentModel:
     """The VampPrior VAE described by ``cfg`` (the factory registered as ``vamp``)."""
-    encoder = VampEncoder(cfg)
+    encoder = GaussianEncoder.from_config(cfg)
     shared = SharedModule(encoder)
     return lk.LatentModel(
         VampGenerative(cfg, shared), VampPosterior(shared), shared={"encoder": encoder}

@@ -5,6 +5,7 @@ Notation (``docs/continuous.md``): γ_t = −log SNR_t, ᾱ_t² = sigmoid(−γ_
 q(z_t | x) = N(ᾱ_t x, β̄_t² I), t ∈ [0, 1]. VDM writes α_t, σ_t for our ᾱ_t, β̄_t.
 """
 
+from latentkit_vdm.figures import likelihood_figures, per_t_breakdown
 from latentkit_vdm.model import (
     ContinuousDiffusion,
     ContinuousElbo,
@@ -15,7 +16,6 @@ from latentkit_vdm.model import (
     build_vdm,
     sample_times,
 )
-from latentkit_vdm.ode import likelihood_figures, per_t_breakdown
 from latentkit_vdm.sampling import sample_ode, sample_sde
 from latentkit_vdm.schedule import CosineLogSNR, LearnedLogSNR, LinearLogSNR, make_log_snr
 

@@ -26,7 +26,7 @@ from latentkit.testing.checks import (
     NotApplicable,
     assert_close,
 )
-from latentkit_vdm.model import sample_times
+from latentkit_vdm.continuous import sample_times
 
 __all__ = ["VDM_CHECKS", "continuous_unbiased", "layer_kl_is_eq13", "score_matching_is_diffusion"]
 

@@ -9,12 +9,15 @@ the model's other uses of γ. A network whose output is ε̂ = a(t) ⊙ z + b(t)
 ``coefficients(t) -> (a, b)`` (each ``[batch, D]``); the model then exposes its discrete chain
 to latentkit's exact linear-Gaussian oracle.
 
-* :class:`ContinuousEps` reuses the DDPM plugin's MLP and U-Net. Its input is z_t with, for
+* :class:`ContinuousEps` wraps latentkit's ε-networks (``latentkit.networks.EpsMLP`` and
+  ``EpsUNet``, the DDPM's). Its input is z_t with, for
   each exponent n of ``fourier_exponents``, the features sin(2^n π z_t) and cos(2^n π z_t)
   (VDM appendix C: they let the network see the fine scale of 8-bit data at small t); its
   time embedding is fed :class:`TimeInput`'s argument, 1000·t or 1000·(normalised γ(t)).
 * :class:`LinearEps`: ε̂ = a(s) ⊙ z + b(s), a, b from a time embedding of the same argument s
   (zero at start).
+
+:func:`build_network` gives the one a ``VDMConfig`` describes.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from collections.abc import Sequence
 
 import torch
 from einops import rearrange
-from latentkit_ddpm.networks import EpsMLP, EpsUNet, timestep_embedding
 from torch import Tensor, nn
+
+from latentkit.networks import EpsMLP, EpsUNet, fourier_features, timestep_embedding
 
 __all__ = [
     "MAX_FOURIER_EXPONENT",
@@ -34,7 +38,7 @@ __all__ = [
     "ContinuousEps",
     "LinearEps",
     "TimeInput",
-    "fourier_features",
+    "build_network",
 ]
 
 TIME_SCALE = 1000.0
@@ -46,13 +50,8 @@ TIME_INPUTS = ("gamma", "t")
 MAX_FOURIER_EXPONENT = 12
 """2^12 π |z| stays where float32 resolves the sine (|z| ≲ 4: angles below ~5·10⁴)."""
 
-
-def fourier_features(z: Tensor, exponents: Sequence[int]) -> Tensor:
-    """sin(2^n π z) and cos(2^n π z) for each n in ``exponents`` (VDM appendix C), elementwise:
-    ``[batch, *event] -> [batch, 2·len(exponents), *event]``, ordered sin(2^{n₁} π z),
-    cos(2^{n₁} π z), sin(2^{n₂} π z), … along the new axis 1."""
-    angles = torch.stack([z * (math.pi * 2.0**n) for n in exponents], dim=1)
-    return rearrange([angles.sin(), angles.cos()], "two b k ... -> b (k two) ...")
+# ``fourier_features`` (imported above) is latentkit.networks'; importing it from here is the
+# old way, kept working.
 
 
 class TimeInput:
@@ -95,7 +94,7 @@ class TimeInput:
 
 
 class ContinuousEps(nn.Module):
-    """The DDPM plugin's ε-network (MLP or U-Net) at continuous time:
+    """latentkit's ε-network (``EpsMLP`` or ``EpsUNet``) at continuous time:
     ε̂(z, t) = inner([z, fourier_features(z)], s(t, γ))[:, 0].
 
     The Fourier features join z along axis 1: as extra channels for images (the U-Net's
@@ -164,3 +163,14 @@ class LinearEps(nn.Module):
         a, b = self.coefficients(t, gamma)
         flat = rearrange(z, "n ... -> n (...)")
         return (a * flat + b).reshape(z.shape)
+
+
+def build_network(cfg, log_snr: nn.Module) -> nn.Module:
+    """The ε-network a ``VDMConfig`` describes (``network``, ``fourier_exponents``,
+    ``time_input`` and the widths), its time input reading γ from ``log_snr``."""
+    kind = cfg.resolved_network
+    time_input = TimeInput(cfg.time_input, cfg.gamma_min, cfg.gamma_max, log_snr)
+    if kind == "linear":
+        return LinearEps(cfg.data_shape, time_input=time_input)
+    inner = cfg.eps_network(input_copies=ContinuousEps.input_copies(cfg.fourier_exponents))
+    return ContinuousEps(inner, fourier_exponents=cfg.fourier_exponents, time_input=time_input)

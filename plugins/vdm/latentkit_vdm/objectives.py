@@ -21,15 +21,26 @@ from attrs import validators as v
 from torch import Tensor
 
 import latentkit as lk
-from latentkit_vdm.model import SCHEDULE_GRADIENTS, T_SAMPLERS, sample_times
+from latentkit_vdm.config import SCHEDULE_GRADIENTS, T_SAMPLERS
+from latentkit_vdm.continuous import sample_times
 
 __all__ = [
+    "CONTINUOUS",
+    "SCORE_MATCHING",
     "ContinuousConfig",
     "ContinuousObjective",
     "ScoreMatchingConfig",
     "ScoreMatchingObjective",
     "latentkit_objectives",
 ]
+
+CONTINUOUS = "continuous"
+"""The registry name of the −ELBO_∞ objective (``loss="continuous"`` trains with it)."""
+SCORE_MATCHING = "score-matching"
+"""The registry name of the score-matching objective (``loss="score-matching"``).
+
+Registry names are global: a package built from a copy of this plugin registers its
+objectives under names of its own by changing these two."""
 
 
 def _needs_core(model: lk.LatentModel) -> str | None:
@@ -60,7 +71,7 @@ class ContinuousConfig:
 
 
 class ContinuousObjective(lk.Objective):
-    name = "continuous"
+    name = CONTINUOUS
 
     @classmethod
     def supports(cls, model: lk.LatentModel) -> str | None:
@@ -87,7 +98,7 @@ class ScoreMatchingConfig:
 
 
 class ScoreMatchingObjective(lk.Objective):
-    name = "score-matching"
+    name = SCORE_MATCHING
 
     @classmethod
     def supports(cls, model: lk.LatentModel) -> str | None:
@@ -104,13 +115,13 @@ class ScoreMatchingObjective(lk.Objective):
 def latentkit_objectives() -> list[lk.ObjectiveSpec]:
     return [
         lk.ObjectiveSpec(
-            "continuous",
+            CONTINUOUS,
             ContinuousConfig,
             ContinuousObjective,
             "continuous-time diffusion: −ELBO_∞ with low-variance t sampling (VDM)",
         ),
         lk.ObjectiveSpec(
-            "score-matching",
+            SCORE_MATCHING,
             ScoreMatchingConfig,
             ScoreMatchingObjective,
             "continuous-time diffusion: denoising score matching, λ = g² (a bound) or β̄²",

@@ -1,0 +1,121 @@
+"""The continuous-time model's configuration (``VDMConfig``) and its validators; notation:
+``docs/continuous.md``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+from attrs import validators as v
+
+from latentkit.blocks import EpsNetworkConfig
+from latentkit.config import data_levels
+from latentkit.diffusion import MAX_TIMESTEPS
+from latentkit_vdm.networks import MAX_FOURIER_EXPONENT, TIME_INPUTS
+
+__all__ = ["SCHEDULE_GRADIENTS", "T_SAMPLERS", "VDMConfig"]
+
+T_SAMPLERS = ("low-discrepancy", "antithetic", "uniform")
+"""How the ``continuous`` objective draws t (:func:`latentkit_vdm.continuous.sample_times`)."""
+SCHEDULE_GRADIENTS = ("variance", "elbo")
+"""What a learned schedule's interior receives (``ContinuousDiffusion.diffusion_integrand``)."""
+
+
+def _finite(instance, attribute, value) -> None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not -50 <= value <= 50:  # NaN fails the comparison too
+        raise ValueError(f"{attribute.name!r} must be a number in [-50, 50], got {value!r}")
+
+
+def _above_gamma_min(instance, attribute, value) -> None:
+    _finite(instance, attribute, value)
+    if not value > instance.gamma_min:
+        raise ValueError(
+            f"'gamma_max' must exceed 'gamma_min' (γ = −log SNR increases with t); "
+            f"got gamma_min={instance.gamma_min}, gamma_max={value}"
+        )
+
+
+def _fourier_exponents(instance, attribute, value) -> None:
+    whole = all(isinstance(n, int) and not isinstance(n, bool) for n in value)
+    if not whole or not all(0 <= n <= MAX_FOURIER_EXPONENT for n in value):
+        raise ValueError(
+            f"{attribute.name!r} must be ints n in [0, {MAX_FOURIER_EXPONENT}] (features "
+            f"sin(2^n π z), cos(2^n π z)), or empty for none; got {value!r}"
+        )
+    if len(set(value)) != len(value):
+        raise ValueError(f"{attribute.name!r} repeats an exponent: {value!r}")
+
+
+def _check_prediction(instance, attribute, value: str) -> None:
+    if value == "x" and instance.resolved_network == "linear":
+        raise ValueError(
+            "'prediction'='x' needs a network other than 'linear' (the linear ε-network is the "
+            "exact oracle's, linear in z only as an ε-prediction)"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class VDMConfig(EpsNetworkConfig):
+    """Configuration of the ``vdm`` model (notation: ``docs/continuous.md``); the ε-network's
+    fields (``data_shape``, ``network`` to ``channel_mult``) are
+    ``latentkit.blocks.EpsNetworkConfig``'s, and ``network`` also takes ``linear``.
+
+    Attributes:
+        data_shape: one example: ``(D,)`` vectors or ``(C, H, W)`` images.
+        num_timesteps: T of the discrete chain that ``latentkit.elbo`` evaluates (L = T + 1
+            layers); the continuous bound does not depend on it.
+        schedule: γ(t): ``linear`` (VDM), ``cosine`` or ``learned`` (VDM's monotone network).
+        gamma_min: γ(0) = −log SNR at t = 0 (in [−50, 50]).
+        gamma_max: γ(1) (> gamma_min, in [−50, 50]).
+        decoder: p(x | z_0): ``discretized`` (K-level data, ``levels``) or ``gaussian``.
+        levels: K, the data's levels, 2..256 (``discretized`` only): level k is the grid
+            point 2k/(K − 1) − 1 of [−1, 1], its bin 2/(K − 1) wide. The data are those grid
+            points (256: the ``8bit`` variant, kind ``symmetric8``), except at K = 2: binary
+            data {0, 1} (``binarized``/``threshold``, kind ``binary``), read as 2x − 1.
+        network: ε̂_θ: ``mlp``, ``unet`` (images), ``linear`` (ε̂ = a(t) ⊙ z + b(t)) or
+            ``auto`` (unet for images, else mlp).
+        hidden: MLP hidden widths.
+        activation: MLP activation.
+        channels: U-Net base width.
+        channel_mult: U-Net width multipliers, one per level.
+        loss: the default training objective: ``continuous`` (−ELBO_∞, this plugin),
+            ``score-matching`` (λ = g² denoising score matching, this plugin) or ``elbo``
+            (the discrete-T chain's one-layer estimate, core).
+        t_sampler: t of the ``continuous`` objective: ``low-discrepancy`` (VDM §3.4),
+            ``antithetic`` (pairs t, 1 − t) or ``uniform``.
+        prediction: what the network outputs: ``eps`` (ε̂_θ, the default) or ``x`` (x̂_θ, and
+            ε̂ = (z_t − ᾱ_t x̂_θ)/β̄_t). On data on a coarse lattice (binary data, ``levels=2``)
+            the x-prediction is a bounded, nearly piecewise-constant function, while the
+            ε-prediction at small noise is a sawtooth of slope 1/β̄_t that an MLP cannot draw.
+        fourier_exponents: the n of the Fourier features sin(2^n π z_t), cos(2^n π z_t)
+            joined to the ``mlp``/``unet`` input (VDM appendix C; ints in [0, 12], empty:
+            none). The default (7, 8) has periods of 2 and 1 bins of 8-bit data in [−1, 1]
+            (the frequencies of VDM's code, which writes them 2^m · 2π, m = 6, 7). The
+            ``linear`` network takes none (it must stay linear in z).
+        time_input: what the network's time embedding sees: ``gamma``,
+            1000 (γ(t) − gamma_min)/(gamma_max − gamma_min) with this config's (fixed) ends,
+            so ε̂ is a function of the SNR and the continuous bound depends on the schedule
+            only through its ends (VDM §5); or ``t``, 1000 t. The two coincide for the
+            ``linear`` schedule.
+    """
+
+    NETWORKS: ClassVar[tuple[str, ...]] = ("auto", "mlp", "unet", "linear")
+
+    num_timesteps: int = attrs.field(
+        default=1000, validator=[v.instance_of(int), v.ge(1), v.le(MAX_TIMESTEPS)]
+    )
+    schedule: str = attrs.field(default="linear", validator=v.in_(("linear", "cosine", "learned")))
+    gamma_min: float = attrs.field(default=-13.3, validator=_finite)
+    gamma_max: float = attrs.field(default=5.0, validator=_above_gamma_min)
+    decoder: str = attrs.field(default="discretized", validator=v.in_(("discretized", "gaussian")))
+    levels: int = attrs.field(default=256, validator=data_levels())
+    loss: str = attrs.field(
+        default="continuous", validator=v.in_(("continuous", "score-matching", "elbo"))
+    )
+    t_sampler: str = attrs.field(default="low-discrepancy", validator=v.in_(T_SAMPLERS))
+    prediction: str = attrs.field(default="eps", validator=[v.in_(("eps", "x")), _check_prediction])
+    fourier_exponents: tuple[int, ...] = attrs.field(
+        default=(7, 8), converter=tuple, validator=_fourier_exponents
+    )
+    time_input: str = attrs.field(default="gamma", validator=v.in_(TIME_INPUTS))
