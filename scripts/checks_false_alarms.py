@@ -22,11 +22,12 @@ import math
 import time
 
 import torch
+from latentkit_vae.strategies import vae_configs
 
 from latentkit.registry import list_models
 from latentkit.testing import mutation_table
 from latentkit.testing.checks import case, normalisation, stats
-from latentkit.testing.strategies import randomize_parameters, vae_configs
+from latentkit.testing.strategies import randomize_parameters
 
 
 def upper_bound(failed: int, ran: int, confidence: float = 0.95) -> float:

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import pytest
 import torch
+from latentkit_vae.strategies import vae_configs
 from rich.console import Console
 from torch.distributions import (
     Categorical,
@@ -102,7 +103,7 @@ def test_the_printed_case_pastes_back():
 def test_correct_models_pass_across_the_vae_options():
     """Gaussian (all scales), Bernoulli (covered element by element) and discretized (not
     covered: its support is a grid, declared as an interval) likelihoods, linear and MLP."""
-    result = run_check(NORMALISED, "vae", configs=lks.vae_configs(), max_examples=15)
+    result = run_check(NORMALISED, "vae", configs=vae_configs(), max_examples=15)
     assert result.status == "passed", result.detail + result.counterexample
 
 

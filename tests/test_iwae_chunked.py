@@ -29,6 +29,7 @@ import torch
 from einops import rearrange, repeat
 from hypothesis import given
 from hypothesis import strategies as st
+from latentkit_vae.strategies import linear_vae_cases
 
 import latentkit as lk
 import latentkit.bounds as bounds
@@ -42,7 +43,7 @@ REPLICATES = 400
 REL = 1e-12  # float64 round-off of a logsumexp over ≤ a few hundred terms
 
 
-linear_vae = lks.linear_vae_cases
+linear_vae = linear_vae_cases
 
 
 def rel_close(a: torch.Tensor, b: torch.Tensor, rel: float = REL) -> bool:

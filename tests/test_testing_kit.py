@@ -14,6 +14,7 @@ import torch
 from attrs import validators as v
 from hypothesis import settings
 from hypothesis import strategies as st
+from latentkit_vae.strategies import vae_configs
 from rich.console import Console
 from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence, register_kl
@@ -22,7 +23,6 @@ import latentkit as lk
 from latentkit.distributions import diag_normal
 from latentkit.networks import GaussianHead
 from latentkit.testing import CHECKS, run_check, run_checks
-from latentkit.testing import strategies as lks
 from latentkit.testing.verify import verify_command
 
 pytest_plugins = ["pytester"]
@@ -143,7 +143,7 @@ def statuses(results) -> dict[str, str]:
 def test_checks_pass_on_vae_across_its_options():
     """vae over linear/MLP, Gaussian/Bernoulli/discretized (the strategies' ``vae_configs``);
     linear Gaussian configs make the exact-oracle check applicable."""
-    results = run_checks("vae", configs=lks.vae_configs())
+    results = run_checks("vae", configs=vae_configs())
     failures = [f"{r.check.key}: {r.detail}\n{r.counterexample}" for r in results if r.failed]
     assert failures == []
     assert statuses(results)["exact-log-p"] == "passed"

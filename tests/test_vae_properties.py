@@ -15,6 +15,7 @@ import torch
 from einops import rearrange, repeat
 from hypothesis import given
 from hypothesis import strategies as st
+from latentkit_vae.strategies import linear_vae_cases
 from torch.distributions import kl_divergence
 
 import latentkit as lk
@@ -31,7 +32,7 @@ def close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-8) -> bool:
     return bool(((a - b).abs() <= rel * (1 + b.abs())).all())
 
 
-linear_vae = lks.linear_vae_cases
+linear_vae = linear_vae_cases
 
 
 @st.composite

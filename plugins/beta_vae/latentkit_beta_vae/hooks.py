@@ -27,8 +27,7 @@ def beta_vae_configs():
     """The ``vae`` test configs plus a β on either side of 1 (Hypothesis is imported only
     when the checks run)."""
     from hypothesis import strategies as st
-
-    from latentkit.testing.strategies import vae_configs
+    from latentkit_vae.strategies import vae_configs
 
     return st.builds(lambda c, b: {**c, "beta": b}, vae_configs(), st.floats(0.1, 8.0))
 

@@ -11,6 +11,13 @@ def hvae_configs():
     return hvae_configs()
 
 
+def hvae_mutants():
+    """The model with the faults the checks are tested on (imported when asked for)."""
+    from latentkit_hvae.mutants import hvae_mutants
+
+    return hvae_mutants()
+
+
 @lk.hookimpl
 def latentkit_models() -> list[lk.ModelSpec]:
     return [
@@ -23,5 +30,6 @@ def latentkit_models() -> list[lk.ModelSpec]:
                 "(bottom-up) q; linear = exact oracle at any depth"
             ),
             test_configs=hvae_configs,
+            mutants=hvae_mutants,
         )
     ]

@@ -1,4 +1,5 @@
-"""Hypothesis strategies of small ``hvae`` configs, declared as the model's test configs."""
+"""Hypothesis strategies of small ``hvae`` configs: the model's test configs, and the
+linear-Gaussian ones its mutants are built on."""
 
 from __future__ import annotations
 
@@ -28,3 +29,17 @@ def hvae_configs(draw, max_depth: int = 4, max_dim: int = 4) -> dict:
     if architecture == "mlp" and draw(st.booleans()):  # widths per stage instead of `hidden`
         config["stage_hidden"] = tuple((draw(st.integers(2, 8)),) for _ in range(depth))
     return config
+
+
+@st.composite
+def linear_hvae_configs(draw, max_depth: int = 3, max_dim: int = 3, max_data_dim: int = 4) -> dict:
+    """Small linear ``hvae`` configs with a Gaussian likelihood, either posterior: linear-
+    Gaussian chains, so the exact oracle applies to every one (the base of its mutants)."""
+    depth = draw(st.integers(2, max_depth))
+    return {
+        "data_shape": (draw(st.integers(1, max_data_dim)),),
+        "latent_dims": tuple(draw(st.integers(1, max_dim)) for _ in range(depth)),
+        "architecture": "linear",
+        "likelihood": "gaussian",
+        "posterior": draw(st.sampled_from(["top-down", "bottom-up"])),
+    }

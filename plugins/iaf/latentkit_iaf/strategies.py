@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from latentkit.testing.strategies import vae_family_configs
+from latentkit.testing.strategies import encoder_decoder_configs
 
 
 @st.composite
@@ -16,7 +16,7 @@ def iaf_configs(draw, max_data_dim: int = 5, max_latent_dim: int = 3) -> dict:
     no flow step (q is then the diagonal Gaussian, so the closed-form KL check applies);
     the rest take 1–3 steps, with or without a context and hidden MADE layers.
     """
-    cfg = draw(vae_family_configs(max_data_dim, max_latent_dim))
+    cfg = draw(encoder_decoder_configs(max_data_dim, max_latent_dim))
     cfg["num_steps"] = draw(st.sampled_from([0, 1, 2, 3]))
     cfg["made_hidden"] = draw(st.sampled_from([(), (4,), (6, 6)]))
     cfg["context_dim"] = draw(st.sampled_from([0, 3]))

@@ -6,9 +6,16 @@ from latentkit_vae.model import VAEConfig, build_vae
 
 def vae_configs():
     """Small configs for the checks (Hypothesis is imported only when they run)."""
-    from latentkit.testing.strategies import vae_configs
+    from latentkit_vae.strategies import vae_configs
 
     return vae_configs()
+
+
+def vae_mutants():
+    """The model with the faults the checks are tested on (imported when asked for)."""
+    from latentkit_vae.mutants import vae_mutants
+
+    return vae_mutants()
 
 
 @lk.hookimpl
@@ -22,5 +29,6 @@ def latentkit_models() -> list[lk.ModelSpec]:
                 "VAE: one Gaussian latent layer, learned q(z|x); linear = probabilistic PCA"
             ),
             test_configs=vae_configs,
+            mutants=vae_mutants,
         )
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from latentkit.testing.strategies import vae_family_configs
+from latentkit.testing.strategies import encoder_decoder_configs
 
 
 @st.composite
@@ -16,6 +16,6 @@ def vamp_configs(draw, max_data_dim: int = 5, max_latent_dim: int = 3) -> dict:
     is a mixture, for which torch has no closed-form KL: the analytic-vs-Monte-Carlo KL check
     never applies to this model.
     """
-    cfg = draw(vae_family_configs(max_data_dim, max_latent_dim))
+    cfg = draw(encoder_decoder_configs(max_data_dim, max_latent_dim))
     cfg["num_pseudo_inputs"] = draw(st.integers(1, 4))
     return cfg

@@ -5,8 +5,10 @@ Plugin authors reuse these on their own models::
     from hypothesis import given
     from latentkit.testing import strategies as lks
 
-    @given(cfg=lks.linear_vae_configs(), seed=lks.seeds())
-    def test_my_property(cfg, seed): ...
+    @given(case=lks.random_model_cases("mymodel", my_configs()))
+    def test_my_property(case):
+        model, x = case
+        ...
 
 Random parameters come from a seed (``randomize_parameters``, ``perturb_parameters``) so a
 failing example is reproduced from the printed seed; data comes from
@@ -15,7 +17,10 @@ fits any likelihood's support.
 
 For any registered model, ``model_configs(name)`` draws from the configs its plugin declares
 (``ModelSpec.test_configs``) and ``model_data(model)`` draws batches it accepts; the checks
-in :mod:`latentkit.testing.checks` are built from these.
+in :mod:`latentkit.testing.checks` are built from these. A plugin whose config has the
+fields of one latent vector under an encoder and a decoder (``data_shape``, ``latent_dim``,
+``architecture``, ``hidden``, ``likelihood``, ``likelihood_scale``) draws them with
+``encoder_decoder_configs`` and adds its own.
 """
 
 from __future__ import annotations
@@ -36,20 +41,29 @@ from latentkit.registry import get_model_spec, load_model
 from latentkit.sampling import sample
 
 __all__ = [
+    "ARCHITECTURES",
+    "LIKELIHOODS",
+    "LIKELIHOOD_SCALES",
     "betas",
     "data_batches",
+    "encoder_decoder_configs",
+    "encoder_decoder_fields",
     "importance_ks",
-    "linear_vae_cases",
-    "linear_vae_configs",
     "model_configs",
     "model_data",
     "perturb_parameters",
+    "random_model_cases",
     "randomize_parameters",
     "seeded",
     "seeds",
-    "vae_configs",
-    "vae_family_configs",
 ]
+
+LIKELIHOODS = ("gaussian", "bernoulli", "discretized")
+"""The likelihoods of :func:`latentkit.make_likelihood`, in the order the strategies draw them."""
+LIKELIHOOD_SCALES = ("learned", "predicted", "fixed")
+"""How a Gaussian or discretized likelihood's scale is set (``make_likelihood``'s ``scale``)."""
+ARCHITECTURES = ("linear", "mlp")
+"""An encoder/decoder's ``architecture`` field: linear maps, or MLPs of widths ``hidden``."""
 
 
 def seeds() -> st.SearchStrategy[int]:
@@ -65,18 +79,6 @@ def betas(min_value: float = 0.0, max_value: float = 20.0) -> st.SearchStrategy[
 def importance_ks(max_value: int = 64) -> st.SearchStrategy[int]:
     """Numbers of importance samples k ≥ 1 for IWAE_k."""
     return st.integers(min_value=1, max_value=max_value)
-
-
-@st.composite
-def linear_vae_configs(draw, max_data_dim: int = 6, max_latent_dim: int = 4) -> dict:
-    """Config values for ``load_model("vae", **cfg)`` giving a linear-Gaussian (pPCA) VAE."""
-    return {
-        "data_shape": (draw(st.integers(1, max_data_dim)),),
-        "latent_dim": draw(st.integers(1, max_latent_dim)),
-        "architecture": "linear",
-        "likelihood": "gaussian",
-        "likelihood_scale": "learned",
-    }
 
 
 def data_batches(
@@ -110,13 +112,16 @@ def data_batches(
 
 
 @st.composite
-def linear_vae_cases(draw, device: str | torch.device = "cpu") -> tuple[LatentModel, torch.Tensor]:
-    """A float64 linear VAE (pPCA: the exact oracles apply) with random parameters, and a
-    batch of data for it: ``(model, x)``."""
-    cfg = draw(linear_vae_configs())
-    model = load_model("vae", **cfg).to(device=device, dtype=torch.float64)
+def random_model_cases(
+    draw, name: str, configs: st.SearchStrategy[dict], device: str | torch.device = "cpu"
+) -> tuple[LatentModel, torch.Tensor]:
+    """``(model, x)``: the registered model ``name`` built from a drawn config, in float64
+    on ``device``, every parameter drawn at random (``randomize_parameters`` under a drawn
+    seed), and a finite batch for it (``data_batches`` of the model's ``data_shape``)."""
+    cfg = draw(configs)
+    model = load_model(name, **cfg).to(device=device, dtype=torch.float64)
     randomize_parameters(model, draw(seeds()))
-    return model, draw(data_batches(cfg["data_shape"], device=device))
+    return model, draw(data_batches(model.data_shape, device=device))
 
 
 @torch.no_grad()
@@ -224,41 +229,54 @@ def model_data(
 
 
 @st.composite
-def vae_configs(draw, max_data_dim: int = 6, max_latent_dim: int = 4) -> dict:
-    """Small config values for ``load_model("vae", **cfg)`` across its options: linear or
-    MLP, Gaussian (learned, predicted or fixed scale), Bernoulli or discretized."""
-    likelihood = draw(st.sampled_from(["gaussian", "bernoulli", "discretized"]))
+def encoder_decoder_fields(
+    draw,
+    likelihood: str,
+    *,
+    architecture: st.SearchStrategy[str],
+    likelihood_scale: st.SearchStrategy[str],
+    hidden: st.SearchStrategy[int],
+    max_data_dim: int,
+    max_latent_dim: int,
+) -> dict:
+    """The fields of one latent vector under an encoder and a decoder, for ``likelihood``:
+    ``data_shape`` (a vector of 1..``max_data_dim``), ``latent_dim`` (1..``max_latent_dim``),
+    ``architecture``, ``hidden`` (one layer's width), ``likelihood`` and, unless it is
+    ``bernoulli``, ``likelihood_scale``; drawn in that order from the strategies given."""
     cfg = {
         "data_shape": (draw(st.integers(1, max_data_dim)),),
         "latent_dim": draw(st.integers(1, max_latent_dim)),
-        "architecture": draw(st.sampled_from(["linear", "mlp"])),
-        "hidden": (draw(st.integers(1, 8)),),
+        "architecture": draw(architecture),
+        "hidden": (draw(hidden),),
         "likelihood": likelihood,
     }
     if likelihood != "bernoulli":
-        cfg["likelihood_scale"] = draw(st.sampled_from(["learned", "predicted", "fixed"]))
+        cfg["likelihood_scale"] = draw(likelihood_scale)
     return cfg
 
 
 @st.composite
-def vae_family_configs(draw, max_data_dim: int = 5, max_latent_dim: int = 3) -> dict:
-    """The ``vae`` config fields a VAE-based family shares, weighted for the checks: half
-    the draws linear with a Gaussian likelihood of learned or fixed scale (a linear-Gaussian
-    generative chain, so the exact-log-p check applies), half MLPs over every likelihood and
-    scale. A family adds its own fields (``vamp``'s pseudo-inputs, ``iaf``'s flow)."""
+def encoder_decoder_configs(draw, max_data_dim: int = 5, max_latent_dim: int = 3) -> dict:
+    """:func:`encoder_decoder_fields` weighted for the checks: half the draws linear with a
+    Gaussian likelihood of learned or fixed scale (a linear-Gaussian generative chain, so
+    the exact-log-p check applies), half MLPs over every likelihood and scale. A plugin
+    whose config has these fields adds its own (pseudo-inputs, a flow's steps ...)."""
     linear = draw(st.booleans())
     if linear:
         likelihood, scale = "gaussian", draw(st.sampled_from(["learned", "fixed"]))
     else:
-        likelihood = draw(st.sampled_from(["gaussian", "bernoulli", "discretized"]))
-        scale = draw(st.sampled_from(["learned", "predicted", "fixed"]))
-    cfg = {
-        "data_shape": (draw(st.integers(1, max_data_dim)),),
-        "latent_dim": draw(st.integers(1, max_latent_dim)),
-        "architecture": "linear" if linear else "mlp",
-        "hidden": (draw(st.integers(2, 8)),),
-        "likelihood": likelihood,
-    }
-    if likelihood != "bernoulli":
-        cfg["likelihood_scale"] = scale
-    return cfg
+        likelihood = draw(st.sampled_from(LIKELIHOODS))
+        scale = draw(st.sampled_from(LIKELIHOOD_SCALES))
+    return draw(
+        encoder_decoder_fields(
+            likelihood,
+            architecture=st.just("linear" if linear else "mlp"),
+            likelihood_scale=st.just(scale),
+            hidden=st.integers(2, 8),
+            max_data_dim=max_data_dim,
+            max_latent_dim=max_latent_dim,
+        )
+    )
+
+
+vae_family_configs = encoder_decoder_configs  # the old name of encoder_decoder_configs (deprecated)
