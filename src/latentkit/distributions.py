@@ -4,7 +4,9 @@ Everything here returns per-example distributions: ``batch_shape == [batch]`` an
 data or latent dimensions in ``event_shape``, so ``log_prob`` and ``kl_divergence``
 give ``[batch]`` tensors (STYLE §2).
 
-Added to torch's KL table with ``register_kl``:
+Added to torch's KL table with ``register_kl`` and to latentkit's own
+(:func:`register_closed_form`, which :func:`closed_form_kl` dispatches on while
+``torch.compile`` traces a bound):
 
 * ``KL(MultivariateNormal ‖ Independent(Normal, 1))`` and the reverse, used when the
   exact linear-Gaussian posterior (full covariance) is compared with a model's
@@ -19,7 +21,8 @@ Added to torch's KL table with ``register_kl``:
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -32,7 +35,6 @@ from torch.distributions import (
     kl_divergence,
     register_kl,
 )
-from torch.distributions import kl as torch_kl
 
 from latentkit.errors import ConfigError
 
@@ -44,6 +46,7 @@ __all__ = [
     "closed_form_kl",
     "diag_normal",
     "log1mexp",
+    "register_closed_form",
     "standard_normal",
     "to_multivariate",
 ]
@@ -276,6 +279,23 @@ class DiscretizedNormal(Distribution):
             return self.to_binary(x) if self.binary else x
 
 
+_CLOSED_FORMS: dict[tuple[type, type], Callable[[Any, Any], Tensor]] = {}
+"""latentkit's own closed-form KLs by (type of q, type of p); each is in torch's table too."""
+
+
+def register_closed_form(type_q: type, type_p: type) -> Callable:
+    """Decorator: ``fn(q, p)`` is KL(q ‖ p) in closed form for q of ``type_q`` and p of
+    ``type_p`` (subclasses included). Registered with torch (``register_kl``, so
+    ``torch.distributions.kl_divergence`` finds it) and in latentkit's own table, which a
+    bound being compiled dispatches on (:func:`closed_form_kl`)."""
+
+    def register(fn: Callable[[Any, Any], Tensor]) -> Callable[[Any, Any], Tensor]:
+        _CLOSED_FORMS[type_q, type_p] = fn
+        return register_kl(type_q, type_p)(fn)
+
+    return register
+
+
 def to_multivariate(p: Independent) -> MultivariateNormal:
     """Independent(Normal, 1) as the equivalent MultivariateNormal (diagonal covariance)."""
     if not (isinstance(p.base_dist, Normal) and p.reinterpreted_batch_ndims == 1):
@@ -283,12 +303,12 @@ def to_multivariate(p: Independent) -> MultivariateNormal:
     return MultivariateNormal(p.base_dist.loc, scale_tril=torch.diag_embed(p.base_dist.scale))
 
 
-@register_kl(MultivariateNormal, Independent)
+@register_closed_form(MultivariateNormal, Independent)
 def _kl_mvn_diag(q: MultivariateNormal, p: Independent) -> Tensor:
     return kl_divergence(q, to_multivariate(p))
 
 
-@register_kl(Independent, MultivariateNormal)
+@register_closed_form(Independent, MultivariateNormal)
 def _kl_diag_mvn(q: Independent, p: MultivariateNormal) -> Tensor:
     return kl_divergence(to_multivariate(q), p)
 
@@ -307,7 +327,7 @@ def _compact(t: Tensor) -> Tensor:
     return t[tuple(slice(None) if s else slice(0, 1) for s in t.stride())]
 
 
-@register_kl(DiagNormal, DiagNormal)
+@register_closed_form(DiagNormal, DiagNormal)
 def _kl_diag_diag(q: DiagNormal, p: DiagNormal) -> Tensor:
     # torch's Normal–Normal closed form, summed over the event: ½(r + t − 1 − log r) with
     # r = σ_q²/σ_p², t = (μ_q − μ_p)²/σ_p².
@@ -335,7 +355,7 @@ def _kl_diag_diag(q: DiagNormal, p: DiagNormal) -> Tensor:
     return 0.5 * (_sum_event(t, event_dims) + repeats * spread)
 
 
-@register_kl(DiagNormal, StandardNormal)
+@register_closed_form(DiagNormal, StandardNormal)
 def _kl_diag_standard(q: DiagNormal, p: StandardNormal) -> Tensor:
     # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 1) − log σ per scalar.
     if q.reinterpreted_batch_ndims != p.reinterpreted_batch_ndims:
@@ -348,37 +368,33 @@ def _kl_diag_standard(q: DiagNormal, p: StandardNormal) -> Tensor:
 
 
 def closed_form_kl(q: Distribution, p: Distribution) -> Tensor:
-    """KL(q ‖ p) in closed form: what ``torch.distributions.kl_divergence`` returns, through
-    a dispatch that ``torch.compile`` traces. Raises ``NotImplementedError`` where no closed
-    form is registered (``register_kl``).
+    """KL(q ‖ p) in closed form: ``torch.distributions.kl_divergence(q, p)``, through a
+    dispatch that ``torch.compile`` traces. Raises ``NotImplementedError`` where no closed
+    form is registered.
 
-    torch's own dispatch, on the first call for a pair of types, takes ``min`` over a
-    generator, which Dynamo cannot trace: a compiled bound whose first call is compiled broke
-    its graph there. This one walks the two MROs (the registered pair most specific in q,
-    then in p: torch's choice under single inheritance). Eagerly it keeps the answer in
-    torch's cache, which ``register_kl`` clears, so a KL registered later is found as torch
-    finds it; while tracing it walks without the cache, so that the graph does not guard
-    on a cache that eager calls fill.
+    Eagerly it is ``kl_divergence`` itself (torch's dispatch and its cache). While a bound
+    is traced, latentkit's own closed forms (:func:`register_closed_form`) are found by
+    walking the two MROs over latentkit's table (the pair most specific in q, then in p:
+    torch's choice under single inheritance), without torch's cache: torch's first call for
+    a pair of types takes ``min`` over a generator, which Dynamo cannot trace, and the graph
+    would guard on a cache that eager calls fill. A pair only torch knows (a plugin's
+    ``Categorical`` ‖ ``Categorical``) goes to ``kl_divergence``: traced through torch's own
+    dispatch and cache, so that graph is compiled again when torch's cache gains a pair;
+    registering the closed form with :func:`register_closed_form` avoids it.
     """
-    key = (type(q), type(p))
-    if torch.compiler.is_compiling():  # no guard on the cache, which eager calls fill
-        fn = _kl_function(*key)
-    else:
-        fn = torch_kl._KL_MEMOIZE.get(key)
-        if fn is None:
-            fn = _kl_function(*key)
-            torch_kl._KL_MEMOIZE[key] = fn
-    if fn is NotImplemented:
-        raise NotImplementedError(
-            f"no closed-form KL is registered for {type(q).__name__} ‖ {type(p).__name__}"
-        )
-    return fn(q, p)
+    if torch.compiler.is_compiling():
+        fn = _own_closed_form(type(q), type(p))
+        if fn is not None:
+            return fn(q, p)
+    return kl_divergence(q, p)
 
 
-def _kl_function(type_q: type, type_p: type):
+def _own_closed_form(type_q: type, type_p: type) -> Callable[[Any, Any], Tensor] | None:
+    """latentkit's closed form for the pair of types (:func:`register_closed_form`): the
+    registered pair most specific in q, then in p; None when it has none."""
     for a in type_q.__mro__:
         for b in type_p.__mro__:
-            fn = torch_kl._KL_REGISTRY.get((a, b))
+            fn = _CLOSED_FORMS.get((a, b))
             if fn is not None:
                 return fn
-    return NotImplemented
+    return None
