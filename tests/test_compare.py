@@ -21,7 +21,7 @@ from safetensors import safe_open
 
 import latentkit as lk
 import latentkit.checkpoint as ckpt
-from latentkit.compare.comparison import _training_text
+from latentkit.compare.table import _training_text
 from latentkit.report import examples_digest
 
 BASE = ["--data", "digits", "--limit", "64", "--batch-size", "16", "--no-progress",

@@ -21,11 +21,11 @@ names what differs from the reference, and runs on other examples get no paired
 difference).
 
 The package: :mod:`latentkit.compare.runs` reads one run folder,
-:mod:`latentkit.compare.comparison` compares them and shows the table; every public name is
-importable from ``latentkit.compare``.
+:mod:`latentkit.compare.comparison` compares runs, :mod:`latentkit.compare.table` shows the
+comparison; every public name is importable from ``latentkit.compare``.
 """
 
-from latentkit.compare.comparison import Comparison, Row, compare_runs
+from latentkit.compare.comparison import compare_runs
 from latentkit.compare.runs import (
     Figure,
     ProtocolMismatchError,
@@ -33,6 +33,7 @@ from latentkit.compare.runs import (
     RunRecord,
     load_run,
 )
+from latentkit.compare.table import Comparison, Row
 
 __all__ = [
     "Comparison",
