@@ -25,7 +25,12 @@ The package: :mod:`latentkit.compare.runs` reads one run folder,
 comparison; every public name is importable from ``latentkit.compare``.
 """
 
+# ``NAME as NAME``: the constants, importable from here as before but not in __all__.
 from latentkit.compare.comparison import compare_runs
+from latentkit.compare.runs import MAX_PER_EXAMPLE_BYTES as MAX_PER_EXAMPLE_BYTES
+from latentkit.compare.runs import MAX_REPORT_BYTES as MAX_REPORT_BYTES
+from latentkit.compare.runs import PROTOCOL_FIELDS as PROTOCOL_FIELDS
+from latentkit.compare.runs import REPORT_FILE as REPORT_FILE
 from latentkit.compare.runs import (
     Figure,
     ProtocolMismatchError,
