@@ -23,6 +23,7 @@ from latentkit.chains import (
     SingleLayerPosterior,
 )
 from latentkit.compare import Comparison, ProtocolMismatchError, RunFolderError, compare_runs
+from latentkit.composition import compose
 from latentkit.config import structure_config, unstructure_config
 from latentkit.data import load_dataset
 from latentkit.diagnostics import Diagnostics, diagnose
@@ -118,6 +119,7 @@ __all__ = [
     "UnknownModelError",
     "bits_per_dim",
     "compare_runs",
+    "compose",
     "diagnose",
     "distributions",
     "elbo",
