@@ -268,3 +268,40 @@ def test_amp_and_resume_on_cuda(data, tmp_path):
     t2 = Trainer(new_model(), train, cfg, run_dir=tmp_path)
     t2.resume(tmp_path)
     assert t2.fit().step == 24
+
+
+def test_the_trainer_is_its_parts_under_the_names_it_has_always_had(data):
+    """The coordinator's attributes are its parts' own objects (no copies that could drift)."""
+    train, test = data
+    t = Trainer(new_model(), train, config(ema_decay=0.5), test_data=test)
+    same = {
+        "dist": t.runtime.dist,
+        "device": t.runtime.device,
+        "train_data": t.feed.train_data,
+        "test_data": t.feed.test_data,
+        "order": t.feed.order,
+        "objective": t.loss.module,
+        "loss_objective": t.loss.objective,
+        "optimizer": t.optimization.optimizer,
+        "ema": t.optimization.ema,
+        "logger": t.metrics.logger,
+        "last_metrics": t.metrics.last,
+    }
+    for name, part in same.items():
+        assert getattr(t, name) is part, name
+    assert torch.equal(t.batch(3), t.feed.batch(3))
+    assert t.selection_k == 1 and t.best_validation is None and t.skipped_steps == 0
+    assert t.validation_data is None and t.binarizer is None and t.last_checkpoint is None
+
+
+def test_between_fits_only_the_loops_own_fields_may_change(data):
+    """``steps`` and the cadences are read as the loop runs; the rest is built into the parts,
+    so a change to it is refused rather than silently ignored."""
+    train, _ = data
+    t = Trainer(new_model(), train, config(steps=4))
+    t.fit()
+    t.config = config(steps=6, log_every=2)
+    assert t.fit().step == 6 and t.optimization.total_steps == 6
+    with pytest.raises(lk.ConfigError, match=r"\['lr'\] are fixed"):
+        t.config = config(steps=8, lr=0.5)
+    assert t.config.steps == 6

@@ -30,8 +30,7 @@ Loading trusts nothing in the files (docs/reliability.md):
   checked as well:
 * the tensor file must be a bare file name beside the JSON (no paths), the step an int;
 * :func:`latentkit.trained.load_trained_model` builds the named model on the meta device
-  first (no memory)
-  and refuses weights whose names or shapes differ, or which are not finite, before any
+  first (no memory) and refuses weights of other names or shapes, or not finite, before any
   real allocation; a config the model's validators refuse is a :class:`CheckpointError`.
 
 ``LATENTKIT_TEST_SLOW_CHECKPOINT=SECONDS`` (for tests only) sleeps between each checkpoint
@@ -309,11 +308,9 @@ def _read_info(json_path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{json_path}: 'tensors' must name a step-N.safetensors file beside it, got {name!r}"
         )
-    if not isinstance(info.get("tensors_sha256"), str) or not _SHA256.match(info["tensors_sha256"]):
-        raise CheckpointError(
-            f"{json_path}: 'tensors_sha256' must be 64 hex digits, got "
-            f"{info.get('tensors_sha256')!r}"
-        )
+    digest = info.get("tensors_sha256")
+    if not isinstance(digest, str) or not _SHA256.match(digest):
+        raise CheckpointError(f"{json_path}: 'tensors_sha256' is not 64 hex digits: {digest!r}")
     return info
 
 

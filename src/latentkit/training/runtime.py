@@ -1,9 +1,20 @@
-"""Where training runs: the device, torchrun's process group, the seed and the data order."""
+"""Where training runs: the device, torchrun's process group, the seed and the data order.
+
+:class:`Runtime` gathers what every part of the trainer needs to know of it (this
+process's place, its device and dtype, autocast); :class:`StopRequest` turns SIGINT and
+SIGTERM into a stop after the step in flight, taken by every rank at the same step.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import numpy as np
@@ -16,12 +27,22 @@ from latentkit.errors import ConfigError, TrainingError
 __all__ = [
     "DataOrder",
     "DistInfo",
+    "Runtime",
+    "StopRequest",
     "distributed_env",
     "init_distributed",
+    "model_dtype",
     "resolve_device",
     "seed_everything",
     "shutdown_distributed",
 ]
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The floating dtype of ``model``'s reference tensor (its parameters'), or torch's
+    default for a model whose reference is not floating."""
+    ref = model.reference()
+    return ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
 
 
 def seed_everything(seed: int) -> None:
@@ -189,3 +210,97 @@ class DataOrder:
             self._epoch, self._perm = pos["epoch"], torch.randperm(self.num_examples, generator=g)
         start = pos["batch"] * self.batch_size
         return self._perm[start : start + self.batch_size]
+
+
+@attrs.frozen
+class Runtime:
+    """Where the trainer's parts compute: this process's place in the job, its device, the
+    model's floating dtype, and whether CUDA steps run under bf16 autocast."""
+
+    dist: DistInfo
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+    amp: bool = False
+
+    @classmethod
+    def start(
+        cls, device: str, dtype: torch.dtype, *, amp: bool = False, batch_size: int = 1
+    ) -> Runtime:
+        """Resolve ``device`` (``TrainConfig.device``) and join torchrun's process group if
+        there is one; a global batch of ``batch_size`` must split evenly over its processes.
+        ``amp`` off CUDA is warned about and dropped."""
+        dist_info, where = init_distributed(resolve_device(device))
+        if batch_size % dist_info.world_size:
+            raise ConfigError(
+                f"batch_size: {batch_size} does not split evenly over "
+                f"{dist_info.world_size} processes"
+            )
+        if amp and where.type != "cuda":
+            warnings.warn(
+                "amp: bf16 autocast is used on CUDA only; training in float32", stacklevel=3
+            )
+        return cls(dist_info, where, dtype, amp and where.type == "cuda")
+
+    def share(self, batch_size: int) -> slice:
+        """This rank's rows of a global batch of ``batch_size`` (a contiguous slice)."""
+        n = batch_size // self.dist.world_size
+        return slice(self.dist.rank * n, (self.dist.rank + 1) * n)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA when ``amp`` is on; nothing otherwise."""
+        if self.amp and self.device.type == "cuda":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def fork_rng(self, seed: int) -> Iterator[None]:
+        """Run the ``with`` body on torch's generators seeded with ``seed``; the training
+        noise continues after it as if the body had drawn nothing."""
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    def any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any rank (every rank must call it)."""
+        if not self.dist.active:
+            return flag
+        value = torch.tensor([1 if flag else 0], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def barrier(self) -> None:
+        """Wait for every rank (nothing when alone)."""
+        if self.dist.active:
+            dist.barrier()
+
+
+class StopRequest:
+    """SIGINT and SIGTERM, caught while the ``with`` body runs: the first asks the loop to
+    stop after the step in flight, a second aborts at once (``KeyboardInterrupt``). Off the
+    main thread (where Python cannot install handlers) nothing is caught."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old.clear()
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def agreed(self, runtime: Runtime) -> bool:
+        """Whether to stop now: every rank must stop after the same step, or the others wait
+        forever in all-reduce (a collective under torchrun)."""
+        return runtime.any_rank(bool(self.signum))

@@ -19,50 +19,36 @@ Reproducibility, and exact resume
   ``ema_decay`` > 0), Adam's state, every rank's RNG state and the step. Resuming from step k
   and training to n gives bit-for-bit the parameters of an uninterrupted run to n on CPU
   (``tests/test_training.py``; after a ``kill -9`` too, ``tests/test_kill.py``). The
-  learning-rate schedule is a pure function of the step (``latentkit.schedules``).
+  learning-rate schedule is a pure function of the step
+  (``latentkit.training.lr_schedules``).
 
 Bad data and numerical faults
 -----------------------------
-* Every example is checked once, when the trainer is built: a float tensor of the model's
-  ``[N, *data_shape]``, no NaN or inf (after the cast to the model's dtype), and inside the
-  support of p(x | z_1) (binary for a Bernoulli likelihood); a typed one-line error names
-  the problem otherwise.
-* Each step's health is computed on the device: ``isfinite`` of the loss and of the total
-  gradient norm (the norm ``grad_clip`` needs anyway, from per-parameter norms so a fault
-  can name its parameters). With ``on_nonfinite="stop"`` (the default) nothing is read back
-  per step: the steps' flags (tensors the step computed anyway) are kept and read, in one
-  read, where the loop reads the device already — each log step, before every evaluation
-  and checkpoint, at the end, and at least every :data:`CHECK_EVERY` steps — so a fault
-  stops training with :class:`~latentkit.errors.NonFiniteTrainingError` naming the first
-  faulty step and the culprit (the loss, or the parameters whose gradient is not finite),
-  and no checkpoint is ever written after it (the last good one stays as it was). With
-  ``on_nonfinite="skip"`` the update must be decided before it happens, so the flag is read
-  every step (one host sync per step, the price of skipping): a faulty step is skipped (no
-  optimizer update, the data order moves on), and more than ``max_skips`` in a row stop the
-  run as above.
+* Every example is checked once, when the trainer is built (:class:`~latentkit.training.
+  feed.DataFeed`): a float tensor of the model's ``[N, *data_shape]``, finite after the
+  cast to the model's dtype, inside the support of p(x | z_1); a typed one-line error
+  names the problem otherwise.
+* Each step's health is computed on the device (:class:`~latentkit.training.health.
+  HealthWatch`): with ``on_nonfinite="stop"`` (the default) a fault is read back where the
+  loop reads the device already, and stops training with
+  :class:`~latentkit.errors.NonFiniteTrainingError` naming the first faulty step and its
+  culprit, before any checkpoint is written after it; with ``"skip"`` a faulty update is
+  skipped, and more than ``max_skips`` in a row stop the run.
 
 Several processes
 -----------------
-Launched by ``torchrun --nproc_per_node=N`` (which sets RANK, WORLD_SIZE, LOCAL_RANK), the
-trainer joins the process group (gloo on CPU, NCCL on CUDA), wraps the objective in
-DistributedDataParallel and gives rank r the r-th contiguous slice of each global batch of
-``batch_size`` examples, so the averaged gradient is that of the whole batch. Rank 0
-alone writes metrics and checkpoints and runs the periodic evaluation.
+Launched by ``torchrun``, the trainer joins the process group and each rank trains on its
+share of every global batch (:mod:`latentkit.training.runtime`); rank 0 alone writes.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
-import signal
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import attrs
-import torch
-import torch.distributed as dist
 from rich.console import Console
 from torch import Tensor
 
@@ -71,16 +57,28 @@ from latentkit.config import unstructure_config
 from latentkit.errors import ConfigError
 from latentkit.estimators import training_estimator
 from latentkit.objectives import Objective
-from latentkit.schedules import EMA, apply_lr, lr_factor
 from latentkit.training.config import TrainConfig
-from latentkit.training.health import StepHealth
-from latentkit.training.loggers import JsonlLogger, Logger, make_logger
-from latentkit.training.reporting import Reporting, _Display, _LossWindow
-from latentkit.training.runtime import init_distributed, resolve_device, seed_everything
-from latentkit.training.setup import TrainerSetup
-from latentkit.training.state import CheckpointState
+from latentkit.training.feed import DataFeed
+from latentkit.training.health import HealthWatch
+from latentkit.training.loggers import make_logger
+from latentkit.training.loss import TrainingLoss, build_objective
+from latentkit.training.optimization import Optimization, lr_schedule_of
+from latentkit.training.reporting import Display, Evaluator, LossWindow, Metrics, TrainLine
+from latentkit.training.runtime import Runtime, StopRequest, model_dtype, seed_everything
+from latentkit.training.state import RunState
 
-__all__ = ["TrainResult", "Trainer"]
+__all__ = ["LOOP_FIELDS", "TrainResult", "Trainer"]
+
+LOOP_FIELDS = (
+    "steps",
+    "log_every",
+    "eval_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "progress",
+)
+"""The fields of :class:`TrainConfig` a trainer reads as it runs, which may change between fits
+(the others are built into its parts)."""
 
 
 @attrs.frozen
@@ -93,7 +91,12 @@ class TrainResult:
     last_metrics: dict[str, Any]
 
 
-class Trainer(TrainerSetup, StepHealth, CheckpointState, Reporting):
+def _part(path: str, doc: str) -> Any:
+    """A read-only attribute of the trainer that is one of its parts' (``path``: dotted)."""
+    return property(lambda self: functools.reduce(getattr, path.split("."), self), doc=doc)
+
+
+class Trainer:
     """Train ``model`` on ``train_data`` with Adam; log, evaluate and checkpoint into ``run_dir``.
 
     Args:
@@ -102,7 +105,7 @@ class Trainer(TrainerSetup, StepHealth, CheckpointState, Reporting):
         config: a :class:`TrainConfig`.
         objective: what to minimise: an objective's registered name (built with
             ``objective_config``), a built :class:`~latentkit.Objective`, or ``None`` for
-            the model's default (``model.default_objective``).
+            the model's own (``model.objective_choice``).
         objective_config: options of the objective named by ``objective``.
         validation_data: examples held out of training for the periodic evaluations; when
             given, the test data are never touched by the trainer, and the checkpoint of the
@@ -118,11 +121,13 @@ class Trainer(TrainerSetup, StepHealth, CheckpointState, Reporting):
         data_info: how the data were loaded (recorded in checkpoints, for ``resume``).
         console: where progress and messages go.
 
-    The parts: data, objective and optimizer (:class:`~latentkit.training.setup.TrainerSetup`),
-    the non-finite policy (:class:`~latentkit.training.health.StepHealth`),
-    checkpoints and resume (:class:`~latentkit.training.state.CheckpointState`), metric
-    lines and evaluations (:class:`~latentkit.training.reporting.Reporting`), where metrics
-    go (:mod:`latentkit.training.loggers`); this class holds the loop.
+    The trainer holds its parts and runs the loop over them; each part is built here from
+    what it needs and can be built and tested alone: :attr:`runtime` (where it computes),
+    :attr:`feed` (the data and each step's batch), :attr:`loss` (the objective and the
+    module the step calls), :attr:`health` (the non-finite policy), :attr:`optimization`
+    (Adam, the schedule, the weight average: one step), :attr:`metrics`,
+    :attr:`train_line` and :attr:`evaluator` (what is reported), and :attr:`state` (the
+    checkpoints it writes and resumes from).
     """
 
     def __init__(
@@ -144,46 +149,101 @@ class Trainer(TrainerSetup, StepHealth, CheckpointState, Reporting):
     ):
         if not isinstance(model, LatentModel):
             raise TypeError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
-        self.config = config = config or TrainConfig()
+        self._config = config = config or TrainConfig()
         self.console = console or Console(stderr=True)
-        self.dist, self.device = init_distributed(resolve_device(config.device))
-        if config.batch_size % self.dist.world_size:
-            raise ConfigError(
-                f"batch_size: {config.batch_size} does not split evenly over "
-                f"{self.dist.world_size} processes"
-            )
-        self.model = model.to(self.device)
-        ref = self.model.reference()
-        self.dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
-        self._setup_data(train_data, test_data, validation_data, dynamic_binarization)
-        self.run_dir = None if run_dir is None else Path(run_dir)
-        self.model_name = model_name or getattr(model, "name", None)
-        cfg = model_config if model_config is not None else getattr(model, "config", None)
-        self.model_config = unstructure_config(cfg) if cfg is not None else None
-        self.data_info = dict(data_info or {})
-        self._setup_optimizer()
-        self._setup_objective(objective, objective_config)
-        self.step = 0
-        self.resumed_from: Path | None = None
-        self.last_checkpoint: Path | None = None
-        self.last_metrics: dict[str, Any] = {}
-        self.best_validation: float | None = None
-        self.train_seconds, self.seconds_since_step = 0.0, 0  # the budget (checkpoint "budget")
-        self._fit_start: float | None = None
-        self._diagnose_examples = config.diagnose_examples
-        self._stop: int = 0
-        self._saved_step = -1
-        self._rng_ready = False
-        self._term_estimator = training_estimator(self.model).name
-        # Step health, kept on the device (latentkit.training.health).
-        self._params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        self._init_health()
-        self.ema = (
-            EMA(self.model, config.ema_decay, warmup=config.ema_warmup)
-            if config.ema_decay > 0
-            else None
+        self.runtime = runtime = Runtime.start(
+            config.device, model_dtype(model), amp=config.amp, batch_size=config.batch_size
         )
-        self.logger = make_logger(config.logger, self.run_dir if self.dist.is_main else None)
+        self.model = model.to(runtime.device)
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.feed = DataFeed(
+            self.model,
+            runtime,
+            train_data,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            test_data=test_data,
+            validation_data=validation_data,
+            dynamic_binarization=dynamic_binarization,
+        )
+        self._build_optimization(config, objective, objective_config)
+        self._build_reporting(config)
+        cfg = model_config if model_config is not None else getattr(model, "config", None)
+        self.state = RunState(
+            run_dir=self.run_dir,
+            config=config,
+            runtime=runtime,
+            model=self.model,
+            loss=self.loss,
+            optimization=self.optimization,
+            feed=self.feed,
+            metrics=self.metrics,
+            evaluator=self.evaluator,
+            model_name=model_name or getattr(model, "name", None),
+            model_config=unstructure_config(cfg) if cfg is not None else None,
+            data_info=data_info,
+        )
+        self.step = 0
+        self._rng_ready = False
+
+    def _build_optimization(
+        self, config: TrainConfig, objective: str | Objective | None, options: dict | None
+    ) -> None:
+        """The loss (the objective built, compiled, wrapped), the health watch, and Adam's
+        step with its schedule and weight average."""
+        schedule = lr_schedule_of(config)  # checked before anything is compiled
+        built = build_objective(self.model, objective, options, self.runtime.device)
+        sample = self.feed.batch(0)
+        self.loss = TrainingLoss(
+            self.model, built, self.runtime, sample=sample, seed=config.seed, compile=config.compile
+        )
+        self.health = HealthWatch.from_config(
+            config, self.model, self.runtime, console=self.console, last_good=self._last_good
+        )
+        self.optimization = Optimization.from_config(
+            config, self.model, self.loss, self.health, schedule=schedule
+        )
+
+    def _build_reporting(self, config: TrainConfig) -> None:
+        """The metrics' destination, the train line and the periodic evaluation."""
+        main = self.runtime.dist.is_main
+        logger = make_logger(config.logger, self.run_dir if main else None)
+        self.metrics = Metrics(logger, is_main=main, run_dir=self.run_dir)
+        estimator = training_estimator(self.model).name  # of the logged terms
+        self.train_line = TrainLine(
+            self.model,
+            self.runtime,
+            self.metrics,
+            seed=config.seed,
+            estimator=estimator,
+            count_skips=config.on_nonfinite == "skip",
+            last_good=self._last_good,
+        )
+        self.evaluator = Evaluator.from_config(
+            config, self.model, self.runtime, self.metrics, self.feed, self.loss, estimator
+        )
+
+    def _last_good(self) -> Path | None:
+        """The last checkpoint written or resumed from (named by a stopping fault)."""
+        return self.state.last_checkpoint
+
+    @property
+    def config(self) -> TrainConfig:
+        """The training configuration. Between fits a new one may change the loop's own
+        fields (:data:`LOOP_FIELDS`: the run's length and cadences); the others were built
+        into the parts, and a change to them is refused (build a new trainer)."""
+        return self._config
+
+    @config.setter
+    def config(self, config: TrainConfig) -> None:
+        fixed = [f for f in attrs.fields_dict(TrainConfig) if f not in LOOP_FIELDS]
+        changed = [f for f in fixed if getattr(config, f) != getattr(self._config, f)]
+        if changed:
+            raise ConfigError(f"a trainer's {changed} are fixed when it is built")
+        self._config = self.state.config = config
+        self.optimization.total_steps = config.steps
+
+    # --- the loop --------------------------------------------------------------------------
 
     def fit(self, *, until: int | None = None) -> TrainResult:
         """Train from the current step to ``config.steps`` (or stop early at ``until``).
@@ -197,129 +257,135 @@ class Trainer(TrainerSetup, StepHealth, CheckpointState, Reporting):
         cfg = self.config
         end = cfg.steps if until is None else min(until, cfg.steps)
         if self.step >= cfg.steps:  # nothing to train: no evaluation, no metrics line
-            return TrainResult(self.step, False, self.last_checkpoint, dict(self.last_metrics))
-        self._refuse_a_later_run()
+            return self._result(False)
+        self.state.refuse_a_later_run(self.step)
         if not self._rng_ready:
-            seed_everything(cfg.seed + self.dist.rank)
+            seed_everything(cfg.seed + self.runtime.dist.rank)
             self._rng_ready = True
         self.model.train()
-        self.loss_objective.train()
-        if self.dist.is_main:
-            self.logger.log_config(self.run_config)
-        display = _Display(self.console, cfg.progress and self.dist.is_main, cfg.steps, self.step)
-        handlers = self._catch_signals()
-        window = _LossWindow(self.device)
-        interrupted = False
-        self._fit_start = time.perf_counter()
+        self.loss.objective.train()
+        if self.runtime.dist.is_main:
+            self.metrics.logger.log_config(self.run_config)
+        main = self.runtime.dist.is_main
+        display = Display(self.console, cfg.progress and main, cfg.steps, self.step)
+        self.state.budget.start()
         try:
-            while self.step < end:
-                x, loss = self._train_step(skip=cfg.on_nonfinite == "skip")
-                window.add(loss)
-                stats = None
-                if self.step % cfg.log_every == 0 or self.step == end:
-                    stats = self._log_train(x, *window.close(cfg.batch_size))
-                self._periodic(end)
-                display.update(self.step, stats)
-                if self._should_stop():
-                    interrupted = True
-                    break
-            interrupted = interrupted or self.step < cfg.steps
-            self.raise_on_fault()
-            if self._eval_data is not None and not interrupted:
-                self.evaluate_now()
-            if self._saved_step != self.step:
-                self.save_checkpoint()
+            with StopRequest() as stop:  # a signal now waits for the step in flight
+                interrupted = self._loop(end, display, stop)
+                self.health.check(self.step)
+                if self.evaluator.data is not None and not interrupted:
+                    self.evaluate_now()
+                if self.state.saved_step != self.step:
+                    self.save_checkpoint()
         finally:
-            self.train_seconds += time.perf_counter() - self._fit_start
-            self._fit_start = None
+            self.state.budget.stop()
             display.stop()
-            self._restore_signals(handlers)
-        self._log_curves()
+        self.metrics.finish(self.step)
+        return self._result(interrupted)
+
+    def _loop(self, end: int, display: Display, stop: StopRequest) -> bool:
+        """Steps up to ``end``, with their lines, evaluations and checkpoints; whether the
+        run stops short of ``config.steps``."""
+        cfg = self.config
+        window = LossWindow(self.runtime.device)
+        while self.step < end:
+            x = self.feed.batch(self.step)
+            window.add(self.optimization.step(x, self.step))
+            self.step += 1
+            stats = None
+            if self.step % cfg.log_every == 0 or self.step == end:
+                self.health.check(self.step)
+                mean_loss, rate = window.close(cfg.batch_size)
+                stats = self.train_line.write(
+                    self.step,
+                    x,
+                    mean_loss,
+                    rate,
+                    lr=self.optimization.current_lr,
+                    skipped=self.health.skipped_steps,
+                )
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step != end:
+                self.evaluate_now()
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            display.update(self.step, stats)
+            if stop.agreed(self.runtime):
+                return True
+        return self.step < cfg.steps
+
+    def _result(self, interrupted: bool) -> TrainResult:
         return TrainResult(self.step, interrupted, self.last_checkpoint, dict(self.last_metrics))
 
-    def _train_step(self, *, skip: bool) -> tuple[Tensor, Tensor | None]:
-        """One optimizer step on the batch of step ``self.step``: that batch, and its loss
-        (``None`` when ``skip`` mode skipped a faulty update)."""
-        cfg = self.config
-        x = self.batch(self.step)
-        self._step_t.fill_(self.step)  # a device tensor: no recompile, no host sync
-        with self._autocast():
-            loss = self.objective(x, self._step_t).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        finite = self._step_health(loss.detach())
-        updated = not skip or self._update_or_skip(finite)
-        if updated:
-            apply_lr(self.optimizer, cfg.lr, lr_factor(self.lr_schedule, self.step, cfg.steps))
-            self.optimizer.step()
-            if self.ema is not None:
-                self.ema.update(self.model)
-        self.step += 1
-        return x, (loss.detach() if updated else None)
+    # --- what the loop calls, public ---------------------------------------------------------
 
-    def _periodic(self, end: int) -> None:
-        """The evaluation and checkpoint due after this step, if any."""
-        cfg = self.config
-        if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step != end:
-            self.evaluate_now()
-        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-            self.save_checkpoint()
+    def evaluate_now(self) -> dict[str, Any] | None:
+        """The held-out bound and terms at the current step (rank 0), logged as a
+        ``validation`` or ``test`` line, with the weight average when one is kept; on
+        validation, the best so far is kept in ``run_dir/best/``."""
+        self.health.check(self.step)
+        record = None
+        if self.runtime.dist.is_main and self.evaluator.data is not None:
+            with self.optimization.averaged():  # evaluated, kept and diagnosed with it
+                record = self.evaluator.evaluate(self.step)
+                if self.evaluator.improves(record):
+                    self.state.save_best(self.step)
+                self.evaluator.diagnose(self.step)
+        self.runtime.barrier()
+        return record
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return self._autocast_for(self.device)
+    def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint of the current step (rank 0 writes; every rank must call it).
 
-    # --------------------------------------------------------------------
+        Refused (:class:`NonFiniteTrainingError`) after a faulty step: a checkpoint never
+        holds the weights a NaN/inf update made."""
+        self.health.check(self.step)
+        return self.state.save(self.step)
 
-    def _catch_signals(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
+    def raise_on_fault(self) -> None:
+        """Raise :class:`NonFiniteTrainingError` if a step since the last check was faulty
+        (``stop`` mode)."""
+        self.health.check(self.step)
 
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop:
-                raise KeyboardInterrupt
-            self._stop = signum
+    def resume(self, path: str | os.PathLike) -> int:
+        """Load weights, optimizer, RNG and step from a checkpoint; return the step.
 
-        old = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old[sig] = signal.signal(sig, handler)
-        return old
+        The training configuration's data-order and optimizer fields should match the
+        checkpoint's (:data:`EXACT_RESUME_FIELDS`); a change is warned about, since the
+        continuation is then no longer the uninterrupted run.
+        """
+        self.step = self.state.resume(path)
+        self._rng_ready = True  # restored, or reseeded for another process count
+        return self.step
 
-    @staticmethod
-    def _restore_signals(old: dict[int, Any]) -> None:
-        for sig, h in old.items():
-            signal.signal(sig, h)
+    # --- the parts' attributes, by the names the trainer has always had -----------------------
 
-    def _should_stop(self) -> bool:
-        if not self.dist.active:
-            return bool(self._stop)
-        # Every rank must stop after the same step, or the others wait forever in all-reduce.
-        flag = torch.tensor([1 if self._stop else 0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
-
-    # --------------------------------------------------------------------
-
-    @property
-    def run_config(self) -> dict[str, Any]:
-        """What the loggers record as the run's configuration."""
-        return {
-            "model": self.model_name,
-            "model_config": self.model_config,
-            "objective": self.objective_record,
-            "train": unstructure_config(self.config),
-            "data": self.data_info,
-        }
-
-    def _log_curves(self) -> None:
-        """Hand the training curves to a logger that keeps figures (not the JSONL one)."""
-        if type(self.logger) in (Logger, JsonlLogger) or not self.dist.is_main:
-            self.logger.close()
-            return
-        from latentkit.plots import training_curves
-
-        path = training_curves(self.metrics_path, self.run_dir / ".curves-for-logger.png")
-        try:
-            self.logger.log_figure("curves", path, self.step)
-        finally:
-            path.unlink(missing_ok=True)
-            self.logger.close()
+    batch = _part("feed.batch", "This process's share of a step's global batch (a method).")
+    state_tensors = _part("state.tensors", "The checkpoint's tensors (a method).")
+    run_config = _part("state.run_config", "What the loggers record as the run's configuration.")
+    dist = _part("runtime.dist", "This process's place in the job (DistInfo).")
+    device = _part("runtime.device", "The training device.")
+    dtype = _part("runtime.dtype", "The model's floating dtype (the data are cast to it).")
+    train_data = _part("feed.train_data", "The training examples, checked and placed.")
+    test_data = _part("feed.test_data", "The test examples (None: none given).")
+    validation_data = _part("feed.validation_data", "The validation examples, or None.")
+    binarizer = _part("feed.binarizer", "The dynamic binarizer, or None.")
+    order = _part("feed.order", "The data order (DataOrder).")
+    objective = _part("loss.module", "The module each step calls (compiled, DDP-wrapped).")
+    loss_objective = _part("loss.objective", "The objective minimised.")
+    objective_record = _part("loss.record", "The objective's name and options.")
+    optimizer = _part("optimization.optimizer", "Adam.")
+    lr_schedule = _part("optimization.schedule", "The learning-rate schedule.")
+    ema = _part("optimization.ema", "The weight average (None: none is kept).")
+    skipped_steps = _part("health.skipped_steps", "Steps the skip policy skipped.")
+    logger = _part("metrics.logger", "Where the metrics go.")
+    last_metrics = _part("metrics.last", "The last record of each split.")
+    metrics_path = _part("metrics.path", "RUN/metrics.jsonl.")
+    selection_k = _part("evaluator.selection_k", "The bound that picks the best checkpoint.")
+    best_validation = _part("evaluator.best", "The best validation value so far, or None.")
+    last_checkpoint = _part("state.last_checkpoint", "The last checkpoint written or read.")
+    resumed_from = _part("state.resumed_from", "The checkpoint resumed from, or None.")
+    model_name = _part("state.model_name", "The model's registered name (checkpoints).")
+    model_config = _part("state.model_config", "The model's configuration (checkpoints).")
+    data_info = _part("state.data_info", "How the data were loaded (checkpoints).")
+    train_seconds = _part("state.budget.train_seconds", "Training's wall time so far.")
+    seconds_since_step = _part("state.budget.since_step", "Where train_seconds counts from.")

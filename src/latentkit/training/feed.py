@@ -1,0 +1,134 @@
+"""The trainer's data: its splits, each checked once, and the batch of every step.
+
+A :class:`DataFeed` holds the training examples (placed on the accelerator when small),
+the held-out splits, and the :class:`~latentkit.training.runtime.DataOrder` that fixes
+step s's global batch from (seed, s) alone, so no loader state is needed to resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from latentkit.chains import LatentModel
+from latentkit.errors import InputError
+from latentkit.evaluation import check_likelihood_support
+from latentkit.training.runtime import DataOrder, Runtime
+from latentkit.validation import check_data
+
+__all__ = ["DataFeed", "checked_split"]
+
+PLACE_BYTES = 2**30
+"""Training sets smaller than this live on the accelerator, so a batch is one index."""
+
+
+class _ShapeOnly:
+    """Stands for a model in :func:`check_data` when only the data's own properties are
+    checked (type, float, shape, emptiness, finiteness), wherever the data live."""
+
+    def __init__(self, data_shape: tuple[int, ...]):
+        self.data_shape = data_shape
+
+    @staticmethod
+    def reference() -> Tensor:
+        return torch.empty(0)  # no parameters: check_data skips the device and dtype checks
+
+
+def checked_split(model: LatentModel, data: Any, name: str, dtype: torch.dtype) -> Tensor:
+    """``data`` in ``dtype``, every example checked once: a float tensor
+    ``[N, *model.data_shape]`` with N ≥ 1, finite after the cast, inside p(x|z_1)'s support;
+    a typed one-line error naming ``name`` otherwise."""
+    if not isinstance(data, Tensor):
+        raise InputError(
+            f"{name} must be a torch.Tensor of shape [N, "
+            f"{', '.join(map(str, model.data_shape))}], got {type(data).__name__}"
+        )
+    if data.is_floating_point():  # float16/64 are cast; an overflow shows up as inf below
+        data = data.to(dtype=dtype)
+    check_data(_ShapeOnly(model.data_shape), data, name=name)
+    check_likelihood_support(model, data, name=name)
+    return data
+
+
+class DataFeed:
+    """The splits a run uses and the batches of its steps.
+
+    Args:
+        model: the model the data are for (their shape and likelihood support).
+        runtime: where the batches go (device, dtype) and this rank's share of each.
+        train_data: ``[N, *model.data_shape]`` floats; with ``dynamic_binarization``, pixel
+            probabilities in [0, 1] drawn afresh as bits at each use
+            (:class:`latentkit.data.DynamicBinarizer`, a pure function of (seed, step,
+            position in the global batch)).
+        batch_size: the global batch (over all ranks).
+        seed: seeds the data order (and the binarization).
+        test_data, validation_data: held-out splits for the periodic evaluations (the
+            validation split, when given, is the one evaluated).
+    """
+
+    def __init__(
+        self,
+        model: LatentModel,
+        runtime: Runtime,
+        train_data: Tensor,
+        *,
+        batch_size: int,
+        seed: int,
+        test_data: Tensor | None = None,
+        validation_data: Tensor | None = None,
+        dynamic_binarization: bool = False,
+    ):
+        self.runtime, self.batch_size = runtime, batch_size
+        self.binarizer = None
+        if dynamic_binarization:
+            from latentkit.data import DynamicBinarizer
+
+            self.binarizer = DynamicBinarizer(train_data.to(runtime.dtype), seed=seed)
+            self.train_data = self.binarizer.probs
+        else:
+            self.train_data = self._place(
+                checked_split(model, train_data, "train_data", runtime.dtype)
+            )
+        self.test_data = self._held_out(model, test_data, "test_data")
+        self.validation_data = self._held_out(model, validation_data, "validation_data")
+        self.order = DataOrder(train_data.shape[0], batch_size, seed)
+
+    def _held_out(self, model: LatentModel, data: Any, name: str) -> Tensor | None:
+        return None if data is None else checked_split(model, data, name, self.runtime.dtype)
+
+    def _place(self, data: Tensor) -> Tensor:
+        data = data.to(dtype=self.runtime.dtype)
+        device = self.runtime.device
+        if device.type == "cuda" and data.numel() * data.element_size() < PLACE_BYTES:
+            data = data.to(device)
+        return data
+
+    def batch(self, step: int) -> Tensor:
+        """This process's share of step ``step``'s global batch, on the training device."""
+        idx = self.order.indices(step)
+        rows = self.runtime.share(self.batch_size)
+        device, dtype = self.runtime.device, self.runtime.dtype
+        if self.binarizer is not None:  # bits of the global batch, so ranks draw apart
+            return self.binarizer.batch(idx, step)[rows].to(device, dtype=dtype)
+        idx = idx[rows]
+        return self.train_data[idx.to(self.train_data.device)].to(device, non_blocking=True)
+
+    @property
+    def eval_split(self) -> tuple[Tensor | None, str]:
+        """The split the periodic evaluations run on, and its name: the validation split
+        when there is one (the test split is then left alone), else the test split."""
+        if self.validation_data is not None:
+            return self.validation_data, "validation"
+        return self.test_data, "test"
+
+    def record(self, step: int) -> dict[str, int]:
+        """The data order at ``step``, as a checkpoint records it."""
+        order = self.order
+        return {
+            "seed": order.seed,
+            "num_examples": order.num_examples,
+            "batch_size": order.batch_size,
+            **order.position(step),
+        }
