@@ -1,0 +1,107 @@
+"""The composed model: two models' chains joined at the outer model's top latent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from latentkit.chains import LatentModel
+from latentkit.composition.chains import ComposedGenerative, ComposedPosterior, bottom_up_capable
+from latentkit.errors import ConfigError, DeviceError, DTypeError, ShapeError
+from latentkit.validation import likelihood_is_discrete
+
+__all__ = ["ComposedModel", "compose"]
+
+
+def _check_parts(outer: LatentModel, prior: LatentModel) -> None:
+    for role, m in (("outer", outer), ("prior", prior)):
+        if not isinstance(m, LatentModel):
+            raise TypeError(f"compose: {role} must be a latentkit.LatentModel, got {type(m)!r}")
+    top = outer.generative.latent_shapes[-1]
+    if tuple(prior.data_shape) != tuple(top):
+        raise ShapeError(
+            f"compose: the prior's data shape {list(prior.data_shape)} must equal the outer "
+            f"model's top latent shape {list(top)} (z_{outer.num_layers} of "
+            f"{_called(outer)}; the prior {_called(prior)} models it)"
+        )
+    for role, m in (("outer", outer), ("prior", prior)):
+        if not bottom_up_capable(m.posterior, m.num_layers):
+            raise ConfigError(
+                f"compose: the {role} model {_called(m)} has a top-down-only posterior chain "
+                f"({type(m.posterior).__name__}) over {m.num_layers} layers; a composed posterior "
+                "is bottom-up, so each part needs q(z_1|x), q(z_l|z_{l-1}) (hvae: "
+                "posterior='bottom-up')"
+            )
+    if likelihood_is_discrete(prior):
+        raise ConfigError(
+            f"compose: the prior {_called(prior)} has a discrete likelihood p(z | h_1), but the "
+            f"outer model's z_{outer.num_layers} is continuous; give it a continuous one "
+            "(vae/hvae: likelihood='gaussian'; ddpm/vdm: decoder='gaussian')"
+        )
+    a, b = outer.reference(), prior.reference()
+    if a.dtype != b.dtype:
+        raise DTypeError(f"compose: the outer model is {a.dtype}, the prior {b.dtype}")
+    if a.device != b.device:
+        raise DeviceError(f"compose: the outer model is on {a.device}, the prior on {b.device}")
+
+
+def _called(m: LatentModel) -> str:
+    return repr(m.name) if m.name else type(m).__name__
+
+
+class ComposedModel(LatentModel):
+    """A :class:`LatentModel` whose chains are ``outer``'s joined with ``prior``'s at z_La.
+
+    ``model.outer`` and ``model.prior`` are the two models composed (their chains are this
+    model's ``generative.outer``/``generative.inner`` and ``posterior.outer``/``posterior.inner``;
+    their shared modules this model's ``shared.outer_*``/``shared.prior_*``). Trained by default
+    with the ``elbo`` objective on the joined chain; :class:`ComposedObjective` puts the prior's
+    own objective in its place.
+    """
+
+    def __init__(
+        self,
+        outer: LatentModel,
+        prior: LatentModel,
+        *,
+        name: str | None = None,
+        config: Any = None,
+    ):
+        _check_parts(outer, prior)
+        shared = {f"outer_{k}": m for k, m in outer.shared.items()}
+        shared.update({f"prior_{k}": m for k, m in prior.shared.items()})
+        super().__init__(
+            ComposedGenerative(outer.generative, prior.generative),
+            ComposedPosterior(outer.posterior, prior.posterior, outer.num_layers),
+            name=name,
+            config=config,
+            shared=shared,
+        )
+        self.__dict__["parts"] = (outer, prior)  # references: the modules are registered above
+
+    @property
+    def outer(self) -> LatentModel:
+        """The model A whose prior was replaced."""
+        return self.__dict__["parts"][0]
+
+    @property
+    def prior(self) -> LatentModel:
+        """The model B over A's top latent."""
+        return self.__dict__["parts"][1]
+
+    @property
+    def outer_layers(self) -> int:
+        """La: layers 1..La are A's latents, La + 1..L B's."""
+        return self.outer.num_layers
+
+
+def compose(
+    outer: LatentModel, *, prior: LatentModel, name: str | None = None, config: Any = None
+) -> ComposedModel:
+    """``outer`` with the model ``prior`` as the prior of its top latent: a :class:`ComposedModel`.
+
+    ``prior.data_shape`` must equal ``outer``'s top latent shape (else :class:`ShapeError`
+    naming both); each posterior chain must be bottom-up or one layer, and the prior's
+    likelihood continuous (else :class:`ConfigError`). Both are held, not copied: the
+    composed model trains their parameters together.
+    """
+    return ComposedModel(outer, prior, name=name, config=config)

@@ -1,0 +1,113 @@
+"""Training a composed model with the prior model's own objective in place of −ELBO_B(z)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import attrs
+from attrs import validators as v
+from torch import Tensor
+from torch.distributions import Distribution
+
+from latentkit.chains import GenerativeChain, LatentModel
+from latentkit.composition.model import ComposedModel
+from latentkit.errors import EstimatorError
+from latentkit.estimators import monte_carlo_estimator
+from latentkit.objectives import Objective
+
+__all__ = ["ComposedObjective", "ComposedObjectiveConfig", "composed_objective"]
+
+
+class _PriorBound(Distribution):
+    """Stands where p_A(z_La) stood: ``log_prob(z)`` is ELBO_B(z), the prior model's bound on
+    log p_B(z), estimated by its objective (−loss). Not a density: no draws."""
+
+    arg_constraints: ClassVar[dict] = {}
+
+    def __init__(self, bound: Callable[[Tensor], Tensor], n: int, event_shape: tuple[int, ...]):
+        self.bound = bound
+        super().__init__((n,), event_shape, validate_args=False)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return self.bound(value)
+
+
+class _BoundedOuter(GenerativeChain):
+    """A's generative chain with :class:`_PriorBound` as its prior."""
+
+    def __init__(self, outer: GenerativeChain, bound: Callable[[Tensor], Tensor]):
+        super().__init__(outer.data_shape, outer.latent_shapes)
+        self.outer = outer
+        self.bound = bound
+
+    def prior(self, n: int) -> Distribution:
+        return _PriorBound(self.bound, n, self.latent_shapes[-1])
+
+    def transition(self, l: int, z: Tensor) -> Distribution:
+        return self.outer.transition(l, z)
+
+    def likelihood(self, z1: Tensor) -> Distribution:
+        return self.outer.likelihood(z1)
+
+
+@attrs.frozen(kw_only=True)
+class ComposedObjectiveConfig:
+    """Options of :class:`ComposedObjective`.
+
+    Attributes:
+        prior_objective: the objective whose loss stands for −ELBO_B(z) (``None``: the prior
+            model's default, e.g. ``continuous`` for ``vdm``). Only an objective that is a
+            bound (``elbo``, ``iwae``, ``continuous``) keeps the total a bound.
+        prior_objective_config: its options.
+    """
+
+    prior_objective: str | None = attrs.field(
+        default=None, validator=v.optional(v.instance_of(str))
+    )
+    prior_objective_config: dict[str, Any] = attrs.field(factory=dict, converter=dict)
+
+
+class ComposedObjective(Objective):
+    """−E_q[log p_A(x | z) − log q_A(z | x) + ELBO_B(z)], per example, with ELBO_B(z) the prior
+    model's own objective (its negative loss) at A's draw z: one draw of q_A by the engine's
+    per-sample estimator on A's chain, the gradient reaching q_A through z. The objective's state
+    (the prior objective's, e.g. an importance sampler) is a submodule, saved in checkpoints."""
+
+    name = "composed"
+
+    def __init__(self, config: ComposedObjectiveConfig, model: LatentModel):
+        super().__init__(config, model)
+        reason = self.supports(model)
+        if reason is not None:
+            raise EstimatorError(f"objective 'composed' does not apply: {reason}")
+        from latentkit.registry import make_objective
+
+        prior = model.prior
+        name, options = prior.objective_choice
+        if config.prior_objective is not None:
+            name, options = config.prior_objective, config.prior_objective_config
+        self.prior_objective = make_objective(name, prior, **options)
+
+    @classmethod
+    def supports(cls, model: LatentModel) -> str | None:
+        if isinstance(model, ComposedModel):
+            return None
+        return f"it needs a composed model (latentkit.compose), got {type(model).__name__}"
+
+    def forward(self, model: LatentModel, x: Tensor, step: int | Tensor | None = None) -> Tensor:
+        prior = model.prior
+
+        def bound(z: Tensor) -> Tensor:
+            return -self.prior_objective(prior, z, step)
+
+        outer = model.outer
+        reduced = LatentModel(
+            _BoundedOuter(outer.generative, bound), outer.posterior, shared=outer.shared
+        )
+        return -monte_carlo_estimator(reduced)(reduced, x).total()
+
+
+def composed_objective(model: ComposedModel, **options: Any) -> ComposedObjective:
+    """:class:`ComposedObjective` for ``model`` (options: :class:`ComposedObjectiveConfig`'s)."""
+    return ComposedObjective(ComposedObjectiveConfig(**options), model)
