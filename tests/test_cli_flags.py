@@ -132,9 +132,7 @@ def test_the_parser_flags_are_the_fields_marked_as_shortcuts(command):
     assert set(flags) == TODAY[command]
 
 
-SHORTCUTS = [
-    (command, flag) for command in sorted(TODAY) for flag in sorted(TODAY[command])
-]
+SHORTCUTS = [(command, flag) for command in sorted(TODAY) for flag in sorted(TODAY[command])]
 
 
 @pytest.mark.parametrize(("command", "flag"), SHORTCUTS)
@@ -235,15 +233,22 @@ def test_a_flag_takes_its_fields_choices(command):
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["evaluate", "RUN", "--iwae-k", "-1"], "'iwae_k' must be an int ≥ 0"),
-        (["report", "RUN", "--num-samples", "0"], "'num_samples' must be an int ≥ 1"),
-        (["evaluate", "RUN", "--limit", "0"], "'limit' must be an int ≥ 1"),
-        (["evaluate", "RUN", "--ode-margin", "-0.5"], "'ode_margin' must be a number ≥ 0"),
+        (["evaluate", "RUN", "--iwae-k", "-1"], "--iwae-k: 'iwae_k' must be an int ≥ 0"),
+        (
+            ["report", "RUN", "--num-samples", "0"],
+            "--num-samples: 'num_samples' must be an int ≥ 1",
+        ),
+        (["evaluate", "RUN", "--limit", "0"], "--limit: 'limit' must be an int ≥ 1"),
+        (
+            ["evaluate", "RUN", "--ode-margin", "-0.5"],
+            "--ode-margin: 'ode_margin' must be a number",
+        ),
+        (["evaluate", "RUN", "--eval-limit", "-3"], "--eval-limit: 'examples' must be an int ≥ 0"),
     ],
 )
 def test_a_flags_value_is_checked_by_its_fields_validator(argv, words, capsys):
     """A bad value is refused by the field's own validator, before any work, as one error
-    line naming the field (exit status 2), as from ``--set`` or the TOML file."""
+    line naming the flag and the field's rule (exit status 2), as from ``--set``."""
     section = "data" if "--limit" in argv else "evaluate"
     with pytest.raises(ConfigError, match=words):
         table_flags(build_parser().parse_args(argv), section)
@@ -252,3 +257,17 @@ def test_a_flags_value_is_checked_by_its_fields_validator(argv, words, capsys):
     assert main(argv) == 2  # refused before the (missing) run is looked at
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and words in err[0]
+
+
+def test_train_report_evaluates_with_the_tables_seed(tmp_path, monkeypatch):
+    """``[evaluate] seed`` is the evaluation's seed under ``train --report`` too, as under
+    ``evaluate`` and ``report`` (it was read by those two only)."""
+    from latentkit.cli import main
+    from latentkit.cli import train as train_command
+
+    asked: dict[str, Any] = {}
+    monkeypatch.setattr(train_command, "write_report", lambda *a, **kw: asked.update(kw))
+    argv = ["train", "--model", "vae", "--data", "digits", "--limit", "64", "--steps", "1"]
+    argv += ["--batch-size", "16", "--no-progress", "--report", "--set", "evaluate.seed=3"]
+    assert main([*argv, "--run-dir", str(tmp_path / "run")]) == 0
+    assert asked["seed"] == 3 and asked["options"] == {"seed": 3}

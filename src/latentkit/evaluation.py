@@ -14,36 +14,36 @@ Normal); a density of continuous data is not a probability and has no honest bit
 
 Evaluation draws its noise inside ``torch.random.fork_rng`` from its own seed, so it is
 reproducible and leaves the caller's random stream (e.g. a training run) untouched.
+
+The report and its table live in :mod:`latentkit.eval_report`, the :class:`Estimate` in
+:mod:`latentkit.estimates`; both are importable from here as before.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import torch
-from rich.table import Table
-from rich.text import Text
 from torch import Tensor
 
 from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
-from latentkit.errors import ConfigError, InputError, NonFiniteError, ShapeError
+from latentkit.errors import ConfigError, InputError
+from latentkit.estimates import Estimate, paired_difference
+from latentkit.eval_report import EvalReport, ode_warning, report_table
 from latentkit.validation import (
-    check_data,
+    check_dataset,
     check_likelihood_support,
     check_positive_int,
     check_tensor_kind,
     likelihood_family,
     likelihood_is_discrete,
 )
-
-if TYPE_CHECKING:
-    from latentkit.ode import OdeFigure
+from latentkit.validation import check_finite_rows as check_finite_rows  # its old home
 
 __all__ = [
     "Estimate",
@@ -64,141 +64,9 @@ weights over T layers have so much variance that IWAE-k with any affordable k is
 tighter than the analytic-KL ELBO, at T network calls per sample."""
 
 
-@attrs.frozen
-class Estimate:
-    """A mean over examples and its standard error."""
-
-    mean: float
-    stderr: float
-
-    @classmethod
-    def of(cls, values: Tensor) -> Estimate:
-        v = values.double()
-        n = v.numel()
-        se = float(v.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
-        return cls(float(v.mean()), se)
-
-    def to_json(self) -> dict[str, float | None]:
-        return {"mean": _finite(self.mean), "stderr": _finite(self.stderr)}
-
-
-def paired_difference(a: Tensor, b: Tensor) -> Estimate:
-    """The mean of ``a − b`` over examples and its standard error, for two models' bounds on
-    the same examples (``EvalReport.per_example``): the examples' own spread cancels, so a
-    difference of a fraction of a nat can be told from noise where two unpaired standard
-    errors (each ± 0.5 nats on 2,000 MNIST images) cannot."""
-    if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or a.shape != b.shape or a.ndim != 1:
-        raise ShapeError(
-            "paired_difference needs two 1-d tensors of one length (the same examples), got "
-            f"{getattr(a, 'shape', type(a).__name__)} and {getattr(b, 'shape', type(b).__name__)}"
-        )
-    return Estimate.of(a.double() - b.double())
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-@attrs.frozen
-class EvalReport:
-    """What :func:`evaluate` measured. Nats per example; ``layer_kl`` is a mean per layer."""
-
-    num_examples: int
-    data_dims: int
-    elbo: Estimate
-    reconstruction: Estimate
-    prior_matching: Estimate
-    kl: Estimate
-    layer_kl: list[float]
-    estimator: str
-    num_samples: int
-    iwae_k: int
-    iwae: Estimate | None
-    discrete: bool
-    seed: int
-    seconds: float
-    info: dict[str, Any] = attrs.field(factory=dict)
-    iwae_seconds: float = 0.0
-    """Wall time of the IWAE part of ``seconds`` (0 when IWAE is skipped)."""
-    monte_carlo_terms: tuple[str, ...] = ()
-    """Terms the ``analytic`` estimator had to estimate by the Monte Carlo log-ratio, torch
-    knowing no closed-form KL for them (e.g. ``prior_matching`` under a VampPrior)."""
-    per_example: dict[str, Tensor] = attrs.field(factory=dict, eq=False, repr=False)
-    """Each example's ``elbo`` and, when computed, ``iwae`` bound (nats, ``[N]`` on the CPU,
-    in the data's order): two models evaluated on the same examples compare by
-    :func:`paired_difference`, whose standard error is far smaller than either one's."""
-    ode: OdeFigure | None = attrs.field(default=None, eq=False)
-    """The probability-flow ODE figure on the first ``ode_examples`` examples, each checked
-    against its own −IWAE_k (or −ELBO) with the flagged ones listed
-    (:class:`latentkit.ode.OdeFigure`); ``None`` unless asked for."""
-
-    @property
-    def nll(self) -> Estimate | None:
-        """−IWAE_k in nats: the negative log-likelihood estimate (an upper bound on it)."""
-        return None if self.iwae is None else Estimate(-self.iwae.mean, self.iwae.stderr)
-
-    def _bpd(self, nats: Estimate | None) -> Estimate | None:
-        if nats is None or not self.discrete:
-            return None
-        scale = self.data_dims * math.log(2.0)
-        return Estimate(nats.mean / scale, nats.stderr / scale)
-
-    @property
-    def bits_per_dim(self) -> Estimate | None:
-        """NLL in bits/dim (from IWAE if computed, else from −ELBO); None for continuous data."""
-        nll = self.nll or Estimate(-self.elbo.mean, self.elbo.stderr)
-        return self._bpd(nll)
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON values (missing figures are ``null``)."""
-        neg_elbo = Estimate(-self.elbo.mean, self.elbo.stderr)
-        bpd_elbo = self._bpd(neg_elbo)
-        bpd_iwae = self._bpd(self.nll)
-        return {
-            **self.info,
-            "num_examples": self.num_examples,
-            "data_dims": self.data_dims,
-            "units": "nats per example (bits_per_dim: bits per data dimension)",
-            "elbo": self.elbo.to_json(),
-            "reconstruction": self.reconstruction.to_json(),
-            "prior_matching": self.prior_matching.to_json(),
-            "kl": self.kl.to_json(),
-            "layer_kl": [_finite(v) for v in self.layer_kl],
-            "estimator": self.estimator,
-            "monte_carlo_terms": list(self.monte_carlo_terms),
-            "num_samples": self.num_samples,
-            "iwae_k": self.iwae_k,
-            "iwae": self.iwae.to_json() if self.iwae else None,
-            "nll_nats": self.nll.to_json() if self.nll else None,
-            "discrete_likelihood": self.discrete,
-            "bits_per_dim": {
-                "elbo": bpd_elbo.to_json() if bpd_elbo else None,
-                "iwae": bpd_iwae.to_json() if bpd_iwae else None,
-            },
-            "seed": self.seed,
-            "seconds": round(self.seconds, 3),
-            "iwae_seconds": round(self.iwae_seconds, 3),
-            "ode": None if self.ode is None else self.ode.to_json(bits=self.discrete),
-        }
-
-
 def default_iwae_k(model: LatentModel) -> int:
     """k for IWAE by default: 100 for short chains, 0 (none) beyond :data:`LONG_CHAIN` layers."""
     return 100 if model.num_layers <= LONG_CHAIN else 0
-
-
-def check_finite_rows(data: Tensor) -> None:
-    """Every example to be evaluated is finite (a NaN in any row, not only the first)."""
-    if not data.is_floating_point():
-        return
-    finite = torch.isfinite(data)
-    if data.ndim and not bool(finite.all()):
-        bad = ~finite.reshape(data.shape[0], -1).all(1)
-        rows, first = int(bad.sum()), int(bad.nonzero()[0, 0])
-        raise NonFiniteError(
-            f"data: {rows} of {data.shape[0]} examples hold NaN or inf values (the first, "
-            f"example {first})"
-        )
 
 
 @contextmanager
@@ -239,13 +107,14 @@ class _Pass:
 
     def __init__(self, model: LatentModel, k: int, draws_per_call: int, estimator: str):
         self.model, self.k, self.draws_per_call = model, k, draws_per_call
-        self.estimator, self.layer_sum, self.iwae_seconds = estimator, None, 0.0
+        self.asked, self.estimator = estimator, estimator  # the name given; the one used
+        self.layer_sum, self.iwae_seconds = None, 0.0
         self.monte_carlo: tuple[str, ...] = ()
         self.totals, self.recons, self.priors, self.bounds = [], [], [], []  # [b] per batch
 
-    def add(self, x: Tensor, num_samples: int, estimator: str) -> None:
+    def add(self, x: Tensor, num_samples: int) -> None:
         """One batch: its ELBO with the terms, and its IWAE-k unless k = 0."""
-        r = elbo(self.model, x, num_samples=num_samples, estimator=estimator, validate=False)
+        r = elbo(self.model, x, num_samples=num_samples, estimator=self.asked, validate=False)
         if not self.totals and r.estimator == "analytic":
             self.monte_carlo = _monte_carlo_prior_term(self.model, x)
         self.estimator = r.estimator
@@ -259,6 +128,20 @@ class _Pass:
             out = _iwae_batch(self.model, x, self.k, self.draws_per_call)
             self.bounds.append(out.float().cpu())  # .cpu() waits for the device
             self.iwae_seconds += time.perf_counter() - iwae_start
+
+    def run(
+        self,
+        data: Tensor,
+        batch_size: int,
+        num_samples: int,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        """Every batch of ``data``, moved to the model's device and dtype in turn."""
+        ref, n = self.model.reference(), data.shape[0]
+        for i in range(0, n, batch_size):
+            self.add(data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype), num_samples)
+            if on_batch is not None:
+                on_batch(min(i + batch_size, n))
 
     def report(
         self, n: int, num_samples: int, discrete: bool | None, seed: int, start: float
@@ -351,29 +234,37 @@ def evaluate(
 
     The report's ``seconds`` is the whole call; ``iwae_seconds`` its IWAE part.
     """
+    k = _check_request(model, data, iwae_k, draws_per_call, ode_examples, ode_margin, ode_options)
+    gathered = _Pass(model, k, draws_per_call, estimator)
+    start = time.perf_counter()
+    with seeded_eval(model, seed):
+        gathered.run(data, batch_size, num_samples, on_batch)
+    report = gathered.report(data.shape[0], num_samples, discrete, seed, start)
+    if not ode_examples:
+        return report
+    return _with_ode(report, model, data, ode_examples, ode_margin, ode_options, batch_size)
+
+
+def _check_request(
+    model: LatentModel,
+    data: Any,
+    iwae_k: int | None,
+    draws_per_call: int,
+    ode_examples: int,
+    ode_margin: float | None,
+    ode_options: dict[str, Any] | None,
+) -> int:
+    """Every argument of :func:`evaluate` checked before any work, the data set by the one
+    check of training, evaluation and diagnostics (every example); returns IWAE's k."""
     check_tensor_kind(data, "data")
-    ref, n = model.reference(), data.shape[0]
     k = default_iwae_k(model) if iwae_k is None else int(iwae_k)
     if k < 0:
         raise ValueError(f"iwae_k must be ≥ 0, got {k}")
     check_positive_int(draws_per_call, "draws_per_call")
     if ode_examples:
-        _check_ode_request(model, ode_examples, ode_margin, ode_options, ref.dtype)
-    check_data(model, data[:1].to(device=ref.device, dtype=ref.dtype), name="data")
-    check_finite_rows(data)  # every example, not only the first: one read, before any work
-    check_likelihood_support(model, data, name="data")
-    gathered = _Pass(model, k, draws_per_call, estimator)
-    start = time.perf_counter()
-    with seeded_eval(model, seed):
-        for i in range(0, n, batch_size):
-            x = data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype)
-            gathered.add(x, num_samples, estimator)
-            if on_batch is not None:
-                on_batch(min(i + batch_size, n))
-    report = gathered.report(n, num_samples, discrete, seed, start)
-    if not ode_examples:
-        return report
-    return _with_ode(report, model, data, ode_examples, ode_margin, ode_options, batch_size)
+        _check_ode_request(model, ode_examples, ode_margin, ode_options, model.reference().dtype)
+    check_dataset(model, data, name="data")
+    return k
 
 
 def _check_ode_request(
@@ -439,88 +330,3 @@ def _with_ode(
         )
     seconds = report.seconds + time.perf_counter() - start
     return attrs.evolve(report, ode=figure, seconds=seconds)
-
-
-def _fmt(e: Estimate | None, digits: int = 2) -> tuple[str, str]:
-    if e is None:
-        return "—", ""
-    se = "" if not math.isfinite(e.stderr) else f"± {e.stderr:.{digits}f}"
-    return f"{e.mean:.{digits}f}", se
-
-
-def report_table(report: EvalReport, title: str = "Evaluation") -> Table:
-    """The report as a rich table: one row per figure, with its standard error and unit."""
-    table = Table(title=title)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("stderr", justify="right")
-    table.add_column("unit")
-    rows: list[tuple[str, Estimate | None, str]] = [
-        ("ELBO", report.elbo, "nats"),
-        ("  reconstruction E[log p(x|z_1)]", report.reconstruction, "nats"),
-        ("  prior matching KL(q(z_L|x)‖p(z_L))", report.prior_matching, "nats"),
-        ("  all KL terms", report.kl, "nats"),
-    ]
-    if report.iwae_k:
-        rows.append((f"IWAE-{report.iwae_k} NLL", report.nll, "nats"))
-    bpd = report.bits_per_dim
-    if bpd is not None:
-        rows.append((f"IWAE-{report.iwae_k} NLL" if report.iwae_k else "−ELBO", bpd, "bits/dim"))
-    for name, e, unit in rows:
-        table.add_row(Text(name), *_fmt(e, 4 if unit == "bits/dim" else 2), unit)
-    L = len(report.layer_kl) + 1
-    if 1 < L <= 8:
-        for l, v in enumerate(report.layer_kl, start=1):
-            table.add_row(f"  KL term of z_{l}", f"{v:.2f}", "", "nats")
-    elif L > 8:
-        table.add_row(f"  KL terms of z_1..z_{L - 1}", f"{sum(report.layer_kl):.2f}", "", "nats")
-    for name, e, unit in _ode_rows(report):
-        table.add_row(Text(name), *_fmt(e, 4 if unit == "bits/dim" else 2), unit)
-    table.caption = (
-        f"{report.num_examples} examples, D = {report.data_dims}, estimator {report.estimator}"
-        + (
-            f" (Monte Carlo: {', '.join(report.monte_carlo_terms)}, no closed-form KL)"
-            if report.monte_carlo_terms
-            else ""
-        )
-        + ", "
-        f"seed {report.seed}, {report.seconds:.1f} s"
-        + (f" (IWAE {report.iwae_seconds:.1f} s)" if report.iwae_k else "; IWAE skipped")
-        + ("" if report.discrete else "; no bits/dim (continuous likelihood or data)")
-        + (
-            f"; ODE: {len(report.ode.flagged)} flagged (listed below)"
-            if report.ode is not None and report.ode.flagged
-            else ""
-        )
-    )
-    return table
-
-
-def _ode_rows(report: EvalReport) -> list[tuple[str, Estimate | None, str]]:
-    """The ODE figure's rows: the mean over its examples, the median, and the mean without
-    the flagged examples when there are any; in nats, and bits/dim for discrete data."""
-    o = report.ode
-    if o is None:
-        return []
-    kept = o.ode[~o.flagged_mask]
-    stats = [(f"ODE −log p, {o.ode.numel()} examples", o.ode)]
-    if kept.numel() < o.ode.numel():
-        stats.append((f"  without the {o.ode.numel() - kept.numel()} flagged", kept))
-    rows: list[tuple[str, Estimate | None, str]] = []
-    units = [("nats", 1.0)] + (
-        [("bits/dim", report.data_dims * math.log(2.0))] if report.discrete else []
-    )
-    for name, values in stats:
-        if values.numel() == 0:
-            continue
-        e = Estimate.of(values)
-        median = float(values.median())
-        for unit, scale in units:
-            rows.append((name, Estimate(e.mean / scale, e.stderr / scale), unit))
-            rows.append(("    median", Estimate(median / scale, math.nan), unit))
-    return rows
-
-
-def ode_warning(report: EvalReport) -> str | None:
-    """The line naming the examples the ODE figure flagged (``None`` when none is)."""
-    return None if report.ode is None else report.ode.warning(bits=report.discrete)

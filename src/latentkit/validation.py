@@ -27,6 +27,8 @@ from latentkit.errors import (
 
 __all__ = [
     "check_data",
+    "check_dataset",
+    "check_finite_rows",
     "check_likelihood_support",
     "check_model_input",
     "check_positive_int",
@@ -146,18 +148,86 @@ def _check_batch(model: Any, x: Any, name: str, ref: Tensor) -> None:
 def _check_finite(x: Tensor, name: str) -> Tensor:
     # One pass and one read-back in the common case: a sum is finite only if every term is
     # (NaN and ±inf propagate); a non-finite sum, which finite values can also give by
-    # overflowing, is looked at element by element.
+    # overflowing, is looked at example by example.
     if bool(torch.isfinite(x.sum())):
         return x
-    finite = torch.isfinite(x)
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
-        nan = int(torch.isnan(x).sum())
-        raise NonFiniteError(
-            f"{name} holds {bad} non-finite value(s) ({nan} NaN, {bad - nan} inf) "
-            f"in a {_describe(x)}"
-        )
+    _refuse_nonfinite(x, name, x.dtype)
     return x
+
+
+ELEMENTS_PER_PASS = 1 << 24
+"""The most values cast at once when a data set's finiteness is looked at example by
+example (a copy of at most this many values in the model's dtype)."""
+
+
+def check_finite_rows(
+    data: Tensor, *, name: str = "data", dtype: torch.dtype | None = None
+) -> Tensor:
+    """Refuse a data set ``[N, ...]`` that holds NaN or inf in any example, not only the
+    first: a :class:`NonFiniteError` counting the values and the examples and naming the
+    first. With ``dtype`` (the model's), a value finite in the data's own dtype but beyond
+    ``dtype``'s range (1e39 in float64 for a float32 model) counts: it is inf once cast.
+
+    One pass over the data and one read-back when all is well (its least and largest
+    value, within ``dtype``'s range; a NaN fails both comparisons); only then, in slices
+    of :data:`ELEMENTS_PER_PASS` values, example by example. A 0-d tensor is one example.
+    Not a float tensor: returned as is (the dtype check is the caller's)."""
+    if not data.is_floating_point() or data.numel() == 0:
+        return data
+    into = data.dtype if dtype is None or not dtype.is_floating_point else dtype
+    largest = min(torch.finfo(into).max, torch.finfo(data.dtype).max)
+    low, high = torch.stack(torch.aminmax(data)).tolist()
+    if -largest <= low and high <= largest:
+        return data
+    _refuse_nonfinite(data, name, into)
+    return data
+
+
+def _refuse_nonfinite(data: Tensor, name: str, into: torch.dtype) -> None:
+    """Count the non-finite values of ``data`` (in ``into``) example by example; raise if
+    there is any."""
+    rows = data.reshape(data.shape[0], -1) if data.ndim else data.reshape(1, 1)
+    per_pass = max(1, ELEMENTS_PER_PASS // max(1, rows.shape[1]))
+    bad_rows, bad, nan = [], 0, 0
+    for part in rows.split(per_pass):
+        part = part.to(into)
+        finite = torch.isfinite(part)
+        bad += int((~finite).sum())
+        nan += int(torch.isnan(part).sum())
+        bad_rows.append(~finite.all(1))
+    if not bad:
+        return
+    which = torch.cat(bad_rows)
+    cast = "" if into == data.dtype else f" (in {into}, the model's precision)"
+    raise NonFiniteError(
+        f"{name}: NaN or inf in {int(which.sum())} of {rows.shape[0]} examples (the first, "
+        f"example {int(which.nonzero()[0, 0])}); {bad} non-finite value(s) ({nan} NaN, "
+        f"{bad - nan} inf){cast}"
+    )
+
+
+def check_dataset(
+    model: Any, data: Any, *, name: str = "data", dtype: torch.dtype | None = None
+) -> Tensor:
+    """The one check of a data set that a model is trained on (the trainer), evaluated
+    over (:func:`~latentkit.evaluate`) or diagnosed over (:func:`~latentkit.diagnose`):
+    a dense float tensor ``[N, *model.data_shape]`` with N ≥ 1, every example finite
+    (:func:`check_finite_rows`, in the model's dtype) and inside p(x | z_1)'s support
+    (:func:`check_likelihood_support`); a typed one-line error naming ``name`` otherwise.
+
+    The data may live on any device and in any float dtype (they are moved batch by
+    batch). With ``dtype``, a float data set is cast to it first, checked as cast, and the
+    cast is returned (the trainer keeps its data in its own dtype); else ``data`` itself,
+    checked in the model's dtype."""
+    _check_batch(model, data, name, torch.empty(0))  # kind, float, shape, N ≥ 1; any device
+    if dtype is not None:
+        data = data.to(dtype=dtype)
+    else:  # checked in the precision the model will see the data in
+        ref = model.reference()
+        dtype = ref.dtype if ref.is_floating_point() else None
+    check_finite_rows(data, name=name, dtype=dtype)
+    check_likelihood_support(model, data, name=name)
+    return data
 
 
 def _short(value: Any) -> str:

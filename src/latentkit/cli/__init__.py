@@ -10,10 +10,10 @@ Configuration comes from a TOML file and/or flags, later ones winning::
     k = 5
     [train]                    # fields of latentkit.training.TrainConfig
     steps = 3000
-    [data]                     # name, variant, seed, limit
+    [data]                     # fields of latentkit.cli.tables.DataConfig
     name = "mnist"
     variant = "binarized"
-    [evaluate]                 # iwae_k, examples, batch_size, num_samples, estimator
+    [evaluate]                 # fields of latentkit.cli.tables.EvalConfig
     iwae_k = 100
 
 ``--set field=value`` sets one value: ``latent_dim=16`` (a model field), ``train.lr=3e-4``,

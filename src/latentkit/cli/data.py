@@ -60,42 +60,24 @@ def load_data(
     The binarization seed is ``data.seed`` (default 0), not the training seed, so runs with
     different training seeds are scored on the same binarized test set.
     """
-    from latentkit.data import load_dataset
-
     _check_options(data, "[data]")
-    name = data.get("name")
-    seed = int(data.get("seed", 0))
-    limit = data.get("limit")
-    variant = data.get("variant")
-    candidates = [name] if name else [DEFAULT_DATA, "mnist-sample", "digits"]
-    failures: list[str] = []
-    ds = None
-    for candidate in candidates:
+    name, variant = data.get("name"), data.get("variant")
+    seed, limit = int(data.get("seed", 0)), data.get("limit")
+
+    def variant_for(candidate: str) -> str:
         probe_shape = (1, 28, 28) if candidate != "digits" else (1, 8, 8)
-        v = variant or (
+        return variant or (
             "binarized"
             if "likelihood" in model_fields
             else _likelihood_variant(model_name, probe_shape, model_config)
         )
-        try:
-            ds = load_dataset(candidate, variant=v, seed=seed, limit=limit)
-            break
-        except LatentkitError as exc:
-            if name:  # asked for by name: no substitute
-                raise
-            failures.append(f"{candidate}: {exc}")
-    if ds is None:
-        raise CLIError("no data set could be loaded: " + "; ".join(failures))
+
+    candidates = [name] if name else [DEFAULT_DATA, "mnist-sample", "digits"]
+    ds, failures = _first_loadable(
+        candidates, variant_for, seed=seed, limit=limit, named=bool(name)
+    )
     if failures:
-        err.print(
-            Panel(
-                escape("\n".join(failures))
-                + f"\n\n[bold]Training on {ds.name!r} instead[/] ({escape(ds.description)}).\n"
-                + escape("For the full MNIST: pip install 'latentkit[mnist]'"),
-                title="[bold yellow]MNIST is not installed",
-                border_style="yellow",
-            )
-        )
+        _announce_fallback(ds, failures, err)
     info = {
         "name": ds.name,
         "variant": ds.variant,
@@ -108,6 +90,45 @@ def load_data(
         if data.get(key) is not None:
             info[key] = data[key]
     return ds, info
+
+
+def _first_loadable(
+    candidates: Sequence[str],
+    variant_for: Any,
+    *,
+    seed: int,
+    limit: int | None,
+    named: bool,
+) -> tuple[Any, list[str]]:
+    """The first data set of ``candidates`` that loads, and why each before it did not; a
+    set asked for by name (``named``) has no substitute: its failure is the error."""
+    from latentkit.data import load_dataset
+
+    failures: list[str] = []
+    for candidate in candidates:
+        variant = variant_for(candidate)
+        try:
+            ds = load_dataset(candidate, variant=variant, seed=seed, limit=limit)
+        except LatentkitError as exc:
+            if named:
+                raise
+            failures.append(f"{candidate}: {exc}")
+            continue
+        return ds, failures
+    raise CLIError("no data set could be loaded: " + "; ".join(failures))
+
+
+def _announce_fallback(ds: Any, failures: list[str], err: Console) -> None:
+    """The yellow panel saying MNIST is not installed and what is trained on instead."""
+    err.print(
+        Panel(
+            escape("\n".join(failures))
+            + f"\n\n[bold]Training on {ds.name!r} instead[/] ({escape(ds.description)}).\n"
+            + escape("For the full MNIST: pip install 'latentkit[mnist]'"),
+            title="[bold yellow]MNIST is not installed",
+            border_style="yellow",
+        )
+    )
 
 
 def training_splits(ds: Any, data: dict[str, Any]) -> dict[str, Any]:

@@ -19,14 +19,15 @@ from typing import Any
 import attrs
 
 from latentkit.config import describe_fields
+from latentkit.errors import ConfigError
 from latentkit.training.config import SHORTCUT, Shortcut
 
 __all__ = ["add_shortcuts", "flag_name", "merge_shortcuts", "shortcut_fields"]
 
 _PARSE: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
-"""How a flag's text becomes the field's value, by the field's type; the value is then
-checked with the table's other values, by the class's validators (a bad one is an error
-naming the field, as from TOML or ``--set``)."""
+"""How a flag's text becomes the field's value, by the field's type; :func:`merge_shortcuts`
+then checks it by the field's validator (a bad one is one error line naming the flag and
+the field's rule, exit status 2, as from TOML or ``--set``)."""
 
 
 def shortcut_fields(
@@ -115,8 +116,16 @@ def merge_shortcuts(
     target: dict[str, Any], args: argparse.Namespace, config_class: type, section: str
 ) -> None:
     """Copy the flags of ``config_class`` given on the command line into ``target`` (the
-    table's values by field name); a flag not given leaves the table's value as it is."""
-    for field, _ in shortcut_fields(config_class):
+    table's values by field name), each checked by its field's validator, a bad one a
+    :class:`~latentkit.errors.ConfigError` naming the flag; a flag not given leaves the
+    table's value as it is."""
+    for field, mark in shortcut_fields(config_class):
         value = getattr(args, f"{section}.{field.name}", None)
-        if value is not None:
-            target[field.name] = value
+        if value is None:
+            continue
+        if field.validator is not None:  # a flag's field is checked on its value alone
+            try:
+                field.validator(None, field, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{flag_name(field, mark)}: {exc}") from None
+        target[field.name] = value

@@ -8,18 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import torch
 from rich.console import Console
 from rich.markup import escape
 
 from latentkit.checkpoint import (
     CheckpointError,
     latest_checkpoint,
-    memory_bytes,
     read_checkpoint,
 )
-from latentkit.cli.common import CLIError, _bytes
-from latentkit.cli.data import load_data, training_splits
+from latentkit.cli.build import build_run
+from latentkit.cli.common import CLIError
 from latentkit.cli.runconfig import (
     DataConfig,
     EvalConfig,
@@ -35,11 +33,9 @@ from latentkit.cli.runconfig import (
 from latentkit.cli.runfolder import _checkpoint_info, _refuse_existing_run, _RunFolder
 from latentkit.cli.tables import field_names
 from latentkit.config import structure_config, unstructure_config
-from latentkit.errors import ConfigError, LatentkitError
 from latentkit.registry import (
     get_model_spec,
     get_objective_spec,
-    load_model,
 )
 from latentkit.report import write_report
 from latentkit.trained import load_trained_model
@@ -53,7 +49,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     spec, run_dir, checkpoint, train_cfg, fields = _resolve(args)
     # Everything is checked and built before the run folder is touched: a missing data file,
     # a batch larger than the data or a model too large for memory leaves the old run as is.
-    ds, model, trainer = _build(spec, train_cfg, fields, run_dir, err)
+    ds, model, trainer = build_run(spec, train_cfg, fields, run_dir, err)
     with _RunFolder(run_dir, writer=trainer.dist.is_main, err=err) as folder:
         if checkpoint is None:
             if args.overwrite:
@@ -153,73 +149,6 @@ def _merge_resumed(spec: RunSpec, run_dir_arg: Path | None) -> tuple[Path, Path,
     return run_dir_arg, checkpoint, info["step"]
 
 
-def _build(
-    spec: RunSpec, train_cfg: Any, fields: list[str], run_dir: Path, err: Console
-) -> tuple[Any, Any, Any]:
-    """The data, the model (its memory checked first) and the trainer (every example
-    checked), before anything is printed: bad data is one line."""
-    from latentkit.training import Trainer, seed_everything
-
-    model_spec = get_model_spec(spec.model)
-    ds, data_info = load_data(
-        spec.data,
-        model_name=spec.model,
-        model_fields=["likelihood"] if "likelihood" in model_spec.data_fields() else [],
-        err=err,
-        model_config=spec.model_config,
-    )
-    model_values = fill_data_fields(model_spec, spec.model_config, ds)
-    seed_everything(train_cfg.seed)
-    _check_model_memory(spec.model, model_values)
-    model = load_model(spec.model, **model_values)
-    if "data_shape" not in model_spec.data_fields():
-        _check_fixed_shape(spec.model, tuple(model.data_shape), ds)
-    objective_name = spec.objective
-    objective_config = dict(spec.objective_config)
-    if objective_name is None:  # the model's own objective, with any objective.FIELD given
-        objective_name, declared = model.default_objective
-        objective_config = {**declared, **objective_config}
-    splits = training_splits(ds, spec.data)
-    trainer = Trainer(
-        model,
-        splits.pop("train_data"),
-        train_cfg,
-        objective=objective_name,
-        objective_config=objective_config,
-        **splits,
-        run_dir=run_dir,
-        data_info=data_info,
-        console=err,
-    )
-    return ds, model, trainer
-
-
-def _check_fixed_shape(name: str, shape: tuple[int, ...], ds: Any) -> None:
-    """A model whose config has no field for the data's shape (``ModelSpec.data_shape_field``)
-    trains only on data of its own shape: say so, and how, rather than a bare shape error."""
-    if tuple(ds.data_shape) == shape:
-        return
-    raise CLIError(
-        f"model {name!r} takes examples of shape {list(shape)} (set by its own config, not by "
-        f"the data: its plugin declares no data_shape_field), but {ds.name} has "
-        f"{list(ds.data_shape)}; give data of that shape (--data file:PATH holding an "
-        f"[N, {', '.join(map(str, shape))}] array) or change the model's config"
-    )
-
-
-def fill_data_fields(model_spec: Any, values: dict[str, Any], ds: Any) -> dict[str, Any]:
-    """The model's config values with what the data decide filled in, as its spec declares
-    (``ModelSpec.data_shape_field``, ``ModelSpec.likelihood_field``): the shape of one
-    example, and the likelihood the data's variant fits, unless given."""
-    values = dict(values)
-    fields = model_spec.data_fields()
-    if "data_shape" in fields:
-        values.setdefault(fields["data_shape"], list(ds.data_shape))
-    if "likelihood" in fields:
-        values.setdefault(fields["likelihood"], ds.likelihood)
-    return values
-
-
 def _announce(
     spec: RunSpec, model: Any, ds: Any, trainer: Any, train_cfg: Any, run_dir: Path, err: Console
 ) -> None:
@@ -273,18 +202,17 @@ def _train_in(
 ) -> int:
     """The part of ``train`` that writes: resume, config.json, fit, report (under the lock)."""
     run_dir = folder.run_dir
-    data_info = trainer.data_info
     if checkpoint is not None:
         step = trainer.resume(checkpoint)
         err.print(f"resumed from {checkpoint} at step {step}", markup=False)
     if trainer.dist.is_main:
-        write_run_config(run_dir, _run_config(spec, trainer, model, train_cfg), data_info)
+        run = _run_config(spec, trainer, model, train_cfg)
+        write_run_config(run_dir, run, trainer.data_info)
     t0 = time.perf_counter()
     try:
         result = trainer.fit()
     finally:  # the old run goes once the new one has a checkpoint; else it comes back
         folder.settle(started=trainer.last_checkpoint is not None)
-    seconds = time.perf_counter() - t0
     if result.interrupted:
         err.print(
             f"[yellow]stopped at step {result.step}[/]; checkpoint "
@@ -293,6 +221,14 @@ def _train_in(
             highlight=False,
         )
         return 130
+    _say_trained(result, time.perf_counter() - t0, err)
+    if args.report and trainer.dist.is_main:
+        _report(run_dir, result, trainer, spec, ds, model, out, err)
+    return 0
+
+
+def _say_trained(result: Any, seconds: float, err: Console) -> None:
+    """One line: the steps, the time, the last held-out bound and the checkpoint."""
     split = "validation" if "validation" in result.last_metrics else "test"
     last = result.last_metrics.get(split, {})
     iwae = f", IWAE-{last['iwae_k']} {last['iwae']:.2f}" if "iwae" in last else ""
@@ -302,28 +238,41 @@ def _train_in(
         highlight=False,
         markup=False,
     )
-    if args.report and trainer.dist.is_main:
-        info = _checkpoint_info(result.checkpoint)
-        evaluated = result.checkpoint
-        if latest_checkpoint(run_dir / "best") is not None:  # chosen on the validation split
-            evaluated = latest_checkpoint(run_dir / "best")
-            model, info = load_trained_model(run_dir / "best", device=trainer.device)
-            err.print(
-                f"evaluating the best checkpoint on validation: step {info.get('step')}, "
-                f"validation {_bound_name(info)} {info.get('best_validation_elbo'):.2f}",
-                highlight=False,
-            )
-        write_report(
-            run_dir,
-            out=out,
-            err=err,
-            options=spec.evaluate,
-            dataset=ds,
-            model=model,
-            info=info,
-            checkpoint=evaluated,
+
+
+def _report(
+    run_dir: Path,
+    result: Any,
+    trainer: Any,
+    spec: RunSpec,
+    ds: Any,
+    model: Any,
+    out: Console,
+    err: Console,
+) -> None:
+    """``--report``: the run's best checkpoint on validation if it kept one, else its last,
+    evaluated under ``[evaluate]``; report.json and the figures written."""
+    info = _checkpoint_info(result.checkpoint)
+    evaluated = result.checkpoint
+    if latest_checkpoint(run_dir / "best") is not None:  # chosen on the validation split
+        evaluated = latest_checkpoint(run_dir / "best")
+        model, info = load_trained_model(run_dir / "best", device=trainer.device)
+        err.print(
+            f"evaluating the best checkpoint on validation: step {info.get('step')}, "
+            f"validation {_bound_name(info)} {info.get('best_validation_elbo'):.2f}",
+            highlight=False,
         )
-    return 0
+    write_report(
+        run_dir,
+        out=out,
+        err=err,
+        options=spec.evaluate,
+        dataset=ds,
+        model=model,
+        info=info,
+        seed=spec.evaluate.get("seed", EvalConfig().seed),
+        checkpoint=evaluated,
+    )
 
 
 def _run_config(spec: RunSpec, trainer: Any, model: Any, train_cfg: Any) -> RunConfig:
@@ -355,27 +304,6 @@ def _objective_words(record: dict[str, Any]) -> str:
         defaults = {}
     options = ", ".join(f"{k}={v}" for k, v in config.items() if defaults.get(k, ...) != v)
     return f"{record['name']}({options})"
-
-
-def _check_model_memory(name: str, values: dict[str, Any]) -> None:
-    """Refuse a model whose training state (weights, gradients, Adam's two moments: 4× the
-    parameters) would not fit this machine's memory, sized on the meta device (no memory)."""
-    try:
-        with torch.device("meta"):
-            skeleton = load_model(name, **values)
-    except LatentkitError:
-        raise
-    except Exception:  # a model that computes values as it builds: built for real below
-        return
-    count = sum(p.numel() for p in skeleton.parameters())
-    size = sum(p.numel() * p.element_size() for p in skeleton.parameters())
-    limit = memory_bytes()
-    if 4 * size > limit:
-        raise ConfigError(
-            f"model {name!r}: {count:,} parameters ({_bytes(size)}; training holds 4× that: "
-            f"weights, gradients, Adam's moments) is more than this machine's memory, "
-            f"{_bytes(limit)}"
-        )
 
 
 def _bound_name(info: dict) -> str:

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from latentkit.errors import ConfigError, DTypeError, InputError, NonFiniteError, ShapeError
+from latentkit.errors import ConfigError, DTypeError, InputError, ShapeError
+from latentkit.validation import check_finite_rows
 
 __all__ = [
     "KINDS",
@@ -201,8 +202,7 @@ def binarize(x_unit: Tensor, *, seed: int | None = None) -> Tensor:
         got = x_unit.dtype if isinstance(x_unit, Tensor) else type(x_unit).__name__
         raise DTypeError(f"binarize expects a floating-point tensor in [0, 1], got {got}")
     if x_unit.numel():
-        if not bool(torch.isfinite(x_unit).all()):
-            raise NonFiniteError("binarize: the input holds NaN or inf values")
+        check_finite_rows(x_unit, name="binarize: the input")
         lo, hi = float(x_unit.min()), float(x_unit.max())
         if lo < 0.0 or hi > 1.0:
             raise InputError(f"binarize expects values in [0, 1], got values in [{lo:g}, {hi:g}]")

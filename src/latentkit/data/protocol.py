@@ -43,7 +43,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from latentkit.errors import ConfigError, DTypeError, InputError, NonFiniteError, ShapeError
+from latentkit.errors import ConfigError, DTypeError, InputError, ShapeError
+from latentkit.validation import check_finite_rows
 
 __all__ = ["VALIDATION_SIZE", "DynamicBinarizer", "split_validation", "step_seed"]
 
@@ -115,14 +116,7 @@ def _check_probs(probs: Any) -> Tensor:
             f"got shape {tuple(probs.shape)}"
         )
     if probs.numel():
-        finite = torch.isfinite(probs)
-        if not bool(finite.all()):
-            bad = int((~finite).sum())
-            first = int((~finite).reshape(probs.shape[0], -1).any(1).nonzero()[0, 0])
-            raise NonFiniteError(
-                f"{where}: the probabilities hold {bad} NaN or inf values "
-                f"(the first in example {first})"
-            )
+        check_finite_rows(probs, name=f"{where}: the probabilities")
         lo, hi = float(probs.min()), float(probs.max())
         if lo < 0.0 or hi > 1.0:
             raise InputError(

@@ -19,7 +19,7 @@ from rich.text import Text
 from torch import Tensor
 
 from latentkit.diagnostics.information import InformationDraws
-from latentkit.evaluation import Estimate
+from latentkit.estimates import Estimate, figure_table
 
 __all__ = ["METRIC_KEYS", "Diagnostics", "LayerDiagnostics", "diagnostics_table"]
 
@@ -267,37 +267,27 @@ def _layer_result(
     )
 
 
-def _fmt(e: Estimate | None) -> tuple[str, str]:
-    if e is None:
-        return "—", ""
-    se = "" if not math.isfinite(e.stderr) else f"± {e.stderr:.3f}"
-    return f"{e.mean:.3f}", se
-
-
 def diagnostics_table(diag: Diagnostics, title: str = "Diagnostics") -> Table:
     """The diagnostics as a rich table: the decomposition, then one block per layer."""
-    table = Table(title=title)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("stderr", justify="right")
-    table.add_column("unit")
-    rows: list[tuple[str, Estimate | None]] = [
-        ("ELBO", diag.elbo),
-        ("  reconstruction E[log p(x|z_1)]", diag.reconstruction),
-        ("  E_x KL(q(z|x) ‖ p(z))", diag.expected_kl),
-        ("    = I_q(x; z)", diag.mutual_information),
-        ("    + KL(q(z) ‖ p(z))", diag.aggregate_kl),
+    rows: list[tuple[str, Estimate | str | None, str]] = [
+        (name, e, "nats")
+        for name, e in (
+            ("ELBO", diag.elbo),
+            ("  reconstruction E[log p(x|z_1)]", diag.reconstruction),
+            ("  E_x KL(q(z|x) ‖ p(z))", diag.expected_kl),
+            ("    = I_q(x; z)", diag.mutual_information),
+            ("    + KL(q(z) ‖ p(z))", diag.aggregate_kl),
+        )
+        if e is not None
     ]
-    for name, e in rows:
-        if e is not None:
-            table.add_row(Text(name), *_fmt(e), "nats")
-    table.add_row("log N (the most I_q can be)", f"{diag.log_n:.3f}", "", "nats")
+    rows.append(("log N (the most I_q can be)", f"{diag.log_n:.3f}", "nats"))
     if diag.active_units is not None:
-        table.add_row(
-            Text(f"active units (Cov_x E[z|x] > {diag.active_threshold:g})"),
-            f"{diag.active_units} / {diag.latent_dims}",
-            "",
-            "",
+        rows.append(
+            (
+                f"active units (Cov_x E[z|x] > {diag.active_threshold:g})",
+                f"{diag.active_units} / {diag.latent_dims}",
+                "",
+            )
         )
     for layer in diag.layers if len(diag.layers) <= 16 else ():
         for label, e in (
@@ -306,16 +296,12 @@ def diagnostics_table(diag: Diagnostics, title: str = "Diagnostics") -> Table:
             ("KL term of {}", layer.kl_term),
         ):
             if e is not None:
-                table.add_row(Text("  " + label.format(layer.name)), *_fmt(e), "nats")
+                rows.append(("  " + label.format(layer.name), e, "nats"))
         if layer.active is not None:
-            table.add_row(
-                f"  active units of {layer.name}",
-                f"{int(layer.active.sum())} / {layer.dims}",
-                "",
-                "",
-            )
-    table.caption = Text(
+            active = f"{int(layer.active.sum())} / {layer.dims}"
+            rows.append((f"  active units of {layer.name}", active, ""))
+    caption = Text(
         f"N = {diag.num_examples} examples × M = {diag.num_draws} draws, seed {diag.seed}, "
         f"{diag.seconds:.1f} s. {diag.verdict}"
     )
-    return table
+    return figure_table(title, rows, places=3, caption=caption)

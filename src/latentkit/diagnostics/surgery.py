@@ -17,8 +17,8 @@ from latentkit.chains import LatentModel
 from latentkit.diagnostics.results import Diagnostics
 from latentkit.diagnostics.walks import _diagnose_chain, _diagnose_marginals, _Settings
 from latentkit.errors import InputError
-from latentkit.evaluation import check_likelihood_support, seeded_eval
-from latentkit.validation import check_data, check_positive_int
+from latentkit.evaluation import seeded_eval
+from latentkit.validation import check_dataset, check_positive_int
 
 __all__ = ["ELEMENTS_PER_CALL", "diagnose"]
 
@@ -43,12 +43,8 @@ def _check_inputs(
         check_positive_int(pairs_per_call, "pairs_per_call")
     if not (isinstance(active_threshold, (int, float)) and active_threshold >= 0):
         raise InputError(f"active_threshold must be a number ≥ 0, got {active_threshold!r}")
-    ref = model.reference()
-    if not isinstance(data, Tensor):
-        raise InputError(f"data must be a torch.Tensor, got {type(data).__name__}")
-    check_data(model, data[:1].to(device=ref.device, dtype=ref.dtype), name="data")
-    check_likelihood_support(model, data, name="data")
-    return ref
+    check_dataset(model, data, name="data")  # every example, not only the first
+    return model.reference()
 
 
 def _default_pairs_per_call(model: LatentModel) -> int:

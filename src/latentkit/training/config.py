@@ -20,7 +20,7 @@ from latentkit.config import one_of as _one_of
 from latentkit.config import ruled
 from latentkit.errors import ConfigError
 from latentkit.estimators import ESTIMATORS
-from latentkit.schedules import LR_KINDS
+from latentkit.training.lr_schedules import LR_KINDS
 
 __all__ = [
     "EXACT_RESUME_FIELDS",

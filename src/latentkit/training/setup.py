@@ -14,13 +14,12 @@ from torch import Tensor, nn
 
 from latentkit.chains import LatentModel
 from latentkit.config import unstructure_config
-from latentkit.errors import ConfigError, InputError
-from latentkit.evaluation import check_likelihood_support
+from latentkit.errors import ConfigError
 from latentkit.objectives import Objective
 from latentkit.registry import make_objective
 from latentkit.schedules import LRSchedule
 from latentkit.training.runtime import DataOrder
-from latentkit.validation import check_data
+from latentkit.validation import check_dataset
 
 __all__ = ["TrainerSetup"]
 
@@ -36,18 +35,6 @@ class _Loss(nn.Module):
     def forward(self, x: Tensor, step: Tensor) -> Tensor:
         # forward() directly: the objective is not hooked, and this is the hot path.
         return self.objective.forward(self.model, x, step)
-
-
-class _ShapeOnly:
-    """Stands for a model in :func:`check_data` when only the data's own properties are
-    checked (type, float, shape, emptiness, finiteness), wherever the data live."""
-
-    def __init__(self, data_shape: tuple[int, ...]):
-        self.data_shape = data_shape
-
-    @staticmethod
-    def reference() -> Tensor:
-        return torch.empty(0)  # no parameters: check_data skips the device and dtype checks
 
 
 class TrainerSetup:
@@ -179,18 +166,10 @@ class TrainerSetup:
         return any(g is None for g in grads)
 
     def _checked(self, data: Any, name: str) -> Tensor:
-        """``data`` in the model's dtype, every example checked once: a float tensor
-        ``[N, *data_shape]`` with N ≥ 1, finite after the cast, inside p(x|z_1)'s support."""
-        if not isinstance(data, Tensor):
-            raise InputError(
-                f"{name} must be a torch.Tensor of shape [N, "
-                f"{', '.join(map(str, self.model.data_shape))}], got {type(data).__name__}"
-            )
-        if data.is_floating_point():  # float16/64 are cast; an overflow shows up as inf below
-            data = data.to(dtype=self.dtype)
-        check_data(_ShapeOnly(self.model.data_shape), data, name=name)
-        check_likelihood_support(self.model, data, name=name)
-        return data
+        """``data`` in the trainer's dtype, every example checked once
+        (:func:`~latentkit.validation.check_dataset`): a float tensor ``[N, *data_shape]``
+        with N ≥ 1, finite after the cast, inside p(x|z_1)'s support."""
+        return check_dataset(self.model, data, name=name, dtype=self.dtype)
 
     def _place(self, data: Tensor) -> Tensor:
         data = data.to(dtype=self.dtype)
