@@ -1,55 +1,25 @@
 """The trainer's data: its splits, each checked once, and the batch of every step.
 
-A :class:`DataFeed` holds the training examples (placed on the accelerator when small),
-the held-out splits, and the :class:`~latentkit.training.runtime.DataOrder` that fixes
-step s's global batch from (seed, s) alone, so no loader state is needed to resume.
+A :class:`DataFeed` holds the training examples (placed on the accelerator when small)
+and the held-out splits, each checked once (:func:`latentkit.validation.check_dataset`),
+and the :class:`~latentkit.training.runtime.DataOrder` that fixes step s's global batch
+from (seed, s) alone, so no loader state is needed to resume.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from latentkit.chains import LatentModel
-from latentkit.errors import InputError
-from latentkit.evaluation import check_likelihood_support
 from latentkit.training.runtime import DataOrder, Runtime
-from latentkit.validation import check_data
+from latentkit.validation import check_dataset
 
-__all__ = ["DataFeed", "checked_split"]
+__all__ = ["DataFeed"]
 
 PLACE_BYTES = 2**30
 """Training sets smaller than this live on the accelerator, so a batch is one index."""
-
-
-class _ShapeOnly:
-    """Stands for a model in :func:`check_data` when only the data's own properties are
-    checked (type, float, shape, emptiness, finiteness), wherever the data live."""
-
-    def __init__(self, data_shape: tuple[int, ...]):
-        self.data_shape = data_shape
-
-    @staticmethod
-    def reference() -> Tensor:
-        return torch.empty(0)  # no parameters: check_data skips the device and dtype checks
-
-
-def checked_split(model: LatentModel, data: Any, name: str, dtype: torch.dtype) -> Tensor:
-    """``data`` in ``dtype``, every example checked once: a float tensor
-    ``[N, *model.data_shape]`` with N ≥ 1, finite after the cast, inside p(x|z_1)'s support;
-    a typed one-line error naming ``name`` otherwise."""
-    if not isinstance(data, Tensor):
-        raise InputError(
-            f"{name} must be a torch.Tensor of shape [N, "
-            f"{', '.join(map(str, model.data_shape))}], got {type(data).__name__}"
-        )
-    if data.is_floating_point():  # float16/64 are cast; an overflow shows up as inf below
-        data = data.to(dtype=dtype)
-    check_data(_ShapeOnly(model.data_shape), data, name=name)
-    check_likelihood_support(model, data, name=name)
-    return data
 
 
 class DataFeed:
@@ -88,15 +58,18 @@ class DataFeed:
             self.binarizer = DynamicBinarizer(train_data.to(runtime.dtype), seed=seed)
             self.train_data = self.binarizer.probs
         else:
-            self.train_data = self._place(
-                checked_split(model, train_data, "train_data", runtime.dtype)
-            )
+            train = check_dataset(model, train_data, name="train_data", dtype=runtime.dtype)
+            self.train_data = self._place(train)
         self.test_data = self._held_out(model, test_data, "test_data")
         self.validation_data = self._held_out(model, validation_data, "validation_data")
         self.order = DataOrder(train_data.shape[0], batch_size, seed)
 
     def _held_out(self, model: LatentModel, data: Any, name: str) -> Tensor | None:
-        return None if data is None else checked_split(model, data, name, self.runtime.dtype)
+        return (
+            None
+            if data is None
+            else check_dataset(model, data, name=name, dtype=self.runtime.dtype)
+        )
 
     def _place(self, data: Tensor) -> Tensor:
         data = data.to(dtype=self.runtime.dtype)

@@ -264,9 +264,9 @@ class Trainer:
             self._rng_ready = True
         self.model.train()
         self.loss.objective.train()
-        if self.runtime.dist.is_main:
-            self.metrics.logger.log_config(self.run_config)
         main = self.runtime.dist.is_main
+        if main:
+            self.metrics.logger.log_config(self.run_config)
         display = Display(self.console, cfg.progress and main, cfg.steps, self.step)
         self.state.budget.start()
         try:
