@@ -264,7 +264,7 @@ def test_latentkit_evaluate_ode_prints_the_flagged_example_and_writes_it(tmp_pat
     assert "warning: ode_direct: ODE figure: 1 of 3 examples flagged" in out  # --ode 3 for all
     assert "path left the prior" in out
     code, out, err = run_cli(["evaluate", str(run), "--ode", "2", "--ode-margin", "-1"])
-    assert code != 0 and "ode_margin must be a finite number ≥ 0" in err
+    assert code != 0 and "--ode-margin: 'ode_margin' must be a number ≥ 0" in err
 
 
 def test_a_flagged_example_says_why_when_its_path_left_the_prior(monkeypatch):

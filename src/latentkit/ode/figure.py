@@ -15,7 +15,7 @@ from torch.distributions import Bernoulli
 
 from latentkit.chains import LatentModel
 from latentkit.errors import ConfigError, InputError, ShapeError
-from latentkit.evaluation import Estimate
+from latentkit.estimates import Estimate
 from latentkit.ode.log_prob import EIGHT_BIT_WIDTH, ode_log_prob, probability_flow_contract
 from latentkit.validation import likelihood_family
 
