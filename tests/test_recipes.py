@@ -18,8 +18,8 @@ import latentkit as lk
 from latentkit.checkpoint import latest_checkpoint
 from latentkit.cli import main, training_splits
 from latentkit.recipes import list_recipes, recipe_info
-from latentkit.schedules import LRSchedule, lr_factor
 from latentkit.trained import load_trained_model
+from latentkit.training.lr_schedules import LRSchedule, lr_factor
 
 TINY_DATA = ["--set", "data.limit=600", "--set", "data.validation=100", "--no-progress"]
 

@@ -22,9 +22,9 @@ import latentkit as lk
 from latentkit.checkpoint import latest_checkpoint, read_checkpoint, subset
 from latentkit.cli import main
 from latentkit.cli.runconfig import DataConfig, EvalConfig
-from latentkit.schedules import EMA
 from latentkit.trained import load_trained_model
 from latentkit.training import TrainConfig, Trainer
+from latentkit.training.averaging import EMA
 
 TINY = ["--model", "vae", "--data", "digits", "--limit", "300", "--no-progress"]
 

@@ -170,7 +170,8 @@ class TrainConfig:
         steps: optimizer steps in all (a resumed run continues up to this number).
         batch_size: examples per step, over all processes (the global batch).
         lr: Adam's base learning rate.
-        lr_schedule: how the rate moves with the step (``latentkit.schedules``): ``constant``,
+        lr_schedule: how the rate moves with the step
+            (``latentkit.training.lr_schedules``): ``constant``,
             ``cosine`` (to ``lr_min_factor`` · lr at the last step) or ``step`` (× ``lr_gamma``
             every ``lr_step_every`` steps); a pure function of the step, so resume is exact.
         lr_warmup_steps: linear warm-up of the rate over this many steps (0: none).
@@ -203,7 +204,7 @@ class TrainConfig:
             mutual information, aggregate KL and active units on this many of its examples
             (``latentkit.diagnose``; a ``diagnostics`` line in ``metrics.jsonl``); 0: off.
         ema_decay: keep an exponential moving average of the weights with this decay
-            (``latentkit.schedules.EMA``; 0: off). When on, the periodic evaluations, the
+            (``latentkit.training.averaging.EMA``; 0: off). When on, the periodic evaluations, the
             best checkpoint, ``evaluate``, ``sample`` and ``report`` use the averaged weights.
         ema_warmup: the average's decay ramps up as min(d, (1 + k)/(10 + k)) at update k.
         logger: where metrics also go (:data:`LOGGERS`): ``jsonl`` (``metrics.jsonl``
