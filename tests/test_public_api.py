@@ -28,8 +28,14 @@ import textwrap
 from pathlib import Path
 from types import ModuleType
 
+import attrs
 import pytest
 import tomllib
+import torch
+
+import latentkit as lk
+from latentkit.config import positive_ints
+from latentkit.networks import EpsUNet, check_unet_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "plugins"
@@ -261,3 +267,76 @@ def test_checker_names_each_violation(case):
     found = violations(textwrap.dedent(source), "f.py", own)
     assert len(found) == expected, found
     assert all(f.startswith("f.py:") for f in found)
+
+
+# The toolkit's rules, as docs/core.md's helpers table states them.
+
+
+@pytest.mark.parametrize(
+    ("min_len", "value", "ok"),
+    [
+        (0, (), True),
+        (1, (), False),
+        (1, (3,), True),
+        (1, (3, 0), False),
+        (1, (3, -1), False),
+        (1, (True,), False),  # a bool is no width
+        (1, (2.0,), False),
+        (2, (3,), False),
+        (2, (3, 4), True),
+    ],
+)
+def test_positive_ints_is_a_tuple_of_at_least_min_len_ints_above_zero(min_len, value, ok):
+    """``positive_ints(min_len)`` accepts exactly the tuples of ≥ ``min_len`` ints > 0 (bools
+    refused), and its ConfigError names the field, the rule, the hint and the value."""
+
+    @attrs.frozen
+    class Config:
+        widths: tuple = attrs.field(validator=positive_ints(min_len, hint=", one per layer"))
+
+    if ok:
+        assert Config(value).widths == value
+        return
+    with pytest.raises(lk.ConfigError) as err:
+        Config(value)
+    message = str(err.value)
+    assert message.startswith("'widths' must be ") and "ints > 0, one per layer" in message
+    assert repr(value) in message
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_check_unet_shape_accepts_exactly_the_shapes_eps_unet_runs_on(levels):
+    """An image (C, H, W) passes ``check_unet_shape`` if and only if an ``EpsUNet`` of
+    ``levels`` resolution levels maps it to ε̂ of its own shape (each stride-2 step needs an
+    even side: H and W divisible by 2^(levels − 1)); a shape that is not (C, H, W) is refused."""
+    mult = tuple(range(1, levels + 1))
+    torch.manual_seed(0)
+    for side in (2, 3, 4, 6, 8):
+        for shape in [(1, side, 8), (1, 8, side)]:  # H, then W
+            net = EpsUNet(shape, channels=2, channel_mult=mult).eval()
+            try:
+                runs = net(torch.zeros(1, *shape), torch.zeros(1)).shape == (1, 1, *shape)
+            except RuntimeError:
+                runs = False
+            try:
+                check_unet_shape(shape, mult)
+                accepted = True
+            except lk.ConfigError as err:
+                accepted = False
+                assert "divisible" in str(err)
+            assert accepted == runs == (side % 2 ** (levels - 1) == 0), (shape, levels)
+    for shape in [(4,), (4, 4), (1, 1, 4, 4)]:
+        with pytest.raises(lk.ConfigError, match=r"needs image data_shape \(C, H, W\)"):
+            check_unet_shape(shape, mult)
+
+
+def test_eps_network_kinds_are_the_configs_own():
+    """``EpsNetworkConfig.network`` takes the kinds of the config class's ``NETWORKS``: the
+    ``vdm`` config adds ``linear`` (it builds that one itself), ``ddpm``'s does not; an
+    unknown kind is refused naming them."""
+    with pytest.raises(lk.ConfigError, match=r"'network' must be in \('auto', 'mlp', 'unet'\)"):
+        lk.load_model("ddpm", data_shape=(2,), network="linear")
+    with pytest.raises(lk.ConfigError, match="'network' must be in .*'linear'.*got 'conv'"):
+        lk.load_model("vdm", data_shape=(2,), network="conv")
+    model = lk.load_model("vdm", data_shape=(2,), num_timesteps=1, network="linear")
+    assert model.config.resolved_network == "linear"

@@ -13,7 +13,8 @@ from latentkit_ddpm.model import (
     build_ddpm,
     make_schedule,
 )
-from latentkit_ddpm.networks import EpsMLP, EpsUNet
+from latentkit_ddpm.networks import EpsMLP as EpsMLP  # old name: latentkit.networks.EpsMLP
+from latentkit_ddpm.networks import EpsUNet as EpsUNet  # old name: latentkit.networks.EpsUNet
 from latentkit_ddpm.schedule import DiffusionSchedule, check_beta, cosine_beta, linear_beta
 
 __all__ = [
@@ -22,8 +23,6 @@ __all__ = [
     "DDPMModel",
     "DDPMPosterior",
     "DiffusionSchedule",
-    "EpsMLP",
-    "EpsUNet",
     "LinearGaussianReverse",
     "build_ddpm",
     "check_beta",

@@ -19,20 +19,11 @@ __all__ = ["GaussianEncoder", "VAEConfig", "VAEGenerative", "build_vae"]
 
 @attrs.frozen(kw_only=True)
 class VAEConfig(EncoderDecoderConfig):
-    """Configuration of the ``vae`` model.
-
-    Attributes:
-        data_shape: shape of one example, e.g. (64,) or (1, 28, 28); flattened by the nets.
-        latent_dim: dimension of z (> 0).
-        architecture: ``linear`` (probabilistic PCA when Gaussian) or ``mlp``.
-        hidden: hidden layer widths of the MLP encoder and decoder.
-        activation: one of silu, relu, gelu, tanh, softplus.
-        likelihood: gaussian, bernoulli (binary data) or discretized (8-bit data in [-1, 1]).
-        likelihood_scale: ``learned`` (one scale per dimension), ``predicted`` (by the
-            decoder) or ``fixed`` (``fixed_scale``); Gaussian and discretized only.
-        fixed_scale: the scale when ``likelihood_scale="fixed"`` (> 0).
-        min_scale: floor added to every posterior scale (> 0), for stability.
-    """
+    # The fields, and their documentation, are EncoderDecoderConfig's; ``--help`` reads a
+    # config class's own docstring, so this one is that docstring under the model's title.
+    __doc__ = (
+        "Configuration of the ``vae`` model.\n" + EncoderDecoderConfig.__doc__.partition("\n")[2]
+    )
 
 
 VAEGenerative = DecoderChain
