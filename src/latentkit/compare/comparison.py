@@ -22,7 +22,7 @@ from latentkit.compare.runs import (
 )
 from latentkit.compare.table import Comparison, Row
 from latentkit.errors import ConfigError
-from latentkit.evaluation import paired_difference
+from latentkit.estimates import paired_difference
 
 __all__ = ["compare_runs"]
 

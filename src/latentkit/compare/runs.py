@@ -16,7 +16,7 @@ from torch import Tensor
 
 from latentkit.checkpoint import _read_info, latest_checkpoint, read_regular_file
 from latentkit.errors import CheckpointError, LatentkitError
-from latentkit.evaluation import Estimate
+from latentkit.estimates import Estimate
 
 __all__ = [
     "MAX_PER_EXAMPLE_BYTES",

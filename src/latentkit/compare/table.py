@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from latentkit.compare.runs import Figure, RunRecord, _is_count, _is_number
-from latentkit.evaluation import Estimate
+from latentkit.estimates import Estimate
 
 __all__ = ["Comparison", "Row"]
 
