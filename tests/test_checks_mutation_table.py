@@ -15,7 +15,10 @@ import time
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import latentkit as lk
 from latentkit.testing import CHECKS, mutants, mutation_table, run_check, run_checks
 
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "checks.md"
@@ -51,6 +54,29 @@ def test_every_fault_is_carried_by_an_installed_model_the_table_names(registered
         row = next(r for r in rows if f"(`mutant-{mutant.key}`)" in r)
         cells = re.split(r"(?<!\\)\|", row.strip().strip("|"))  # "\|" is a "|" in a cell
         assert cells[1].strip() == registered[mutant.key].base, row
+
+
+def test_a_fault_is_put_only_on_an_installed_model_and_named_from_the_catalogue():
+    """A plugin names the catalogue's faults by key (a key not in it is refused, naming it);
+    a fault on a model that is not installed is left out of the registration."""
+    with pytest.raises(KeyError, match="no-such-fault"):
+        mutants.on_model("vae", ["q-offset", "no-such-fault"])
+    elsewhere = mutants.MUTANTS[0].on("no-such-model")
+    with mutants.registered([elsewhere]) as available:
+        assert available == []
+
+
+@settings(max_examples=5, derandomize=True, deadline=None, database=None)
+@given(data=st.data())
+def test_every_mutant_is_drawn_where_the_exact_oracle_applies(registered, data):
+    """As the table says: each mutant's configs give its model a linear-Gaussian chain (the
+    oracle describes the correct model), and the β fault is in the model the checks see."""
+    for key, mutant in registered.items():
+        cfg = data.draw(lk.get_model_spec(f"mutant-{key}").test_configs(), label=key)
+        assert lk.load_model(mutant.base, **cfg).generative.linear_gaussian() is not None
+    cfg = data.draw(lk.get_model_spec("mutant-objective-beta").test_configs())
+    broken = lk.load_model("mutant-objective-beta", **cfg)
+    assert broken.objective_choice == ("elbo", {"beta": 0.5})
 
 
 @pytest.mark.parametrize("mutant", [m for m in mutants.MUTANTS if m.catches], ids=lambda m: m.key)

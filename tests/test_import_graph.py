@@ -214,3 +214,4 @@ def test_the_graph_counts_deferred_type_checking_relative_and_package_imports(tm
     assert cycles(graph) == [["pkg", "pkg.a", "pkg.b", "pkg.c", "pkg.sub", "pkg.e", "pkg"]]
     graph["pkg.e"].clear()
     assert cycles(graph) == []
+    assert cycles({"x": {"y"}, "y": {"x", "z"}, "z": set()}) == [["x", "y", "x"]]

@@ -154,6 +154,24 @@ def test_beta_vae_and_ddpm_declare_their_default_objectives():
     assert lk.default_objective(hybrid).name == "hybrid"
 
 
+def test_the_objective_choice_is_built_once_and_again_when_it_changes():
+    """``model.objective_choice`` (``default_objective``, its old name, read and written
+    alike) names what ``lk.training_objective`` builds: the same object on every call (its
+    state carries over), a new one once the choice changes, in place or replaced.
+    ``lk.default_objective`` is ``training_objective``'s old name."""
+    assert lk.default_objective is lk.training_objective
+    model = lk.load_model("vae", data_shape=(4,), latent_dim=2)
+    first = lk.training_objective(model)
+    assert lk.training_objective(model) is first
+    model.default_objective = ("elbo", {"beta": 2.0})
+    assert model.objective_choice == lk.ObjectiveChoice("elbo", {"beta": 2.0})
+    assert isinstance(model.default_objective, lk.ObjectiveChoice)
+    second = lk.training_objective(model)
+    assert second is not first and second.config.beta == 2.0
+    model.objective_choice.options["beta"] = 3.0
+    assert lk.training_objective(model).config.beta == 3.0
+
+
 # ---- ELBO: estimators, layer samplers --------------------------------------------------
 
 

@@ -171,3 +171,38 @@ def test_two_plugins_that_look_each_other_up_end_in_a_fault_each_not_a_recursion
     finally:
         lk.unregister_plugin(a)
         lk.unregister_plugin(b)
+
+
+@attrs.frozen
+class _SpecConfig:
+    size: int = 1
+
+
+_GOOD_SPEC = {"name": "a-spec_1", "config_class": _SpecConfig, "factory": lambda *args: None}
+
+
+@pytest.mark.parametrize("kind", [lk.ModelSpec, lk.ObjectiveSpec], ids=lambda k: k.__name__)
+@pytest.mark.parametrize(
+    ("field", "bad", "says"),
+    [
+        ("name", "Bad Name", "lower case letters"),
+        ("name", "1st", "starting with a letter"),
+        ("name", 7, "lower case letters"),
+        ("config_class", dict, "must be an attrs class"),
+        ("config_class", _SpecConfig(), "must be an attrs class"),
+        ("factory", "build", "must be callable"),
+    ],
+)
+def test_both_kinds_of_spec_refuse_a_bad_field_naming_it(kind, field, bad, says):
+    """One rule, one validator (latentkit.specs), the same for models and objectives: the
+    error names the field and what it must be."""
+    assert kind(**_GOOD_SPEC).name == "a-spec_1"
+    with pytest.raises((ValueError, TypeError), match=f"'{field}' .*{says}|{says}.*'{field}'"):
+        kind(**{**_GOOD_SPEC, field: bad})
+
+
+@pytest.mark.parametrize("field", ["test_configs", "checks", "mutants"])
+def test_a_model_spec_refuses_a_hook_that_is_not_callable(field):
+    assert getattr(lk.ModelSpec(**_GOOD_SPEC, **{field: lambda: None}), field) is not None
+    with pytest.raises(TypeError, match=f"'{field}' must be callable"):
+        lk.ModelSpec(**_GOOD_SPEC, **{field: "not callable"})

@@ -33,7 +33,9 @@ def latentkit_models() -> list:
     validators reject bad values naming the field), and its ``factory``, a callable taking
     one config instance and returning a :class:`latentkit.LatentModel`. Optionally (keyword
     ``test_configs``) a zero-argument callable returning a Hypothesis strategy of small
-    config dicts, which ``latentkit verify`` and ``latentkit.testing`` check the model on.
+    config dicts, which ``latentkit verify`` and ``latentkit.testing`` check the model on;
+    (``checks``) the family's own checks; (``mutants``) the model with the deliberate faults
+    of ``latentkit.testing.mutants`` it carries. Each keyword: :class:`latentkit.ModelSpec`.
 
     All plugins' results are collected (this is not a ``firstresult`` hook). A name two
     plugins both return is a fault reported with both distributions; the first stays

@@ -179,17 +179,20 @@ class MutatedPosterior(PosteriorChain):
     def encode(self, x: Tensor):
         return self.inner.encode(x if self.transform is None else self.transform(x))
 
+    def _encoded(self, x):
+        """``x`` encoded when a factor is called with the data itself rather than with what
+        :meth:`encode` gave (the transform must reach a direct call too)."""
+        return self.encode(x) if self.transform is not None and isinstance(x, Tensor) else x
+
     def top(self, x):
-        if self.transform is not None and isinstance(x, Tensor):
-            x = self.encode(x)
+        x = self._encoded(x)
         return self._w(self.inner.top(x), x)
 
     def down(self, l, z, x):
         return self._w(self.inner.down(l, z, x), x)
 
     def first(self, x):
-        if self.transform is not None and isinstance(x, Tensor):
-            x = self.encode(x)
+        x = self._encoded(x)
         return self._w(self.inner.first(x), x)
 
     def up(self, l, z, x):
