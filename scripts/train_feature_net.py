@@ -1,6 +1,6 @@
 """Train the feature network of sample quality (latentkit.quality.LeNet) and write its file.
 
-    python scripts/train_feature_net.py                       # the shipped file (~2 min, 1 thread)
+    python scripts/train_feature_net.py                       # the shipped file (~70 s, 1 thread)
     python scripts/train_feature_net.py --seed 1 --out /tmp/lenet_seed1.safetensors
     python scripts/train_feature_net.py --dataset fashion-mnist --name fashion-lenet \\
         --out my_lenet.safetensors   # a user's own data: then load_feature_network(path)

@@ -204,6 +204,8 @@ def sample_quality(
     start = time.perf_counter()
     ref = _prepared(reference, kind=kind, network=network, k=k, batch_size=batch_size)
     net = ref.network
+    if labels is not None and net.head is None:
+        raise ConfigError(f"labels need a classifier head; the network {net.name!r} has none")
     feats, logits = net.features_and_logits(samples, kind=ref.kind, batch_size=batch_size)
     if feats.shape[0] <= ref.k:
         raise ShapeError(f"{feats.shape[0]} samples; k = {ref.k} needs more than {ref.k}")

@@ -134,12 +134,13 @@ def frechet_estimate(
 
 def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
     """Squared Euclidean distances ``[len(a), len(b)]`` by ‖a‖² + ‖b‖² − 2a·b, with entries
-    within the rounding bound of that sum, 2·D·eps·(‖a‖² + ‖b‖²), set to exactly 0 (so a
-    point's distance to itself or to a copy is 0, whatever the matmul's blocking)."""
-    a2, b2 = (a * a).sum(1)[:, None], (b * b).sum(1)[None, :]
-    d = a2 + b2 - 2.0 * (a @ b.T)
-    scale = a2 + b2
-    return torch.where(d <= 2 * a.shape[1] * torch.finfo(d.dtype).eps * scale, 0.0, d)
+    within that sum's rounding bound set to exactly 0 (so a point's distance to itself or to a
+    copy is 0, whatever the matmul's blocking). The bound: each of the three dot products errs
+    by at most γ_D ≈ D·eps/2 times ‖a‖² + ‖b‖², so 2·D·eps·(‖a‖² + max ‖b‖²) covers a row."""
+    a2, b2 = (a * a).sum(1), (b * b).sum(1)
+    d = torch.addmm(b2[None, :], a, b.T, alpha=-2.0).add_(a2[:, None])
+    tol = 2 * a.shape[1] * torch.finfo(d.dtype).eps * (a2 + b2.max())
+    return d.masked_fill_(d <= tol[:, None], 0.0)
 
 
 def _rows_per_chunk(cols: int, chunk_elements: int) -> int:
