@@ -63,7 +63,8 @@ from latentkit.diagnostics.results import METRIC_KEYS as METRIC_KEYS
 from latentkit.diagnostics.results import Diagnostics, LayerDiagnostics, diagnostics_table
 from latentkit.diagnostics.surgery import ELEMENTS_PER_CALL as ELEMENTS_PER_CALL
 from latentkit.diagnostics.surgery import diagnose
-from latentkit.diagnostics.walks import MAX_TIMESTEPS as MAX_TIMESTEPS
+from latentkit.diagnostics.walks import DIAGNOSED_TIMESTEPS as DIAGNOSED_TIMESTEPS
+from latentkit.diagnostics.walks import MAX_TIMESTEPS as MAX_TIMESTEPS  # the old name
 from latentkit.diagnostics.walks import ROWS_PER_CALL as ROWS_PER_CALL
 
 __all__ = [
