@@ -24,6 +24,8 @@ from torch import Tensor
 import latentkit as lk
 from latentkit.estimators import layer_term
 from latentkit_ddpm.chains import DDPMGenerative, DDPMPosterior
+from latentkit_ddpm.chains import ScheduleRows as ScheduleRows  # its old home was this module
+from latentkit_ddpm.config import MAX_LEVELS as MAX_LEVELS  # its old home was this module
 from latentkit_ddpm.config import DDPMConfig
 from latentkit_ddpm.schedule import DiffusionSchedule, cosine_beta, linear_beta
 
