@@ -95,11 +95,25 @@ def linear_vdm(dim: int, T: int, seed: int) -> lk.LatentModel:
     return lks.perturb_parameters(model.double(), seed)
 
 
+def linear_hvae(data_dim: int, latent_dims: tuple[int, ...], seed: int) -> lk.LatentModel:
+    """A linear-Gaussian hierarchical VAE with the bottom-up (Markov) posterior."""
+    model = lk.load_model(
+        "hvae",
+        data_shape=(data_dim,),
+        latent_dims=latent_dims,
+        architecture="linear",
+        posterior="bottom-up",
+    )
+    return lks.randomize_parameters(model.double(), seed)
+
+
 @st.composite
 def linear_pairs(draw, kinds=("vae", "ddpm", "vdm")) -> tuple[ComposedModel, torch.Tensor]:
-    """A pPCA outer model over a random linear-Gaussian prior, and a batch of data."""
+    """A linear-Gaussian outer model (pPCA, or an hvae of 2-3 layers) over a random
+    linear-Gaussian prior, and a batch of data."""
     D, d, seed = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(lks.seeds())
-    outer = linear_vae(D, d, seed)
+    below = draw(st.lists(st.integers(1, 3), max_size=2), label="outer layers below the top")
+    outer = linear_hvae(D, (*below, d), seed) if below else linear_vae(D, d, seed)
     kind = draw(st.sampled_from(kinds))
     if kind == "vae":
         inner = linear_vae(d, draw(st.integers(1, 3)), seed + 1)
@@ -110,10 +124,13 @@ def linear_pairs(draw, kinds=("vae", "ddpm", "vdm")) -> tuple[ComposedModel, tor
     return compose(outer, prior=inner), draw(lks.data_batches((D,)))
 
 
-def moments(spec: lk.LinearGaussianSpec) -> tuple[torch.Tensor, torch.Tensor]:
+def moments(
+    spec: lk.LinearGaussianSpec, top: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and covariance of a linear-Gaussian chain's data, propagated top-down from the
-    prior (independent of the oracle's backward recursion)."""
-    m, S = spec.prior_mean, torch.diag(spec.prior_var)
+    prior, or from ``top`` = (mean, covariance) of its top latent in the prior's place
+    (independent of the oracle's backward recursion)."""
+    m, S = (spec.prior_mean, torch.diag(spec.prior_var)) if top is None else top
     for A, b, v in reversed(spec.transitions):  # transitions[i] is p(z_{i+1} | z_{i+2})
         m, S = A @ m + b, A @ S @ A.T + torch.diag(v)
     W = spec.weight
@@ -128,9 +145,14 @@ def outer_by_hand(model: ComposedModel) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 def marginal_by_hand(model: ComposedModel) -> MultivariateNormal:
-    """p(x) = N(W_A μ_B + b_A, W_A Σ_B W_Aᵀ + Ψ_A), N(μ_B, Σ_B) the prior model's marginal."""
-    W, b, psi = outer_by_hand(model)
+    """p(x): the prior model's marginal N(μ_B, Σ_B) carried down the outer chain; for a pPCA
+    outer, N(W_A μ_B + b_A, W_A Σ_B W_Aᵀ + Ψ_A) with W_A, b_A, Ψ_A read from its parameters."""
     mu_B, sigma_B = moments(model.prior.generative.linear_gaussian())
+    if model.outer_layers > 1:
+        return MultivariateNormal(
+            *moments(model.outer.generative.linear_gaussian(), (mu_B, sigma_B))
+        )
+    W, b, psi = outer_by_hand(model)
     return MultivariateNormal(W @ mu_B + b, W @ sigma_B @ W.T + torch.diag(psi))
 
 
