@@ -29,6 +29,9 @@ class Objective(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    importance_samples: int = 1
+    """k of the bound this objective trains, IWAE_k (1: an ELBO-type bound); the trainer
+    selects and reports its validation bound at this k. Set it per instance."""
 
     def __init__(self, config: Any, model: LatentModel):
         super().__init__()

@@ -156,6 +156,7 @@ class IWAEObjective(Objective):
     def __init__(self, config: IWAEConfig, model: LatentModel):
         super().__init__(config, model)
         monte_carlo_estimator(model)  # refuses a chain with no per-sample log-ratio
+        self.importance_samples = int(config.k)
 
     def forward(self, model: LatentModel, x: Tensor, step: int | Tensor | None = None) -> Tensor:
         from latentkit.bounds import log_weights
