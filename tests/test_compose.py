@@ -492,3 +492,37 @@ def test_composed_by_name_and_its_objective(composed_registered):
     assert loss(model, torch.randn(3, 4)).shape == (3,)
     state = dict(loss.state_dict())
     assert all(k.startswith("prior_objective.") for k in state)
+
+
+def test_a_composed_run_checkpoints_rebuilds_and_resumes(composed_registered, tmp_path):
+    """Registered, a composed model trains with the composed objective (a vdm prior's
+    continuous bound), its checkpoint rebuilds it by name (``load_trained_model``), and 3 + 3
+    resumed steps give the weights of 6 uninterrupted ones."""
+    values = {
+        "outer": "vae",
+        "outer_config": {"data_shape": [4], "latent_dim": 2, "hidden": [8]},
+        "prior": "vdm",
+        "prior_config": {"num_timesteps": 3, "decoder": "gaussian", "hidden": [8]},
+    }
+    data = torch.rand(32, 4)
+
+    def run(folder, steps, resume=False):
+        torch.manual_seed(0)
+        model = lk.load_model("composed", **values)
+        cfg = lk.TrainConfig(steps=steps, batch_size=8, progress=False, seed=3)
+        trainer = lk.Trainer(model, data, cfg, objective="composed", run_dir=folder)
+        if resume:
+            trainer.resume(folder)
+        trainer.fit()
+        return model
+
+    whole = run(tmp_path / "whole", 6)
+    first = run(tmp_path / "split", 3)
+    rebuilt, info = lk.load_trained_model(tmp_path / "split")
+    assert isinstance(rebuilt, ComposedModel) and info["model"] == "composed"
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, rebuilt.state_dict()[key]), key
+    assert info["objective"]["name"] == "composed"
+    resumed = run(tmp_path / "split", 6, resume=True)
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
