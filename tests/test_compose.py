@@ -61,11 +61,15 @@ def mean_and_se(values: torch.Tensor, r: int = REPLICATES) -> tuple[torch.Tensor
 # --- models -----------------------------------------------------------------------------------
 
 
+def loaded(name: str, seed: int, *, perturb: bool = False, **config) -> lk.LatentModel:
+    """A registered model in float64, its parameters drawn (or perturbed) from ``seed``."""
+    model = lk.load_model(name, **config).double()
+    return (lks.perturb_parameters if perturb else lks.randomize_parameters)(model, seed)
+
+
 def linear_vae(data_dim: int, latent_dim: int, seed: int) -> lk.LatentModel:
-    model = lk.load_model(
-        "vae", data_shape=(data_dim,), latent_dim=latent_dim, architecture="linear"
-    )
-    return lks.randomize_parameters(model.double(), seed)
+    shape = (data_dim,)
+    return loaded("vae", seed, data_shape=shape, latent_dim=latent_dim, architecture="linear")
 
 
 def linear_ddpm(dim: int, T: int, seed: int) -> lk.LatentModel:
@@ -83,28 +87,15 @@ def linear_ddpm(dim: int, T: int, seed: int) -> lk.LatentModel:
 
 
 def linear_vdm(dim: int, T: int, seed: int) -> lk.LatentModel:
-    model = lk.load_model(
-        "vdm",
-        data_shape=(dim,),
-        num_timesteps=T,
-        network="linear",
-        decoder="gaussian",
-        gamma_min=-3.0,
-        gamma_max=3.0,
-    )
-    return lks.perturb_parameters(model.double(), seed)
+    """A vdm with the linear ε-network and a Gaussian decoder (noise variances ≥ e^-3)."""
+    linear = {"network": "linear", "decoder": "gaussian", "gamma_min": -3.0, "gamma_max": 3.0}
+    return loaded("vdm", seed, perturb=True, data_shape=(dim,), num_timesteps=T, **linear)
 
 
 def linear_hvae(data_dim: int, latent_dims: tuple[int, ...], seed: int) -> lk.LatentModel:
     """A linear-Gaussian hierarchical VAE with the bottom-up (Markov) posterior."""
-    model = lk.load_model(
-        "hvae",
-        data_shape=(data_dim,),
-        latent_dims=latent_dims,
-        architecture="linear",
-        posterior="bottom-up",
-    )
-    return lks.randomize_parameters(model.double(), seed)
+    markov = {"architecture": "linear", "posterior": "bottom-up"}
+    return loaded("hvae", seed, data_shape=(data_dim,), latent_dims=latent_dims, **markov)
 
 
 @st.composite
