@@ -1,7 +1,8 @@
 """Quickstart: fit a linear VAE (probabilistic PCA) and an MLP VAE on scikit-learn's digits,
 then print ELBO, IWAE-k and — for the linear model — the exact log-likelihood.
 
-Run ``python -m latentkit.quickstart`` (about a minute on 2 CPU cores). The digits
+Run ``python -m latentkit_vae.quickstart`` (about a minute on 2 CPU cores; the vae plugin's,
+as the core names no plugin). The digits
 (8×8, 17 grey levels) are uniformly dequantized, x = (k + u)/17 with u ~ U(0, 1), so the
 Gaussian densities are of continuous data and comparable across models.
 """
@@ -42,7 +43,7 @@ def fit(model: lk.LatentModel, x: torch.Tensor, steps: int, batch: int, lr: floa
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m latentkit.quickstart", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m latentkit_vae.quickstart", description=__doc__)
     ap.add_argument("--steps", type=int, default=1500, help="Adam steps per model")
     ap.add_argument("--k", type=int, default=256, help="importance samples for IWAE-k")
     ap.add_argument("--seed", type=int, default=0)
