@@ -19,6 +19,7 @@ import sys
 import attrs
 
 from latentkit import hookspecs
+from latentkit.config import describe_fields
 from latentkit.registry import ENTRY_POINT_GROUP, ModelSpec
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "hooks.md"
@@ -39,21 +40,6 @@ def _cell(text: str) -> str:
 def _hooks() -> list:
     found = [f for _, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, MARKER)]
     return sorted(found, key=lambda f: inspect.getsourcelines(f)[1])
-
-
-def _field_docs(cls: type) -> dict[str, str]:
-    """``name: text`` entries of the docstring's Attributes section, continuation lines joined."""
-    docs: dict[str, str] = {}
-    current = None
-    lines = inspect.getdoc(cls).splitlines()
-    for line in lines[lines.index("Attributes:") + 1 :]:
-        head, sep, text = line.strip().partition(": ")
-        if sep and line.startswith("    ") and not line.startswith("        "):
-            current = head
-            docs[current] = text
-        elif current and line.strip():
-            docs[current] += " " + line.strip()
-    return docs
 
 
 def render() -> str:
@@ -80,7 +66,8 @@ def render() -> str:
             "",
         ]
     spec_doc = inspect.getdoc(ModelSpec).split("\n\n")[0]
-    field_docs = _field_docs(ModelSpec)
+    # the library's reader: a field a base spec declares keeps the base's description
+    field_docs = {d["name"]: d["doc"] for d in describe_fields(ModelSpec)}
     out += [
         "## What `latentkit_models` returns: `latentkit.ModelSpec`",
         "",

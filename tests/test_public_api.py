@@ -340,3 +340,15 @@ def test_eps_network_kinds_are_the_configs_own():
         lk.load_model("vdm", data_shape=(2,), network="conv")
     model = lk.load_model("vdm", data_shape=(2,), num_timesteps=1, network="linear")
     assert model.config.resolved_network == "linear"
+
+
+def test_a_config_field_a_base_class_declares_keeps_the_bases_description():
+    """``--help`` and ``latentkit list`` read each field's text from the class that
+    describes it: a plugin config built on a public base (``EncoderDecoderConfig``) shows
+    the base's descriptions without copying them."""
+    from latentkit.config import describe_fields
+
+    for name in ("vamp", "iaf", "ddpm", "vdm"):
+        docs = {d["name"]: d["doc"] for d in describe_fields(lk.get_model_spec(name).config_class)}
+        missing = [field for field, text in docs.items() if not text]
+        assert not missing, f"{name}: fields without a description: {missing}"

@@ -110,8 +110,11 @@ def _field_docs(config_class: type) -> dict[str, str]:
 
 def describe_fields(config_class: type) -> list[dict[str, Any]]:
     """Name, type, default, allowed values (the validator's ``rule``) and description of each
-    field of an attrs config class: what ``latentkit train --help`` prints."""
-    docs = _field_docs(config_class)
+    field of an attrs config class: what ``latentkit train --help`` prints. A field a base
+    class declares takes the base's description unless the class describes it again."""
+    docs: dict[str, str] = {}
+    for klass in reversed(config_class.__mro__):
+        docs.update(_field_docs(klass))
     out = []
     for (name, tname, default), f in zip(config_fields(config_class), attrs.fields(config_class)):
         out.append(

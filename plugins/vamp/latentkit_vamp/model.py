@@ -40,10 +40,12 @@ __all__ = ["VampConfig", "VampGenerative", "VampPosterior", "build_vamp"]
 
 @attrs.frozen(kw_only=True)
 class VampConfig(EncoderDecoderConfig):
-    """``vae``'s fields (``latentkit.blocks.EncoderDecoderConfig``) plus
-    ``num_pseudo_inputs``: K, the number of mixture components (≥ 1).
+    """``vae``'s fields (``latentkit.blocks.EncoderDecoderConfig``) plus the prior's size.
 
     The pseudo-inputs are free parameters of shape ``[K, *data_shape]``, initialised N(0, 1).
+
+    Attributes:
+        num_pseudo_inputs: K, the number of mixture components of the VampPrior (≥ 1).
     """
 
     num_pseudo_inputs: int = attrs.field(default=16, validator=[v.instance_of(int), v.gt(0)])
