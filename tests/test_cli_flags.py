@@ -38,16 +38,16 @@ TODAY = {
         "--device", "--amp", "--compile", "--no-progress", "--on-nonfinite",
         "--data", "--variant", "--limit",
         "--iwae-k", "--eval-limit", "--num-samples", "--estimator", "--diagnose", "--ode",
-        "--ode-margin",
+        "--ode-margin", "--sample-quality",
     },
     "evaluate": {
         "--data", "--variant", "--limit",
         "--iwae-k", "--eval-limit", "--batch-size", "--num-samples", "--estimator", "--seed",
-        "--diagnose", "--ode", "--ode-margin",
+        "--diagnose", "--ode", "--ode-margin", "--sample-quality", "--no-progress",
     },
     "report": {
         "--iwae-k", "--eval-limit", "--num-samples", "--estimator", "--seed", "--diagnose",
-        "--ode", "--ode-margin",
+        "--ode", "--ode-margin", "--sample-quality", "--no-progress",
     },
 }  # fmt: skip
 POSITIONAL = {"train": [], "evaluate": ["RUN"], "report": ["RUN"]}

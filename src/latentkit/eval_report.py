@@ -7,10 +7,13 @@ as before.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import torch
 from rich.table import Table
 from torch import Tensor
 
@@ -19,7 +22,7 @@ from latentkit.estimates import Estimate, figure_table, finite_or_none
 if TYPE_CHECKING:
     from latentkit.ode import OdeFigure
 
-__all__ = ["EvalReport", "ode_warning", "report_table"]
+__all__ = ["EvalReport", "examples_digest", "ode_warning", "progress_bar", "report_table"]
 
 
 @attrs.frozen
@@ -178,3 +181,36 @@ def _ode_rows(report: EvalReport) -> list[tuple[str, Estimate | None, str]]:
 def ode_warning(report: EvalReport) -> str | None:
     """The line naming the examples the ODE figure flagged (``None`` when none is)."""
     return None if report.ode is None else report.ode.warning(bits=report.discrete)
+
+
+def examples_digest(data: Tensor) -> str:
+    """sha256 of the evaluated examples (shape and values, as float64): two reports with the
+    same digest scored the same examples in the same order."""
+    x = data.detach().to("cpu", torch.float64).contiguous()
+    h = hashlib.sha256(json.dumps(list(x.shape)).encode())
+    h.update(x.numpy().tobytes())
+    return h.hexdigest()
+
+
+def progress_bar(label: str, console: Any, *, enabled: bool = True) -> Any:
+    """The bar a long step of an evaluation shows on ``console`` (the evaluation's examples,
+    the sampling's samples): ``label``, the bar, done of total and the time left; removed
+    when done; none without a console, off a terminal, or when not ``enabled``
+    (``--no-progress``)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not (enabled and console is not None and console.is_terminal),
+    )

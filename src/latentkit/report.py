@@ -6,13 +6,11 @@ alike."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from latentkit.checkpoint import (
     atomic_write_bytes,
@@ -22,7 +20,9 @@ from latentkit.checkpoint import (
 )
 from latentkit.diagnostics import diagnostics_table
 from latentkit.errors import LatentkitError
+from latentkit.eval_report import examples_digest, progress_bar
 from latentkit.evaluation import check_finite_rows
+from latentkit.quality.pipeline import check_sample_quality, sample_quality_block
 from latentkit.report_plots import MAX_METRICS_BYTES
 from latentkit.report_plots import diagnostics_plots as _diagnostics_plots
 from latentkit.report_plots import model_plots as _model_plots
@@ -32,12 +32,14 @@ __all__ = [
     "EVAL_PAIRS",
     "MAX_METRICS_BYTES",
     "PER_EXAMPLE_FILE",
+    "check_sample_quality",
     "examples_digest",
     "likelihood_figures",
     "likelihood_figures_table",
     "ode_warnings",
     "per_example_bytes",
     "print_ode_warnings",
+    "sample_quality_block",
     "write_report",
 ]
 
@@ -81,15 +83,7 @@ def _run_evaluation(
             "--eval-limit to change)",
             markup=False,
         )
-    with Progress(
-        TextColumn("[bold]evaluate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as progress:
+    with progress_bar("evaluate", err, enabled=options.get("progress", True)) as progress:
         task = progress.add_task("evaluate", total=n)
         return evaluate(
             model,
@@ -143,6 +137,7 @@ def write_report(
     ``checkpoint``: the checkpoint evaluated, named in the report (default: the run's newest).
     """
     model.eval()
+    check_sample_quality(dataset, options)  # refused now, before the evaluation
     discrete = dataset.kind in ("binary", "symmetric8")
     report = _run_evaluation(
         model, dataset.test, options=options, seed=seed, err=err, discrete=discrete
@@ -159,9 +154,13 @@ def write_report(
     payload["likelihood_figures"] = figures
     payload["data"].update(_protocol(info, dataset.test[: report.num_examples]))
     payload["per_example"] = _write_per_example(run_dir, report, dataset.test, evaluated)
+    payload["sample_quality"] = sample_quality_block(model, dataset, options, seed=seed, err=err)
     atomic_write_json(run_dir / "report.json", payload)
     title = f"{name} at step {step} on {dataset.name} test"
-    _print_report(out, run_dir, report, figures, diag, files, title=title, data_name=dataset.name)
+    _print_report(
+        out, run_dir, report, figures, diag, files, title=title, data_name=dataset.name,
+        quality=payload["sample_quality"],
+    )  # fmt: skip
     return payload
 
 
@@ -190,10 +189,12 @@ def _print_report(
     *,
     title: str,
     data_name: str,
+    quality: dict[str, Any] | None = None,
 ) -> None:
-    """The evaluation's table, the model's figures, the ODE warnings, the diagnostics and
-    where the report and its plots went, on ``out``."""
+    """The evaluation's table, the model's figures, the ODE warnings, the diagnostics, the
+    sample quality and where the report and its plots went, on ``out``."""
     from latentkit.evaluation import report_table
+    from latentkit.quality.pipeline import sample_quality_table
 
     out.print(report_table(report, title=title))
     if figures is not None:
@@ -201,6 +202,8 @@ def _print_report(
     print_ode_warnings(out, report, figures)
     if diag is not None:
         out.print(diagnostics_table(diag, title=f"diagnostics ({data_name} test)"))
+    if quality is not None:
+        out.print(sample_quality_table(quality, title=f"sample quality ({data_name} test)"))
     out.print(
         f"report: {run_dir / 'report.json'}; plots: "
         + ", ".join(Path(p).name for p in files.values()),
@@ -248,15 +251,6 @@ def print_ode_warnings(console: Console, report: Any, figures: dict[str, Any] | 
     """Each line of :func:`ode_warnings`, as a warning."""
     for line in ode_warnings(report, figures):
         console.print(f"warning: {line}", style="yellow", markup=False, highlight=False)
-
-
-def examples_digest(data: torch.Tensor) -> str:
-    """sha256 of the evaluated examples (shape and values, as float64): two reports with the
-    same digest scored the same examples in the same order."""
-    x = data.detach().to("cpu", torch.float64).contiguous()
-    h = hashlib.sha256(json.dumps(list(x.shape)).encode())
-    h.update(x.numpy().tobytes())
-    return h.hexdigest()
 
 
 def per_example_bytes(report: Any, data: torch.Tensor, *, source: Any) -> bytes:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +16,21 @@ from latentkit.checkpoint import (
     atomic_write_bytes,
     atomic_write_json,
     latest_checkpoint,
+    read_regular_file,
+    resolve_checkpoint,
     writable_path,
 )
-from latentkit.cli.common import _check_rows, _device
+from latentkit.cli.common import _check_rows, _device, _run_dir_of
 from latentkit.cli.data import _load_recorded_data
 from latentkit.cli.runconfig import EvalConfig, table_flags
 from latentkit.cli.runfolder import holding_run_folders_of
+from latentkit.compare.runs import MAX_REPORT_BYTES, REPORT_FILE
 from latentkit.diagnostics import diagnostics_table
+from latentkit.quality.pipeline import (
+    check_sample_quality,
+    sample_quality_block,
+    sample_quality_table,
+)
 from latentkit.report import (
     _diagnose,
     _run_evaluation,
@@ -40,7 +50,10 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         args.per_example = args.per_example / "per_example.safetensors"
     # --json inside a run folder: held like `train` and `report` hold it, for the whole
     # command, so the file never lands in a folder another process writes or replaces.
-    with holding_run_folders_of([json_out, args.per_example]):
+    # --sample-quality's figures go into the run's report.json: its folder held too.
+    asked = table_flags(args, "evaluate").get("sample_quality")
+    quality_into = _report_of(Path(args.run)) if asked else None
+    with holding_run_folders_of([json_out, args.per_example, quality_into]):
         return _evaluate(args, out, err)
 
 
@@ -50,11 +63,13 @@ def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
     source = _source(Path(args.run), err)
     model, info = load_trained_model(source, device=_device(args.device))
     ds = _load_recorded_data(info, data_flags)
+    check_sample_quality(ds, options)  # refused now, before the evaluation and the sampling
     for path in (None if args.json_out == "-" else args.json_out, args.per_example):
         if path is not None:
             writable_path(path)  # refused now, before the evaluation, if it cannot be
     data = ds.test if args.split == "test" else ds.train
-    found = _measure(model, data, options, discrete=ds.kind in ("binary", "symmetric8"), err=err)
+    found = _measure(model, data, ds, options, err=err)
+    quality = found.quality
     payload = {
         "model": info.get("model"),
         "step": info.get("step"),
@@ -64,6 +79,7 @@ def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         **found.report.to_json(),
         "diagnostics": None if found.diag is None else found.diag.to_json(),
         "likelihood_figures": found.figures,
+        "sample_quality": quality,
     }
     if args.json_out == "-":
         print(json.dumps(payload, indent=2))
@@ -78,6 +94,8 @@ def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         report_bytes = per_example_bytes(found.report, data, source=source)
         atomic_write_bytes(args.per_example, report_bytes)
         err.print(f"wrote {args.per_example}", markup=False)
+    if quality is not None:
+        _into_report(quality, Path(args.run), source, info, data_flags, err)
     return 0
 
 
@@ -96,16 +114,19 @@ class _Found:
     report: Any
     diag: Any
     figures: dict[str, Any] | None
+    quality: dict[str, Any] | None = None
 
 
-def _measure(
-    model: Any, data: Any, options: dict[str, Any], *, discrete: bool, err: Console
-) -> _Found:
+def _measure(model: Any, data: Any, ds: Any, options: dict[str, Any], *, err: Console) -> _Found:
+    """The evaluation, the diagnostics and the model's own figures on ``data`` (a split of
+    ``ds``), and the sample quality against ``ds``'s test split when asked for."""
     seed = options.get("seed", EvalConfig().seed)
+    discrete = ds.kind in ("binary", "symmetric8")
     report = _run_evaluation(model, data, options=options, seed=seed, err=err, discrete=discrete)
     diag = _diagnose(model, data, options, seed=seed, err=err)
     figures = likelihood_figures(model, data, options, discrete=discrete, seed=seed)
-    return _Found(report, diag, figures)
+    quality = sample_quality_block(model, ds, options, seed=seed, err=err)
+    return _Found(report, diag, figures, quality)
 
 
 def _show(found: _Found, what: str, data_name: str, split: str, out: Console) -> None:
@@ -118,3 +139,58 @@ def _show(found: _Found, what: str, data_name: str, split: str, out: Console) ->
     if found.figures is not None:
         out.print(likelihood_figures_table(found.figures, title="the model's likelihood figures"))
     print_ode_warnings(out, found.report, found.figures)
+    if found.quality is not None:
+        out.print(sample_quality_table(found.quality, title=f"sample quality ({data_name} test)"))
+
+
+def _report_of(run: Path) -> Path:
+    """The report.json of the run ``run`` is (a run folder, or a checkpoint in it)."""
+    return _run_dir_of(run) / REPORT_FILE
+
+
+def _into_report(
+    quality: dict[str, Any],
+    run: Path,
+    source: Path,
+    info: dict[str, Any],
+    data_flags: dict[str, Any],
+    err: Console,
+) -> None:
+    """The sample-quality block written into the run's report.json (as ``sample_quality``,
+    with the checkpoint it scored) where that report is of the checkpoint evaluated, on the
+    run's own data; otherwise a line says why it is not."""
+    path = _report_of(run)
+    evaluated = resolve_checkpoint(source)
+    why = None
+    if data_flags:
+        why = f"the data was chosen by {', '.join('--' + k for k in sorted(data_flags))}"
+    elif not path.is_file():
+        why = f"there is no {path} (`latentkit report RUN --sample-quality N` writes one)"
+    if why is None:
+        try:
+            report = json.loads(read_regular_file(path, limit=MAX_REPORT_BYTES, what="report"))
+        except (OSError, ValueError, RecursionError) as exc:
+            report, why = None, f"{path} cannot be read ({exc})"
+        of = report.get("checkpoint") if isinstance(report, dict) else None
+        if why is None and (not isinstance(of, str) or not _same_checkpoint(Path(of), evaluated)):
+            why = f"it is the report of {of}, not of {evaluated}"
+    if why is not None:
+        err.print(f"sample quality not written into report.json: {why}", markup=False)
+        return
+    report["sample_quality"] = {**quality, "checkpoint": str(evaluated), "step": info.get("step")}
+    err.print(f"wrote the sample quality into {atomic_write_json(path, report)}", markup=False)
+
+
+def _same_checkpoint(a: Path, b: Path) -> bool:
+    """Whether two checkpoints are one: the same file, or weights of the same bytes (a run's
+    best on validation beside the same step's checkpoint)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    digests = []
+    for c in (a, b):
+        weights = c.with_suffix(".safetensors")
+        if not weights.is_file():
+            return False
+        with open(weights, "rb") as f:
+            digests.append(hashlib.file_digest(f, "sha256").hexdigest())
+    return digests[0] == digests[1]

@@ -17,13 +17,21 @@ from latentkit.config import ruled
 from latentkit.errors import ConfigError
 from latentkit.ode import ODE_FLAG_MARGIN
 from latentkit.report import DIAGNOSE_EXAMPLES
-from latentkit.training.config import MAX_SEED, TrainConfig, _choice, _int_in, _nonneg_float
+from latentkit.training.config import (
+    MAX_SEED,
+    TrainConfig,
+    _boolean,
+    _choice,
+    _int_in,
+    _nonneg_float,
+)
 from latentkit.training.config import shortcut as _shortcut
 
 __all__ = [
     "MAX_DATA_LIMIT",
     "MAX_IWAE_K",
     "MAX_ROWS",
+    "MAX_SAMPLE_QUALITY",
     "SECTIONS",
     "SECTION_TITLES",
     "DataConfig",
@@ -39,6 +47,9 @@ MAX_IWAE_K = 10**6
 
 MAX_ROWS = 2**22
 """``--num-samples`` × ``--batch-size``: the most rows of one ELBO batch (memory)."""
+
+MAX_SAMPLE_QUALITY = 10**5
+"""``--sample-quality``: the most samples scored (10⁵ MNIST images: 314 MB in float32)."""
 
 
 @ruled("a non-empty name")
@@ -117,6 +128,10 @@ class EvalConfig:
             (the first), for models offering it (0: skip; slow: one adaptive solve a batch).
         ode_margin: bits/dim by which an example's ODE figure may exceed its own −IWAE_k
             (or −ELBO) before it is flagged and listed (docs/continuous.md).
+        sample_quality: draw this many samples and score them against the test split (FLD,
+            precision, recall, classifier score, with the floor and ceiling beside them;
+            docs/quality.md); 0: skip.
+        progress: progress bars on the evaluation and the sampling (shown on a terminal only).
     """
 
     iwae_k: int | None = attrs.field(
@@ -166,6 +181,23 @@ class EvalConfig:
     )
     ode_margin: float = attrs.field(
         default=ODE_FLAG_MARGIN, validator=_nonneg_float, metadata=_shortcut(metavar="BITS")
+    )
+    sample_quality: int = attrs.field(
+        default=0,
+        validator=_int_in(0, MAX_SAMPLE_QUALITY),
+        metadata=_shortcut(
+            metavar="N",
+            help="draw N samples and score them against the test split: FLD, precision, "
+            "recall, classifier score, with their floor and ceiling (docs/quality.md; "
+            "default 0: skip)",
+        ),
+    )
+    # train has its own --no-progress (train.progress): this one is the evaluation
+    # commands' flag
+    progress: bool = attrs.field(
+        default=True,
+        validator=_boolean,
+        metadata=_shortcut(commands=("evaluate", "report"), help="no progress bars"),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 import torch
 
+from latentkit.compare.quality import QUALITY_FIGURES, fld_difference, quality_differences
 from latentkit.compare.runs import (
     PROTOCOL_FIELDS,
     Figure,
@@ -87,14 +88,18 @@ def compare_runs(
         reference: the run every paired difference is taken against (its folder name or
             path); default the first.
         figure: the figure compared: ``best`` (−IWAE_k where a run computed it, else −ELBO),
-            ``elbo``, ``iwae``, or a figure a model adds (``continuous``, ``ode``, ...).
+            ``elbo``, ``iwae``, or a figure a model adds (``continuous``, ``ode``, ...);
+            ``fld``: the runs sorted by their sample quality's FLD (lowest first; runs
+            without it last), the ``best`` bound beside it.
         allow_mixed: compare runs of different protocols anyway, each row naming what
             differs; otherwise they are refused with :class:`ProtocolMismatchError`.
 
     Raises:
         RunFolderError: a folder that is missing, no run, unfinished or not reported.
         ConfigError: no runs, the same run twice, or a reference not among them.
-        ProtocolMismatchError: runs of different protocols, without ``allow_mixed``.
+        ProtocolMismatchError: runs of different protocols, or sorted by a sample-quality
+            figure measured differently (:data:`~latentkit.compare.quality.QUALITY_FIELDS`),
+            without ``allow_mixed``.
     """
     given = _check_request(paths, figure)
     runs = [attrs.evolve(load_run(p), name=name) for p, name in zip(given, _unique_names(given))]
@@ -102,8 +107,35 @@ def compare_runs(
     differences = _differences(runs)
     if differences and not allow_mixed:
         _refuse_mixed(differences)
-    rows = _rows(runs, ref, figure)
-    return Comparison(rows=rows, reference=ref.name, figure=figure, differences=differences)
+    quality = quality_differences(runs)
+    sort = figure if figure in QUALITY_FIGURES else "nll"
+    if sort != "nll":
+        figure = "best"
+        _check_sortable(runs, sort, quality, allow_mixed)
+    rows = _rows(runs, ref, figure, sort)
+    return Comparison(
+        rows=rows,
+        reference=ref.name,
+        figure=figure,
+        differences=differences,
+        sort=sort,
+        quality_differences=quality,
+    )
+
+
+def _check_sortable(
+    runs: Sequence[RunRecord], sort: str, quality: dict[str, dict[str, str]], allow_mixed: bool
+) -> None:
+    """Runs sorted by a sample-quality figure: a ConfigError when none has it, and a
+    :class:`ProtocolMismatchError` when they measured it differently (without
+    ``allow_mixed``)."""
+    if all(r.sample_quality is None for r in runs):
+        raise ConfigError(
+            f"figure: no run reports sample quality ({sort}); `latentkit evaluate RUN "
+            "--sample-quality N` (or `latentkit report RUN --sample-quality N`) measures it"
+        )
+    if quality and not allow_mixed:
+        _refuse_mixed(quality, what="sample quality measured with different")
 
 
 def _check_request(paths: Iterable[str | os.PathLike], figure: Any) -> list[Path]:
@@ -121,21 +153,22 @@ def _check_request(paths: Iterable[str | os.PathLike], figure: Any) -> list[Path
     return given
 
 
-def _refuse_mixed(differences: dict[str, dict[str, str]]) -> None:
+def _refuse_mixed(differences: dict[str, dict[str, str]], what: str = "differ in") -> None:
     """Raise :class:`ProtocolMismatchError` naming every field in which the runs differ."""
     words = "; ".join(
         f"{field} — {', '.join(f'{run}: {v}' for run, v in values.items())}"
         for field, values in differences.items()
     )
     raise ProtocolMismatchError(
-        f"the runs differ in {words}; compare runs of one protocol, or pass --allow-mixed",
+        f"the runs {what} {words}; compare runs of one protocol, or pass --allow-mixed",
         differences,
     )
 
 
-def _rows(runs: Sequence[RunRecord], ref: RunRecord, figure: str) -> list[Row]:
-    """A row per run, each paired with the reference, lowest figure first; a ConfigError
-    when no run reports ``figure``."""
+def _rows(runs: Sequence[RunRecord], ref: RunRecord, figure: str, sort: str) -> list[Row]:
+    """A row per run, each paired with the reference, lowest figure first (``sort``:
+    ``nll``, the likelihood figure; ``fld``, the sample quality's); a ConfigError when no
+    run reports ``figure``."""
     ref_fig = ref.figure(figure)
     rows = []
     for run in runs:
@@ -144,12 +177,21 @@ def _rows(runs: Sequence[RunRecord], ref: RunRecord, figure: str) -> list[Row]:
         differs = tuple(f for f in PROTOCOL_FIELDS if run.protocol[f] != ref.protocol[f])
         if run is not ref and not differs and not _same_examples(run, ref):
             differs = ("test examples",)
-        rows.append(Row(run, fig, difference, note, differs))
+        fld = fld_difference(run.sample_quality, ref.sample_quality) if run is not ref else None
+        rows.append(Row(run, fig, difference, note, differs, fld))
     if all(r.figure is None for r in rows):
         known = sorted({k for r in runs for k in r.figures})
         raise ConfigError(f"figure: no run reports {figure!r}; the runs report {known}")
-    rows.sort(key=lambda r: math.inf if r.figure is None else r.figure.nll.mean)
+    if sort == "fld":
+        rows.sort(key=lambda r: _fld_key(r.run))
+    else:
+        rows.sort(key=lambda r: math.inf if r.figure is None else r.figure.nll.mean)
     return rows
+
+
+def _fld_key(run: RunRecord) -> float:
+    """A run's FLD, or infinity without one (listed last)."""
+    return math.inf if run.sample_quality is None else run.sample_quality.fld.mean
 
 
 def _find(runs: Sequence[RunRecord], reference: str | os.PathLike) -> RunRecord:

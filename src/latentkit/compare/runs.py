@@ -15,6 +15,7 @@ import attrs
 from torch import Tensor
 
 from latentkit.checkpoint import _read_info, latest_checkpoint, read_regular_file
+from latentkit.compare.quality import SampleFigures, read_sample_quality
 from latentkit.errors import CheckpointError, LatentkitError
 from latentkit.estimates import Estimate
 
@@ -45,10 +46,6 @@ extra figure when it is {mean, stderr} (a log-likelihood bound, as ``elbo`` and 
 or an NLL when its name says ``nll``) or holds ``nll_nats`` {mean, stderr} (an NLL, with
 ``what`` it is and the examples it ``flagged``: the ODE figure)."""
 
-_MODEL_FIGURES = {"discrete": "−ELBO_T", "continuous": "−ELBO_∞", "ode": "ODE (decoder)",
-                  "ode_direct": "ODE (at x)"}  # fmt: skip
-"""Short names of the figures a model adds (``report.json``'s ``likelihood_figures``); one
-whose name an evaluation figure already has is ``model:NAME``."""
 _EVALUATION_FIGURES = {"ode": "ODE"}
 """Short names of the NLL figures an evaluation adds (``evaluation.ode``: the
 probability-flow ODE figure of ``evaluate(..., ode_examples=N)``)."""
@@ -123,6 +120,8 @@ class RunRecord:
     data: dict[str, Any]
     data_dims: int
     discrete: bool
+    sample_quality: SampleFigures | None = None
+    """The run's sample-quality figures, where its report has them (``--sample-quality``)."""
 
     def figure(self, key: str) -> Figure | None:
         """The figure ``key``; ``best``: ``iwae`` where the run has it, else ``elbo``."""
@@ -256,9 +255,10 @@ def _figures(report: dict[str, Any], ev: dict[str, Any]) -> dict[str, Figure]:
         e = _estimate(f.get("nll_nats"))
         if e is None:
             continue
-        label = _MODEL_FIGURES.get(key, key)
-        if key == "discrete" and _is_count(f.get("num_timesteps")):
-            label = f"−ELBO_T (T={f['num_timesteps']})"
+        # Each figure names itself (its ``label``); a report written before the figures
+        # carried one shows the figure by its key. One whose key an evaluation figure
+        # already has is ``model:KEY``.
+        label = f.get("label") if isinstance(f.get("label"), str) else key
         bound = f.get("bound")
         bounds = _BOUNDS.get(bound, f"−log p(x): {bound}") if isinstance(bound, str) else above
         name = key if key not in out else f"model:{key}"  # the evaluation's has the name
@@ -393,4 +393,5 @@ def load_run(path: str | os.PathLike) -> RunRecord:
         data={k: data.get(k) for k in ("name", "variant", "kind", "split")},
         data_dims=dims,
         discrete=ev.get("discrete_likelihood") is True and dims > 0,
+        sample_quality=read_sample_quality(report),
     )

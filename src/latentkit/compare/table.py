@@ -26,6 +26,9 @@ class Row:
     """Why there is no paired difference (or ``reference``)."""
     differs: tuple[str, ...]
     """Protocol fields in which this run differs from the reference (``allow_mixed``)."""
+    fld: Estimate | None = None
+    """FLD(this run) − FLD(reference) ± √(se₁² + se₂²), where both measured sample quality
+    alike (:func:`~latentkit.compare.quality.fld_difference`)."""
 
     def _bpd(self, e: Estimate | None) -> Estimate | None:
         """An estimate in nats per example as bits/dim (None for continuous data)."""
@@ -57,6 +60,8 @@ class Row:
             "data": r.data,
             "protocol": r.protocol,
             "differs_from_reference": list(self.differs),
+            "sample_quality": None if r.sample_quality is None else r.sample_quality.to_json(),
+            "fld_difference": _json_or_none(self.fld),
         }
 
 
@@ -104,7 +109,7 @@ def _training_text(t: dict[str, Any]) -> str:
     return ", ".join(words)
 
 
-_NUMBERS = ("nats", "bits/dim")
+_NUMBERS = ("nats", "bits/dim", "FLD ± s.e.")
 
 
 @attrs.frozen
@@ -116,6 +121,10 @@ class Comparison:
     figure: str
     differences: dict[str, dict[str, str]]
     """Protocol fields on which the runs differ (empty unless ``allow_mixed``)."""
+    sort: str = "nll"
+    """What orders the rows: ``nll`` (the figure) or ``fld`` (the sample quality's)."""
+    quality_differences: dict[str, dict[str, str]] = attrs.field(factory=dict)
+    """Sample-quality protocol fields on which the runs that measured it differ."""
 
     @property
     def mixed(self) -> bool:
@@ -165,22 +174,40 @@ class Comparison:
         ]
         if self.mixed:
             cols.append(("differs from reference", [", ".join(r.differs) or "" for r in rows]))
+        if any(r.run.sample_quality is not None for r in rows):
+            cols += _quality_cells(rows, self.reference)
         return cols
 
     @property
     def best(self) -> Row | None:
-        """The row of the lowest figure (the tightest bound)."""
-        return self.rows[0] if self.rows and self.rows[0].figure is not None else None
+        """The row of the lowest figure (the tightest bound; with ``sort`` ``fld``, the
+        lowest FLD)."""
+        if not self.rows:
+            return None
+        top = self.rows[0]
+        found = top.run.sample_quality if self.sort == "fld" else top.figure
+        return top if found is not None else None
+
+    @property
+    def _bold(self) -> str:
+        """The column whose best value is shown in bold."""
+        return "FLD ± s.e." if self.sort == "fld" else "nats"
 
     def warning(self) -> str | None:
-        """One line naming what differs between the runs, when they were compared anyway."""
-        if not self.mixed:
-            return None
-        return (
-            "warning: the runs differ in "
-            + ", ".join(self.differences)
-            + "; their figures do not measure the same thing"
-        )
+        """One line naming what differs between the runs, when they were compared anyway
+        (the data protocol, or how their sample quality was measured)."""
+        words = []
+        if self.mixed:
+            words.append(
+                f"the runs differ in {', '.join(self.differences)}; their figures do not "
+                "measure the same thing"
+            )
+        if self.quality_differences:
+            words.append(
+                "their sample quality was measured with different "
+                f"{', '.join(self.quality_differences)}; those FLDs do not compare"
+            )
+        return "warning: " + "; ".join(words) if words else None
 
     def table(self, title: str | None = None) -> Any:
         """A rich table of the rows, the best figure in bold: the Markdown's columns, with the
@@ -193,17 +220,20 @@ class Comparison:
         cells["model"] = [f"{m}\n{o}" for m, o in zip(cells["model"], cells.pop("objective"))]
         cells["bound"] = [f"{b}\n{w}".strip() for b, w in zip(cells["bound"], cells.pop("bounds"))]
         shared = []
-        for name in ("data", "test examples"):
-            if len(set(cells[name])) == 1:
+        for name in ("data", "test examples", "FLD floor / ceiling"):
+            if name in cells and len(set(cells[name])) == 1:
                 value = cells.pop(name)[0]
-                shared.append(f"{value} examples" if name == "test examples" else value)
-        words = f"test figures, the {self.figure} bound in nats per example"
+                words = {"test examples": f"{value} examples", "data": value}
+                shared.append(words.get(name, f"{name} {value}"))
+        words = f"test figures, the {self.figure} bound in nats per example" + (
+            ", sorted by the samples' FLD" if self.sort == "fld" else ""
+        )
         table = Table(title=title or ", ".join([words, *shared]))
         for header in cells:  # numbers are never broken across lines
             table.add_column(header, overflow="fold", no_wrap=header in _NUMBERS)
         for i, row in enumerate(self.rows):
             bold = "bold" if row is self.best else ""
-            styles = [bold if header == "nats" else "" for header in cells]
+            styles = [bold if header == self._bold else "" for header in cells]
             table.add_row(*(Text(v[i], style=st) for v, st in zip(cells.values(), styles)))
         return table
 
@@ -221,7 +251,7 @@ class Comparison:
         for i, row in enumerate(self.rows):
             values = [esc(c[i]) for _, c in cells]
             if row is self.best:
-                at = [h for h, _ in cells].index("nats")
+                at = [h for h, _ in cells].index(self._bold)
                 values[at] = f"**{values[at]}**"
             lines.append("| " + " | ".join(values) + " |")
         notes = [
@@ -230,7 +260,9 @@ class Comparison:
             f"over shared test examples of (run − {self.reference}), ± its paired standard "
             "error.",
         ]
-        if self.mixed:
+        if any(r.run.sample_quality is not None for r in self.rows):
+            notes.append(_QUALITY_NOTE)
+        if self.warning():
             notes.append(f"**{self.warning()}**")
         return "\n".join(lines + notes) + "\n"
 
@@ -242,5 +274,47 @@ class Comparison:
             "best": None if self.best is None else self.best.run.name,
             "units": "nats per example (bits_per_dim: bits per data dimension)",
             "protocol_differences": self.differences,
+            "sorted_by": self.sort,
+            "sample_quality_differences": self.quality_differences,
             "rows": [r.to_json(self.reference) for r in self.rows],
         }
+
+
+_QUALITY_NOTE = (
+    "Sample quality (docs/quality.md): the FLD of the run's samples against the test images "
+    "(± its bootstrap s.e.), k-NN precision and recall, the classifier score; the floor "
+    "(training images as samples) and ceiling (independent pixels) beside it; ΔFLD ± "
+    "√(se₁² + se₂²) against the reference where both measured it alike."
+)
+
+
+def _quality_cells(rows: list[Row], reference: str) -> list[tuple[str, list[str]]]:
+    """The sample-quality columns: FLD ± s.e., its difference from the reference's,
+    precision and recall, the classifier score, and the floor and ceiling of the FLD."""
+
+    def cell(row: Row, text: Any) -> str:
+        return "—" if row.run.sample_quality is None else text(row.run.sample_quality)
+
+    def share(value: float | None, digits: int) -> str:
+        return "—" if value is None else f"{value:.{digits}f}"
+
+    def delta(row: Row) -> str:
+        if row.run.name == reference:
+            return "reference" if row.run.sample_quality is not None else "—"
+        if row.fld is None:
+            return "—" if row.run.sample_quality is None else "— (measured otherwise)"
+        return _fmt(row.fld, 1, sign=True)
+
+    return [
+        ("FLD ± s.e.", [cell(r, lambda q: _fmt(q.fld, 1)) for r in rows]),
+        (f"ΔFLD vs {reference}", [delta(r) for r in rows]),
+        (
+            "precision / recall",
+            [cell(r, lambda q: f"{share(q.precision, 3)} / {share(q.recall, 3)}") for r in rows],
+        ),
+        ("classifier score", [cell(r, lambda q: share(q.score, 2)) for r in rows]),
+        (
+            "FLD floor / ceiling",
+            [cell(r, lambda q: f"{share(q.floor, 1)} / {share(q.ceiling, 1)}") for r in rows],
+        ),
+    ]

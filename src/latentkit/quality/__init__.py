@@ -33,6 +33,12 @@ from latentkit.quality.metrics import (
     knn_radii,
     precision_recall,
 )
+from latentkit.quality.pipeline import (
+    check_readable,
+    model_sample_quality,
+    sample_quality_table,
+    sampler_of,
+)
 
 __all__ = [
     "KINDS",
@@ -45,6 +51,7 @@ __all__ = [
     "PreparedReference",
     "ReferenceValues",
     "SampleQuality",
+    "check_readable",
     "classifier_score",
     "draw_samples",
     "frechet_distance",
@@ -52,10 +59,13 @@ __all__ = [
     "gaussian_stats",
     "knn_radii",
     "load_feature_network",
+    "model_sample_quality",
     "precision_recall",
     "prepare_reference",
     "reference_values",
     "sample_quality",
+    "sample_quality_table",
+    "sampler_of",
     "shipped_weights_path",
     "to_unit_pixels",
     "trivial_samples",
