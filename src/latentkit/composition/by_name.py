@@ -13,6 +13,7 @@ from latentkit.composition.objective import ComposedObjective, ComposedObjective
 from latentkit.config import structure_config
 from latentkit.hookspecs import hookimpl
 from latentkit.objectives import ObjectiveSpec
+from latentkit.specs import ModelSpec
 
 __all__ = [
     "ComposedConfig",
@@ -141,10 +142,8 @@ def composed_test_configs() -> Any:
 
 
 @hookimpl
-def latentkit_models() -> list[Any]:
+def latentkit_models() -> list[ModelSpec]:
     """The ``composed`` model (a ``latentkit_models`` hook implementation)."""
-    from latentkit.registry import ModelSpec
-
     return [
         ModelSpec(
             name="composed",

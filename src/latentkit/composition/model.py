@@ -55,7 +55,8 @@ class ComposedModel(LatentModel):
     model's ``generative.outer``/``generative.inner`` and ``posterior.outer``/``posterior.inner``;
     their shared modules this model's ``shared.outer_*``/``shared.prior_*``). Trained by default
     with the ``elbo`` objective on the joined chain; :class:`ComposedObjective` puts the prior's
-    own objective in its place.
+    own objective in its place. ``with_posterior(q)`` replaces the joined posterior only:
+    ``outer``, ``prior`` (and so the composed objective) keep the parts' own posteriors.
     """
 
     def __init__(
