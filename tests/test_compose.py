@@ -216,7 +216,7 @@ def test_parts_that_cannot_join_are_refused_by_name():
         compose(outer, prior=binary)
     with pytest.raises(lk.DTypeError, match="float64.*float32"):
         compose(outer, prior=lk.load_model("vae", data_shape=(3,), latent_dim=2))
-    with pytest.raises(TypeError, match="prior must be a latentkit.LatentModel"):
+    with pytest.raises(lk.InputError, match="prior must be a latentkit.LatentModel"):
         compose(outer, prior=torch.nn.Linear(2, 3))
 
 

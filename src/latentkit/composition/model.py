@@ -6,7 +6,7 @@ from typing import Any
 
 from latentkit.chains import LatentModel
 from latentkit.composition.chains import ComposedGenerative, ComposedPosterior, bottom_up_capable
-from latentkit.errors import ConfigError, DeviceError, DTypeError, ShapeError
+from latentkit.errors import ConfigError, DeviceError, DTypeError, InputError, ShapeError
 from latentkit.validation import likelihood_is_discrete
 
 __all__ = ["ComposedModel", "compose"]
@@ -15,7 +15,7 @@ __all__ = ["ComposedModel", "compose"]
 def _check_parts(outer: LatentModel, prior: LatentModel) -> None:
     for role, m in (("outer", outer), ("prior", prior)):
         if not isinstance(m, LatentModel):
-            raise TypeError(f"compose: {role} must be a latentkit.LatentModel, got {type(m)!r}")
+            raise InputError(f"compose: {role} must be a latentkit.LatentModel, got {type(m)!r}")
     top = outer.generative.latent_shapes[-1]
     if tuple(prior.data_shape) != tuple(top):
         raise ShapeError(
