@@ -266,16 +266,20 @@ def test_another_binarization_draw_is_refused(runs, tmp_path):
 
 
 def test_a_models_own_figures_are_shown_and_compared_by_name(runs, tmp_path):
-    """A model's ``likelihood_figures`` (a continuous-time diffusion's), the evaluation's ODE
-    figure (``evaluation.ode``, an NLL with the examples it flagged) and any other
-    {mean, stderr} figure of the evaluation: listed, and compared with --figure NAME."""
+    """A model's ``likelihood_figures`` (a continuous-time diffusion's), each shown by its own
+    ``label`` (by its key when it has none: a report written before figures carried one),
+    the evaluation's ODE figure (``evaluation.ode``, an NLL with the examples it flagged) and
+    any other {mean, stderr} figure of the evaluation: listed, and compared with
+    --figure NAME."""
     a, b = _copy(runs["vae"], tmp_path, "a"), _copy(runs["hvae"], tmp_path, "b")
     for run, nll in ((a, 40.0), (b, 41.5)):
         figures = {
-            "continuous": {"what": "−ELBO_∞", "bound": "upper bound",
+            "continuous": {"what": "−ELBO_∞ (T → ∞)", "bound": "upper bound", "label": "−ELBO_∞",
                            "nll_nats": {"mean": nll + 1, "stderr": 0.5}},
             "ode": {"what": "ODE", "bound": "upper bound in expectation", "num_examples": 10,
-                    "nll_nats": {"mean": nll + 3, "stderr": 0.25}},
+                    "label": "ODE (decoder)", "nll_nats": {"mean": nll + 3, "stderr": 0.25}},
+            "ode_direct": {"what": "−log p_ODE(x)", "bound": "exact up to solver tolerance",
+                           "nll_nats": {"mean": nll + 4, "stderr": 0.25}},
         }  # fmt: skip
         ode = {"what": "−log p_ODE(x)", "num_examples": 12, "flagged": [{"index": 3}],
                "nll_nats": {"mean": nll, "stderr": 0.125}}  # fmt: skip
@@ -302,6 +306,8 @@ def test_a_models_own_figures_are_shown_and_compared_by_name(runs, tmp_path):
     assert labels["model:ode"]["nll_nats"]["mean"] == 43.0
     assert labels["model:ode"]["num_examples"] == 10
     assert labels["model:ode"]["bounds"] == "≥ −log p(x) in expectation"
+    assert labels["ode_direct"]["label"] == "ode_direct"  # no label: shown by its key
+    assert labels["ode_direct"]["nll_nats"]["mean"] == 44.0
     assert labels["extra"]["nll_nats"]["mean"] == 42.0  # a log-likelihood bound, negated
     row = _row(lk.compare_runs([a, b], figure="model:ode").to_json(), "a")
     assert row["figure"]["nll_nats"]["mean"] == 43.0

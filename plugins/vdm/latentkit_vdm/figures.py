@@ -17,7 +17,9 @@ For a data set (K-level data with the discretized decoder, ``levels`` = K: 8-bit
   the dequantization noise spans one bin of that grid, 2/(K − 1) wide (2/255 at K = 256).
 
 Each is a mean over examples with its standard error; bits/dim only for discrete data
-with the discretized decoder. Each example's two ODE figures are also checked against its
+with the discretized decoder. Each carries its short ``label`` (``−ELBO_T (T=1000)``,
+``−ELBO_∞``, ``ODE (decoder)``, ``ODE (at x)``), the name tables and ``latentkit compare``
+show it by. Each example's two ODE figures are also checked against its
 own −ELBO_T (``latentkit.ode.OdeFigure``): an example whose ODE figure exceeds that bound by
 more than ``ode_margin`` bits/dim (1 by default), or is not finite, is flagged — its index,
 both figures and its solve's NFE listed under ``flagged`` and in ``warning`` — and the mean
@@ -197,14 +199,17 @@ def _ode_values(
     return runs
 
 
-def _figure(values: list[Tensor], what: str, bound: str, bits_scale: float | None) -> dict:
+def _figure(
+    values: list[Tensor], what: str, bound: str, label: str, bits_scale: float | None
+) -> dict:
     """Mean (with its standard error) and median of −``values`` in nats, and in bits/dim
-    when ``bits_scale`` (D log 2, discrete data) is given."""
+    when ``bits_scale`` (D log 2, discrete data) is given; ``label`` its short name."""
     nll = -torch.cat(values)
     nats = Estimate.of(nll)
     out = {
         "what": what,
         "bound": bound,
+        "label": label,
         "nll_nats": nats.to_json(),
         "median_nll_nats": float(nll.median()),
         "bits_per_dim": None,
@@ -233,12 +238,14 @@ def _flagged(
     prior: list[Tensor],
     what: str,
     bound: str,
+    label: str,
     *,
     against: _Flagging,
     divergence: str | None,
 ) -> dict[str, Any]:
     """The ODE figure, each example against its own −ELBO_T (flagged ones listed, each
-    with the prior log-density its path ended at, in the prior's own sds)."""
+    with the prior log-density its path ended at, in the prior's own sds); ``label`` its
+    short name."""
     sizes = [v.numel() for v in values]
     fig = OdeFigure(
         ode=-torch.cat(values),
@@ -252,7 +259,7 @@ def _flagged(
         divergence=divergence,
         prior_sds=(torch.cat(prior) - against.typical[0]) / against.typical[1],
     )
-    return {**fig.to_json(bits=against.bits), "bound": bound}
+    return {**fig.to_json(bits=against.bits), "bound": bound, "label": label}
 
 
 def _check_ode_examples(ode_examples: int | None) -> None:
@@ -336,12 +343,13 @@ def _report(
     bits = against.data_dims * math.log(2.0) if against.bits else None
     none = not runs.ode_nfe  # no ODE example was asked for (ode_examples = 0)
     flag = {"against": against, "divergence": runs.divergence}
+    discrete_label = f"−ELBO_T (T={num_timesteps})"
     return {
         "discrete": {
-            **_figure(disc, against.reference, "upper bound", bits),
+            **_figure(disc, against.reference, "upper bound", discrete_label, bits),
             "num_timesteps": num_timesteps,
         },
-        "continuous": _figure(cont, "−ELBO_∞ (T → ∞)", "upper bound", bits),
+        "continuous": _figure(cont, "−ELBO_∞ (T → ∞)", "upper bound", "−ELBO_∞", bits),
         "ode": None
         if none
         else _flagged(
@@ -351,6 +359,7 @@ def _report(
             "−E_q[log p_ODE(z_0) + log p(x|z_0) − log q(z_0|x)]: the ODE density on z_0 "
             "with the decoder",
             "upper bound in expectation",
+            "ODE (decoder)",
             **flag,
         ),
         "ode_direct": None
@@ -362,6 +371,7 @@ def _report(
             "−log p_ODE(x), the ODE density at the data"
             + (" with uniform dequantization" if against.bits else ""),
             "upper bound in expectation" if against.bits else "exact up to solver tolerance",
+            "ODE (at x)",
             **flag,
         ),
         "per_t": breakdown,
