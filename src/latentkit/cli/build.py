@@ -27,12 +27,16 @@ def build_run(
     from latentkit.training import Trainer, seed_everything
 
     model_spec = get_model_spec(spec.model)
+    # the data's variant fits the model that reads x: with --prior, the outer one
+    reader, reader_config = spec.model, spec.model_config
+    if spec.prior is not None:
+        reader, reader_config = spec.model_config["outer"], spec.model_config["outer_config"]
     ds, data_info = load_data(
         spec.data,
-        model_name=spec.model,
-        model_fields=["likelihood"] if "likelihood" in model_spec.data_fields() else [],
+        model_name=reader,
+        model_fields=["likelihood"] if "likelihood" in get_model_spec(reader).data_fields() else [],
         err=err,
-        model_config=spec.model_config,
+        model_config=reader_config,
     )
     model_values = fill_data_fields(model_spec, spec.model_config, ds)
     seed_everything(train_cfg.seed)

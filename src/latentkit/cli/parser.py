@@ -61,6 +61,12 @@ def _add_train(sub: Any) -> None:
     p.add_argument("-h", "--help", action=TrainHelp, help="show this help (every field) and exit")
     p.add_argument("--model", help="registry name (see `latentkit list`)")
     p.add_argument(
+        "--prior",
+        metavar="MODEL",
+        help="another model by name as the prior of --model's top latent (latentkit.compose; "
+        "its fields with --set prior.FIELD=VALUE or [prior_config]; docs/compose.md)",
+    )
+    p.add_argument(
         "--recipe",
         help="a shipped recipe by name (see `latentkit recipes`): its model, objective, data "
         "protocol and schedule; flags and --set override any of it (docs/reproduction.md)",
@@ -74,7 +80,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument(
         "--config",
         type=Path,
-        help="TOML file: model = NAME, objective = NAME, [model_config], [objective_config], "
+        help="TOML file: model = NAME, prior = NAME, objective = NAME, [model_config], "
+        "[prior_config], [objective_config], "
         "[train], [data], [evaluate] (docs/cli.md)",
     )
     p.add_argument(
@@ -82,8 +89,8 @@ def _add_train(sub: Any) -> None:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="set one value: FIELD (model), objective.FIELD, train.FIELD, data.FIELD, "
-        "evaluate.FIELD",
+        help="set one value: FIELD (model), prior.FIELD, objective.FIELD, train.FIELD, "
+        "data.FIELD, evaluate.FIELD",
     )
     p.add_argument("--run-dir", type=Path, help="output folder (default runs/MODEL)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")

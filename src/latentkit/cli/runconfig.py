@@ -25,6 +25,8 @@ __all__ = [
     "EvalConfig",
     "RunConfig",
     "RunSpec",
+    "compose_spec",
+    "split_composed",
     "table_flags",
     "write_run_config",
 ]
@@ -36,6 +38,8 @@ class RunSpec:
 
     model: str | None = None
     model_config: dict[str, Any] = attrs.Factory(dict)
+    prior: str | None = None
+    prior_config: dict[str, Any] = attrs.Factory(dict)
     objective: str | None = None
     objective_config: dict[str, Any] = attrs.Factory(dict)
     train: dict[str, Any] = attrs.Factory(dict)
@@ -68,6 +72,8 @@ def _read_toml(path: Path | None, *, recipe: str | None = None) -> RunSpec:
     known = {
         "model",
         "model_config",
+        "prior",
+        "prior_config",
         "objective",
         "objective_config",
         *SECTIONS,
@@ -76,11 +82,11 @@ def _read_toml(path: Path | None, *, recipe: str | None = None) -> RunSpec:
     unknown = sorted(set(doc) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; known: {sorted(known)}")
-    for key in ("model", "objective"):
+    for key in ("model", "prior", "objective"):
         if key in doc and not isinstance(doc[key], str):
             raise ConfigError(f"{path}: {key} must be a name (a string), got {doc[key]!r}")
-    spec = RunSpec(model=doc.get("model"), objective=doc.get("objective"))
-    for key in ("model_config", "objective_config", *SECTIONS):
+    spec = RunSpec(model=doc.get("model"), prior=doc.get("prior"), objective=doc.get("objective"))
+    for key in ("model_config", "prior_config", "objective_config", *SECTIONS):
         table = doc.get(key, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{key}] must be a table, got {type(table).__name__}")
@@ -94,7 +100,7 @@ def _train_field_names() -> list[str]:
 
 def _apply_set(spec: RunSpec, items: Sequence[str], model_fields: Sequence[str]) -> None:
     tables = {name: getattr(spec, name) for name in SECTIONS}
-    tables.update(model=spec.model_config, objective=spec.objective_config)
+    tables.update(model=spec.model_config, prior=spec.prior_config, objective=spec.objective_config)
     for item in items:
         if not isinstance(item, str):  # argparse reads `--set=--` as an empty list
             raise CLIError(f"--set {item!r}: expected FIELD=VALUE")
@@ -114,7 +120,7 @@ def _apply_set(spec: RunSpec, items: Sequence[str], model_fields: Sequence[str])
             raise ConfigError(
                 f"--set {key}: no such field; model {spec.model!r} has fields "
                 f"{list(model_fields)}, training has {_train_field_names()} "
-                "(or use objective.FIELD, train.FIELD, data.FIELD, evaluate.FIELD)"
+                "(or use prior.FIELD, objective.FIELD, train.FIELD, data.FIELD, evaluate.FIELD)"
             )
 
 
@@ -133,6 +139,49 @@ def _check_options(values: dict[str, Any], where: str) -> None:
     _check_keys(values, field_names(cls), where)
     # TOML has no null: an unset optional field is absent, never None
     structure_config(cls, {k: v for k, v in values.items() if v is not None}, where=where)
+
+
+COMPOSED = "composed"
+"""The registry name of a model with another as its prior (``latentkit.composition``):
+what ``--model A --prior B`` trains."""
+
+
+def compose_spec(spec: RunSpec) -> None:
+    """``--model A --prior B`` as the one model it is: ``composed``, its config
+    ``{outer: A, outer_config: [model_config], prior: B, prior_config: [prior_config]}``;
+    ``spec.prior`` is kept (the run's record names both). A ``[prior_config]`` or
+    ``prior.FIELD`` without a prior is refused."""
+    if spec.prior is None:
+        if spec.prior_config:
+            raise ConfigError(
+                f"prior field(s) {sorted(spec.prior_config)} given ([prior_config] or "
+                "--set prior.FIELD) but no prior model: pass --prior NAME"
+            )
+        return
+    spec.model_config = {
+        "outer": spec.model,
+        "outer_config": dict(spec.model_config),
+        "prior": spec.prior,
+        "prior_config": dict(spec.prior_config),
+    }
+    spec.model = COMPOSED
+
+
+def split_composed(spec: RunSpec, model: str, config: dict[str, Any], where: Any) -> bool:
+    """A resumed ``composed`` run's record (``model``, ``config``) back into ``spec`` as
+    ``--model A --prior B`` with its two tables, under the values given now (the record
+    first); False, spec untouched, for any other model. A different model or prior given
+    now is refused."""
+    parts = (config.get("outer"), config.get("prior"))
+    if model != COMPOSED or not all(isinstance(p, str) for p in parts):
+        return False
+    for given, recorded, what in ((spec.model, parts[0], "model"), (spec.prior, parts[1], "prior")):
+        if given not in (None, recorded, COMPOSED):
+            raise ConfigError(f"--resume: {where} has {what} {recorded!r}, not {given!r}")
+    spec.model, spec.prior = parts
+    spec.model_config = {**dict(config.get("outer_config") or {}), **spec.model_config}
+    spec.prior_config = {**dict(config.get("prior_config") or {}), **spec.prior_config}
+    return True
 
 
 def _merge_flags(spec: RunSpec, args: argparse.Namespace) -> None:
@@ -156,9 +205,12 @@ class RunConfig:
     --config RUN/config.toml`` reads back to train the same run again.
 
     Attributes:
-        model: the model's registry name.
+        model: the model's registry name (with ``prior``: the outer model's).
         objective: the training objective's registry name.
         model_config: the model's config, every field (the data shape included).
+        prior: the registry name of the model that is ``model``'s prior (``--prior``), or
+            None.
+        prior_config: its config, every field (its data shape: the model's top latent's).
         objective_config: the objective's config, every field.
         train: the :class:`~latentkit.training.TrainConfig`.
         data: the :class:`DataConfig`, with the data set and variant as resolved.
@@ -172,6 +224,8 @@ class RunConfig:
     train: Any  # TrainConfig
     data: DataConfig
     evaluate: EvalConfig
+    prior: str | None = None
+    prior_config: dict[str, Any] = attrs.field(factory=dict)
 
     def to_toml(self) -> str:
         """The ``--config`` file of this run (TOML has no null: unset fields are absent)."""
@@ -184,8 +238,10 @@ class RunConfig:
 
         doc = {
             "model": self.model,
+            **({} if self.prior is None else {"prior": self.prior}),
             "objective": self.objective,
             "model_config": table(self.model_config),
+            **({} if self.prior is None else {"prior_config": table(self.prior_config)}),
             "objective_config": table(self.objective_config),
             "train": table(unstructure_config(self.train)),
             "data": table(unstructure_config(self.data)),
@@ -209,6 +265,7 @@ def write_run_config(run_dir: Path, run: RunConfig, data_info: dict[str, Any]) -
         {
             "model": run.model,
             "model_config": run.model_config,
+            **({} if run.prior is None else {"prior": run.prior, "prior_config": run.prior_config}),
             "objective": {"name": run.objective, "config": run.objective_config},
             "train": unstructure_config(run.train),
             "data": data_info,

@@ -28,6 +28,8 @@ from latentkit.cli.runconfig import (
     _check_options,
     _merge_flags,
     _read_toml,
+    compose_spec,
+    split_composed,
     write_run_config,
 )
 from latentkit.cli.runfolder import _checkpoint_info, _refuse_existing_run, _RunFolder
@@ -78,6 +80,8 @@ def _resolve(args: argparse.Namespace) -> tuple[RunSpec, Path, Path | None, Any,
         spec = _read_toml(args.config, recipe=args.recipe)
     if args.model:
         spec.model = args.model
+    if args.prior:
+        spec.prior = args.prior
     run_dir_arg: Path | None = args.run_dir
     checkpoint, resumed_step = None, 0
     if args.resume:
@@ -93,6 +97,12 @@ def _resolve(args: argparse.Namespace) -> tuple[RunSpec, Path, Path | None, Any,
     _check_keys(spec.model_config, fields, f"model {spec.model!r}")
     # Check the values now, before the data load (data_shape, if not given, is the default).
     structure_config(model_spec.config_class, spec.model_config, model=spec.model)
+    if spec.prior is not None:  # its fields and values checked now, as the model's
+        prior_spec = get_model_spec(spec.prior)
+        prior_fields = [f.name for f in attrs.fields(prior_spec.config_class)]
+        _check_keys(spec.prior_config, prior_fields, f"prior {spec.prior!r}")
+        structure_config(prior_spec.config_class, spec.prior_config, model=spec.prior)
+    compose_spec(spec)  # --model A --prior B: the model `composed`
     _check_options(spec.evaluate, "[evaluate]")
     _check_options(spec.data, "[data]")
     train_cfg = structure_config(TrainConfig, spec.train)
@@ -131,11 +141,14 @@ def _merge_resumed(spec: RunSpec, run_dir_arg: Path | None) -> tuple[Path, Path,
             f"--resume: {checkpoint} does not record its model, model_config and "
             "train_config (not written by `latentkit train`)"
         )
-    if spec.model and spec.model != recorded_model:
-        raise CLIError(f"--resume: {checkpoint} is a {recorded_model!r} run, not {spec.model!r}")
-    spec.model = recorded_model
     # The checkpoint's settings first; anything given now overrides them.
-    spec.model_config = {**info["model_config"], **spec.model_config}
+    if not split_composed(spec, recorded_model, info["model_config"], checkpoint):
+        if spec.model and spec.model != recorded_model:
+            raise CLIError(
+                f"--resume: {checkpoint} is a {recorded_model!r} run, not {spec.model!r}"
+            )
+        spec.model = recorded_model
+        spec.model_config = {**info["model_config"], **spec.model_config}
     recorded_objective = info.get("objective")
     if isinstance(recorded_objective, dict) and isinstance(recorded_objective.get("name"), str):
         if spec.objective in (None, recorded_objective["name"]):
@@ -282,10 +295,17 @@ def _run_config(spec: RunSpec, trainer: Any, model: Any, train_cfg: Any) -> RunC
     data = {k: info.get(k) for k in ("name", "variant", "seed", "limit")}
     data.update({k: spec.data[k] for k in ("binarization", "validation") if k in spec.data})
     objective = trainer.objective_record
+    names = {"model": str(spec.model), "model_config": unstructure_config(model.config)}
+    if spec.prior is not None:  # recorded as given: model, prior and their two tables
+        names = {
+            "model": model.config.outer,
+            "model_config": unstructure_config(model.outer.config),
+            "prior": model.config.prior,
+            "prior_config": unstructure_config(model.prior.config),
+        }
     return RunConfig(
-        model=str(spec.model),
+        **names,
         objective=objective["name"],
-        model_config=unstructure_config(model.config),
         objective_config=objective["config"] or {},
         train=train_cfg,
         data=structure_config(DataConfig, {k: v for k, v in data.items() if v is not None}),

@@ -54,9 +54,10 @@ class ComposedModel(LatentModel):
     ``model.outer`` and ``model.prior`` are the two models composed (their chains are this
     model's ``generative.outer``/``generative.inner`` and ``posterior.outer``/``posterior.inner``;
     their shared modules this model's ``shared.outer_*``/``shared.prior_*``). Trained by default
-    with the ``elbo`` objective on the joined chain; :class:`ComposedObjective` puts the prior's
-    own objective in its place. ``with_posterior(q)`` replaces the joined posterior only:
-    ``outer``, ``prior`` (and so the composed objective) keep the parts' own posteriors.
+    with :class:`ComposedObjective` (objective ``composed``: the prior's own objective in the
+    place of −ELBO_B(z), e.g. a continuous-time prior's bound, no walk down its T layers);
+    ``elbo`` trains on the joined chain. ``with_posterior(q)`` replaces the joined posterior
+    only: ``outer``, ``prior`` (and so the composed objective) keep the parts' own posteriors.
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class ComposedModel(LatentModel):
             name=name,
             config=config,
             shared=shared,
+            objective="composed",
         )
         self.__dict__["parts"] = (outer, prior)  # references: the modules are registered above
 
