@@ -23,6 +23,7 @@ from latentkit.cli.common import CLIError, _bytes, _check_rows, _device, _run_di
 from latentkit.cli.data import _load_recorded_data
 from latentkit.cli.runconfig import EvalConfig, table_flags
 from latentkit.cli.runfolder import _RunFolder, holding_run_folders_of
+from latentkit.composition import evaluation_model
 from latentkit.config import config_fields
 from latentkit.errors import LatentkitError
 from latentkit.registry import (
@@ -152,6 +153,7 @@ def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
     options = table_flags(args, "evaluate")
     _check_rows(options, None)
     model, info = load_trained_model(args.run, device=_device(args.device))
+    model = evaluation_model(model, say=lambda line: err.print(line, markup=False))
     ds = _load_recorded_data(info, {})
     run_dir = _run_dir_of(args.run)
     # The report's files go into the run folder: held like `train` holds it, so a report

@@ -25,6 +25,7 @@ from latentkit.cli.data import _load_recorded_data
 from latentkit.cli.runconfig import EvalConfig, table_flags
 from latentkit.cli.runfolder import holding_run_folders_of
 from latentkit.compare.runs import MAX_REPORT_BYTES, REPORT_FILE
+from latentkit.composition import evaluation_model
 from latentkit.diagnostics import diagnostics_table
 from latentkit.quality.pipeline import (
     check_sample_quality,
@@ -62,6 +63,7 @@ def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
     _check_rows(options, None)
     source = _source(Path(args.run), err)
     model, info = load_trained_model(source, device=_device(args.device))
+    model = evaluation_model(model, say=lambda line: err.print(line, markup=False))
     ds = _load_recorded_data(info, data_flags)
     check_sample_quality(ds, options)  # refused now, before the evaluation and the sampling
     for path in (None if args.json_out == "-" else args.json_out, args.per_example):

@@ -34,6 +34,7 @@ from latentkit.cli.runconfig import (
 )
 from latentkit.cli.runfolder import _checkpoint_info, _refuse_existing_run, _RunFolder
 from latentkit.cli.tables import field_names
+from latentkit.composition import evaluation_model
 from latentkit.config import structure_config, unstructure_config
 from latentkit.registry import (
     get_model_spec,
@@ -281,7 +282,7 @@ def _report(
         err=err,
         options=spec.evaluate,
         dataset=ds,
-        model=model,
+        model=evaluation_model(model, say=lambda line: err.print(line, markup=False)),
         info=info,
         seed=spec.evaluate.get("seed", EvalConfig().seed),
         checkpoint=evaluated,

@@ -30,7 +30,12 @@ from latentkit.composition.by_name import (
     latentkit_objectives,
 )
 from latentkit.composition.chains import ComposedEncoding, ComposedGenerative, ComposedPosterior
-from latentkit.composition.model import ComposedModel, compose
+from latentkit.composition.model import (
+    EVALUATION_TIMESTEPS,
+    ComposedModel,
+    compose,
+    evaluation_model,
+)
 from latentkit.composition.objective import (
     ComposedObjective,
     ComposedObjectiveConfig,
@@ -38,6 +43,7 @@ from latentkit.composition.objective import (
 )
 
 __all__ = [
+    "EVALUATION_TIMESTEPS",
     "ComposedConfig",
     "ComposedEncoding",
     "ComposedGenerative",
@@ -50,6 +56,7 @@ __all__ = [
     "compose_by_name",
     "composed_objective",
     "composed_test_configs",
+    "evaluation_model",
     "latentkit_models",
     "latentkit_objectives",
 ]

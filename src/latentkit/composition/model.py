@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from latentkit.chains import LatentModel
@@ -9,7 +10,7 @@ from latentkit.composition.chains import ComposedGenerative, ComposedPosterior, 
 from latentkit.errors import ConfigError, DeviceError, DTypeError, InputError, ShapeError
 from latentkit.validation import likelihood_is_discrete
 
-__all__ = ["ComposedModel", "compose"]
+__all__ = ["EVALUATION_TIMESTEPS", "ComposedModel", "compose", "evaluation_model"]
 
 
 def _check_parts(outer: LatentModel, prior: LatentModel) -> None:
@@ -108,3 +109,37 @@ def compose(
     composed model trains their parameters together.
     """
     return ComposedModel(outer, prior, name=name, config=config)
+
+
+EVALUATION_TIMESTEPS = 12
+"""T at which ``latentkit evaluate``/``report`` score a composed model's continuous-time
+prior (one that offers ``with_timesteps``): its chain is then La + T + 1 layers, short enough
+for the IWAE default (docs/compose.md)."""
+
+
+def evaluation_model(
+    model: Any,
+    num_timesteps: int = EVALUATION_TIMESTEPS,
+    *,
+    say: Callable[[str], Any] | None = None,
+) -> Any:
+    """The model the evaluation commands score: a composed model whose prior is a
+    continuous-time model (``prior.with_timesteps(T)``: the same network and schedule at T
+    steps, shared, not copied) with more than ``num_timesteps`` + 1 layers, with that prior at
+    ``num_timesteps`` steps — an ordinary discrete chain whose ELBO and IWAE are bounds on its
+    own log p(x), walked in La + T + 1 steps, not the trained T's; any other model as is.
+    ``say``: told in one line when the prior is replaced."""
+    if not isinstance(model, ComposedModel):
+        return model
+    at = getattr(model.prior, "with_timesteps", None)
+    if not callable(at) or model.prior.num_layers <= num_timesteps + 1:
+        return model
+    view = ComposedModel(model.outer, at(num_timesteps), name=model.name, config=model.config)
+    view.train(model.training)
+    if say is not None:
+        say(
+            f"scoring the composed model with its prior {_called(model.prior)} at "
+            f"T = {num_timesteps} steps (a {model.prior.num_layers}-layer chain as trained; the "
+            "same networks): bounds on that chain's log p(x) (docs/compose.md)"
+        )
+    return view
