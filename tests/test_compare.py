@@ -262,6 +262,93 @@ def test_another_binarization_draw_is_refused(runs, tmp_path):
     assert row["paired_difference"] is not None
 
 
+# ---------------------------------------------------------------- sample quality
+
+
+def _quality(fld: float, se: float, n: int = 200, sha: str = "9e" * 32) -> dict:
+    """A report.json ``sample_quality`` block (``--sample-quality N``'s keys) of FLD ± se,
+    N samples against 200 reference images."""
+
+    def figures(fld: float, se: float, precision: float, recall: float, score: float) -> dict:
+        return {"fld": fld, "fld_se": se, "bootstrap": 50, "precision": precision,
+                "recall": recall, "k": 3, "classifier": {"score": score}, "n_samples": n,
+                "n_reference": 200, "kind": "binary", "network": "mnist-lenet",
+                "network_sha256": sha, "seconds": 0.5}  # fmt: skip
+
+    return {**figures(fld, se, 0.75, 0.5, 6.25), "sampler": "ancestral, 1 latent layer",
+            "sampler_steps": 1, "sampling_seconds": 0.1, "clipped": 0.0, "seed": 0,
+            "reference": {"split": "test", "examples": 200, "examples_sha256": "ab" * 32},
+            "reference_values": {"floor": figures(70.5, 9.0, 0.875, 0.875, 9.5),
+                                 "ceiling": figures(1066.5, 20.0, 0.975, 0.0, 1.5)}}  # fmt: skip
+
+
+def _with_quality(runs: dict, tmp_path: Path, **blocks: dict) -> list[Path]:
+    """Copies of the runs named, each report.json given its block (None: left without)."""
+    out = []
+    for name, block in blocks.items():
+        run = _copy(runs[name], tmp_path)
+        if block is not None:
+            _edit_report(run, lambda r, b=block: r.update(sample_quality=b))
+        out.append(run)
+    return out
+
+
+def test_sample_quality_is_shown_beside_the_bound_and_sorts_with_figure_fld(runs, tmp_path):
+    """The FLD ± s.e., ΔFLD against the reference with √(se₁² + se₂²), precision / recall,
+    the score and the floor / ceiling; --figure fld orders by the FLD (the bound shown is
+    the best), a run without figures last, with dashes."""
+    vae, hvae = _with_quality(runs, tmp_path, vae=_quality(300.0, 4.0), hvae=_quality(250.0, 3.0))
+    table = lk.compare_runs([vae, hvae]).to_json()
+    assert table["sorted_by"] == "nll" and table["sample_quality_differences"] == {}
+    row = _row(table, "hvae")
+    assert row["fld_difference"] == {"mean": -50.0, "stderr": 5.0}  # √(4² + 3²)
+    assert row["sample_quality"]["fld"] == {"mean": 250.0, "stderr": 3.0}
+    assert row["sample_quality"]["floor_fld"] == 70.5
+    assert row["sample_quality"]["ceiling_fld"] == 1066.5
+    assert _row(table, "vae")["fld_difference"] is None  # the reference
+    by_fld = lk.compare_runs([vae, hvae], figure="fld")
+    assert [r.run.name for r in by_fld.rows] == ["hvae", "vae"] and by_fld.figure == "best"
+    assert by_fld.best.run.name == "hvae"
+    md = by_fld.to_markdown()
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    assert "| FLD ± s.e. | ΔFLD vs vae | precision / recall | classifier score |" in lines[0]
+    assert "**250.0 ± 3.0** | −50.0 ± 5.0 |".replace("−", "-") in lines[1]
+    assert "0.750 / 0.500 | 6.25 | 70.5 / 1066.5 |" in lines[1]
+    assert "| 300.0 ± 4.0 | reference |" in lines[2]
+    # a third run without sample quality: listed last when sorted by it, its cells dashes
+    plain = _copy(runs["vae"], tmp_path, "plain")
+    rows = lk.compare_runs([vae, hvae, plain], figure="fld").rows
+    assert [r.run.name for r in rows] == ["hvae", "vae", "plain"]
+    last = lk.compare_runs([vae, hvae, plain], figure="fld").to_markdown().splitlines()[4]
+    assert last.startswith("| plain") and last.endswith("| — | — | — | — | — |")
+
+
+def test_sample_quality_measured_otherwise_is_named_and_not_sorted_by(runs, tmp_path):
+    """Figures of other numbers of samples (or another feature network) do not compare: a
+    warning names what differs, no ΔFLD, and --figure fld is refused unless --allow-mixed."""
+    vae, hvae = _with_quality(runs, tmp_path, vae=_quality(300.0, 4.0),
+                              hvae=_quality(250.0, 3.0, n=1000, sha="00" * 32))  # fmt: skip
+    comparison = lk.compare_runs([vae, hvae])
+    assert set(comparison.quality_differences) == {"samples", "feature network"}
+    assert comparison.quality_differences["samples"] == {"vae": "200", "hvae": "1000"}
+    assert "sample quality was measured with different samples" in comparison.warning()
+    assert _row(comparison.to_json(), "hvae")["fld_difference"] is None
+    assert "— (measured otherwise)" in comparison.to_markdown()
+    with pytest.raises(lk.ProtocolMismatchError, match="samples — vae: 200, hvae: 1000"):
+        lk.compare_runs([vae, hvae], figure="fld")
+    code, _, err = run_cli(["compare", str(vae), str(hvae), "--figure", "fld"])
+    assert code == 1 and "--allow-mixed" in error_line(err)
+    code, _, err = run_cli(["compare", str(vae), str(hvae), "--figure", "fld",
+                            "--allow-mixed"])  # fmt: skip
+    assert code == 0 and "those FLDs do not compare" in err
+
+
+def test_figure_fld_without_sample_quality_is_one_line(runs):
+    code, out, err = run_cli(["compare", str(runs["vae"]), str(runs["hvae"]), "--figure", "fld"])
+    assert code == 2 and out == ""
+    assert "no run reports sample quality" in error_line(err) and "--sample-quality" in err
+
+
 # ---------------------------------------------------------------- figures a model adds
 
 

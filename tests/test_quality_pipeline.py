@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
+import attrs
 import pytest
+import torch
 from cli_runner import digest, error_line, run_cli, tiny_run
 
 import latentkit as lk
@@ -118,6 +122,7 @@ def test_evaluate_prints_the_table_and_writes_the_block_into_report_json(run, tm
                   "floor", "ceiling", f"{N} samples"):  # fmt: skip
         assert words in out, words
     assert "wrote the sample quality into" in err
+    assert "\x1b[?25l" not in err and all(line.strip() for line in err.splitlines())  # no bar
     after = json.loads((copy / "report.json").read_text())
     block = after.pop("sample_quality")
     assert {k: v for k, v in before.items() if k != "sample_quality"} == after
@@ -273,3 +278,94 @@ def test_the_table_shows_model_floor_and_ceiling():
     for cell in ("123 ± 8", "0.812", "0.500", "6.79", "3.14 ± 0.50", "0.875", "1458 ± 7",
                  "1.000", "0.000", "1.20", "ancestral, T = 5 steps"):  # fmt: skip
         assert cell in text, cell
+
+
+def _data(shape=(1, 28, 28), kind="binary", train=250, test=250) -> SimpleNamespace:
+    """What check_readable reads of a data set: name, variant, kind, shape, split sizes."""
+    return SimpleNamespace(name="d", variant="v", kind=kind, data_shape=shape,
+                           train=torch.zeros(train, 1), test=torch.zeros(test, 1))  # fmt: skip
+
+
+def test_check_readable_draws_the_line_where_the_network_and_the_floor_need():
+    """Accepted: 1×28×28 or 784 values of a pixel kind, k < N ≤ the training split, a test
+    split above k. Refused (one line naming why): anything one step past."""
+    for ok in (_data(), _data(shape=(784,)), _data(kind="unit"), _data(kind="symmetric8")):
+        assert pipeline.check_readable(ok, 250).name == "mnist-lenet"
+    assert pipeline.check_readable(_data(), pipeline.K + 1) is not None
+    assert pipeline.check_readable(_data(test=pipeline.K + 1), 10) is not None
+    refused = [
+        (_data(shape=(1, 8, 8)), 10, lk.ShapeError, "examples are 1×8×8"),
+        (_data(shape=(3, 28, 28)), 10, lk.ShapeError, "3×28×28"),
+        (_data(shape=(785,)), 10, lk.ShapeError, "785"),
+        (_data(kind="real"), 10, lk.ConfigError, "standardized"),
+        (_data(), 251, lk.ConfigError, "training split has 250: ask for at most 250"),
+        (_data(), pipeline.K, lk.ConfigError, f"need more than {pipeline.K}"),
+        (_data(test=pipeline.K), 10, lk.ConfigError, f"test split has {pipeline.K}"),
+    ]
+    for data, n, error, words in refused:
+        with pytest.raises(error, match=re.escape(words)):
+            pipeline.check_readable(data, n)
+
+
+def test_a_densitys_draws_are_clipped_to_the_datas_range_and_counted():
+    """8-bit data ([−1, 1]) and a Gaussian decoder whose draws spill over it: the block
+    scores the draws clipped to [−1, 1] and records the share of values that lay outside."""
+    ds = lk.load_dataset("mnist", variant="8bit", limit=120)
+    model = lk.load_model(
+        "vae", data_shape=(1, 28, 28), latent_dim=2, hidden=[8], likelihood="gaussian"
+    )
+    block = quality.model_sample_quality(model, ds, 60, seed=1)
+    x = quality.draw_samples(model, 60, seed=1).images
+    outside = float(((x < -1) | (x > 1)).double().mean())
+    assert 0 < outside < 1 and float(((x > -1) & (x < 0)).double().mean()) > 0
+    assert block["clipped"] == outside
+    ref = quality.prepare_reference(ds.test[:60], kind="symmetric8")
+    expected = quality.sample_quality(x.clamp(-1, 1), ref, seed=1, bootstrap=pipeline.BOOTSTRAP)
+    assert _without(block, "sampler", "sampler_steps", "clipped", "seed", "reference",
+                    "reference_values") == _without(expected.to_dict())  # fmt: skip
+
+
+def test_evaluate_writes_into_a_report_of_the_same_weights_only(run, tmp_path):
+    """report.json naming another copy of the same weights (a run's best beside the same
+    step's checkpoint) takes the block; naming other weights, it is left alone, a line
+    saying whose report it is."""
+    copy = _copy(run, tmp_path)
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    for suffix in (".json", ".safetensors"):
+        name = "step-00000004" + suffix
+        shutil.copy(copy / "checkpoints" / name, twin / name)
+    report = json.loads((copy / "report.json").read_text())
+    report["checkpoint"] = str(twin / "step-00000004.json")
+    (copy / "report.json").write_text(json.dumps(report))
+    code, _, err = run_cli(["evaluate", str(copy), *QUICK, "--sample-quality", "50"])
+    assert code == 0 and "wrote the sample quality into" in err, err
+    assert _block(copy)["n_samples"] == 50
+    weights = twin / "step-00000004.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 1  # other weights
+    weights.write_bytes(bytes(blob))
+    before = digest(copy)
+    code, _, err = run_cli(["evaluate", str(copy), *QUICK, "--sample-quality", "60"])
+    assert code == 0, err
+    assert f"not written into report.json: it is the report of {twin}" in err
+    assert digest(copy) == before
+
+
+def test_with_fewer_test_images_than_samples_the_reference_is_the_whole_test_split():
+    """N = 100 samples against the 60 test images there are; the floor and the ceiling are
+    of N = 100 too (the samples' size, which the FLD's bias depends on)."""
+    ds = lk.load_dataset("mnist", variant="binarized", limit=120)
+    ds = attrs.evolve(ds, test=ds.test[:60], test_labels=ds.test_labels[:60])
+    model = lk.load_model(
+        "vae", data_shape=(1, 28, 28), latent_dim=2, hidden=[8], likelihood="bernoulli"
+    )
+    block = quality.model_sample_quality(model, ds, 100, seed=0)
+    assert (block["n_samples"], block["n_reference"], block["reference"]["examples"]) == (
+        100,
+        60,
+        60,
+    )
+    for side in ("floor", "ceiling"):
+        assert block["reference_values"][side]["n_samples"] == 100
+        assert block["reference_values"][side]["n_reference"] == 60

@@ -177,10 +177,13 @@ def _into_report(
         if why is None and (not isinstance(of, str) or not _same_checkpoint(Path(of), evaluated)):
             why = f"it is the report of {of}, not of {evaluated}"
     if why is not None:
-        err.print(f"sample quality not written into report.json: {why}", markup=False)
+        err.print(
+            f"sample quality not written into report.json: {why}", markup=False, soft_wrap=True
+        )
         return
     report["sample_quality"] = {**quality, "checkpoint": str(evaluated), "step": info.get("step")}
-    err.print(f"wrote the sample quality into {atomic_write_json(path, report)}", markup=False)
+    written = atomic_write_json(path, report)
+    err.print(f"wrote the sample quality into {written}", markup=False, soft_wrap=True)
 
 
 def _same_checkpoint(a: Path, b: Path) -> bool:

@@ -181,12 +181,8 @@ class Comparison:
     @property
     def best(self) -> Row | None:
         """The row of the lowest figure (the tightest bound; with ``sort`` ``fld``, the
-        lowest FLD)."""
-        if not self.rows:
-            return None
-        top = self.rows[0]
-        found = top.run.sample_quality if self.sort == "fld" else top.figure
-        return top if found is not None else None
+        lowest FLD, which compare_runs makes sure some run has)."""
+        return self.rows[0] if self.rows and self.rows[0].figure is not None else None
 
     @property
     def _bold(self) -> str:

@@ -121,12 +121,13 @@ def _reference(
     train, test = dataset.train, dataset.test
     key = (id(train), train._version, id(test), test._version, n, seed, id(network))
     found = _REFERENCES.get(key)
-    if found is not None and found[0] == (train, test):
+    if found is not None:
         _REFERENCES.move_to_end(key)
         return found[1], found[2]
     ref = prepare_reference(test[: min(n, test.shape[0])], kind=dataset.kind, network=network, k=K)
     values = reference_values(train, ref, n=n, bootstrap=BOOTSTRAP, seed=seed)
-    _REFERENCES[key] = ((train, test), ref, values)  # the tensors held: their ids stay theirs
+    # the splits held with their figures: while cached, no other tensor can take their ids
+    _REFERENCES[key] = ((train, test), ref, values)
     while len(_REFERENCES) > _CACHE_SIZE:
         _REFERENCES.popitem(last=False)
     return ref, values
