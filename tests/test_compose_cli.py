@@ -15,9 +15,9 @@ from latentkit.trained import load_trained_model
 DATA = ["--data", "digits", "--limit", "300", "--batch-size", "32", "--no-progress"]
 OUTER = ["--model", "vae", "--set", "hidden=[16]", "--set", "latent_dim=4"]
 VAE_PRIOR = ["--prior", "vae", "--set", "prior.latent_dim=2", "--set", "prior.hidden=[8]"]
-# a continuous-time prior at its default T (1000 steps): trained by its own continuous bound
-VDM_PRIOR = ["--prior", "vdm", "--set", "prior.hidden=[8]", "--set", "prior.fourier_exponents=[]",
-             "--set", "prior.decoder=gaussian"]  # fmt: skip
+# a continuous-time prior at its default T (1000 steps): trained by its own continuous bound;
+# its decoder made Gaussian by the plugin's declared continuous_data (z is continuous)
+VDM_PRIOR = ["--prior", "vdm", "--set", "prior.hidden=[8]", "--set", "prior.fourier_exponents=[]"]
 EVAL = ["--no-progress", "--diagnose", "0", "--iwae-k", "8", "--eval-limit", "64"]
 
 

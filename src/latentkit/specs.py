@@ -8,7 +8,7 @@ Each rule on a spec's fields is one validator here, used by both kinds of spec.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -88,6 +88,11 @@ class ModelSpec(Spec):
             with deliberate faults (``latentkit.testing.mutants.Mutant`` objects, usually
             ``latentkit.testing.mutants.on_model(...)``): the broken models the checks
             themselves are tested on (``docs/checks.md``, "What each fault is caught by").
+        continuous_data: (keyword only, optional) the config values that make the model a
+            density of continuous data, e.g. ``{"decoder": "gaussian"}``: what
+            ``latentkit.composition`` sets (unless given) when the model is another
+            model's prior, over that model's continuous latent. ``None`` (the default):
+            ``likelihood_field`` set to ``"gaussian"``, when the config has it.
     """
 
     test_configs: Callable[[], Any] | None = attrs.field(
@@ -105,6 +110,9 @@ class ModelSpec(Spec):
     mutants: Callable[[], Any] | None = attrs.field(
         default=None, kw_only=True, validator=_optional_callable
     )
+    continuous_data: Mapping[str, Any] | None = attrs.field(
+        default=None, kw_only=True, validator=v.optional(v.instance_of(Mapping))
+    )
 
     def data_fields(self) -> dict[str, str]:
         """``{"data_shape": FIELD, "likelihood": FIELD}`` for the declared fields that the
@@ -112,3 +120,11 @@ class ModelSpec(Spec):
         names = {f.name for f in attrs.fields(self.config_class)}
         declared = {"data_shape": self.data_shape_field, "likelihood": self.likelihood_field}
         return {key: f for key, f in declared.items() if f is not None and f in names}
+
+    def continuous_data_values(self) -> dict[str, Any]:
+        """The config values that make the model a density of continuous data
+        (``continuous_data``, else ``{likelihood_field: "gaussian"}`` when declared)."""
+        if self.continuous_data is not None:
+            return dict(self.continuous_data)
+        field = self.data_fields().get("likelihood")
+        return {field: "gaussian"} if field else {}

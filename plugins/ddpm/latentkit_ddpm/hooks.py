@@ -23,5 +23,6 @@ def latentkit_models() -> list[lk.ModelSpec]:
             factory=build_ddpm,
             description="DDPM: T latent layers x_1..x_T, the fixed forward diffusion as q",
             test_configs=ddpm_configs,
+            continuous_data={"decoder": "gaussian"},  # as another model's prior
         )
     ]

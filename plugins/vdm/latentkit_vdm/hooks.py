@@ -23,6 +23,7 @@ def latentkit_models() -> list[lk.ModelSpec]:
             factory=build_vdm,
             description="continuous-time VP diffusion (VDM): ELBO_∞, score SDE, ODE likelihood",
             test_configs=vdm_configs,
+            continuous_data={"decoder": "gaussian"},  # as another model's prior
             checks=_checks,
         )
     ]

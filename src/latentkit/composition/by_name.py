@@ -68,11 +68,12 @@ def build_composed(cfg: ComposedConfig) -> ComposedModel:
             outer_values.setdefault(field, list(given[key]) if key == "data_shape" else given[key])
     outer = load_model(cfg.outer, **outer_values)
     prior_values = dict(cfg.prior_config)
-    fields = get_model_spec(cfg.prior).data_fields()
+    prior_spec = get_model_spec(cfg.prior)
+    fields = prior_spec.data_fields()
     if "data_shape" in fields:
         prior_values.setdefault(fields["data_shape"], list(outer.generative.latent_shapes[-1]))
-    if "likelihood" in fields:
-        prior_values.setdefault(fields["likelihood"], "gaussian")
+    for field, value in prior_spec.continuous_data_values().items():  # z is continuous
+        prior_values.setdefault(field, value)
     prior = load_model(cfg.prior, **prior_values)
     recorded = attrs.evolve(cfg, outer_config=outer_values, prior_config=prior_values)
     return compose(outer, prior=prior, name="composed", config=recorded)

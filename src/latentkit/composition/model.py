@@ -36,7 +36,7 @@ def _check_parts(outer: LatentModel, prior: LatentModel) -> None:
         raise ConfigError(
             f"compose: the prior {_called(prior)} has a discrete likelihood p(z | h_1), but the "
             f"outer model's z_{outer.num_layers} is continuous; give it a continuous one "
-            "(vae/hvae: likelihood='gaussian'; ddpm/vdm: decoder='gaussian')"
+            "(the values its plugin declares as ModelSpec.continuous_data)"
         )
     a, b = outer.reference(), prior.reference()
     if a.dtype != b.dtype:
