@@ -240,8 +240,7 @@ def ode_warnings(report: Any, figures: dict[str, Any] | None) -> list[str]:
     own = ode_warning(report)
     if own:
         lines.append(own)
-    for key in FIGURE_ROWS:
-        f = (figures or {}).get(key)
+    for key, f in (figures or {}).items():  # in the order the model wrote them
         if isinstance(f, dict) and f.get("warning"):
             lines.append(f"{key}: {f['warning']}")
     return lines
@@ -302,9 +301,6 @@ def _protocol(info: dict[str, Any], examples: torch.Tensor) -> dict[str, Any]:
     }
 
 
-FIGURE_ROWS = ("discrete", "continuous", "ode", "ode_direct")
-
-
 def likelihood_figures_table(figures: dict[str, Any], *, title: str) -> Any:
     """The figures of :func:`likelihood_figures` as a table: what each is, in nats and
     bits/dim (± the standard error over examples), and in what sense it bounds −log p."""
@@ -313,11 +309,10 @@ def likelihood_figures_table(figures: dict[str, Any], *, title: str) -> Any:
     table = Table(title=title)
     for col in ("figure", "−log p (nats)", "bits/dim", "is"):
         table.add_column(col, overflow="fold")
-    for key in FIGURE_ROWS:
-        f = figures.get(key)
-        if not f:
+    for f in figures.values():  # each figure the model reports, in its order
+        if not isinstance(f, dict) or "what" not in f:
             continue
-        table.add_row(f["what"], *_nats_bpd(f), f["bound"])
+        table.add_row(f["what"], *_nats_bpd(f), f.get("bound", ""))
         kept = f.get("without_flagged")
         if kept and kept["num_examples"] < f.get("num_examples", kept["num_examples"] + 1):
             flagged = len(f.get("flagged", []))
