@@ -28,12 +28,12 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
 from torch.distributions import Independent
 
+from latentkit.arguments import MAX_COUNT, check_count, check_shape, checked
 from latentkit.chains import GenerativeChain, SingleLayerPosterior
-from latentkit.config import positive_ints
+from latentkit.config import one_of, positive_ints, ruled
 from latentkit.distributions import standard_normal
 from latentkit.errors import ConfigError
 from latentkit.likelihoods import make_likelihood
@@ -48,6 +48,26 @@ from latentkit.networks import (
 from latentkit.oracles import LinearGaussianSpec
 
 __all__ = ["DecoderChain", "EncoderDecoderConfig", "EpsNetworkConfig", "GaussianEncoder"]
+
+
+def _positive(kind: type) -> Any:
+    """An attrs validator: an ``int`` in [1, MAX_COUNT] (bools refused) or a finite ``float``
+    > 0 (an int allowed), else a ConfigError naming the field, in attrs' words."""
+
+    @ruled(f"{kind.__name__} > 0")
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        name = attribute.name
+        kinds = (int,) if kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ConfigError(f"{name!r} must be {kind.__name__} > 0, got {value!r}")
+        if not value > 0:  # NaN too
+            raise ConfigError(f"{name!r} must be > 0: {value!r}")
+        if kind is int and value > MAX_COUNT:
+            raise ConfigError(f"{name!r} must be at most {MAX_COUNT:,}: {value!r}")
+        if value == math.inf:
+            raise ConfigError(f"{name!r} must be finite: {value!r}")
+
+    return check
 
 
 @attrs.frozen(kw_only=True)
@@ -70,25 +90,36 @@ class EncoderDecoderConfig:
     data_shape: tuple[int, ...] = attrs.field(
         default=(64,), converter=tuple, validator=positive_ints()
     )
-    latent_dim: int = attrs.field(default=8, validator=[v.instance_of(int), v.gt(0)])
-    architecture: str = attrs.field(default="mlp", validator=v.in_(("linear", "mlp")))
+    latent_dim: int = attrs.field(default=8, validator=_positive(int))
+    architecture: str = attrs.field(default="mlp", validator=one_of("linear", "mlp"))
     hidden: tuple[int, ...] = attrs.field(
         default=(256, 256), converter=tuple, validator=positive_ints(0)
     )
-    activation: str = attrs.field(default="silu", validator=v.in_(tuple(ACTIVATIONS)))
+    activation: str = attrs.field(default="silu", validator=one_of(*ACTIVATIONS))
     likelihood: str = attrs.field(
-        default="gaussian", validator=v.in_(("gaussian", "bernoulli", "discretized"))
+        default="gaussian", validator=one_of("gaussian", "bernoulli", "discretized")
     )
     likelihood_scale: str = attrs.field(
-        default="learned", validator=v.in_(("learned", "predicted", "fixed"))
+        default="learned", validator=one_of("learned", "predicted", "fixed")
     )
-    fixed_scale: float = attrs.field(default=1.0, validator=v.gt(0.0))
-    min_scale: float = attrs.field(default=1e-4, validator=v.gt(0.0))
+    fixed_scale: float = attrs.field(default=1.0, validator=_positive(float))
+    min_scale: float = attrs.field(default=1e-4, validator=_positive(float))
 
     @property
     def widths(self) -> tuple[int, ...]:
         """The hidden widths the networks use: ``hidden`` for ``mlp``, none for ``linear``."""
         return self.hidden if self.architecture == "mlp" else ()
+
+
+_DECODER_FIELDS = (
+    "data_shape",
+    "latent_dim",
+    "widths",
+    "activation",
+    "likelihood",
+    "likelihood_scale",
+    "fixed_scale",
+)
 
 
 class DecoderChain(GenerativeChain):
@@ -97,6 +128,12 @@ class DecoderChain(GenerativeChain):
     :class:`EncoderDecoderConfig` (or any object with its fields)."""
 
     def __init__(self, cfg: EncoderDecoderConfig):
+        missing = [f for f in _DECODER_FIELDS if not hasattr(cfg, f)]
+        if missing:
+            raise ConfigError(
+                f"DecoderChain takes an EncoderDecoderConfig (or an object with its fields); "
+                f"{type(cfg).__name__} lacks {missing}"
+            )
         super().__init__(cfg.data_shape, [(cfg.latent_dim,)])
         D = math.prod(cfg.data_shape)
         scale = cfg.fixed_scale if cfg.likelihood_scale == "fixed" else cfg.likelihood_scale
@@ -138,6 +175,7 @@ class GaussianEncoder(SingleLayerPosterior):
     its chains (``latentkit.chains.SharedModule``), as a VampPrior's prior does.
     """
 
+    @checked
     def __init__(
         self,
         data_shape: Sequence[int],
@@ -148,6 +186,9 @@ class GaussianEncoder(SingleLayerPosterior):
         min_scale: float = 1e-4,
         context_dim: int = 0,
     ):
+        check_count(latent_dim, "GaussianEncoder: latent_dim", error=ConfigError)
+        check_count(context_dim, "GaussianEncoder: context_dim", low=0, error=ConfigError)
+        check_shape(data_shape, "GaussianEncoder: data_shape", error=ConfigError)
         super().__init__()
         self.latent_dim, self.context_dim = int(latent_dim), int(context_dim)
         sizes = [math.prod(data_shape), *hidden, 2 * self.latent_dim + self.context_dim]
@@ -182,7 +223,7 @@ class GaussianEncoder(SingleLayerPosterior):
 def _network_kind(instance: EpsNetworkConfig, attribute: attrs.Attribute, value: Any) -> None:
     kinds = type(instance).NETWORKS
     if value not in kinds:  # attrs' ``in_`` words, for a tuple that a subclass may widen
-        raise ValueError(f"{attribute.name!r} must be in {kinds!r} (got {value!r})")
+        raise ConfigError(f"{attribute.name!r} must be in {kinds!r} (got {value!r})")
     if instance.resolved_network == "unet":
         check_unet_shape(instance.data_shape, instance.channel_mult)
 
@@ -213,8 +254,8 @@ class EpsNetworkConfig:
     hidden: tuple[int, ...] = attrs.field(
         default=(256, 256), converter=tuple, validator=positive_ints()
     )
-    activation: str = attrs.field(default="silu", validator=v.in_(tuple(ACTIVATIONS)))
-    channels: int = attrs.field(default=32, validator=[v.instance_of(int), v.gt(0)])
+    activation: str = attrs.field(default="silu", validator=one_of(*ACTIVATIONS))
+    channels: int = attrs.field(default=32, validator=_positive(int))
     channel_mult: tuple[int, ...] = attrs.field(
         default=(1, 2), converter=tuple, validator=positive_ints()
     )

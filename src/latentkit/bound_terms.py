@@ -11,9 +11,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent
 
+from latentkit.arguments import check_flag, check_model
 from latentkit.chains import LatentModel
 from latentkit.distributions import closed_form_kl
-from latentkit.errors import EstimatorError
+from latentkit.errors import EstimatorError, InputError
 
 __all__ = [
     "Draw",
@@ -58,10 +59,28 @@ def _draw(d: Distribution) -> Tensor:
     return d.rsample() if d.has_rsample else d.sample()
 
 
+_DISTRIBUTIONS = ("q", "p", "d", "transition")
+_OPTIONAL = ("log_q", "z", "transition")
+
+
+def _kinds(where: str, **given: object) -> None:
+    """Each argument of a building block of the bounds is of its kind (a Distribution for
+    ``q``, ``p``, ``d``, ``transition``; else a Tensor; ``None`` allowed where optional),
+    else an InputError naming it: ``isinstance`` only, these run on every step."""
+    for name, value in given.items():
+        if value is None and name in _OPTIONAL:
+            continue
+        kind = Distribution if name in _DISTRIBUTIONS else Tensor
+        if not isinstance(value, kind):
+            what = "torch.distributions.Distribution" if kind is Distribution else "torch.Tensor"
+            raise InputError(f"{where}: {name} must be a {what}, got {type(value).__name__}")
+
+
 def draw_with_log_prob(d: Distribution) -> tuple[Tensor, Tensor | None]:
     """A draw z ~ d and, when ``d`` defines ``rsample_and_log_prob()``, log d(z) computed with
     the draw (a flow's density without its inverse); else ``(z, None)``: the caller then
     evaluates ``d.log_prob(z)`` if it needs it."""
+    _kinds("draw_with_log_prob", d=d)
     both = getattr(d, "rsample_and_log_prob", None)
     if both is not None:
         return both()
@@ -94,7 +113,8 @@ def kl_or_log_ratio(
     ``log_q``: log q(z) when the draw came with it (:func:`draw_with_log_prob`); then
     ``q.log_prob`` is not called.
     """
-    if analytic:
+    _kinds("kl_or_log_ratio", q=q, p=p, z=z, log_q=log_q)
+    if check_flag(analytic, "kl_or_log_ratio: analytic"):
         try:
             return closed_form_kl(q, p)
         except NotImplementedError:
@@ -119,6 +139,8 @@ def per_dimension_kl(q: Distribution, p: Distribution, z: Tensor, *, analytic: b
     """The KL of each scalar of a factorized layer, ``[n, d]`` (d = the event's size): the
     closed form per scalar when ``analytic`` and torch knows it, else the per-scalar
     log-ratio at the draw ``z``. Sums over its last axis to :func:`kl_or_log_ratio`."""
+    _kinds("per_dimension_kl", q=q, p=p, z=z)
+    check_flag(analytic, "per_dimension_kl: analytic")
     qb, pb = _factors(q), _factors(p)
     n = z.shape[0]
     if analytic:
@@ -138,10 +160,22 @@ def _closed_form_first(q: Distribution, p: Distribution) -> Tensor:
         return _log_ratio_at_draw(q, p)
 
 
+def _layer_batched(model: LatentModel, x: Tensor, where: str, **tensors: Tensor) -> None:
+    """A model whose posterior chain is layer-batched, and tensors, else a typed error."""
+    check_model(model, where)
+    _kinds(where, x=x, **tensors)
+    if not model.posterior.layer_batched:
+        raise EstimatorError(
+            f"{where} needs a layer-batched posterior chain (q.marginal, q.down by layer "
+            f"index); {type(model.posterior).__name__} is not"
+        )
+
+
 def end_terms(model: LatentModel, x: Tensor, h: object = None) -> tuple[Tensor, Tensor]:
     """The ends of a layer-batched bound, ``[n]`` each: the reconstruction log p(x | z_1) at
     z_1 ~ q(z_1 | x), and the prior matching KL(q(z_L | x) ‖ p(z_L)) (closed form where torch
     has it, else a log-ratio at one draw). ``h``: ``q.encode(x)`` if already computed."""
+    _layer_batched(model, x, "end_terms")
     p, q, n = model.generative, model.posterior, x.shape[0]
     h = q.encode(x) if h is None else h
     L = model.num_layers
@@ -168,6 +202,8 @@ def layer_term(
     ``z`` of z_l and the ``transition`` p(z_{l-1} | z_l) they built from it (a DDPM's hybrid
     loss stops the mean's gradient there); ``h`` is ``q.encode(x)`` if already computed.
     """
+    _layer_batched(model, x, "layer_term", l=l)
+    _kinds("layer_term", z=z, transition=transition)
     p, q = model.generative, model.posterior
     h = q.encode(x) if h is None else h
     z = _draw(q.marginal(l, h)) if z is None else z

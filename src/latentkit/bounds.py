@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from latentkit.arguments import check_count, check_flag, check_model
 from latentkit.chains import LatentModel
 from latentkit.errors import InputError
 from latentkit.estimators import Draw, Estimator, monte_carlo_estimator, resolve_estimator
@@ -73,9 +74,8 @@ def elbo(
         validate: check ``x`` (shape, dtype, device, finiteness, inside p(x|z_1)'s support) first.
         **estimator_options: passed to the estimator (e.g. ``pairs_per_call``).
     """
-    if not isinstance(model, LatentModel):
-        raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
-    if validate:
+    check_model(model)
+    if check_flag(validate, "validate"):
         check_model_input(model, x, name="x")
     check_positive_int(num_samples, "num_samples")
     beta = _check_beta(beta)
@@ -243,9 +243,8 @@ def iwae(
             result as ``chunk=None`` on the same draws, to float round-off; the draws
             themselves are the same only when ``batch · k ≤ chunk`` (a single call).
     """
-    if not isinstance(model, LatentModel):
-        raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
-    if validate:
+    check_model(model)
+    if check_flag(validate, "validate"):
         check_model_input(model, x, name="x")
     check_positive_int(k, "k")
     if chunk is not None:
@@ -271,7 +270,9 @@ def bits_per_dim(nats: Tensor, data_dims: int) -> Tensor:
     Meaningful as a bound on a discrete likelihood only when the model's p(x|z_1) is
     discrete (Bernoulli, or the discretized Normal for 8-bit data).
     """
-    return -nats / (data_dims * math.log(2.0))
+    if not isinstance(nats, Tensor):
+        raise InputError(f"bits_per_dim: nats must be a torch.Tensor, got {type(nats).__name__}")
+    return -nats / (check_count(data_dims, "bits_per_dim: data_dims") * math.log(2.0))
 
 
 def _check_beta(beta: float) -> float:

@@ -13,6 +13,7 @@ import attrs
 import cattrs
 from cattrs.v import format_exception
 
+from latentkit.arguments import MAX_COUNT, check_count, describe_value
 from latentkit.errors import ConfigError
 
 __all__ = [
@@ -57,8 +58,22 @@ _converter.register_structure_hook(
 _converter.register_structure_hook(str, _strict("a string", lambda v: isinstance(v, str), str))
 
 
+def _attrs_class(config_class: Any, where: str) -> None:
+    if not (isinstance(config_class, type) and attrs.has(config_class)):
+        raise ConfigError(
+            f"{where} takes an attrs config class, got {describe_value(config_class)}"
+        )
+
+
+def _strings(function: str, **given: Any) -> None:
+    for name, value in given.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{function}: {name} must be a str, got {describe_value(value)}")
+
+
 def config_fields(config_class: type) -> list[tuple[str, str, Any]]:
     """(name, type, default) of each field, for tables and ``--help``."""
+    _attrs_class(config_class, "config_fields")
     out = []
     for f in attrs.fields(config_class):
         default = f.default
@@ -71,6 +86,7 @@ def config_fields(config_class: type) -> list[tuple[str, str, Any]]:
 
 def ruled(rule: str) -> Any:
     """Decorate an attrs validator with the rule it enforces, as ``--help`` shows it."""
+    _strings("ruled", rule=rule)
 
     def mark(check: Any) -> Any:
         check.rule = rule
@@ -112,6 +128,7 @@ def describe_fields(config_class: type) -> list[dict[str, Any]]:
     """Name, type, default, allowed values (the validator's ``rule``) and description of each
     field of an attrs config class: what ``latentkit train --help`` prints. A field a base
     class declares takes the base's description unless the class describes it again."""
+    _attrs_class(config_class, "describe_fields")
     docs: dict[str, str] = {}
     for klass in reversed(config_class.__mro__):
         docs.update(_field_docs(klass))
@@ -134,6 +151,13 @@ def structure_config(
 ) -> Any:
     """Build ``config_class`` from plain values (e.g. parsed TOML), with clear errors that
     start with ``where`` (default: ``model 'NAME'``, or the class's name)."""
+    _attrs_class(config_class, "structure_config")
+    _strings("structure_config", model=model, where=where)
+    if not isinstance(values, Mapping):
+        raise ConfigError(
+            f"structure_config: values must be a mapping of field names to values, got "
+            f"{type(values).__name__}"
+        )
     where = where or (f"model {model!r}" if model else config_class.__name__)
     names = [f.name for f in attrs.fields(config_class)]
     unknown = sorted(set(values) - set(names))
@@ -160,6 +184,10 @@ def _say(exc: BaseException, type_: Any) -> str:
 
 def unstructure_config(config: Any) -> dict[str, Any]:
     """The config as plain JSON/TOML-ready values; ``structure_config`` inverts it."""
+    if not attrs.has(type(config)):
+        raise ConfigError(
+            f"unstructure_config takes an attrs config instance, got {type(config).__name__}"
+        )
     return _converter.unstructure(config)
 
 
@@ -168,7 +196,9 @@ def unstructure_config(config: Any) -> dict[str, Any]:
 
 
 def one_of(*choices: str) -> Any:
-    """An attrs validator: the value is one of ``choices``."""
+    """An attrs validator: the value is one of ``choices`` (at least one string)."""
+    if not choices or not all(isinstance(c, str) for c in choices):
+        raise ConfigError(f"one_of takes one or more strings, got {describe_value(choices)}")
 
     @ruled("one of " + ", ".join(choices))
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -180,6 +210,8 @@ def one_of(*choices: str) -> Any:
 
 def int_at_least(low: int) -> Any:
     """An attrs validator: the value is an int (not a bool) ≥ ``low``."""
+    if isinstance(low, bool) or not isinstance(low, int):
+        raise ConfigError(f"int_at_least: low must be an int, got {describe_value(low)}")
 
     @ruled(f"int ≥ {low}")
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -193,6 +225,8 @@ def positive_ints(min_len: int = 1, *, hint: str = "") -> Any:
     """An attrs validator: a tuple of at least ``min_len`` ints > 0 (bools refused), e.g. a
     data shape (``min_len=1``) or hidden widths that may be empty (``min_len=0``). ``hint``
     follows the rule in the message, saying what the ints are."""
+    check_count(min_len, "positive_ints: min_len", low=0, error=ConfigError)
+    _strings("positive_ints", hint=hint)
     if min_len <= 0:
         rule = "a tuple of ints > 0"
     elif min_len == 1:
@@ -203,10 +237,13 @@ def positive_ints(min_len: int = 1, *, hint: str = "") -> Any:
     @ruled(rule.removeprefix("a "))
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         whole = isinstance(value, tuple) and all(
-            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value
+            isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_COUNT for d in value
         )
         if not whole or len(value) < min_len:
-            raise ConfigError(f"{attribute.name!r} must be {rule}{hint}, got {value!r}")
+            raise ConfigError(
+                f"{attribute.name!r} must be {rule}{hint} (each at most {MAX_COUNT:,}), "
+                f"got {describe_value(value)}"
+            )
 
     return check
 
@@ -219,6 +256,7 @@ def data_levels(decoder_field: str = "decoder", reads: str = "discretized") -> A
     """An attrs validator of ``levels``, K, the data's levels: an int in 2..256, read by the
     decoder ``reads`` alone, so with another value of ``decoder_field`` it must keep its
     default, 256 (a K given for a decoder that ignores it is a mistake, refused)."""
+    _strings("data_levels", decoder_field=decoder_field, reads=reads)
 
     @ruled(f"int in 2..{MAX_DATA_LEVELS}")
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:

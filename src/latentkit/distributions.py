@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,12 +31,13 @@ from torch.distributions import (
     Independent,
     MultivariateNormal,
     Normal,
-    constraints,
     kl_divergence,
     register_kl,
 )
 
-from latentkit.errors import ConfigError
+from latentkit.arguments import check_count
+from latentkit.discretized import DiscretizedNormal, LevelGrid, log1mexp
+from latentkit.errors import InputError
 
 __all__ = [
     "DiagNormal",
@@ -99,7 +100,19 @@ def diag_normal(loc: Tensor, scale: Tensor, event_dims: int = 1) -> DiagNormal:
     Built without argument validation (inputs are checked once at the public entry points,
     ``latentkit.validation``) and, when ``loc`` and ``scale`` already share a shape, without
     ``broadcast_all``: the same ``Normal`` and ``Independent`` objects, less per-call work.
+    Its own arguments' kinds are checked (``isinstance``, no read-back: it runs per step).
     """
+    _tensors("diag_normal", loc=loc)
+    if isinstance(scale, bool) or not isinstance(scale, (Tensor, int, float)):
+        raise InputError(f"diag_normal: scale must be a torch.Tensor or a number, got {scale!r}")
+    ndim = max(loc.ndim, scale.ndim if isinstance(scale, Tensor) else 0)
+    if isinstance(event_dims, bool) or not isinstance(event_dims, int):
+        raise InputError(f"diag_normal: event_dims must be an int, got {event_dims!r}")
+    if not 0 <= event_dims <= ndim:
+        raise InputError(
+            f"diag_normal: event_dims (Independent's reinterpreted_batch_ndims) must be in "
+            f"[0, {ndim}] (the dimensions of loc and scale), got {event_dims}"
+        )
     return _diag(DiagNormal, loc, scale, event_dims)
 
 
@@ -110,6 +123,8 @@ def standard_normal(
 
     ``loc`` and ``scale`` are expanded scalars (no ``[n, *event_shape]`` tensor is made);
     ``event_dims`` defaults to all of ``event_shape``."""
+    check_count(n, "standard_normal: n")
+    _tensors("standard_normal", like=like)
     shape = torch.Size((n, *event_shape))
     dims = len(event_shape) if event_dims is None else event_dims
     out = StandardNormal.__new__(StandardNormal)
@@ -117,6 +132,12 @@ def standard_normal(
     cut = len(shape) - dims
     Distribution.__init__(out, shape[:cut], shape[cut:], validate_args=False)
     return out
+
+
+def _tensors(where: str, **given: object) -> None:
+    for name, value in given.items():
+        if not isinstance(value, Tensor):
+            raise InputError(f"{where}: {name} must be a torch.Tensor, got {type(value).__name__}")
 
 
 def _normal(loc: Tensor, scale: Tensor) -> Normal:
@@ -139,146 +160,6 @@ def _diag(cls: type[DiagNormal], loc: Tensor, scale: Tensor, event_dims: int) ->
     return out
 
 
-def log1mexp(a: Tensor) -> Tensor:
-    """log(1 - exp(a)) for a ≤ 0, accurate at both ends (Mächler's two-branch rule)."""
-    return torch.where(a > -math.log(2.0), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
-
-
-class LevelGrid(constraints.Constraint):
-    """The K points x_k = 2k/(K − 1) − 1 of [−1, 1], k = 0..K − 1: a K-level grid.
-
-    ``check(x)`` holds where y = (x + 1)(K − 1)/2, the level x stands for, lies within
-    ``tolerance`` of an integer in 0..K − 1. Data made by any few-rounding formula (8-bit
-    data as (2k − 255)/255 in float32, for one) miss the grid by a few ε (machine epsilon)
-    in x, which y scales by (K − 1)/2, and computing y adds (K − 1)ε at most: under
-    2.5(K − 1)ε in all, so 8(K − 1)ε never refuses a grid value, and a value off the grid
-    by more is refused. ε is float32's at least, since data are commonly made in float32
-    and cast to a float64 model's dtype after (2.4e-4 of a level at K = 256); capped at a
-    quarter level, which only float16/bfloat16 reach (they cannot hold a fine grid).
-    """
-
-    is_discrete = True
-    event_dim = 0
-
-    def __init__(self, levels: int):
-        self.levels = levels
-        super().__init__()
-
-    def tolerance(self, dtype: torch.dtype) -> float:
-        """How far from a level (in levels) a value of ``dtype`` may lie and still be it."""
-        own = torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
-        eps = max(own, torch.finfo(torch.float32).eps)
-        return min(0.25, 8 * (self.levels - 1) * eps)
-
-    def check(self, value: Tensor) -> Tensor:
-        tol = self.tolerance(value.dtype)
-        y = (value + 1) * ((self.levels - 1) / 2)
-        return (y >= -tol) & (y <= self.levels - 1 + tol) & ((y - y.round()).abs() <= tol)
-
-    def __repr__(self) -> str:
-        return f"LevelGrid(levels={self.levels})"
-
-
-class DiscretizedNormal(Distribution):
-    """A Normal integrated over the bins of K-level data on [−1, 1] (``levels`` = K ≥ 2).
-
-    Level k ∈ {0..K−1} is x_k = 2k/(K − 1) − 1; its bin is [x_k − h, x_k + h] with the
-    half-width h = 1/(K − 1), and the outermost bins extend to ±∞ so the K probabilities
-    sum to one. Then −log P(x) is an honest NLL in nats and −log P(x) / (D·ln 2) an honest
-    bits/dim for K-level data (DDPM, §3.3, which has K = 256: x = 2k/255 − 1, h = 1/255).
-    ``log_prob`` works in log space (``log_ndtr`` and ``log1mexp``), so a bin far in a
-    tail keeps a finite, accurate log-probability instead of log(0).
-
-    ``binary=True`` (``levels`` = 2 only) takes and gives binary data v ∈ {0, 1} rather
-    than the grid {−1, 1}: v stands for x = 2v − 1 (:meth:`from_binary`), a bijection of
-    the two grids, so every probability is the one of its grid point and the support is
-    {0, 1}. Otherwise the support is the grid (:class:`LevelGrid`).
-    """
-
-    arg_constraints: ClassVar[dict] = {"loc": constraints.real, "scale": constraints.positive}
-    has_rsample = False
-
-    def __init__(
-        self,
-        loc: Tensor,
-        scale: Tensor,
-        levels: int = 256,
-        *,
-        binary: bool = False,
-        validate_args: bool | None = False,
-    ):
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-            raise ConfigError(f"levels must be an int ≥ 2 (the data's K levels), got {levels!r}")
-        if binary and levels != 2:
-            raise ConfigError(f"binary=True needs levels=2 (data {{0, 1}}), got levels={levels}")
-        self.levels, self.binary = levels, bool(binary)
-        self.half_bin = 1.0 / (levels - 1)
-        if isinstance(scale, Tensor) and loc.shape == scale.shape:  # nothing to broadcast
-            self.loc, self.scale = loc, scale
-        else:
-            self.loc, self.scale = torch.broadcast_tensors(loc, scale)
-        super().__init__(self.loc.shape, validate_args=validate_args)
-
-    @staticmethod
-    def from_binary(v: Tensor) -> Tensor:
-        """Binary data v ∈ {0, 1} → the K = 2 grid point x = 2v − 1 ∈ {−1, 1}."""
-        return 2 * v - 1
-
-    @staticmethod
-    def to_binary(x: Tensor) -> Tensor:
-        """The K = 2 grid point x ∈ {−1, 1} → the binary datum v = (x + 1)/2 ∈ {0, 1}."""
-        return (x + 1) / 2
-
-    @property
-    def support(self) -> constraints.Constraint:
-        return constraints.boolean if self.binary else LevelGrid(self.levels)
-
-    @property
-    def mean(self) -> Tensor:
-        return self.to_binary(self.loc) if self.binary else self.loc
-
-    def expand(self, batch_shape, _instance=None):
-        return DiscretizedNormal(
-            self.loc.expand(batch_shape),
-            self.scale.expand(batch_shape),
-            self.levels,
-            binary=self.binary,
-        )
-
-    def log_prob(self, value: Tensor) -> Tensor:
-        if self.binary:
-            value = self.from_binary(value)
-        # The outermost bins are open: x = −1 has no lower edge, x = 1 no upper one. Setting
-        # that edge to ∓∞ makes one formula serve every bin, with two log-CDF calls per value
-        # instead of four (the middle bins' two, and one for each open end, all computed
-        # everywhere). The ∞ sits behind torch.where, whose backward passes no gradient to
-        # the branch not taken, so the NaN that log_ndtr's gradient has at −∞ stays out.
-        # Any value above 1 − h is the top level (the next one down is 1 − 2h), any below
-        # −1 + h the bottom one; at K = 2 that edge is 0, between −1 and 1.
-        h = self.half_bin
-        edge = 1.0 - h
-        upper = torch.where(value > edge, math.inf, (value + h - self.loc) / self.scale)
-        lower = torch.where(value < -edge, -math.inf, (value - h - self.loc) / self.scale)
-        # log P = log(Φ(hi) − Φ(lo)) in the tail that keeps both CDFs small: for lower > 0
-        # the bin is mirrored (1 − Φ(lower) − (1 − Φ(upper)) = Φ(−lower) − Φ(−upper)).
-        mirror = lower > 0
-        log_hi = torch.special.log_ndtr(torch.where(mirror, -lower, upper))
-        log_lo = torch.special.log_ndtr(torch.where(mirror, -upper, lower))
-        return log_hi + log1mexp((log_lo - log_hi).clamp(max=0.0))
-
-    def sample(self, sample_shape: torch.Size | tuple = ()) -> Tensor:
-        """A draw of the Normal, clamped to [−1, 1] and rounded to the nearest level (the
-        level whose bin holds it; beyond ±1, the open outer bins'); {0, 1} if ``binary``."""
-        with torch.no_grad():
-            shape = self._extended_shape(sample_shape)
-            x = self.loc.expand(shape) + self.scale.expand(shape) * torch.randn(
-                shape, dtype=self.loc.dtype, device=self.loc.device
-            )
-            steps = (self.levels - 1) / 2  # y = (x + 1)·steps is the level, 0..K − 1
-            x = torch.round((x.clamp(-1.0, 1.0) + 1.0) * steps) / steps - 1.0
-            return self.to_binary(x) if self.binary else x
-
-
 _CLOSED_FORMS: dict[tuple[type, type], Callable[[Any, Any], Tensor]] = {}
 """latentkit's own closed-form KLs by (type of q, type of p); each is in torch's table too."""
 
@@ -288,6 +169,12 @@ def register_closed_form(type_q: type, type_p: type) -> Callable:
     ``type_p`` (subclasses included). Registered with torch (``register_kl``, so
     ``torch.distributions.kl_divergence`` finds it) and in latentkit's own table, which a
     bound being compiled dispatches on (:func:`closed_form_kl`)."""
+    for name, value in (("type_q", type_q), ("type_p", type_p)):
+        if not (isinstance(value, type) and issubclass(value, Distribution)):
+            raise InputError(
+                f"register_closed_form: {name} must be a subclass of "
+                f"torch.distributions.Distribution, got {value!r}"
+            )
 
     def register(fn: Callable[[Any, Any], Tensor]) -> Callable[[Any, Any], Tensor]:
         _CLOSED_FORMS[type_q, type_p] = fn
@@ -297,7 +184,12 @@ def register_closed_form(type_q: type, type_p: type) -> Callable:
 
 
 def to_multivariate(p: Independent) -> MultivariateNormal:
-    """Independent(Normal, 1) as the equivalent MultivariateNormal (diagonal covariance)."""
+    """Independent(Normal, 1) as the equivalent MultivariateNormal (diagonal covariance);
+    ``NotImplementedError`` for another ``Independent`` (a KL's dispatch falls back then)."""
+    if not isinstance(p, Independent):
+        raise InputError(
+            f"to_multivariate: p must be an Independent(Normal, 1), got {type(p).__name__}"
+        )
     if not (isinstance(p.base_dist, Normal) and p.reinterpreted_batch_ndims == 1):
         raise NotImplementedError("only Independent(Normal, 1) converts to MultivariateNormal")
     return MultivariateNormal(p.base_dist.loc, scale_tril=torch.diag_embed(p.base_dist.scale))
@@ -382,6 +274,11 @@ def closed_form_kl(q: Distribution, p: Distribution) -> Tensor:
     dispatch and cache, so that graph is compiled again when torch's cache gains a pair;
     registering the closed form with :func:`register_closed_form` avoids it.
     """
+    if not (isinstance(q, Distribution) and isinstance(p, Distribution)):
+        raise InputError(
+            f"closed_form_kl takes two torch Distributions, got {type(q).__name__} and "
+            f"{type(p).__name__}"
+        )
     if torch.compiler.is_compiling():
         fn = _own_closed_form(type(q), type(p))
         if fn is not None:

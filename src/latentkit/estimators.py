@@ -47,6 +47,7 @@ from latentkit.bound_terms import (
     layer_term,
     per_dimension_kl,
 )
+from latentkit.arguments import check_model
 from latentkit.chains import LatentModel
 from latentkit.errors import EstimatorError
 
@@ -78,7 +79,8 @@ class Estimator:
 
     def __init__(self, **options):
         if options:
-            raise EstimatorError(f"estimator {self.name!r} takes no options, got {sorted(options)}")
+            name = getattr(self, "name", type(self).__name__)  # the base class has none
+            raise EstimatorError(f"estimator {name!r} takes no options, got {sorted(options)}")
 
     @classmethod
     def supports(cls, model: LatentModel) -> str | None:
@@ -331,6 +333,7 @@ def resolve_estimator(model: LatentModel, name: str, **options) -> Estimator:
     a later call with the same arguments returns the same object, unless the model's chains
     or their capability flags changed since, which resolves it again.
     """
+    check_model(model, "resolve_estimator")
     if torch.compiler.is_compiling():
         # Resolved while tracing, not looked up: a guard on the cache (a weak dictionary
         # that grows with every model resolved) would recompile the bound for each new model.
@@ -353,6 +356,8 @@ def resolve_estimator(model: LatentModel, name: str, **options) -> Estimator:
 
 
 def _resolve(model: LatentModel, name: str, **options) -> Estimator:
+    if not isinstance(name, str):
+        raise EstimatorError(f"estimator must be a name (a str), got {type(name).__name__}")
     if name == "auto":
         for candidate in ("layer-batched", "analytic", "bottom-up"):
             if ESTIMATORS[candidate].supports(model) is None:
@@ -369,6 +374,7 @@ def _resolve(model: LatentModel, name: str, **options) -> Estimator:
 
 def monte_carlo_estimator(model: LatentModel) -> Estimator:
     """The per-sample log-ratio estimator IWAE needs: bottom-up if offered, else top-down-mc."""
+    check_model(model, "monte_carlo_estimator")
     return resolve_estimator(model, "bottom-up" if model.posterior.bottom_up else "top-down-mc")
 
 
@@ -376,6 +382,7 @@ def training_estimator(model: LatentModel, name: str = "auto", **options) -> Est
     """The estimator a training objective uses: like :func:`resolve_estimator`, except that
     ``auto`` prefers the unbiased one-layer ``single-layer`` estimate for layer-batched
     chains (one network call per example instead of L − 1: a DDPM's T = 1000)."""
+    check_model(model, "training_estimator")
     if name == "auto" and ESTIMATORS["single-layer"].supports(model) is None:
         name = "single-layer"
     return resolve_estimator(model, name, **options)

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent
 
+from latentkit.arguments import check_number, check_shape, checked, describe_value
 from latentkit.distributions import DiscretizedNormal, diag_normal
-from latentkit.errors import ConfigError
+from latentkit.errors import ConfigError, InputError
 
 __all__ = [
     "LIKELIHOODS",
@@ -47,6 +48,11 @@ def split_params(params: Tensor) -> tuple[Tensor, ...]:
     it, two passes over the decoder's output per parameter on every training step; these
     backwards are a view and one stack.
     """
+    if not isinstance(params, Tensor) or params.ndim < 2:
+        raise InputError(
+            f"split_params: params must be a tensor [batch, k, *data_shape], got "
+            f"{describe_value(params)}"
+        )
     if params.shape[1] == 1:
         return (params.squeeze(1),)
     return params.unbind(1)
@@ -63,7 +69,7 @@ class Likelihood(nn.Module):
 
     def __init__(self, data_shape: Sequence[int]):
         super().__init__()
-        self.data_shape = tuple(int(d) for d in data_shape)
+        self.data_shape = check_shape(data_shape, "likelihood data_shape", error=ConfigError)
 
     def from_flat(self, out: Tensor) -> Distribution:
         """Build the distribution from an MLP's flat output ``[batch, num_params·D]``."""
@@ -76,6 +82,7 @@ class Likelihood(nn.Module):
 
 
 class _ScaledLikelihood(Likelihood):
+    @checked
     def __init__(
         self,
         data_shape: Sequence[int],
@@ -85,7 +92,8 @@ class _ScaledLikelihood(Likelihood):
         init_scale: float = 1.0,
     ):
         super().__init__(data_shape)
-        self.min_scale = float(min_scale)
+        self.min_scale = check_number(min_scale, "min_scale", low=0.0, error=ConfigError)
+        check_number(init_scale, "init_scale", above=0.0, error=ConfigError)
         if isinstance(scale, str):
             if scale not in ("learned", "predicted"):
                 raise ConfigError(
@@ -97,8 +105,7 @@ class _ScaledLikelihood(Likelihood):
                 raw = _softplus_inverse(max(init_scale - self.min_scale, 1e-6))
                 self.raw_scale = nn.Parameter(torch.full(self.data_shape, raw))
         else:
-            if not (scale > 0 and math.isfinite(scale)):
-                raise ConfigError(f"likelihood scale must be > 0, got {scale}")
+            check_number(scale, "likelihood scale", above=0.0, error=ConfigError)
             self.mode = "fixed"
             self.register_buffer("fixed_scale", torch.full(self.data_shape, float(scale)))
         self.num_params = 2 if self.mode == "predicted" else 1
@@ -199,6 +206,6 @@ def make_likelihood(
     name: str, data_shape: Sequence[int], scale: float | str = "learned", **options
 ) -> Likelihood:
     """The likelihood called ``name`` (see the table above) for data of ``data_shape``."""
-    if name not in LIKELIHOODS:
+    if not isinstance(name, str) or name not in LIKELIHOODS:
         raise ConfigError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got {name!r}")
     return LIKELIHOODS[name](data_shape, scale, **options)

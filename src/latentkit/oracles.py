@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
+from latentkit.arguments import checked
 from latentkit.chains import LatentModel, LinearGaussianSpec, PosteriorChain
 from latentkit.errors import NotTractableError
 from latentkit.validation import check_data
@@ -70,6 +71,7 @@ def _flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1)
 
 
+@checked
 def exact_log_prob(model: LatentModel, x: Tensor, *, validate: bool = True) -> Tensor:
     """Exact log p(x), ``[batch]``, for chains where it is tractable.
 
@@ -97,6 +99,7 @@ class ExactLinearGaussianPosterior(PosteriorChain):
 
     top_down = True
 
+    @checked
     def __init__(self, model: LatentModel):
         super().__init__()
         _spec(model)  # fail now, with the clear error, if the chain is not linear-Gaussian
@@ -114,11 +117,13 @@ class ExactLinearGaussianPosterior(PosteriorChain):
         return _condition(z @ A.T + b, v, C, d, S, _flat(x))
 
 
+@checked
 def exact_posterior(model: LatentModel) -> ExactLinearGaussianPosterior:
     """The exact posterior chain of a linear-Gaussian model; use ``model.with_posterior(...)``."""
     return ExactLinearGaussianPosterior(model)
 
 
+@checked
 def linear_gaussian_elbo(model: LatentModel, x: Tensor) -> Tensor:
     """Closed-form ELBO of a one-layer linear-Gaussian model with a Gaussian q(z|x), ``[batch]``.
 
@@ -126,6 +131,7 @@ def linear_gaussian_elbo(model: LatentModel, x: Tensor) -> Tensor:
     q = N(m, Q); minus the analytic KL(q ‖ p(z)). No sampling: the oracle for checking
     ELBO + KL(q ‖ p(z|x)) = log p(x) exactly (DESIGN §7.1).
     """
+    check_data(model, x)
     spec = _spec(model)
     if spec.transitions:
         raise NotTractableError("linear_gaussian_elbo covers one-layer models only")

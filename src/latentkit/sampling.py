@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from latentkit.arguments import check_flag, check_model
 from latentkit.chains import LatentModel
-from latentkit.errors import InputError
 from latentkit.validation import check_positive_int
 
 __all__ = ["sample"]
@@ -26,9 +26,10 @@ def sample(
             usual picture for images; a draw adds per-pixel noise).
         return_latents: also return the latents ``[z_1, ..., z_L]``.
     """
-    if not isinstance(model, LatentModel):
-        raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
+    check_model(model, "sample")
     check_positive_int(n, "n")
+    check_flag(likelihood_mean, "likelihood_mean")
+    check_flag(return_latents, "return_latents")
     p = model.generative
     z = p.prior(n).sample()
     latents = [z]

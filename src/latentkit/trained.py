@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from latentkit.arguments import checked
 from latentkit.chains import LatentModel
 from latentkit.checkpoint import (
     CheckpointError,
@@ -21,10 +22,12 @@ from latentkit.checkpoint import (
 from latentkit.errors import LatentkitError
 from latentkit.registry import load_model
 from latentkit.training.averaging import EMA
+from latentkit.training.runtime import resolve_device
 
 __all__ = ["load_trained_model"]
 
 
+@checked
 def load_trained_model(
     path: str | os.PathLike, *, device: str | torch.device = "cpu", averaged: bool = True
 ) -> tuple[LatentModel, dict[str, Any]]:
@@ -34,8 +37,10 @@ def load_trained_model(
     ``averaged``: when the run kept a weight average (``train.ema_decay`` > 0), load the
     averaged weights (the default: what evaluation and sampling use), else the raw ones.
     Returns ``(model, info)``, the model in eval mode on ``device``; ``info`` is the JSON,
-    with ``info["weights"]`` saying which were loaded (``"ema"`` or ``"raw"``).
+    with ``info["weights"]`` saying which were loaded (``"ema"`` or ``"raw"``). ``device``
+    (``cpu``, ``cuda``, ``cuda:N``, ``auto``) is checked before the checkpoint is read.
     """
+    device = resolve_device(str(device))
     tensors, info = read_checkpoint(path)
     where = resolve_checkpoint(path)
     name, config = info.get("model"), info.get("model_config")

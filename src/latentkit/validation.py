@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, constraints
 
+from latentkit.arguments import check_count
 from latentkit.distributions import DiscretizedNormal, LevelGrid
 from latentkit.errors import (
     DeviceError,
@@ -45,7 +46,7 @@ def _describe(x: Tensor) -> str:
 def check_data(model: Any, x: Any, *, name: str = "x") -> Tensor:
     """Check that ``x`` is a batch the model accepts: ``[batch, *data_shape]``, float, same
     dtype and device as the model, at least one example, no NaN or inf."""
-    _check_batch(model, x, name, model.reference())
+    _check_batch(model, x, name, _model_like(model, "check_data").reference())
     return _check_finite(x, name)
 
 
@@ -55,7 +56,7 @@ def check_model_input(model: Any, x: Any, *, name: str = "x") -> Tensor:
     interval) a value inside it is finite, so one pass and one read-back decide both in
     the common case; only a batch that fails is looked at again, finiteness first (a NaN is
     named as a NaN, not as a value outside the support)."""
-    ref = model.reference()
+    ref = _model_like(model, "check_model_input").reference()
     _check_batch(model, x, name, ref)
     d = _support_family(model, ref)
     if _all_inside_bounded(d.support, x):
@@ -115,6 +116,16 @@ def check_tensor_kind(x: Any, name: str, data_shape: tuple[int, ...] | None = No
     return x
 
 
+def _model_like(model: Any, where: str) -> Any:
+    """``model`` when it has what these checks read (``data_shape``, ``reference()``,
+    ``generative``: a LatentModel, or an object offering the same), else an InputError."""
+    if not all(hasattr(model, a) for a in ("data_shape", "reference", "generative")):
+        raise InputError(
+            f"{where}: model must be a latentkit.LatentModel, got {type(model).__name__}"
+        )
+    return model
+
+
 def _check_batch(model: Any, x: Any, name: str, ref: Tensor) -> None:
     data_shape = model.data_shape
     check_tensor_kind(x, name, data_shape)
@@ -172,6 +183,7 @@ def check_finite_rows(
     value, within ``dtype``'s range; a NaN fails both comparisons); only then, in slices
     of :data:`ELEMENTS_PER_PASS` values, example by example. A 0-d tensor is one example.
     Not a float tensor: returned as is (the dtype check is the caller's)."""
+    check_tensor_kind(data, name)
     if not data.is_floating_point() or data.numel() == 0:
         return data
     into = data.dtype if dtype is None or not dtype.is_floating_point else dtype
@@ -219,7 +231,9 @@ def check_dataset(
     batch). With ``dtype``, a float data set is cast to it first, checked as cast, and the
     cast is returned (the trainer keeps its data in its own dtype); else ``data`` itself,
     checked in the model's dtype."""
-    _check_batch(model, data, name, torch.empty(0))  # kind, float, shape, N ≥ 1; any device
+    _check_batch(
+        _model_like(model, "check_dataset"), data, name, torch.empty(0)
+    )  # kind, float, shape, N ≥ 1; any device
     if dtype is not None:
         data = data.to(dtype=dtype)
     else:  # checked in the precision the model will see the data in
@@ -230,25 +244,14 @@ def check_dataset(
     return data
 
 
-def _short(value: Any) -> str:
-    """A value in an error line: its repr if short and one line, else its type."""
-    if isinstance(value, Tensor):
-        return f"a {_describe(value)}"
-    text = repr(value)
-    return text if len(text) <= 60 and "\n" not in text else f"a {type(value).__name__}"
-
-
 def _want(data_shape: tuple[int, ...]) -> str:
     return f"[batch, {', '.join(map(str, data_shape))}]"
 
 
 def check_positive_int(value: Any, name: str) -> int:
-    """An int ≥ 1 (bools refused), else an InputError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name} must be an int ≥ 1, got {_short(value)}")
-    if value < 1:
-        raise InputError(f"{name} must be an int ≥ 1, got {value}")
-    return value
+    """An int in [1, :data:`~latentkit.arguments.MAX_COUNT`] (bools refused), else an
+    InputError naming the argument."""
+    return check_count(value, name)
 
 
 def likelihood_family(model: Any) -> Distribution:
@@ -258,7 +261,7 @@ def likelihood_family(model: Any) -> Distribution:
     chain (a DDPM's ancestral sampling would cost T network calls). A one-layer chain whose
     z_1 is not a float (a mixture's component index) is asked at a draw of its prior.
     """
-    ref = model.reference()
+    ref = _model_like(model, "likelihood_family").reference()
     dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
     z1 = torch.zeros(1, *model.generative.latent_shapes[0], dtype=dtype, device=ref.device)
     with torch.no_grad():
@@ -361,6 +364,7 @@ def check_likelihood_support(
     device, once per call (the trainer's and ``evaluate``'s entry points), never per step.
     A support that depends on the decoder's output (``constraints.dependent``) is not checked.
     """
+    check_tensor_kind(data, name)
     d = _support_family(model) if family is None else family
     inside = _inside(d, data)
     if inside is None or bool(inside.all()):

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from latentkit.arguments import check_number
 from latentkit.errors import ConfigError, DTypeError, InputError, ShapeError
 from latentkit.validation import check_finite_rows
 
@@ -212,7 +213,12 @@ def binarize(x_unit: Tensor, *, seed: int | None = None) -> Tensor:
 
 
 def to_display(x: Tensor, kind: str, *, mean: float = 0.0, std: float = 1.0) -> Tensor:
-    """Map values of ``kind`` back to [0, 1] for showing as images (clamped)."""
+    """Map values of ``kind`` back to [0, 1] for showing as images (clamped); ``mean`` and
+    ``std`` (finite, ``std`` > 0) undo a ``real`` data set's standardization."""
+    if not isinstance(x, Tensor):
+        raise InputError(f"to_display expects a torch.Tensor, got {type(x).__name__}")
+    check_number(mean, "to_display: mean", error=ConfigError)
+    check_number(std, "to_display: std", above=0.0, error=ConfigError)
     if kind in ("binary", "unit"):
         y = x
     elif kind == "symmetric8":

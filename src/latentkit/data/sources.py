@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from latentkit.arguments import check_count, check_flag, check_number, check_seed
 from latentkit.data.builtin import (
     TORCHVISION,
     _digits,
@@ -126,6 +127,7 @@ def dataset_sources() -> list[SourceStatus]:
 def list_datasets(*, available_only: bool = False) -> list[str]:
     """Names of the built-in sources usable in :func:`load_dataset` (all of them, or only
     those loadable here). See :func:`dataset_sources` for availability and install hints."""
+    check_flag(available_only, "available_only", error=ConfigError)
     return [n for n, b in _BUILTINS.items() if not available_only or b.missing() is None]
 
 
@@ -198,7 +200,10 @@ def load_dataset(
         ConfigError: a bad variant, seed or limit.
         DTypeError, NonFiniteError, ShapeError: unusable values in a user's file.
     """
-    _check_load_arguments(name, variant=variant, limit=limit, download=download)
+    _check_load_arguments(
+        name, variant=variant, limit=limit, download=download, seed=seed, flatten=flatten,
+        root=root, test_fraction=test_fraction,
+    )  # fmt: skip
     raw = _raw_for(name, download=download, root=root, test_fraction=test_fraction)
     if limit is not None and (limit < raw.train.shape[0] or limit < raw.test.shape[0]):
         raw = _first(raw, limit)
@@ -206,13 +211,26 @@ def load_dataset(
     return apply_variant(raw, name=canonical, variant=variant, seed=seed, flatten=flatten)
 
 
-def _check_load_arguments(name: Any, *, variant: Any, limit: Any, download: bool) -> None:
-    """Refuse a name that is no string, a limit that is not an int ≥ 1, a download asked of
-    a source that never downloads, and an unknown variant."""
+def _check_load_arguments(
+    name: Any, *, variant: Any, limit: Any, download: Any, seed: Any, **given: Any
+) -> None:
+    """Refuse, before anything is read: a name that is no string, a limit that is not an int
+    in [1, 10⁹], a seed outside [0, 2³² − 1], a flag that is no bool, a root that is no path,
+    a test fraction outside (0, 1), a download asked of a source that never downloads, and an
+    unknown variant."""
     if not isinstance(name, str) or not name.strip():
         raise DataSourceError(f"dataset name must be a non-empty string, got {name!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"limit must be an int ≥ 1 or None, got {limit!r}")
+    if limit is not None:
+        check_count(limit, "limit", error=ConfigError)
+    check_seed(seed, error=ConfigError)
+    for flag, value in (("flatten", given["flatten"]), ("download", download)):
+        check_flag(value, flag, error=ConfigError)
+    root = given["root"]
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise ConfigError(f"root must be a path (str or os.PathLike) or None, got {root!r}")
+    fraction = check_number(given["test_fraction"], "test_fraction", above=0.0, error=ConfigError)
+    if fraction >= 1.0:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {fraction!r}")
     if download and not name.startswith("torchvision:"):
         raise ConfigError(
             f"download=True applies only to torchvision:NAME sources; {name!r} never downloads"

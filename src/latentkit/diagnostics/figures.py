@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from latentkit.arguments import checked
 from latentkit.diagnostics.results import Diagnostics
 from latentkit.errors import InputError
 
@@ -26,6 +27,21 @@ def _pyplot():
     from latentkit import plots  # it selects the Agg backend before importing pyplot
 
     return plots.plt
+
+
+def _check_path(path: str | os.PathLike, where: str) -> None:
+    """A figure's path: not a folder, its suffix a format matplotlib writes (none: PNG)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{where}: path {str(target)!r} is a folder; name the figure's file")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if target.suffix and target.suffix[1:].lower() not in formats:
+        raise InputError(
+            f"{where}: path {str(target)!r} has suffix {target.suffix!r}, not a figure format "
+            f"matplotlib writes ({', '.join(sorted(formats))})"
+        )
 
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
@@ -88,12 +104,14 @@ def _summary(diag: Diagnostics) -> str:
     return ", ".join(parts)
 
 
+@checked
 def diagnostics_plot(
     diag: Diagnostics, path: str | os.PathLike, *, title: str | None = None
 ) -> Path:
     """Save a PNG: per-dimension KL bars over the active-unit panel (activity on a log scale,
     the threshold dashed; grey bars inactive). For a layer-batched chain (a DDPM), I(x; z_t)
     against t with log N dashed. Returns the path."""
+    _check_path(path, "diagnostics_plot")
     plt = _pyplot()
     if diag.per_dimension_kl is None and diag.activity is None:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -119,15 +137,17 @@ def diagnostics_plot(
     return _save(fig, path)
 
 
+@checked
 def comparison_plot(
     runs: Mapping[str, Diagnostics], path: str | os.PathLike, *, title: str | None = None
 ) -> Path:
     """Save a PNG with one column per run (name → diagnostics): per-dimension KL sorted
     largest first, over the activity panel with its threshold. Shared y axes."""
+    if not runs:
+        raise InputError("comparison_plot needs at least one run")
+    _check_path(path, "comparison_plot")
     plt = _pyplot()
     k = len(runs)
-    if not k:
-        raise InputError("comparison_plot needs at least one run")
     dims = max(d.latent_dims for d in runs.values())
     width = min(16.0, max(4.0, k * (0.12 * dims + 1.5)))
     fig, axes = plt.subplots(2, k, figsize=(width, 5.5), sharey="row", squeeze=False)
@@ -143,6 +163,7 @@ def comparison_plot(
     return _save(fig, path)
 
 
+@checked
 def training_diagnostics_plot(
     metrics: str | os.PathLike | Sequence[dict[str, Any]],
     path: str | os.PathLike,
@@ -155,6 +176,9 @@ def training_diagnostics_plot(
     """
     from latentkit.plots import read_metrics
 
+    _check_path(path, "training_diagnostics_plot")
+    if isinstance(metrics, (str, os.PathLike)) and not Path(metrics).is_file():
+        raise InputError(f"training_diagnostics_plot: no metrics file at {str(metrics)!r}")
     plt = _pyplot()
     records = read_metrics(metrics) if isinstance(metrics, (str, os.PathLike)) else list(metrics)
     records = [

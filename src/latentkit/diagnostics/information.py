@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from latentkit.chains import LatentModel
+from latentkit.errors import InputError, ShapeError
 from latentkit.validation import check_positive_int
 
 __all__ = ["InformationDraws", "aggregate_log_prob", "gaussian_diffusion_information"]
@@ -68,6 +69,17 @@ def aggregate_log_prob(
     ``z``, at most ``pairs_per_call`` (row, example) pairs at a time, with a running
     logsumexp: memory O(pairs_per_call · event + N · parameters), never N × m.
     """
+    if not callable(posterior):
+        raise InputError(
+            f"aggregate_log_prob: posterior must be callable x -> q(z | x), got "
+            f"{type(posterior).__name__}"
+        )
+    for name, value in (("z", z), ("data", data)):
+        if not isinstance(value, Tensor) or value.ndim < 1 or value.shape[0] < 1:
+            raise InputError(
+                f"aggregate_log_prob: {name} must be a tensor [rows, ...] with at least one "
+                f"row, got {getattr(value, 'shape', type(value).__name__)}"
+            )
     check_positive_int(pairs_per_call, "pairs_per_call")
     n, m = data.shape[0], z.shape[0]
     rows = min(m, max(1, math.isqrt(pairs_per_call)))
@@ -167,6 +179,19 @@ def gaussian_diffusion_information(cov: Tensor, alpha_bar: Tensor, beta_bar: Ten
     λ_k the eigenvalues of Σ (h(x_t) − h(x_t | x_0) for a Gaussian channel; seed 001 eq. 25
     for q(x_t | x_0)). Decreasing in t: ᾱ_t falls and β̄_t rises. μ does not enter.
     """
+    if not (isinstance(cov, Tensor) and cov.ndim == 2 and cov.shape[0] == cov.shape[1]):
+        raise ShapeError(
+            f"gaussian_diffusion_information: cov must be a square matrix [D, D], got "
+            f"{getattr(cov, 'shape', type(cov).__name__)}"
+        )
+    if not all(isinstance(a, Tensor) and a.ndim == 1 for a in (alpha_bar, beta_bar)) or (
+        alpha_bar.shape != beta_bar.shape
+    ):
+        raise ShapeError(
+            "gaussian_diffusion_information: alpha_bar and beta_bar must be tensors [T] of one "
+            f"shape, got {getattr(alpha_bar, 'shape', alpha_bar)!r} and "
+            f"{getattr(beta_bar, 'shape', beta_bar)!r}"
+        )
     lam = torch.linalg.eigvalsh(cov).clamp(min=0)
     snr = (alpha_bar / beta_bar) ** 2
     return 0.5 * torch.log1p(snr[:, None] * lam[None, :]).sum(-1)

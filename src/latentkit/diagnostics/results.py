@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from torch import Tensor
 
+from latentkit.arguments import checked
 from latentkit.diagnostics.information import InformationDraws
 from latentkit.estimates import Estimate, figure_table
 
@@ -267,6 +268,7 @@ def _layer_result(
     )
 
 
+@checked
 def diagnostics_table(diag: Diagnostics, title: str = "Diagnostics") -> Table:
     """The diagnostics as a rich table: the decomposition, then one block per layer."""
     rows: list[tuple[str, Estimate | str | None, str]] = [

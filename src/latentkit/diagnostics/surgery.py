@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from latentkit.arguments import check_flag, check_model, check_number, check_seed
 from latentkit.chains import LatentModel
 from latentkit.diagnostics.results import Diagnostics
 from latentkit.diagnostics.walks import _diagnose_chain, _diagnose_marginals, _Settings
@@ -26,23 +28,29 @@ ELEMENTS_PER_CALL = 1 << 22
 """Default budget of one mixture evaluation: (draw, example) pairs × the latent's size."""
 
 
-def _check_inputs(
-    model: LatentModel,
-    data: Tensor,
-    batch_size: int,
-    num_draws: int,
-    active_threshold: float,
-    pairs_per_call: int | None,
-) -> Tensor:
-    """Refuse bad arguments, each with one error naming it; return the model's reference."""
-    if not isinstance(model, LatentModel):
-        raise InputError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
-    check_positive_int(batch_size, "batch_size")
-    check_positive_int(num_draws, "num_draws")
-    if pairs_per_call is not None:
-        check_positive_int(pairs_per_call, "pairs_per_call")
-    if not (isinstance(active_threshold, (int, float)) and active_threshold >= 0):
-        raise InputError(f"active_threshold must be a number ≥ 0, got {active_threshold!r}")
+def _check_inputs(model: LatentModel, data: Tensor, given: dict[str, Any]) -> Tensor:
+    """Refuse bad arguments, each with one error naming it, before any work; return the
+    model's reference. ``given``: diagnose's keyword arguments."""
+    check_model(model, "diagnose")
+    check_positive_int(given["batch_size"], "batch_size")
+    check_positive_int(given["num_draws"], "num_draws")
+    if given["pairs_per_call"] is not None:
+        check_positive_int(given["pairs_per_call"], "pairs_per_call")
+    check_number(given["active_threshold"], "active_threshold", low=0.0)
+    for flag in ("joint", "keep_latents"):
+        check_flag(given[flag], flag)
+    check_seed(given["seed"])
+    timesteps = given["timesteps"]
+    if timesteps is not None:
+        if not model.posterior.layer_batched:
+            raise InputError(
+                "timesteps picks layers of a layer-batched chain (a diffusion's); "
+                f"{type(model.posterior).__name__} is not one: leave timesteps=None"
+            )
+        if isinstance(timesteps, (str, bytes)) or not all(
+            isinstance(t, int) and not isinstance(t, bool) for t in timesteps
+        ):
+            raise InputError(f"timesteps must be a sequence of ints, got {timesteps!r}")
     check_dataset(model, data, name="data")  # every example, not only the first
     return model.reference()
 
@@ -91,7 +99,10 @@ def diagnose(
         keep_latents: keep the draws z_1..z_L in the result (``latents``).
         seed: seed of the diagnostics' own random stream (the caller's is untouched).
     """
-    ref = _check_inputs(model, data, batch_size, num_draws, active_threshold, pairs_per_call)
+    given = dict(batch_size=batch_size, num_draws=num_draws, active_threshold=active_threshold,
+                 joint=joint, timesteps=timesteps, pairs_per_call=pairs_per_call,
+                 keep_latents=keep_latents, seed=seed)  # fmt: skip
+    ref = _check_inputs(model, data, given)
     pairs = pairs_per_call or _default_pairs_per_call(model)
     threshold = float(active_threshold)
     asked = _Settings(batch_size, num_draws, threshold, joint, timesteps, pairs, keep_latents)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from latentkit.arguments import check_count, check_shape, checked
 from latentkit.errors import ConfigError
 from latentkit.networks.embeddings import TimeEmbedding
 from latentkit.networks.layers import activation_layer
@@ -33,6 +34,7 @@ class EpsMLP(nn.Module):
     """ε_θ for vectors: an MLP on x_t with the time embedding added at every layer,
     h_{i+1} = act(W_i h_i + P_i embed(t))."""
 
+    @checked
     def __init__(
         self,
         data_shape: Sequence[int],
@@ -42,8 +44,12 @@ class EpsMLP(nn.Module):
         activation: str = "silu",
         in_features: int | None = None,
     ):
+        self.data_shape = check_shape(data_shape, "EpsMLP: data_shape", error=ConfigError)
+        check_shape(hidden, "EpsMLP: hidden", error=ConfigError)
+        check_count(out_groups, "EpsMLP: out_groups", error=ConfigError)
+        if in_features is not None:
+            check_count(in_features, "EpsMLP: in_features", error=ConfigError)
         super().__init__()
-        self.data_shape = tuple(data_shape)
         self.out_groups = out_groups
         D = math.prod(self.data_shape)
         widths = [D if in_features is None else in_features, *hidden]
@@ -63,10 +69,12 @@ class EpsMLP(nn.Module):
         return self.out(h).reshape(x.shape[0], self.out_groups, *self.data_shape)
 
 
+@checked
 def check_unet_shape(data_shape: Sequence[int], channel_mult: Sequence[int]) -> None:
     """Refuse (ConfigError) a ``data_shape`` an :class:`EpsUNet` of these levels cannot take:
     it must be an image ``(C, H, W)`` with H and W divisible by 2^(len(channel_mult) − 1)."""
-    shape = tuple(data_shape)
+    shape = check_shape(data_shape, "data_shape", error=ConfigError)
+    check_shape(channel_mult, "channel_mult", error=ConfigError)
     if len(shape) != 3:
         raise ConfigError(f"'network'='unet' needs image data_shape (C, H, W), got {shape}")
     step = 2 ** (len(channel_mult) - 1)
@@ -104,6 +112,7 @@ class EpsUNet(nn.Module):
     H and W must be divisible by 2^(len(channel_mult) − 1) (:func:`check_unet_shape`).
     """
 
+    @checked
     def __init__(
         self,
         data_shape: Sequence[int],
@@ -113,6 +122,14 @@ class EpsUNet(nn.Module):
         out_groups: int = 1,
         in_channels: int | None = None,
     ):
+        shape = check_shape(data_shape, "EpsUNet: data_shape", error=ConfigError)
+        if len(shape) != 3:
+            raise ConfigError(f"EpsUNet: data_shape must be an image (C, H, W), got {shape}")
+        check_shape(channel_mult, "EpsUNet: channel_mult", error=ConfigError)
+        check_count(channels, "EpsUNet: channels", error=ConfigError)
+        check_count(out_groups, "EpsUNet: out_groups", error=ConfigError)
+        if in_channels is not None:
+            check_count(in_channels, "EpsUNet: in_channels", error=ConfigError)
         super().__init__()
         C = data_shape[0]
         self.out_groups = out_groups

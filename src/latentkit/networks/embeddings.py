@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from latentkit.arguments import check_count, check_number, checked
+from latentkit.errors import ConfigError, InputError
 from latentkit.networks.layers import mlp
 
 __all__ = ["TimeEmbedding", "embedding_frequencies", "fourier_features", "timestep_embedding"]
@@ -18,8 +20,9 @@ __all__ = ["TimeEmbedding", "embedding_frequencies", "fourier_features", "timest
 
 def embedding_frequencies(dim: int, max_period: float = 10_000.0, device=None) -> Tensor:
     """The ``dim // 2`` frequencies of :func:`timestep_embedding`, float64:
-    ω_k = max_period^(−k/(dim//2)), k = 0..dim//2 − 1."""
-    half = dim // 2
+    ω_k = max_period^(−k/(dim//2)), k = 0..dim//2 − 1 (``dim`` ≥ 2, ``max_period`` > 0)."""
+    half = check_count(dim, "embedding dim", low=2, error=ConfigError) // 2
+    check_number(max_period, "max_period", above=0.0, error=ConfigError)
     return torch.exp(
         -math.log(max_period) * torch.arange(half, device=device, dtype=torch.float64) / half
     )
@@ -34,6 +37,8 @@ def timestep_embedding(
 
     ``freqs``: :func:`embedding_frequencies` of ``dim`` and ``max_period`` on ``t``'s
     device, if the caller keeps them (then they are not computed on every call)."""
+    if not isinstance(t, Tensor) or t.ndim != 1:
+        raise InputError(f"timestep_embedding: t must be a tensor [batch], got {_what(t)}")
     if freqs is None:
         freqs = embedding_frequencies(dim, max_period, t.device)
     angles = t.to(torch.float64)[:, None] * freqs[None]
@@ -47,7 +52,10 @@ class TimeEmbedding(nn.Module):
     """t → sinusoid of width ``dim`` → Linear → activation → Linear: ``[batch] -> [batch,
     out_dim]`` in the module's dtype (submodule ``net``, the MLP)."""
 
+    @checked
     def __init__(self, dim: int, out_dim: int, activation: str = "silu"):
+        check_count(dim, "TimeEmbedding: dim", low=2, error=ConfigError)
+        check_count(out_dim, "TimeEmbedding: out_dim", error=ConfigError)
         super().__init__()
         self.dim = dim
         self.net = mlp([dim, out_dim, out_dim], activation)
@@ -66,5 +74,18 @@ def fourier_features(z: Tensor, exponents: Sequence[int]) -> Tensor:
     """sin(2^n π z) and cos(2^n π z) for each n in ``exponents`` (VDM appendix C), elementwise:
     ``[batch, *event] -> [batch, 2·len(exponents), *event]``, ordered sin(2^{n₁} π z),
     cos(2^{n₁} π z), sin(2^{n₂} π z), … along the new axis 1."""
+    if not isinstance(z, Tensor) or z.ndim < 1:
+        raise InputError(f"fourier_features: z must be a tensor [batch, ...], got {_what(z)}")
+    if not exponents or not all(type(n) is int and abs(n) <= 64 for n in exponents):
+        raise InputError(
+            "fourier_features: exponents must be a non-empty sequence of ints in [-64, 64] "
+            f"(powers of 2 beyond float64's range mean nothing), got {exponents!r}"
+        )
     angles = torch.stack([z * (math.pi * 2.0**n) for n in exponents], dim=1)
     return rearrange([angles.sin(), angles.cos()], "two b k ... -> b (k two) ...")
+
+
+def _what(value: object) -> str:
+    if isinstance(value, Tensor):
+        return f"shape {tuple(value.shape)}"
+    return type(value).__name__

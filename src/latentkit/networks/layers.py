@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent
 
+from latentkit.arguments import check_count, check_number, check_shape, checked
 from latentkit.distributions import diag_normal
 from latentkit.errors import ConfigError
 
@@ -28,13 +29,15 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 def activation_layer(name: str) -> nn.Module:
     """A new module of the activation ``name`` (one of :data:`ACTIVATIONS`); a ConfigError
     naming the choices for any other name."""
-    if name not in ACTIVATIONS:
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]()
 
 
+@checked
 def mlp(sizes: Sequence[int], activation: str = "silu") -> nn.Sequential:
     """Linear layers of the given sizes with ``activation`` between them (none after the last)."""
+    check_shape(sizes, "mlp: sizes", error=ConfigError)
     activation_layer(activation)  # refuse an unknown name even where no layer needs one
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
@@ -47,9 +50,10 @@ def mlp(sizes: Sequence[int], activation: str = "silu") -> nn.Sequential:
 class GaussianHead(nn.Module):
     """features ``[batch, 2·d]`` → N(mean, diag scale²), scale = softplus(raw) + min_scale."""
 
+    @checked
     def __init__(self, min_scale: float = 1e-4):
         super().__init__()
-        self.min_scale = float(min_scale)
+        self.min_scale = check_number(min_scale, "GaussianHead: min_scale", low=0.0)
 
     def forward(self, features: Tensor) -> Independent:
         mean, raw = features.chunk(2, dim=-1)
@@ -59,7 +63,10 @@ class GaussianHead(nn.Module):
 class MaskedLinear(nn.Linear):
     """y = x (W ⊙ M)ᵀ + b with a fixed 0/1 ``mask`` M of shape ``[out, in]`` (a buffer)."""
 
+    @checked
     def __init__(self, in_features: int, out_features: int, mask: Tensor):
+        check_count(in_features, "MaskedLinear: in_features", error=ConfigError)
+        check_count(out_features, "MaskedLinear: out_features", error=ConfigError)
         super().__init__(in_features, out_features)
         if mask.shape != (out_features, in_features):
             raise ConfigError(
@@ -89,9 +96,13 @@ class MADE(nn.Module):
         activation: one of :data:`ACTIVATIONS`.
     """
 
+    @checked
     def __init__(
         self, dim: int, hidden: Sequence[int], context_dim: int = 0, activation: str = "relu"
     ):
+        check_count(dim, "MADE: dim", error=ConfigError)
+        check_shape(hidden, "MADE: hidden", min_len=0, error=ConfigError)
+        check_count(context_dim, "MADE: context_dim", low=0, error=ConfigError)
         super().__init__()
         self.act = activation_layer(activation)
         self.dim, self.context_dim = int(dim), int(context_dim)

@@ -13,11 +13,17 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli
 
+from latentkit.arguments import check_count, check_model, check_seed, checked
 from latentkit.chains import LatentModel
 from latentkit.errors import ConfigError, InputError, ShapeError
 from latentkit.estimates import Estimate
-from latentkit.ode.log_prob import EIGHT_BIT_WIDTH, ode_log_prob, probability_flow_contract
-from latentkit.validation import likelihood_family
+from latentkit.ode.log_prob import (
+    EIGHT_BIT_WIDTH,
+    check_ode_options,
+    ode_log_prob,
+    probability_flow_contract,
+)
+from latentkit.validation import check_dataset, likelihood_family
 
 __all__ = [
     "ODE_FLAG_MARGIN",
@@ -72,6 +78,11 @@ class FlaggedExample:
         return "unexplained"
 
 
+def _tensor(attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, Tensor):
+        raise InputError(f"OdeFigure.{attribute.name} must be a tensor [N], got {value!r}")
+
+
 @attrs.frozen
 class OdeFigure:
     """An ODE figure over a data set (−log p_ODE, or an upper bound on it, nats per example),
@@ -97,12 +108,12 @@ class OdeFigure:
             far below 0, the path left the prior (:attr:`FlaggedExample.reason`).
     """
 
-    ode: Tensor = attrs.field(eq=False, repr=False)
-    bound: Tensor = attrs.field(eq=False, repr=False)
-    nfe: Tensor = attrs.field(eq=False, repr=False)
+    ode: Tensor = attrs.field(eq=False, repr=False, validator=lambda i, a, v: _tensor(a, v))
+    bound: Tensor = attrs.field(eq=False, repr=False, validator=lambda i, a, v: _tensor(a, v))
+    nfe: Tensor = attrs.field(eq=False, repr=False, validator=lambda i, a, v: _tensor(a, v))
     solve_nfe: tuple[int, ...]
-    data_dims: int
-    margin: float = ODE_FLAG_MARGIN
+    data_dims: int = attrs.field(validator=lambda i, a, v: check_count(v, "OdeFigure.data_dims"))
+    margin: float = attrs.field(default=ODE_FLAG_MARGIN, validator=lambda i, a, v: check_margin(v))
     what: str = "−log p_ODE(x)"
     reference: str = "−ELBO"
     divergence: str = "exact"
@@ -225,7 +236,7 @@ def ode_data_end(model: LatentModel) -> tuple[Callable[[Tensor], Tensor], float]
     likelihood p(x | z_1): a discretized Normal's grid on [−1, 1] (binary data mapped onto
     it, ``from_binary``), bins 2·half_bin wide; Bernoulli data {0, 1} as they are, bins 1
     wide. A ConfigError for a likelihood whose bins are not known."""
-    family = likelihood_family(model)
+    family = likelihood_family(check_model(model, "ode_data_end"))
     if isinstance(family, Bernoulli):
         return (lambda x: x), 1.0
     half = getattr(family, "half_bin", None)
@@ -295,6 +306,7 @@ def _solve_batches(
     return solved, width
 
 
+@checked
 def ode_figure(
     model: LatentModel,
     data: Tensor,
@@ -321,7 +333,11 @@ def ode_figure(
         reference: what ``bound`` is, for the report.
         **ode_options: passed to :func:`ode_log_prob` (``rtol``, ``atol``, ``method``, ...).
     """
+    check_dataset(model, data)
     margin = _check_figure_inputs(model, data, bound, margin)
+    check_count(batch_size, "batch_size")
+    check_seed(seed)
+    check_ode_options(model, **ode_options)
     solved, width = _solve_batches(
         model, data, discrete=discrete, batch_size=batch_size, seed=seed, ode_options=ode_options
     )
@@ -347,7 +363,10 @@ def ode_figure(
 def prior_typical(model: LatentModel, seed: int = 0, draws: int = 512) -> tuple[float, float]:
     """Mean and standard deviation of log p_prior(z) over ``draws`` of the prior's own
     (seeded by ``seed``, the global stream untouched), the yardstick of
-    :attr:`OdeFigure.prior_sds`."""
+    :attr:`OdeFigure.prior_sds` (``draws`` ≥ 2: a standard deviation needs two)."""
+    check_model(model, "prior_typical")
+    check_seed(seed)
+    check_count(draws, "draws", low=2)
     device = model.reference().device
     with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)

@@ -5,6 +5,7 @@ the contract, the divergence estimators and the dequantized bound)."""
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -12,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from latentkit.arguments import check_choice, check_count, check_flag, check_number
 from latentkit.chains import LatentModel
 from latentkit.errors import ConfigError, InputError
 from latentkit.ode.solver import check_solver, solve
@@ -44,7 +46,12 @@ class OdeLogProb(NamedTuple):
 
 def probability_flow_contract(model: LatentModel) -> str | None:
     """``None`` if the model offers the probability-flow contract, else what it lacks."""
-    p = model.generative
+    p = getattr(model, "generative", None)  # the contract is duck-typed: no LatentModel needed
+    if p is None:
+        raise InputError(
+            f"probability_flow_contract: model must be a latentkit.LatentModel (or have a "
+            f"generative chain), got {type(model).__name__}"
+        )
     missing = [a for a in ("probability_flow", "ode_time_span") if not hasattr(p, a)]
     if missing:
         return (
@@ -87,7 +94,11 @@ def _check_arguments(
     divergence: str,
     probe: str,
     num_probes: int,
+    exact_max_dims: int,
+    dequantize: bool,
     bin_width: float,
+    generator: torch.Generator | None,
+    validate: bool,
     method: str,
     rtol: float,
     atol: float,
@@ -97,18 +108,35 @@ def _check_arguments(
     reason = probability_flow_contract(model)
     if reason is not None:
         raise InputError(f"ode_log_prob: {reason}")
-    if divergence not in ("auto", "exact", "hutchinson"):
-        raise ConfigError(f"divergence must be 'auto', 'exact' or 'hutchinson', got {divergence!r}")
-    if probe not in ("rademacher", "gaussian"):
-        raise ConfigError(f"probe must be 'rademacher' or 'gaussian', got {probe!r}")
-    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
-        raise ConfigError(f"num_probes must be an int ≥ 1, got {num_probes!r}")
-    if isinstance(bin_width, bool) or not (
-        isinstance(bin_width, (int, float)) and math.isfinite(bin_width) and bin_width > 0
-    ):
-        raise ConfigError(f"bin_width must be a finite number > 0, got {bin_width!r}")
+    check_choice(divergence, "divergence", ("auto", "exact", "hutchinson"), error=ConfigError)
+    check_choice(probe, "probe", ("rademacher", "gaussian"), error=ConfigError)
+    check_count(num_probes, "num_probes", error=ConfigError)
+    check_count(exact_max_dims, "exact_max_dims", low=0, error=ConfigError)
+    check_flag(dequantize, "dequantize", error=ConfigError)
+    check_flag(validate, "validate", error=ConfigError)
+    check_number(bin_width, "bin_width", above=0.0, error=ConfigError)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ConfigError(f"generator must be a torch.Generator or None, got {generator!r}")
     dtype = x.dtype if isinstance(x, Tensor) and x.is_floating_point() else model.reference().dtype
     check_solver(method, rtol, atol, options, dtype)
+
+
+_FIGURE_OPTIONS = ("divergence", "probe", "num_probes", "exact_max_dims", "rtol", "atol",
+                   "method", "options", "validate")  # fmt: skip
+
+
+def check_ode_options(model: LatentModel, **options: object) -> None:
+    """Refuse, before any solve, the options of :func:`ode_log_prob` that it would refuse
+    (and any other name), in the model's dtype: what a caller that solves batch by batch
+    checks first (``ode_figure``)."""
+    unknown = sorted(set(options) - set(_FIGURE_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown ODE option(s) {unknown}; known: {', '.join(_FIGURE_OPTIONS)}")
+    params = inspect.signature(ode_log_prob).parameters
+    settings = {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    settings.update(options)
+    del settings["dequantize"], settings["bin_width"]  # set by the caller, not by options
+    _check_arguments(model, None, dequantize=False, bin_width=EIGHT_BIT_WIDTH, **settings)
 
 
 def _exact_divergence(f: Tensor, z: Tensor, *, n: int, D: int) -> Tensor:
@@ -215,7 +243,8 @@ def ode_log_prob(
     solver = {"rtol": rtol, "atol": atol, "method": method, "options": options}
     _check_arguments(
         model, x, divergence=divergence, probe=probe, num_probes=num_probes,
-        bin_width=bin_width, **solver,
+        exact_max_dims=exact_max_dims, dequantize=dequantize, bin_width=bin_width,
+        generator=generator, validate=validate, **solver,
     )  # fmt: skip
     span = _time_span(model)
     if validate:

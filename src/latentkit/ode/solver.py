@@ -11,12 +11,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from latentkit.arguments import check_count, check_number
 from latentkit.errors import ConfigError, InputError
 
 __all__ = [
     "ADAPTIVE",
     "FIXED_GRID",
+    "MAX_FIXED_STEPS",
     "METHODS",
+    "OPTIONS",
     "check_solver",
     "solve",
     "solver_options",
@@ -52,6 +55,24 @@ FIXED_GRID = (
 METHODS = (*ADAPTIVE, *FIXED_GRID, "scipy_solver")
 """Every ``method`` torchdiffeq's ``odeint`` takes (``scipy_solver`` needs SciPy)."""
 
+_STEPS = ("min_step", "max_step")
+OPTIONS = {
+    **dict.fromkeys(ADAPTIVE, ("first_step", "step_t", "jump_t", "safety", "ifactor",
+                               "dfactor", "max_num_steps", "norm", "dtype", *_STEPS)),
+    **dict.fromkeys(FIXED_GRID, ("step_size", "grid_constructor", "interp", "perturb")),
+    **dict.fromkeys(("explicit_adams", "implicit_adams", "fixed_adams"), (
+        "step_size", "grid_constructor", "interp", "perturb", "max_iters", "max_order")),
+    "scipy_solver": ("solver", *_STEPS),
+}  # fmt: skip
+"""The ``options`` each method's solver reads (torchdiffeq 0.2: its solvers' keyword
+arguments); torchdiffeq itself only warns of another name, and ignores it."""
+
+MAX_FIXED_STEPS = 10**6
+"""The most steps a fixed-grid method may take (``step_size`` ≥ the time span / 10⁶)."""
+
+_POSITIVE = ("step_size", "first_step", "max_step", "safety", "ifactor", "dfactor")
+_COUNTS = ("max_num_steps", "max_iters", "max_order")
+
 
 def check_solver(
     method: str, rtol: float, atol: float, options: dict | None, dtype: torch.dtype
@@ -70,22 +91,69 @@ def check_solver(
     """
     if not isinstance(method, str) or method not in METHODS:
         raise ConfigError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ConfigError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     eps = torch.finfo(dtype).eps
     for name, value in (("rtol", rtol), ("atol", atol)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+        check_number(value, name, above=0.0, high=1.0, error=ConfigError)
         if value < eps:
             raise ConfigError(
                 f"{name} = {value:g} is below {dtype}'s machine epsilon {eps:.3g}: the solver's "
                 f"error estimate is rounded at that scale and cannot meet it; use ≥ {eps:.3g}"
             )
-    if options is not None and not isinstance(options, dict):
+    if options is None:
+        return
+    if not isinstance(options, dict):
         raise ConfigError(
             f"options must be a dict of torchdiffeq solver options (or None), got "
             f"{type(options).__name__}"
         )
+    _check_options(method, options)
+
+
+def _check_options(method: str, options: dict) -> None:
+    """Each option a name ``method``'s solver reads, and the numeric ones in range."""
+    unknown = sorted(map(str, set(options) - set(OPTIONS[method])))
+    if unknown:
+        raise ConfigError(
+            f"options {unknown} are not read by method {method!r} (it reads "
+            f"{', '.join(OPTIONS[method])}); torchdiffeq would ignore them"
+        )
+    for name, value in options.items():
+        if name in _POSITIVE and value is not None:
+            check_number(value, f"options[{name!r}]", above=0.0, error=ConfigError)
+        elif name == "min_step":
+            check_number(value, "options['min_step']", low=0.0, error=ConfigError)
+        elif name in _COUNTS:
+            check_count(value, f"options[{name!r}]", error=ConfigError)
+
+
+def _span(where: str, t_a: Any, t_b: Any) -> tuple[float, float]:
+    """Two distinct finite times, as floats, else an InputError."""
+    for name, value in (("t_from", t_a), ("t_to", t_b)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{where}: {name} must be a number, got {value!r}")
+    if not (math.isfinite(t_a) and math.isfinite(t_b) and t_a != t_b):
+        raise InputError(f"{where}: needs two distinct finite times, got {t_a!r} and {t_b!r}")
+    return float(t_a), float(t_b)
+
+
+def _first_state(func: Any, y0: Any) -> Tensor:
+    """The first tensor of ``y0`` (a floating-point tensor or a non-empty tuple of them),
+    with ``func`` callable; else an InputError."""
+    if not callable(func):
+        raise InputError(f"solve: func must be callable f(t, y), got {type(func).__name__}")
+    parts = (y0,) if isinstance(y0, Tensor) else y0
+    if not (
+        isinstance(parts, tuple)
+        and parts
+        and all(isinstance(p, Tensor) and p.is_floating_point() for p in parts)
+    ):
+        raise InputError(
+            f"solve: y0 must be a floating-point tensor or a non-empty tuple of them, got "
+            f"{type(y0).__name__}"
+        )
+    return parts[0]
 
 
 def within_span(func: Callable[[Tensor, Any], Any], t_a: float, t_b: float) -> Callable:
@@ -97,6 +165,9 @@ def within_span(func: Callable[[Tensor, Any], Any], t_a: float, t_b: float) -> C
     interval). Either direction of time: torchdiffeq calls the wrapped function with the
     caller's own t.
     """
+    if not callable(func):
+        raise InputError(f"within_span: func must be callable f(t, y), got {type(func).__name__}")
+    t_a, t_b = _span("within_span", t_a, t_b)
     lo, hi = min(t_a, t_b), max(t_a, t_b)
 
     def guarded(t: Tensor, state: Any) -> Any:
@@ -109,6 +180,13 @@ def solver_options(method: str, times: Tensor, options: dict | None) -> dict | N
     """``options`` for ``odeint``, with the end time ``times[-1]`` added to ``step_t`` for
     adaptive methods unless it is already a ``step_t`` or ``jump_t``: torchdiffeq otherwise
     steps past the end and interpolates back."""
+    if not isinstance(times, Tensor) or times.ndim != 1 or times.numel() < 2:
+        raise InputError(
+            f"solver_options: times must be a 1-d tensor of at least 2 times, got "
+            f"{getattr(times, 'shape', type(times).__name__)}"
+        )
+    if options is not None and not isinstance(options, dict):
+        raise ConfigError(f"options must be a dict or None, got {type(options).__name__}")
     if method not in ADAPTIVE:
         return options
     out = dict(options or {})
@@ -144,15 +222,19 @@ def solve(
     ``y0`` a tensor or a tuple of tensors (the result has the same structure); ``t_to`` may be
     below ``t_from`` (time running backwards). ``func`` is only ever called with t in the
     span (:func:`within_span`; adaptive methods step onto ``t_to``, :func:`solver_options`),
-    and the settings are checked first (:func:`check_solver`, with the dtype of ``y0``).
+    and the settings are checked first (:func:`check_solver`, with the dtype of ``y0``; a
+    fixed grid of at most :data:`MAX_FIXED_STEPS` steps).
     """
-    first = y0 if isinstance(y0, Tensor) else y0[0]
+    first = _first_state(func, y0)
     check_solver(method, rtol, atol, options, first.dtype)
-    for name, value in (("t_from", t_from), ("t_to", t_to)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"solve: {name} must be a number, got {value!r}")
-    if not (math.isfinite(t_from) and math.isfinite(t_to) and t_from != t_to):
-        raise InputError(f"solve: needs two distinct finite times, got {t_from!r} and {t_to!r}")
+    t_from, t_to = _span("solve", t_from, t_to)
+    step = (options or {}).get("step_size")
+    if step is not None and abs(t_to - t_from) / step > MAX_FIXED_STEPS:
+        raise ConfigError(
+            f"options['step_size'] = {step:g} takes more than {MAX_FIXED_STEPS:,} steps over "
+            f"[{min(t_from, t_to):g}, {max(t_from, t_to):g}]; use ≥ "
+            f"{abs(t_to - t_from) / MAX_FIXED_STEPS:.3g}"
+        )
     odeint = _torchdiffeq_odeint()
     times = torch.tensor([float(t_from), float(t_to)], dtype=first.dtype, device=first.device)
     path = odeint(

@@ -1,0 +1,476 @@
+"""Hostile calls of the public callables outside the core's entry points: the registry and
+the chains' types, evaluation and comparison, composition, diffusion helpers, figures,
+sample quality, training and the testing kit.
+
+A case with ``gap=FILE`` is one the callable does not refuse yet (a traceback or a silent
+result): it runs as a strict expected failure, so the day FILE checks it the case passes,
+the xfail turns into a failure, and the gap mark must go."""
+
+from __future__ import annotations
+
+import torch
+from bad_calls_kit import HUGE, INF, NAN, Bad, bad
+
+import latentkit as lk
+from latentkit import diffusion as DF
+from latentkit import plots as P
+from latentkit import quality as Q
+from latentkit import testing as TS
+from latentkit import training as T
+
+t = torch.zeros
+REGISTRY, CHAINS, SPECS, OBJECTIVES = (
+    "src/latentkit/registry.py",
+    "src/latentkit/chains.py",
+    "src/latentkit/specs.py",
+    "src/latentkit/objectives/base.py",
+)
+DIFFUSION, PLOTS = "src/latentkit/diffusion.py", "src/latentkit/plots.py"
+
+
+def _choice(**kw):
+    return lk.ObjectiveChoice(**{"name": "elbo", "options": {}, **kw})
+
+
+OTHERS: dict[str, tuple[Bad, ...]] = {
+    # -- the registry
+    "latentkit.load_model": (
+        bad("unknown choice", lambda k: lk.load_model("nope"), lk.UnknownModelError, "nope"),
+        bad("wrong type", lambda k: lk.load_model(3), lk.UnknownModelError),
+        bad("zero count", lambda k: lk.load_model("vae", latent_dim=0), lk.ConfigError),
+        bad("huge int", lambda k: lk.load_model("vae", latent_dim=HUGE), lk.ConfigError),
+        bad("unknown field", lambda k: lk.load_model("vae", latnet_dim=3), lk.ConfigError),
+    ),
+    "latentkit.get_model_spec": (
+        bad("unknown choice", lambda k: lk.get_model_spec("nope"), lk.UnknownModelError),
+    ),
+    "latentkit.get_objective_spec": (
+        bad("unknown choice", lambda k: lk.get_objective_spec("nope"), lk.LatentkitError),
+    ),
+    "latentkit.make_objective": (
+        bad("unknown choice", lambda k: lk.make_objective("nope", k.vae), lk.LatentkitError),
+        bad("wrong type", lambda k: lk.make_objective("elbo", "m"), lk.PluginError, "LatentModel"),
+        bad("out of range", lambda k: lk.make_objective("iwae", k.vae, k=0), lk.ConfigError),
+    ),
+    "latentkit.training_objective": (
+        bad("wrong type", lambda k: lk.training_objective(None), lk.InputError, gap=REGISTRY),
+    ),
+    "latentkit.training_loss": (
+        bad("wrong type", lambda k: lk.training_loss("m", k.x), lk.EstimatorError, "model"),
+        bad("wrong shape", lambda k: lk.training_loss(k.vae, t(2, 5)), lk.ShapeError, gap=REGISTRY),
+        bad(
+            "negative", lambda k: lk.training_loss(k.vae, k.x, step=-1), lk.InputError, gap=REGISTRY
+        ),
+    ),
+    "latentkit.register_plugin": (
+        bad("wrong type", lambda k: lk.register_plugin(None), lk.PluginError, gap=REGISTRY),
+        bad(
+            "wrong type",
+            lambda k: lk.register_plugin(object(), name=3),
+            lk.PluginError,
+            gap=REGISTRY,
+        ),
+    ),
+    "latentkit.unregister_plugin": (
+        bad(
+            "never registered",
+            lambda k: lk.unregister_plugin(object()),
+            lk.PluginError,
+            gap=REGISTRY,
+        ),
+    ),
+    "latentkit.ModelSpec": (
+        bad("wrong type", lambda k: lk.ModelSpec(3, int, print), lk.ConfigError, gap=SPECS),
+    ),
+    "latentkit.ObjectiveSpec": (
+        bad("wrong type", lambda k: lk.ObjectiveSpec(3, int, print), lk.ConfigError, gap=SPECS),
+    ),
+    # -- the chains' types
+    "latentkit.LatentModel": (
+        bad("wrong type", lambda k: lk.LatentModel("p", "q"), lk.InputError, gap=CHAINS),
+        bad(
+            "wrong type",
+            lambda k: lk.LatentModel(k.vae.generative, k.vae.posterior, objective=3),
+            lk.InputError,
+            gap=CHAINS,
+        ),
+    ),
+    "latentkit.GenerativeChain": (
+        bad("zero size", lambda k: lk.GenerativeChain((0,), ((2,),)), lk.InputError, gap=CHAINS),
+    ),
+    "latentkit.LinearGaussianSpec": (
+        bad(
+            "wrong type",
+            lambda k: lk.LinearGaussianSpec("m", t(1), (), t(1), t(1), t(1)),
+            lk.InputError,
+            gap=CHAINS,
+        ),
+    ),
+    "latentkit.ObjectiveChoice": (
+        bad("wrong type", lambda k: _choice(name=3), lk.InputError, gap=CHAINS),
+    ),
+    "latentkit.SharedModule": (
+        bad("wrong type", lambda k: lk.SharedModule("m"), lk.InputError, gap=CHAINS),
+    ),
+    "latentkit.FunctionObjective": (
+        bad("wrong type", lambda k: lk.FunctionObjective("f"), lk.ConfigError, "callable"),
+    ),
+    "latentkit.Objective": (
+        bad("wrong type", lambda k: lk.Objective(None, "m"), lk.InputError, gap=OBJECTIVES),
+    ),
+    # -- training
+    "latentkit.TrainConfig": (
+        bad("zero count", lambda k: lk.TrainConfig(steps=0), lk.ConfigError, "steps"),
+        bad("huge int", lambda k: lk.TrainConfig(seed=HUGE), lk.ConfigError, "seed"),
+        bad("NaN", lambda k: lk.TrainConfig(lr=NAN), lk.ConfigError, "lr"),
+    ),
+    "latentkit.Trainer": (
+        bad("NaN", lambda k: lk.Trainer(k.vae, t(3, 4) + NAN), lk.NonFiniteError),
+        bad("wrong type", lambda k: lk.Trainer("m", k.x), lk.InputError, gap="training/trainer.py"),
+    ),
+    "latentkit.training.DataOrder": (
+        bad("too few", lambda k: T.DataOrder(0, 1, 0), lk.ConfigError, "batch_size"),
+        bad(
+            "huge int",
+            lambda k: T.DataOrder(10, 2, HUGE),
+            lk.ConfigError,
+            gap="training/runtime.py",
+        ),
+    ),
+    "latentkit.training.DistInfo": (
+        bad("negative", lambda k: T.DistInfo(rank=-1), lk.ConfigError, gap="training/runtime.py"),
+    ),
+    "latentkit.training.JsonlLogger": (
+        bad("wrong type", lambda k: T.JsonlLogger(3), lk.InputError, gap="training/loggers.py"),
+    ),
+    "latentkit.training.MLflowLogger": (
+        bad("wrong type", lambda k: T.MLflowLogger(3), lk.InputError, gap="training/loggers.py"),
+    ),
+    "latentkit.training.TensorBoardLogger": (
+        bad(
+            "wrong type", lambda k: T.TensorBoardLogger(3), lk.InputError, gap="training/loggers.py"
+        ),
+    ),
+    "latentkit.training.make_logger": (
+        bad("unknown choice", lambda k: T.make_logger("bogus", k.tmp), lk.ConfigError, "bogus"),
+    ),
+    "latentkit.training.init_distributed": (
+        bad(
+            "wrong type",
+            lambda k: T.init_distributed("d"),
+            lk.InputError,
+            gap="training/runtime.py",
+        ),
+    ),
+    "latentkit.training.resolve_device": (
+        bad("unknown choice", lambda k: T.resolve_device("gpu9"), lk.ConfigError, "gpu9"),
+    ),
+    "latentkit.training.seed_everything": (
+        bad(
+            "huge int", lambda k: T.seed_everything(HUGE), lk.InputError, gap="training/runtime.py"
+        ),
+    ),
+    # -- evaluation, comparison, composition
+    "latentkit.evaluate": (
+        bad(
+            "inf in row 1",
+            lambda k: lk.evaluate(k.vae, t(3, 4).index_fill(0, torch.tensor([1]), INF)),
+            lk.NonFiniteError,
+        ),
+        bad(
+            "unknown choice",
+            lambda k: lk.evaluate(k.vae, k.x, estimator="bogus"),
+            lk.LatentkitError,
+        ),
+        bad(
+            "zero count",
+            lambda k: lk.evaluate(k.vae, k.x, batch_size=0),
+            lk.InputError,
+            gap="evaluation.py",
+        ),
+        bad(
+            "huge int",
+            lambda k: lk.evaluate(k.vae, k.x, seed=HUGE),
+            lk.InputError,
+            gap="evaluation.py",
+        ),
+    ),
+    "latentkit.paired_difference": (
+        bad("wrong shape", lambda k: lk.paired_difference(t(3), t(4)), lk.ShapeError),
+        bad("wrong type", lambda k: lk.paired_difference("a", "b"), lk.InputError),
+        bad(
+            "NaN",
+            lambda k: lk.paired_difference(t(3) + NAN, t(3)),
+            lk.NonFiniteError,
+            gap="estimates.py",
+        ),
+    ),
+    "latentkit.compare_runs": (
+        bad("missing folder", lambda k: lk.compare_runs([k.tmp / "none"]), lk.RunFolderError),
+        bad(
+            "unknown choice", lambda k: lk.compare_runs([k.tmp], figure="bogus"), lk.LatentkitError
+        ),
+    ),
+    "latentkit.compose": (
+        bad(
+            "wrong type",
+            lambda k: lk.compose(k.vae, prior="m"),
+            lk.InputError,
+            "LatentModel",
+        ),
+        bad(
+            "wrong type",
+            lambda k: lk.compose("m", prior=k.vae),
+            lk.InputError,
+            "LatentModel",
+        ),
+    ),
+    # -- diffusion helpers
+    "latentkit.diffusion.StepTables": (
+        bad("wrong type", lambda k: DF.StepTables("t"), lk.InputError, gap=DIFFUSION),
+    ),
+    "latentkit.diffusion.alpha_bar_sq": (
+        bad("wrong type", lambda k: DF.alpha_bar_sq("g"), lk.InputError, gap=DIFFUSION),
+    ),
+    "latentkit.diffusion.beta_bar_sq": (
+        bad("wrong type", lambda k: DF.beta_bar_sq("g"), lk.InputError, gap=DIFFUSION),
+    ),
+    "latentkit.diffusion.cosine_alpha_bar": (
+        bad(
+            "out of range",
+            lambda k: DF.cosine_alpha_bar(t(3), offset=-1.0),
+            lk.InputError,
+            gap=DIFFUSION,
+        ),
+    ),
+    "latentkit.diffusion.cosine_log_snr": (
+        bad(
+            "out of order",
+            lambda k: DF.cosine_log_snr(t(3), 1.0, -1.0),
+            lk.InputError,
+            gap=DIFFUSION,
+        ),
+    ),
+    "latentkit.diffusion.gamma_from_alpha_bar": (
+        bad("wrong type", lambda k: DF.gamma_from_alpha_bar("a"), lk.InputError, gap=DIFFUSION),
+    ),
+    "latentkit.diffusion.gather_steps": (
+        bad(
+            "out of range", lambda k: DF.gather_steps(t(5), 10, t(2)), lk.InputError, gap=DIFFUSION
+        ),
+    ),
+    "latentkit.diffusion.step_beta_from_alpha_bar": (
+        bad(
+            "out of range",
+            lambda k: DF.step_beta_from_alpha_bar(t(3) + 1, cap=2.0),
+            lk.InputError,
+            gap=DIFFUSION,
+        ),
+    ),
+    "latentkit.diffusion.step_variance_fraction": (
+        bad(
+            "wrong type",
+            lambda k: DF.step_variance_fraction("g", t(2)),
+            lk.InputError,
+            gap=DIFFUSION,
+        ),
+    ),
+    # -- figures
+    "latentkit.plots.as_images": (
+        bad("wrong type", lambda k: P.as_images("x"), lk.InputError, gap=PLOTS),
+    ),
+    "latentkit.plots.finish_panels": (
+        bad(
+            "wrong type",
+            lambda k: P.finish_panels("f", [], k.tmp / "a.png", None),
+            lk.InputError,
+            gap=PLOTS,
+        ),
+    ),
+    "latentkit.plots.layer_kl_plot": (
+        bad(
+            "NaN", lambda k: P.layer_kl_plot([1.0], NAN, k.tmp / "a.png"), lk.InputError, gap=PLOTS
+        ),
+    ),
+    "latentkit.plots.read_metrics": (
+        bad(
+            "missing file", lambda k: P.read_metrics(k.tmp / "none.jsonl"), lk.InputError, gap=PLOTS
+        ),
+    ),
+    "latentkit.plots.sample_grid": (
+        bad(
+            "zero count",
+            lambda k: P.sample_grid(t(4, 4), k.tmp / "a.png", ncols=0),
+            lk.InputError,
+            gap=PLOTS,
+        ),
+    ),
+    "latentkit.plots.save_figure": (
+        bad("wrong type", lambda k: P.save_figure("f", k.tmp / "a.png"), lk.InputError, gap=PLOTS),
+    ),
+    "latentkit.plots.training_curves": (
+        bad(
+            "missing file",
+            lambda k: P.training_curves(k.tmp / "none.jsonl", k.tmp / "a.png"),
+            lk.InputError,
+            gap=PLOTS,
+        ),
+    ),
+    # -- sample quality
+    "latentkit.quality.FeatureNetwork": (
+        bad(
+            "wrong type",
+            lambda k: Q.FeatureNetwork("m", (1,), "n"),
+            lk.InputError,
+            gap="quality/features.py",
+        ),
+    ),
+    "latentkit.quality.LeNet": (
+        bad("zero count", lambda k: Q.LeNet(channels=0), lk.ConfigError, gap="quality/features.py"),
+    ),
+    "latentkit.quality.PreparedReference": (
+        bad(
+            "wrong type",
+            lambda k: Q.PreparedReference("f", t(1), t(1), t(1), 3, "unit", None),
+            lk.InputError,
+            gap="quality/assess.py",
+        ),
+    ),
+    "latentkit.quality.classifier_score": (
+        bad("wrong shape", lambda k: Q.classifier_score(t(3)), lk.ShapeError, "logits"),
+    ),
+    "latentkit.quality.draw_samples": (
+        bad("zero count", lambda k: Q.draw_samples(k.vae, 0), lk.InputError, "n must be"),
+        bad("huge int", lambda k: Q.draw_samples(k.vae, HUGE), lk.InputError, "n must be"),
+    ),
+    "latentkit.quality.frechet_distance": (
+        bad(
+            "wrong type",
+            lambda k: Q.frechet_distance("m", t(2, 2), t(2), t(2, 2)),
+            lk.InputError,
+            gap="quality/metrics.py",
+        ),
+    ),
+    "latentkit.quality.frechet_estimate": (
+        bad(
+            "negative", lambda k: Q.frechet_estimate(t(5, 2), t(5, 2), bootstrap=-1), lk.ConfigError
+        ),
+    ),
+    "latentkit.quality.gaussian_stats": (
+        bad("wrong type", lambda k: Q.gaussian_stats("f"), lk.ShapeError, "features"),
+    ),
+    "latentkit.quality.knn_radii": (
+        bad("zero count", lambda k: Q.knn_radii(t(5, 2), k=0), lk.InputError, "k must be"),
+    ),
+    "latentkit.quality.load_feature_network": (
+        bad(
+            "missing file",
+            lambda k: Q.load_feature_network(k.tmp / "none.safetensors"),
+            lk.CheckpointError,
+        ),
+    ),
+    "latentkit.quality.precision_recall": (
+        bad("wrong shape", lambda k: Q.precision_recall(t(5, 2), t(5, 3)), lk.ShapeError),
+    ),
+    "latentkit.quality.prepare_reference": (
+        bad("wrong type", lambda k: Q.prepare_reference("r"), lk.InputError, "reference"),
+    ),
+    "latentkit.quality.reference_values": (
+        bad("wrong type", lambda k: Q.reference_values("t", "r"), lk.InputError, "reference"),
+    ),
+    "latentkit.quality.sample_quality": (
+        bad("wrong type", lambda k: Q.sample_quality("s", "r"), lk.InputError, "reference"),
+    ),
+    "latentkit.quality.to_unit_pixels": (
+        bad("unknown choice", lambda k: Q.to_unit_pixels(t(2, 1, 28, 28), "bogus"), lk.ConfigError),
+    ),
+    "latentkit.quality.trivial_samples": (
+        bad("zero count", lambda k: Q.trivial_samples(t(5, 4), 0), lk.InputError, "n must be"),
+    ),
+    "latentkit.quality.check_readable": (
+        bad("zero count", lambda k: Q.check_readable("d", 0), lk.InputError, "n must be"),
+    ),
+    "latentkit.quality.model_sample_quality": (
+        bad("zero count", lambda k: Q.model_sample_quality(k.vae, "d", 0), lk.InputError, "n"),
+    ),
+    "latentkit.quality.sample_quality_table": (
+        bad(
+            "wrong type",
+            lambda k: Q.sample_quality_table("b"),
+            lk.InputError,
+            gap="quality/pipeline.py",
+        ),
+    ),
+    "latentkit.quality.sampler_of": (
+        bad("wrong type", lambda k: Q.sampler_of("m"), lk.InputError, gap="quality/pipeline.py"),
+    ),
+    # -- the testing kit
+    "latentkit.testing.Check": (
+        bad(
+            "wrong type",
+            lambda k: TS.Check(3, "t", print),
+            lk.InputError,
+            gap="testing/checks/registry.py",
+        ),
+    ),
+    "latentkit.testing.ModelCase": (
+        bad(
+            "wrong type",
+            lambda k: TS.ModelCase(3, {}, 0, t(1), t(1), 0, 1.0, 1, 1),
+            lk.UnknownModelError,
+        ),
+    ),
+    "latentkit.testing.assert_in_expectation": (
+        bad(
+            "wrong type",
+            lambda k: TS.assert_in_expectation("d", "w"),
+            lk.InputError,
+            gap="testing/checks/stats.py",
+        ),
+    ),
+    "latentkit.testing.build_model": (
+        bad("unknown choice", lambda k: TS.build_model("nope", {}, 0), lk.UnknownModelError),
+        bad(
+            "huge int",
+            lambda k: TS.build_model("vae", {}, HUGE),
+            lk.InputError,
+            gap="testing/checks/case.py",
+        ),
+    ),
+    "latentkit.testing.check_model": (
+        bad("unknown choice", lambda k: TS.check_model("nope"), lk.UnknownModelError),
+    ),
+    "latentkit.testing.format_report": (
+        bad(
+            "wrong type",
+            lambda k: TS.format_report("m", [3]),
+            lk.InputError,
+            gap="testing/checks/runner.py",
+        ),
+    ),
+    "latentkit.testing.model_cases": (
+        bad(
+            "unknown choice",
+            lambda k: TS.model_cases("nope"),
+            lk.UnknownModelError,
+            gap="testing/checks/case.py",
+        ),
+    ),
+    "latentkit.testing.run_check": (
+        bad(
+            "wrong type",
+            lambda k: TS.run_check("c", "vae"),
+            lk.InputError,
+            gap="testing/checks/runner.py",
+        ),
+    ),
+    "latentkit.testing.run_checks": (
+        bad("unknown choice", lambda k: TS.run_checks("nope"), lk.UnknownModelError),
+        bad(
+            "unknown choice",
+            lambda k: TS.run_checks("vae", checks=["bogus"]),
+            lk.LatentkitError,
+            gap="testing/checks/runner.py",
+        ),
+    ),
+}
