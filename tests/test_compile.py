@@ -14,6 +14,7 @@ import warnings
 
 import pytest
 import torch
+from models_by_name import default_model
 from torch.distributions import Distribution, Independent, Normal, kl
 
 import latentkit as lk
@@ -36,15 +37,25 @@ def _data(model: lk.LatentModel, n: int) -> torch.Tensor:
 
 # IWAE draws each latent layer in a Python loop (bottom-up), which Dynamo unrolls: at a
 # diffusion's T = 1000 layers the trace alone takes minutes, so only the short chains.
-_SHORT = [name for name in lk.list_models() if lk.load_model(name).num_layers <= 8]
+_SHORT = [name for name in lk.list_models() if default_model(name).num_layers <= 8]
 _CASES = [(name, task) for name in lk.list_models() for task in ("elbo", "objective")]
 _CASES += [(name, "iwae") for name in _SHORT]
+# The composed objective builds the outer model's chain with the prior's bound in place of
+# its prior on each call: a module built inside the traced function, which Dynamo refuses
+# in one graph (docs/compose.md, "What is not done"); strict, so a fix shows up here.
+_NOT_ONE_GRAPH = {("composed", "objective")}
+_CASES = [
+    pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason="a module built per call"))
+    if case in _NOT_ONE_GRAPH
+    else case
+    for case in _CASES
+]
 
 
 @pytest.mark.parametrize(("name", "task"), _CASES)
 def test_compiles_in_one_graph_and_matches_eager(name, task):
     torch.manual_seed(0)
-    model = lk.load_model(name)
+    model = default_model(name)
     x = _data(model, 4)
     if task == "elbo":
 

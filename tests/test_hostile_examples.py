@@ -32,6 +32,7 @@ from cli_runner import (  # tests/ is on sys.path
     run_cli,
     tiny_run,
 )
+from models_by_name import default_model, model_argv
 
 import latentkit as lk
 from latentkit import checkpoint as ckpt
@@ -355,13 +356,13 @@ def test_every_listed_model_trains_five_steps_from_the_command_line(tmp_path):
     from latentkit.registry import get_model_spec, model_specs
 
     for name in sorted(model_specs()):
-        argv = ["train", "--model", name, "--steps", "5", "--batch-size", "16",
+        argv = ["train", *model_argv(name), "--steps", "5", "--batch-size", "16",
                 "--no-progress", "--iwae-k", "0", "--diagnose", "0",
                 "--run-dir", str(tmp_path / name)]  # fmt: skip
         if "data_shape" in get_model_spec(name).data_fields():
             argv += ["--data", "digits", "--limit", "64"]
         else:
-            shape = tuple(lk.load_model(name).data_shape)
+            shape = tuple(default_model(name).data_shape)
             data = tmp_path / f"{name}.npy"
             np.save(data, np.random.default_rng(0).normal(size=(96, *shape)).astype(np.float32))
             argv += ["--data", f"file:{data}", "--variant", "real"]

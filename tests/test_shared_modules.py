@@ -13,6 +13,7 @@ import copy
 
 import pytest
 import torch
+from models_by_name import default_model
 from torch import nn
 
 import latentkit as lk
@@ -163,7 +164,7 @@ def _first(tensors):
 
 @pytest.mark.parametrize("name", lk.list_models())
 def test_reference_is_the_first_parameter(name):
-    model = lk.load_model(name)
+    model = default_model(name)
     assert model.reference() is _first(model.parameters())
 
 
