@@ -43,7 +43,9 @@ CLASSIFIER = {"score", "mean_entropy", "marginal_entropy", "class_counts", "accu
 def run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("quality") / "mnist"
     with pytest.MonkeyPatch.context() as mp:
+        # The report's PNGs (matplotlib, 0.5 s each) are not what these tests read.
         mp.setattr("latentkit.report._model_plots", lambda *args, **kwargs: {})
+        mp.setattr("latentkit.report._diagnostics_plots", lambda *args, **kwargs: {})
         code, _, err = run_cli(["train", *MNIST, "--steps", "4", "--report", *QUICK,
                                 "--sample-quality", str(N), "--run-dir", str(folder)])  # fmt: skip
     assert code == 0, err
@@ -326,9 +328,9 @@ def test_a_densitys_draws_are_clipped_to_the_datas_range_and_counted():
 
 
 def test_evaluate_writes_into_a_report_of_the_same_weights_only(run, tmp_path):
-    """report.json naming another copy of the same weights (a run's best beside the same
-    step's checkpoint) takes the block; naming other weights, it is left alone, a line
-    saying whose report it is."""
+    """report.json naming a copy of the checkpoint evaluated (the same bytes elsewhere)
+    takes the block; naming other weights, it is left alone, a line saying whose report it
+    is."""
     copy = _copy(run, tmp_path)
     twin = tmp_path / "twin"
     twin.mkdir()

@@ -175,7 +175,10 @@ def _into_report(
             report, why = None, f"{path} cannot be read ({exc})"
         of = report.get("checkpoint") if isinstance(report, dict) else None
         if why is None and (not isinstance(of, str) or not _same_checkpoint(Path(of), evaluated)):
-            why = f"it is the report of {of}, not of {evaluated}"
+            why = (
+                f"it is the report of {of}, not of {evaluated} (evaluate {of} itself, or "
+                "`latentkit report RUN --sample-quality N`)"
+            )
     if why is not None:
         err.print(
             f"sample quality not written into report.json: {why}", markup=False, soft_wrap=True
@@ -187,8 +190,8 @@ def _into_report(
 
 
 def _same_checkpoint(a: Path, b: Path) -> bool:
-    """Whether two checkpoints are one: the same file, or weights of the same bytes (a run's
-    best on validation beside the same step's checkpoint)."""
+    """Whether two checkpoints are one: the same file, or weights files of the same bytes
+    (a copy)."""
     if os.path.realpath(a) == os.path.realpath(b):
         return True
     digests = []
