@@ -37,6 +37,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from latentkit.arguments import check_model
+
 # ``_check`` is imported from here by the bounds (latentkit.bounds).
 from latentkit.bound_terms import (
     Draw,
@@ -47,7 +49,6 @@ from latentkit.bound_terms import (
     layer_term,
     per_dimension_kl,
 )
-from latentkit.arguments import check_model
 from latentkit.chains import LatentModel
 from latentkit.errors import EstimatorError
 
