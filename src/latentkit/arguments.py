@@ -274,6 +274,17 @@ class _Rule:
             raise InputError(f"{where}: {name} must be {_hint_words(self.hint)}, got {_got(value)}")
 
 
+def _annotated(annotation: str) -> Callable[..., None]:
+    """A function whose one parameter carries ``annotation``, for ``typing.get_type_hints``
+    to resolve (the standard reader of postponed annotations)."""
+
+    def holder(value):  # type: ignore[no-untyped-def]
+        return None
+
+    holder.__annotations__ = {"value": annotation}
+    return holder
+
+
 def _fallback_names() -> dict[str, Any]:
     """Names an annotation may use that its module imports only for type checking: torch,
     ``Tensor`` and latentkit's public top-level names (read from the imported package, not
@@ -333,11 +344,13 @@ class _Contract:
         ``object``) or names what cannot be found."""
         if annotation is inspect.Parameter.empty:
             return None
-        if isinstance(annotation, str):
+        if isinstance(annotation, str):  # postponed (``from __future__ import annotations``)
+            holder = _annotated(annotation)
             try:
-                annotation = eval(annotation, self.fn.__globals__, _fallback_names())
+                hints = typing.get_type_hints(holder, self.fn.__globals__, _fallback_names())
             except Exception:
                 return None
+            annotation = hints["value"]
         return None if annotation in (Any, object) else annotation
 
     def check(self, args: tuple, kwargs: dict) -> None:
