@@ -27,6 +27,12 @@ def _rows(n: int = 8, bad_row: int | None = None, value: float = INF) -> torch.T
     return x
 
 
+def _inf_row_2() -> torch.Tensor:
+    x = torch.zeros(3, 2)
+    x[2, 0] = INF
+    return x
+
+
 def _diagnose(k, **kw):
     return lk.diagnose(k.vae, _rows(), **kw)
 
@@ -73,7 +79,7 @@ MORE: dict[str, tuple[Bad, ...]] = {
             "timesteps",
         ),
         bad("wrong type", lambda k: lk.diagnose(k.vae, [[0.0] * 4]), lk.InputError, "data"),
-        bad("wrong type", lambda k: lk.diagnose("m", _rows()), lk.InputError, "model"),
+        bad("wrong type", lambda k: lk.diagnose("m", _rows()), lk.InputError, "diagnose: model"),
     ),
     "latentkit.diagnostics.aggregate_log_prob": (
         bad("wrong type", lambda k: DG.aggregate_log_prob("q", t(2, 2), k.x), lk.InputError),
@@ -191,7 +197,7 @@ MORE: dict[str, tuple[Bad, ...]] = {
         ),
     ),
     "latentkit.ode.solve": (
-        bad("wrong type", lambda k: O.solve("f", t(2), 0.0, 1.0), lk.InputError, "func"),
+        bad("wrong type", lambda k: O.solve("f", t(2), 0.0, 1.0), lk.InputError, "solve: func"),
         bad("wrong type", lambda k: O.solve(lambda s, y: y, "y", 0.0, 1.0), lk.InputError, "y0"),
         bad("NaN", lambda k: O.solve(lambda s, y: y, t(2), 0.0, NAN), lk.InputError, "finite"),
     ),
@@ -208,7 +214,7 @@ MORE: dict[str, tuple[Bad, ...]] = {
         bad("negative", lambda k: O.check_margin(-1.0), lk.ConfigError, "ode_margin"),
     ),
     "latentkit.ode.ode_data_end": (
-        bad("wrong type", lambda k: O.ode_data_end(None), lk.InputError, "model"),
+        bad("wrong type", lambda k: O.ode_data_end(None), lk.InputError, "ode_data_end: model"),
         bad("no bins", lambda k: O.ode_data_end(k.vdm), lk.ConfigError, "bins"),
     ),
     "latentkit.ode.ode_figure": (
@@ -224,9 +230,11 @@ MORE: dict[str, tuple[Bad, ...]] = {
         bad("unknown option", lambda k: _figure(k, metod="rk4"), lk.ConfigError, "metod"),
         bad("unknown choice", lambda k: _figure(k, method="rk45"), lk.ConfigError, "rk45"),
         bad(
-            "inf",
-            lambda k: O.ode_figure(k.vdm, t(3, 2) + INF, t(3), discrete=False),
+            "inf in row 2",
+            lambda k: O.ode_figure(k.vdm, _inf_row_2(), t(3), discrete=False, batch_size=1),
             lk.NonFiniteError,
+            "data",
+            "example 2",
         ),
     ),
     "latentkit.ode.prior_typical": (
@@ -339,6 +347,7 @@ MORE: dict[str, tuple[Bad, ...]] = {
     "latentkit.networks.check_unet_shape": (
         bad("wrong shape", lambda k: N.check_unet_shape((1, 7, 7), (1, 2)), lk.ConfigError),
         bad("wrong type", lambda k: N.check_unet_shape("abc", (1, 2)), lk.InputError),
+        bad("zero size", lambda k: N.check_unet_shape((0, 8, 8), (1, 2)), lk.ConfigError),
     ),
     "latentkit.networks.embedding_frequencies": (
         bad("zero count", lambda k: N.embedding_frequencies(0), lk.ConfigError, "dim"),

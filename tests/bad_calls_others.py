@@ -126,7 +126,12 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
     ),
     "latentkit.Trainer": (
         bad("NaN", lambda k: lk.Trainer(k.vae, t(3, 4) + NAN), lk.NonFiniteError),
-        bad("wrong type", lambda k: lk.Trainer("m", k.x), lk.InputError, gap="training/trainer.py"),
+        bad(
+            "wrong type",
+            lambda k: lk.Trainer("m", k.x),
+            lk.InputError,
+            gap="src/latentkit/training/trainer.py",
+        ),
     ),
     "latentkit.training.DataOrder": (
         bad("too few", lambda k: T.DataOrder(0, 1, 0), lk.ConfigError, "batch_size"),
@@ -134,21 +139,39 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "huge int",
             lambda k: T.DataOrder(10, 2, HUGE),
             lk.ConfigError,
-            gap="training/runtime.py",
+            gap="src/latentkit/training/runtime.py",
         ),
     ),
     "latentkit.training.DistInfo": (
-        bad("negative", lambda k: T.DistInfo(rank=-1), lk.ConfigError, gap="training/runtime.py"),
+        bad(
+            "negative",
+            lambda k: T.DistInfo(rank=-1),
+            lk.ConfigError,
+            gap="src/latentkit/training/runtime.py",
+        ),
     ),
     "latentkit.training.JsonlLogger": (
-        bad("wrong type", lambda k: T.JsonlLogger(3), lk.InputError, gap="training/loggers.py"),
+        bad(
+            "wrong type",
+            lambda k: T.JsonlLogger(3),
+            lk.InputError,
+            gap="src/latentkit/training/loggers.py",
+        ),
     ),
     "latentkit.training.MLflowLogger": (
-        bad("wrong type", lambda k: T.MLflowLogger(3), lk.InputError, gap="training/loggers.py"),
+        bad(
+            "wrong type",
+            lambda k: T.MLflowLogger(3),
+            lk.InputError,
+            gap="src/latentkit/training/loggers.py",
+        ),
     ),
     "latentkit.training.TensorBoardLogger": (
         bad(
-            "wrong type", lambda k: T.TensorBoardLogger(3), lk.InputError, gap="training/loggers.py"
+            "wrong type",
+            lambda k: T.TensorBoardLogger(3),
+            lk.InputError,
+            gap="src/latentkit/training/loggers.py",
         ),
     ),
     "latentkit.training.make_logger": (
@@ -159,7 +182,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "wrong type",
             lambda k: T.init_distributed("d"),
             lk.InputError,
-            gap="training/runtime.py",
+            gap="src/latentkit/training/runtime.py",
         ),
     ),
     "latentkit.training.resolve_device": (
@@ -167,7 +190,10 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
     ),
     "latentkit.training.seed_everything": (
         bad(
-            "huge int", lambda k: T.seed_everything(HUGE), lk.InputError, gap="training/runtime.py"
+            "huge int",
+            lambda k: T.seed_everything(HUGE),
+            lk.InputError,
+            gap="src/latentkit/training/runtime.py",
         ),
     ),
     # -- evaluation, comparison, composition
@@ -186,13 +212,13 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "zero count",
             lambda k: lk.evaluate(k.vae, k.x, batch_size=0),
             lk.InputError,
-            gap="evaluation.py",
+            gap="src/latentkit/evaluation.py",
         ),
         bad(
             "huge int",
             lambda k: lk.evaluate(k.vae, k.x, seed=HUGE),
             lk.InputError,
-            gap="evaluation.py",
+            gap="src/latentkit/evaluation.py",
         ),
     ),
     "latentkit.paired_difference": (
@@ -202,7 +228,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "NaN",
             lambda k: lk.paired_difference(t(3) + NAN, t(3)),
             lk.NonFiniteError,
-            gap="estimates.py",
+            gap="src/latentkit/estimates.py",
         ),
     ),
     "latentkit.compare_runs": (
@@ -322,18 +348,23 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "wrong type",
             lambda k: Q.FeatureNetwork("m", (1,), "n"),
             lk.InputError,
-            gap="quality/features.py",
+            gap="src/latentkit/quality/features.py",
         ),
     ),
     "latentkit.quality.LeNet": (
-        bad("zero count", lambda k: Q.LeNet(channels=0), lk.ConfigError, gap="quality/features.py"),
+        bad(
+            "zero count",
+            lambda k: Q.LeNet(channels=0),
+            lk.ConfigError,
+            gap="src/latentkit/quality/features.py",
+        ),
     ),
     "latentkit.quality.PreparedReference": (
         bad(
             "wrong type",
             lambda k: Q.PreparedReference("f", t(1), t(1), t(1), 3, "unit", None),
             lk.InputError,
-            gap="quality/assess.py",
+            gap="src/latentkit/quality/assess.py",
         ),
     ),
     "latentkit.quality.classifier_score": (
@@ -348,7 +379,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "wrong type",
             lambda k: Q.frechet_distance("m", t(2, 2), t(2), t(2, 2)),
             lk.InputError,
-            gap="quality/metrics.py",
+            gap="src/latentkit/quality/metrics.py",
         ),
     ),
     "latentkit.quality.frechet_estimate": (
@@ -398,11 +429,16 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "wrong type",
             lambda k: Q.sample_quality_table("b"),
             lk.InputError,
-            gap="quality/pipeline.py",
+            gap="src/latentkit/quality/pipeline.py",
         ),
     ),
     "latentkit.quality.sampler_of": (
-        bad("wrong type", lambda k: Q.sampler_of("m"), lk.InputError, gap="quality/pipeline.py"),
+        bad(
+            "wrong type",
+            lambda k: Q.sampler_of("m"),
+            lk.InputError,
+            gap="src/latentkit/quality/pipeline.py",
+        ),
     ),
     # -- the testing kit
     "latentkit.testing.Check": (
@@ -410,7 +446,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "wrong type",
             lambda k: TS.Check(3, "t", print),
             lk.InputError,
-            gap="testing/checks/registry.py",
+            gap="src/latentkit/testing/checks/registry.py",
         ),
     ),
     "latentkit.testing.ModelCase": (
@@ -425,7 +461,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "wrong type",
             lambda k: TS.assert_in_expectation("d", "w"),
             lk.InputError,
-            gap="testing/checks/stats.py",
+            gap="src/latentkit/testing/checks/stats.py",
         ),
     ),
     "latentkit.testing.build_model": (
@@ -434,7 +470,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "huge int",
             lambda k: TS.build_model("vae", {}, HUGE),
             lk.InputError,
-            gap="testing/checks/case.py",
+            gap="src/latentkit/testing/checks/case.py",
         ),
     ),
     "latentkit.testing.check_model": (
@@ -445,7 +481,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "wrong type",
             lambda k: TS.format_report("m", [3]),
             lk.InputError,
-            gap="testing/checks/runner.py",
+            gap="src/latentkit/testing/checks/runner.py",
         ),
     ),
     "latentkit.testing.model_cases": (
@@ -453,7 +489,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "unknown choice",
             lambda k: TS.model_cases("nope"),
             lk.UnknownModelError,
-            gap="testing/checks/case.py",
+            gap="src/latentkit/testing/checks/case.py",
         ),
     ),
     "latentkit.testing.run_check": (
@@ -461,7 +497,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "wrong type",
             lambda k: TS.run_check("c", "vae"),
             lk.InputError,
-            gap="testing/checks/runner.py",
+            gap="src/latentkit/testing/checks/runner.py",
         ),
     ),
     "latentkit.testing.run_checks": (
@@ -470,7 +506,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "unknown choice",
             lambda k: TS.run_checks("vae", checks=["bogus"]),
             lk.LatentkitError,
-            gap="testing/checks/runner.py",
+            gap="src/latentkit/testing/checks/runner.py",
         ),
     ),
 }

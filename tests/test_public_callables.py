@@ -10,8 +10,10 @@ function without a bad-input case fails :func:`test_every_public_callable_has_a_
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import signal
 import warnings
 
 import pytest
@@ -159,12 +161,31 @@ CASES = [
 ]
 
 
+SECONDS_PER_CASE = 30
+"""A hostile call refused at entry takes milliseconds; one that gets through may run for
+ever (a count of 2**70 looping over batches): the case fails after this long instead."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: int):
+    def expired(signum, frame):
+        raise AssertionError(f"the hostile call ran for more than {seconds} s: not refused")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.parametrize(("name", "case"), CASES)
 def test_a_hostile_call_is_one_typed_line(kit, name, case):
     """The hostile call raises the table's error, a latentkit error, in one line naming
-    what is wrong (the table's words)."""
+    what is wrong (the table's words), within :data:`SECONDS_PER_CASE`."""
     assert issubclass(case.error, lk.LatentkitError)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _deadline(SECONDS_PER_CASE):
         warnings.simplefilter("ignore")
         with pytest.raises(lk.LatentkitError) as exc:
             case.call(kit)

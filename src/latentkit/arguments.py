@@ -24,13 +24,10 @@ import functools
 import inspect
 import math
 import re
-import sys
 import types
 import typing
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
-
-import torch
 
 from latentkit.chains import LatentModel
 from latentkit.errors import InputError
@@ -285,15 +282,6 @@ def _annotated(annotation: str) -> Callable[..., None]:
     return holder
 
 
-def _fallback_names() -> dict[str, Any]:
-    """Names an annotation may use that its module imports only for type checking: torch,
-    ``Tensor`` and latentkit's public top-level names (read from the imported package, not
-    imported here: this module is below it)."""
-    package = sys.modules.get("latentkit")
-    names = {n: getattr(package, n) for n in getattr(package, "__all__", ())}
-    return {"torch": torch, "Tensor": torch.Tensor, **names}
-
-
 class _Contract:
     """A callable's signature and the rules of its annotated parameters, resolved at the
     first call (when every module the annotations name is imported)."""
@@ -347,7 +335,7 @@ class _Contract:
         if isinstance(annotation, str):  # postponed (``from __future__ import annotations``)
             holder = _annotated(annotation)
             try:
-                hints = typing.get_type_hints(holder, self.fn.__globals__, _fallback_names())
+                hints = typing.get_type_hints(holder, self.fn.__globals__)  # its module's names
             except Exception:
                 return None
             annotation = hints["value"]

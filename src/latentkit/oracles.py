@@ -117,9 +117,9 @@ class ExactLinearGaussianPosterior(PosteriorChain):
         return _condition(z @ A.T + b, v, C, d, S, _flat(x))
 
 
-@checked
 def exact_posterior(model: LatentModel) -> ExactLinearGaussianPosterior:
-    """The exact posterior chain of a linear-Gaussian model; use ``model.with_posterior(...)``."""
+    """The exact posterior chain of a linear-Gaussian model; use ``model.with_posterior(...)``
+    (its constructor checks ``model``)."""
     return ExactLinearGaussianPosterior(model)
 
 
