@@ -170,6 +170,18 @@ def test_8x8_data_is_refused_before_anything_is_evaluated_or_sampled(
     assert digest(run) == before
 
 
+def test_train_report_with_8x8_data_is_refused_before_training(tmp_path):
+    """``train --report --sample-quality N`` on data the feature network cannot read: one
+    error line before the first step, and no run folder made."""
+    run = tmp_path / "never"
+    argv = ["train", "--model", "vae", "--data", "digits", "--limit", "64", "--steps", "2",
+            "--batch-size", "16", "--no-progress", "--run-dir", str(run), "--report",
+            "--sample-quality", "50"]  # fmt: skip
+    code, _, err = run_cli(argv)
+    assert code == 1 and "1×8×8" in error_line(err)
+    assert "trained" not in err and not run.exists()
+
+
 def test_more_samples_than_training_images_is_refused_first(run, tmp_path, monkeypatch):
     """The floor scores N training images: N above the split's size is one line (exit 2)
     naming the size, before the sampling."""

@@ -206,8 +206,8 @@ def _add_compare(sub: Any) -> None:
     p.add_argument(
         "--figure",
         default="best",
-        help="the figure compared: best (−IWAE_k where computed, else −ELBO), elbo, iwae, or a "
-        "model's own (continuous, ode, ode_direct, ...); default best",
+        help="the figure compared: best (−IWAE_k where computed, else −ELBO), elbo, iwae, fld "
+        "(sample quality), or any figure a run's report names (a model's own); default best",
     )
     p.add_argument(
         "--allow-mixed",

@@ -36,6 +36,7 @@ from latentkit.cli.runfolder import _checkpoint_info, _refuse_existing_run, _Run
 from latentkit.cli.tables import field_names
 from latentkit.composition import evaluation_model
 from latentkit.config import structure_config, unstructure_config
+from latentkit.quality.pipeline import check_sample_quality
 from latentkit.registry import (
     get_model_spec,
     get_objective_spec,
@@ -53,6 +54,8 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     # Everything is checked and built before the run folder is touched: a missing data file,
     # a batch larger than the data or a model too large for memory leaves the old run as is.
     ds, model, trainer = build_run(spec, train_cfg, fields, run_dir, err)
+    if args.report:  # the report's sample quality reads these data: refused before training
+        check_sample_quality(ds, spec.evaluate)
     with _RunFolder(run_dir, writer=trainer.dist.is_main, err=err) as folder:
         if checkpoint is None:
             if args.overwrite:
@@ -280,7 +283,7 @@ def _report(
         run_dir,
         out=out,
         err=err,
-        options=spec.evaluate,
+        options={"progress": trainer.config.progress, **spec.evaluate},  # --no-progress too
         dataset=ds,
         model=evaluation_model(model, say=lambda line: err.print(line, markup=False)),
         info=info,
