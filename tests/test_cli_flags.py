@@ -270,4 +270,5 @@ def test_train_report_evaluates_with_the_tables_seed(tmp_path, monkeypatch):
     argv = ["train", "--model", "vae", "--data", "digits", "--limit", "64", "--steps", "1"]
     argv += ["--batch-size", "16", "--no-progress", "--report", "--set", "evaluate.seed=3"]
     assert main([*argv, "--run-dir", str(tmp_path / "run")]) == 0
-    assert asked["seed"] == 3 and asked["options"] == {"seed": 3}
+    assert asked["seed"] == 3 and asked["options"] == {"seed": 3, "progress": False}  # and
+    # train's --no-progress reaches the report's bars
