@@ -66,6 +66,8 @@ def test_a_fault_is_put_only_on_an_installed_model_and_named_from_the_catalogue(
         assert available == []
 
 
+# Five fixed draws per mutant: a structural property of each mutant's config strategy (every
+# config it draws is linear-Gaussian), not a statistical one; the table itself draws 25.
 @settings(max_examples=5, derandomize=True, deadline=None, database=None)
 @given(data=st.data())
 def test_every_mutant_is_drawn_where_the_exact_oracle_applies(registered, data):
