@@ -8,6 +8,7 @@ the xfail turns into a failure, and the gap mark must go."""
 
 from __future__ import annotations
 
+import attrs
 import torch
 from bad_calls_kit import HUGE, INF, NAN, Bad, bad
 
@@ -19,13 +20,13 @@ from latentkit import testing as TS
 from latentkit import training as T
 
 t = torch.zeros
-REGISTRY, CHAINS, SPECS, OBJECTIVES = (
-    "src/latentkit/registry.py",
-    "src/latentkit/chains.py",
-    "src/latentkit/specs.py",
-    "src/latentkit/objectives/base.py",
-)
+CHAINS, OBJECTIVES = "src/latentkit/chains.py", "src/latentkit/objectives/base.py"
 DIFFUSION, PLOTS = "src/latentkit/diffusion.py", "src/latentkit/plots.py"
+
+
+@attrs.frozen
+class _SpecConfig:
+    """A config class a spec accepts."""
 
 
 def _choice(**kw):
@@ -53,37 +54,101 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
         bad("out of range", lambda k: lk.make_objective("iwae", k.vae, k=0), lk.ConfigError),
     ),
     "latentkit.training_objective": (
-        bad("wrong type", lambda k: lk.training_objective(None), lk.InputError, gap=REGISTRY),
+        bad("wrong type", lambda k: lk.training_objective(None), lk.InputError, "model"),
     ),
     "latentkit.training_loss": (
         bad("wrong type", lambda k: lk.training_loss("m", k.x), lk.EstimatorError, "model"),
-        bad("wrong shape", lambda k: lk.training_loss(k.vae, t(2, 5)), lk.ShapeError, gap=REGISTRY),
+        bad("wrong shape", lambda k: lk.training_loss(k.vae, t(2, 5)), lk.ShapeError, "x"),
+        bad("NaN", lambda k: lk.training_loss(k.vae, t(2, 4) + NAN), lk.NonFiniteError, "x"),
         bad(
-            "negative", lambda k: lk.training_loss(k.vae, k.x, step=-1), lk.InputError, gap=REGISTRY
+            "wrong dtype",
+            lambda k: lk.training_loss(k.vae, t(2, 4, dtype=torch.long)),
+            lk.DTypeError,
+            "x",
+        ),
+        bad("negative", lambda k: lk.training_loss(k.vae, k.x, step=-1), lk.InputError, "step"),
+        bad("bool", lambda k: lk.training_loss(k.vae, k.x, step=True), lk.InputError, "step"),
+        bad("huge int", lambda k: lk.training_loss(k.vae, k.x, step=HUGE), lk.InputError, "step"),
+        bad(
+            "wrong dtype",
+            lambda k: lk.training_loss(k.vae, k.x, step=torch.tensor(1.5)),
+            lk.InputError,
+            "step",
+        ),
+        bad(
+            "wrong shape",
+            lambda k: lk.training_loss(k.vae, k.x, step=torch.tensor([1, 2])),
+            lk.InputError,
+            "step",
+        ),
+        bad(
+            "wrong type",
+            lambda k: lk.training_loss(k.vae, k.x, validate="no"),
+            lk.InputError,
+            "validate",
         ),
     ),
     "latentkit.register_plugin": (
-        bad("wrong type", lambda k: lk.register_plugin(None), lk.PluginError, gap=REGISTRY),
+        bad("wrong type", lambda k: lk.register_plugin(None), lk.PluginError, "hookimpl"),
+        bad("no hooks", lambda k: lk.register_plugin(object()), lk.PluginError, "hookimpl"),
         bad(
             "wrong type",
             lambda k: lk.register_plugin(object(), name=3),
             lk.PluginError,
-            gap=REGISTRY,
+            "name",
         ),
+        bad("empty name", lambda k: lk.register_plugin(lk, name=""), lk.PluginError, "name"),
     ),
     "latentkit.unregister_plugin": (
         bad(
             "never registered",
             lambda k: lk.unregister_plugin(object()),
             lk.PluginError,
-            gap=REGISTRY,
+            "not registered",
         ),
+        bad("wrong type", lambda k: lk.unregister_plugin(None), lk.PluginError, "not registered"),
     ),
     "latentkit.ModelSpec": (
-        bad("wrong type", lambda k: lk.ModelSpec(3, int, print), lk.ConfigError, gap=SPECS),
+        bad("wrong type", lambda k: lk.ModelSpec(3, int, print), lk.ConfigError, "'name'"),
+        bad(
+            "not an attrs class",
+            lambda k: lk.ModelSpec("m", int, print),
+            lk.ConfigError,
+            "'config_class'",
+        ),
+        bad(
+            "not callable",
+            lambda k: lk.ModelSpec("m", _SpecConfig, "f"),
+            lk.ConfigError,
+            "'factory'",
+        ),
+        bad(
+            "wrong type",
+            lambda k: lk.ModelSpec("m", _SpecConfig, print, 3),
+            lk.ConfigError,
+            "'description'",
+        ),
+        bad(
+            "wrong type",
+            lambda k: lk.ModelSpec("m", _SpecConfig, print, continuous_data=[1]),
+            lk.ConfigError,
+            "'continuous_data'",
+        ),
+        bad(
+            "wrong type",
+            lambda k: lk.ModelSpec("m", _SpecConfig, print, data_shape_field=3),
+            lk.ConfigError,
+            "'data_shape_field'",
+        ),
     ),
     "latentkit.ObjectiveSpec": (
-        bad("wrong type", lambda k: lk.ObjectiveSpec(3, int, print), lk.ConfigError, gap=SPECS),
+        bad("wrong type", lambda k: lk.ObjectiveSpec(3, int, print), lk.ConfigError, "'name'"),
+        bad(
+            "not callable",
+            lambda k: lk.ObjectiveSpec("o", _SpecConfig, None),
+            lk.ConfigError,
+            "'factory'",
+        ),
     ),
     # -- the chains' types
     "latentkit.LatentModel": (

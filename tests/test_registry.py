@@ -197,12 +197,12 @@ def test_both_kinds_of_spec_refuse_a_bad_field_naming_it(kind, field, bad, says)
     """One rule, one validator (latentkit.specs), the same for models and objectives: the
     error names the field and what it must be."""
     assert kind(**_GOOD_SPEC).name == "a-spec_1"
-    with pytest.raises((ValueError, TypeError), match=f"'{field}' .*{says}|{says}.*'{field}'"):
+    with pytest.raises(lk.ConfigError, match=f"'{field}' .*{says}|{says}.*'{field}'"):
         kind(**{**_GOOD_SPEC, field: bad})
 
 
 @pytest.mark.parametrize("field", ["test_configs", "checks", "mutants"])
 def test_a_model_spec_refuses_a_hook_that_is_not_callable(field):
     assert getattr(lk.ModelSpec(**_GOOD_SPEC, **{field: lambda: None}), field) is not None
-    with pytest.raises(TypeError, match=f"'{field}' must be callable"):
+    with pytest.raises(lk.ConfigError, match=f"ModelSpec: '{field}' must be callable"):
         lk.ModelSpec(**_GOOD_SPEC, **{field: "not callable"})

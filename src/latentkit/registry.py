@@ -14,14 +14,17 @@ from typing import Any
 
 import attrs
 import pluggy
+import torch
 from torch import Tensor
 
 from latentkit import hookspecs, objectives
+from latentkit.arguments import check_count, check_flag, check_model, describe_value
 from latentkit.chains import LatentModel, ObjectiveChoice
 from latentkit.config import structure_config
-from latentkit.errors import ConfigError, EstimatorError, PluginError, UnknownModelError
+from latentkit.errors import ConfigError, EstimatorError, InputError, PluginError, UnknownModelError
 from latentkit.objectives import Objective, ObjectiveSpec
 from latentkit.specs import ModelSpec
+from latentkit.validation import check_model_input
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -220,8 +223,30 @@ def reload_plugins() -> None:
     _registry.extra = extra
 
 
+def _has_hooks(plugin: object) -> bool:
+    """Whether ``plugin`` has a function marked ``@latentkit.hookimpl`` (what pluggy takes)."""
+    for attr in dir(plugin):
+        try:
+            if _registry.pm.parse_hookimpl_opts(plugin, attr) is not None:
+                return True
+        except Exception:  # an attribute that cannot be read holds no hook
+            continue
+    return False
+
+
 def register_plugin(plugin: object, name: str | None = None) -> None:
-    """Register a plugin object in this process, without an entry point (tests, notebooks)."""
+    """Register a plugin object in this process, without an entry point (tests, notebooks):
+    a module, class or object with a ``@latentkit.hookimpl`` function, under ``name`` (a
+    non-empty str; default its ``__name__``, else its repr), else a PluginError at once."""
+    if name is not None and (not isinstance(name, str) or not name):
+        raise PluginError(
+            f"register_plugin: name must be a non-empty str, got {describe_value(name)}"
+        )
+    if not _has_hooks(plugin):
+        raise PluginError(
+            f"register_plugin: plugin {describe_value(plugin)} has no function marked "
+            "@latentkit.hookimpl (a latentkit_models or latentkit_objectives hook)"
+        )
     name = name or getattr(plugin, "__name__", None) or repr(plugin)
     _registry.extra.append((plugin, name))
     # Collected again (with every fault, the entry points' included) at the next use.
@@ -229,7 +254,9 @@ def register_plugin(plugin: object, name: str | None = None) -> None:
 
 
 def unregister_plugin(plugin: object) -> None:
-    """Undo :func:`register_plugin`."""
+    """Undo :func:`register_plugin` (a plugin not registered: a PluginError)."""
+    if not _registry.pm.is_registered(plugin) and all(p is not plugin for p, _ in _registry.extra):
+        raise PluginError(f"unregister_plugin: plugin {describe_value(plugin)} is not registered")
     _registry.extra = [(p, n) for p, n in _registry.extra if p is not plugin]
     if _registry.pm.is_registered(plugin):
         _registry.pm.unregister(plugin)
@@ -337,7 +364,7 @@ def training_objective(model: LatentModel) -> Objective:
     """The objective ``model.objective_choice`` names (the one the model trains with unless
     told otherwise), built once per model and kept (its state, e.g. an importance sampler's
     history, carries over from call to call); built again if the choice is changed."""
-    choice = model.objective_choice
+    choice = check_model(model, "training_objective").objective_choice
     cached = _built.get(model)
     if cached is not None and cached[0] == choice:
         return cached[1]
@@ -346,8 +373,26 @@ def training_objective(model: LatentModel) -> Objective:
     return built
 
 
-def training_loss(model: LatentModel, x: Tensor, step: int | Tensor | None = None) -> Tensor:
-    """The loss of the model's own objective (:func:`training_objective`), ``[batch]``."""
+def training_loss(
+    model: LatentModel, x: Tensor, step: int | Tensor | None = None, *, validate: bool = True
+) -> Tensor:
+    """The loss of the model's own objective (:func:`training_objective`), ``[batch]``.
+
+    ``step``: optimizer steps taken so far, an int ≥ 0 or a 0-dim integer tensor (``None``:
+    after any schedule has ended). ``validate``: check ``x`` first, as ``lk.elbo`` does
+    (shape, dtype, device, finiteness, inside p(x|z_1)'s support: one read-back); ``False``
+    skips it in a tight loop."""
     if not isinstance(model, LatentModel):
         raise EstimatorError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
+    if isinstance(step, Tensor):
+        kind = step.dtype
+        if step.ndim or kind.is_floating_point or kind.is_complex or kind == torch.bool:
+            raise InputError(
+                f"training_loss: step must be an int ≥ 0 or a 0-dim integer "
+                f"tensor, got {describe_value(step)}"
+            )
+    elif step is not None:
+        check_count(step, "training_loss: step", low=0)
+    if check_flag(validate, "training_loss: validate"):
+        check_model_input(model, x)
     return training_objective(model).forward(model, x, step)

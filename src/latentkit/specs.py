@@ -2,7 +2,8 @@
 :class:`ModelSpec` (``latentkit_models``); :class:`~latentkit.ObjectiveSpec`
 (``latentkit_objectives``) is the same base with the objective's factory.
 
-Each rule on a spec's fields is one validator here, used by both kinds of spec.
+Each rule on a spec's fields is one validator here, used by both kinds of spec; a value
+that breaks one is a :class:`~latentkit.ConfigError` naming the spec's class and the field.
 """
 
 from __future__ import annotations
@@ -14,26 +15,50 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
+from latentkit.errors import ConfigError
+
 __all__ = ["ModelSpec", "Spec"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
+def _refuse(instance: Any, attribute: attrs.Attribute, rule: str, value: Any) -> None:
+    shown = repr(value)
+    if len(shown) > 60 or "\n" in shown:
+        shown = f"a {type(value).__name__}"
+    raise ConfigError(f"{type(instance).__name__}: {attribute.name!r} must be {rule}; got {shown}")
+
+
 def _registry_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     if not isinstance(value, str) or not _NAME.match(value):
-        raise ValueError(
-            f"{attribute.name!r} must be lower case letters, digits, '-' or '_', "
-            f"starting with a letter; got {value!r}"
+        _refuse(
+            instance,
+            attribute,
+            "lower case letters, digits, '-' or '_', starting with a letter",
+            value,
         )
 
 
 def _attrs_class(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not (isinstance(value, type) and attrs.has(value)):
-        raise ValueError(f"{attribute.name!r} must be an attrs class, got {value!r}")
+        _refuse(instance, attribute, "an attrs class", value)
 
 
-_optional_callable = v.optional(v.is_callable())
-_optional_str = v.optional(v.instance_of(str))
+def _callable(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not callable(value):
+        _refuse(instance, attribute, "callable", value)
+
+
+def _of(kind: type, words: str) -> Callable[[Any, attrs.Attribute, Any], None]:
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, kind):
+            _refuse(instance, attribute, words, value)
+
+    return check
+
+
+_optional_callable = v.optional(_callable)
+_optional_str = v.optional(_of(str, "a str or None"))
 
 
 @attrs.frozen
@@ -52,9 +77,9 @@ class Spec:
 
     name: str = attrs.field(validator=_registry_name)
     config_class: type = attrs.field(validator=_attrs_class)
-    factory: Callable[..., Any] = attrs.field(validator=v.is_callable())
-    description: str = ""
-    plugin: str = ""
+    factory: Callable[..., Any] = attrs.field(validator=_callable)
+    description: str = attrs.field(default="", validator=_of(str, "a str"))
+    plugin: str = attrs.field(default="", validator=_of(str, "a str"))
 
 
 @attrs.frozen
@@ -111,7 +136,7 @@ class ModelSpec(Spec):
         default=None, kw_only=True, validator=_optional_callable
     )
     continuous_data: Mapping[str, Any] | None = attrs.field(
-        default=None, kw_only=True, validator=v.optional(v.instance_of(Mapping))
+        default=None, kw_only=True, validator=v.optional(_of(Mapping, "a mapping or None"))
     )
 
     def data_fields(self) -> dict[str, str]:
