@@ -53,6 +53,13 @@ class Kit:
         return Path(tempfile.mkdtemp(prefix="latentkit-bad-calls-"))
 
     @functools.cached_property
+    def file(self) -> Path:
+        """A file, where a folder is wanted."""
+        path = self.tmp / "a-file.txt"
+        path.write_text("not a folder\n")
+        return path
+
+    @functools.cached_property
     def vae(self) -> lk.LatentModel:
         torch.manual_seed(0)
         return lk.load_model("vae", data_shape=(4,), latent_dim=2, architecture="linear")

@@ -200,66 +200,47 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
     ),
     "latentkit.training.DataOrder": (
         bad("too few", lambda k: T.DataOrder(0, 1, 0), lk.ConfigError, "batch_size"),
-        bad(
-            "huge int",
-            lambda k: T.DataOrder(10, 2, HUGE),
-            lk.ConfigError,
-            gap="src/latentkit/training/runtime.py",
-        ),
+        bad("huge int", lambda k: T.DataOrder(10, 2, HUGE), lk.ConfigError, "seed"),
+        bad("zero count", lambda k: T.DataOrder(10, 0, 0), lk.ConfigError, "batch_size"),
+        bad("bool", lambda k: T.DataOrder(10, True, 0), lk.ConfigError, "batch_size"),
+        bad("negative", lambda k: T.DataOrder(-1, 1, 0), lk.ConfigError, "num_examples"),
+        bad("wrong type", lambda k: T.DataOrder(10.0, 2, 0), lk.ConfigError, "num_examples"),
     ),
     "latentkit.training.DistInfo": (
-        bad(
-            "negative",
-            lambda k: T.DistInfo(rank=-1),
-            lk.ConfigError,
-            gap="src/latentkit/training/runtime.py",
-        ),
+        bad("negative", lambda k: T.DistInfo(rank=-1), lk.ConfigError, "rank"),
+        bad("zero count", lambda k: T.DistInfo(world_size=0), lk.ConfigError, "world_size"),
+        bad("out of range", lambda k: T.DistInfo(rank=2, world_size=2), lk.ConfigError, "rank"),
+        bad("wrong type", lambda k: T.DistInfo(local_rank="0"), lk.ConfigError, "local_rank"),
     ),
     "latentkit.training.JsonlLogger": (
-        bad(
-            "wrong type",
-            lambda k: T.JsonlLogger(3),
-            lk.InputError,
-            gap="src/latentkit/training/loggers.py",
-        ),
+        bad("wrong type", lambda k: T.JsonlLogger(3), lk.InputError, "run_dir"),
+        bad("empty path", lambda k: T.JsonlLogger(""), lk.InputError, "run_dir"),
+        bad("a file", lambda k: T.JsonlLogger(k.file), lk.InputError, "run_dir", "is a file"),
     ),
     "latentkit.training.MLflowLogger": (
-        bad(
-            "wrong type",
-            lambda k: T.MLflowLogger(3),
-            lk.InputError,
-            gap="src/latentkit/training/loggers.py",
-        ),
+        bad("wrong type", lambda k: T.MLflowLogger(3), lk.InputError, "run_dir"),
+        bad("a file", lambda k: T.MLflowLogger(k.file), lk.InputError, "run_dir", "is a file"),
     ),
     "latentkit.training.TensorBoardLogger": (
-        bad(
-            "wrong type",
-            lambda k: T.TensorBoardLogger(3),
-            lk.InputError,
-            gap="src/latentkit/training/loggers.py",
-        ),
+        bad("wrong type", lambda k: T.TensorBoardLogger(3), lk.InputError, "run_dir"),
     ),
     "latentkit.training.make_logger": (
         bad("unknown choice", lambda k: T.make_logger("bogus", k.tmp), lk.ConfigError, "bogus"),
+        bad("wrong type", lambda k: T.make_logger(["jsonl"], k.tmp), lk.ConfigError, "logger"),
+        bad("wrong type", lambda k: T.make_logger("jsonl", 3), lk.InputError, "run_dir"),
     ),
     "latentkit.training.init_distributed": (
-        bad(
-            "wrong type",
-            lambda k: T.init_distributed("d"),
-            lk.InputError,
-            gap="src/latentkit/training/runtime.py",
-        ),
+        bad("wrong type", lambda k: T.init_distributed("d"), lk.InputError, "device"),
     ),
     "latentkit.training.resolve_device": (
         bad("unknown choice", lambda k: T.resolve_device("gpu9"), lk.ConfigError, "gpu9"),
+        bad("wrong type", lambda k: T.resolve_device(0), lk.ConfigError, "device"),
     ),
     "latentkit.training.seed_everything": (
-        bad(
-            "huge int",
-            lambda k: T.seed_everything(HUGE),
-            lk.InputError,
-            gap="src/latentkit/training/runtime.py",
-        ),
+        bad("huge int", lambda k: T.seed_everything(HUGE), lk.InputError, "seed"),
+        bad("negative", lambda k: T.seed_everything(-1), lk.InputError, "seed"),
+        bad("wrong type", lambda k: T.seed_everything(1.5), lk.InputError, "seed"),
+        bad("bool", lambda k: T.seed_everything(True), lk.InputError, "seed"),
     ),
     # -- evaluation, comparison, composition
     "latentkit.evaluate": (

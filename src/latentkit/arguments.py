@@ -1,21 +1,16 @@
 """Checks of a public callable's arguments, each a typed latentkit error in one line that
-names the argument, the rule and the value given.
+names the argument, the rule and the value given; both layers run once at a public entry
+point, before any work:
 
-Two layers, both run once at a public entry point, before any work:
-
-* **Rules** a type cannot state (:func:`check_count`, :func:`check_seed`,
-  :func:`check_number`, :func:`check_choice`, :func:`check_flag`): ranges, finiteness,
-  bools refused where an int is wanted, counts and seeds of a bounded size, the known names.
-* **Annotations** (:func:`checked`): where a signature's annotations are the contract, the
-  decorator checks every argument against its annotation at each call with typeguard and
-  turns a mismatch (or an unknown keyword, a missing argument) into an
-  :class:`~latentkit.errors.InputError` naming the callable and the argument. Plain classes
-  and unions of them are decided by one ``isinstance``; generic annotations
-  (``Sequence[int]``, ``Mapping[str, Tensor]``, ``Callable[…]``) by typeguard, every item.
-  A ``bool`` is refused where the annotation says ``int`` or ``float`` but not ``bool``.
-  Its cost per call is measured by ``bench/typecheck_cost.py`` (docs/reliability.md); it
-  decorates entry points users call directly, never a per-step path (``elbo``, ``iwae``,
-  the estimators, the networks' ``forward``).
+* **Rules** a type cannot state (:func:`check_count`, :func:`check_seed`, :func:`check_number`,
+  :func:`check_choice`, :func:`check_flag`, :func:`check_shape`, :func:`check_path`): ranges,
+  finiteness, no bool for an int, bounded counts and seeds, known names, existing paths.
+* **Annotations** (:func:`checked`): each argument against its annotation (plain classes
+  by one ``isinstance``, generics such as ``Sequence[int]`` by typeguard, every item; no
+  bool for ``int``/``float``); a mismatch, an unknown keyword or a missing argument is an
+  :class:`~latentkit.errors.InputError` naming the callable and the argument. Its cost is
+  measured by ``bench/typecheck_cost.py``; it decorates entry points users call directly,
+  never a per-step path (``elbo``, ``iwae``, the estimators, the networks' ``forward``).
 """
 
 from __future__ import annotations
@@ -23,10 +18,12 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 import re
 import types
 import typing
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from latentkit.chains import LatentModel
@@ -40,6 +37,7 @@ __all__ = [
     "check_flag",
     "check_model",
     "check_number",
+    "check_path",
     "check_seed",
     "check_shape",
     "checked",
@@ -175,6 +173,17 @@ def check_flag(value: Any, name: str, *, error: type[Exception] = InputError) ->
     return value
 
 
+def check_path(value: Any, name: str, *, exists: str = "", error: type = InputError) -> Path:
+    """A non-empty str or os.PathLike as a Path; an existing file (folder) if ``exists`` says."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str) or not text or "\0" in text:
+        raise error(f"{name} must be a path (a str or os.PathLike), got {describe_value(value)}")
+    path = Path(text)
+    if exists and not (path.is_dir() if exists == "folder" else path.is_file()):
+        raise error(f"{name}: no such {exists}: {text!r}")
+    return path
+
+
 def check_model(model: Any, where: str = "") -> Any:
     """A :class:`~latentkit.LatentModel`, else an InputError naming what was given (one
     ``isinstance``: cheap enough for paths that run once per bound, such as the estimators')."""
@@ -293,10 +302,9 @@ class _Contract:
         self.init = leaf == "__init__"  # the message names the class being built
         self._rules: dict[str, _Rule] | None = None
         self.unresolved: list[str] = []
-        # What a plain call needs, for checking it without Signature.bind: the positional
-        # parameters in order (none when the signature takes *args or **kwargs: those calls
-        # are bound), the index of each parameter a keyword may name (keyword-only: past
-        # every position), how many positions are required, the required keyword-only names.
+        # For checking a plain call without Signature.bind: the positional parameters in order
+        # (none with *args or **kwargs: those calls are bound), the index of each parameter a
+        # keyword may name (keyword-only: past every position), the required counts/names.
         params = list(self.signature.parameters.values())
         plain = all(p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
         by_position = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]

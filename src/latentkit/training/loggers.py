@@ -28,8 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from latentkit.arguments import check_choice, check_path
 from latentkit.checkpoint import json_safe
-from latentkit.errors import ConfigError
+from latentkit.errors import ConfigError, InputError
 
 __all__ = ["JsonlLogger", "Logger", "MLflowLogger", "TensorBoardLogger", "make_logger"]
 
@@ -75,10 +76,14 @@ class Logger:
 
 
 class JsonlLogger(Logger):
-    """``RUN/metrics.jsonl``: the run's own record of its metrics."""
+    """``RUN/metrics.jsonl``: the run's own record of its metrics. ``run_dir``: a folder, or
+    a path where none exists yet (a str or os.PathLike), else an InputError."""
 
-    def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
+    def __init__(self, run_dir: str | os.PathLike):
+        where = f"{type(self).__name__}: run_dir"
+        self.run_dir = check_path(run_dir, where)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise InputError(f"{where} must be a folder, but {str(self.run_dir)!r} is a file")
 
     @property
     def metrics_path(self) -> Path:
@@ -93,7 +98,7 @@ class JsonlLogger(Logger):
 class TensorBoardLogger(JsonlLogger):
     """Also TensorBoard event files in ``RUN/tensorboard``."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: str | os.PathLike):
         super().__init__(run_dir)
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -128,7 +133,7 @@ class MLflowLogger(JsonlLogger):
 
     EXPERIMENT = "latentkit"
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: str | os.PathLike):
         super().__init__(run_dir)
         try:
             from mlflow.tracking import MlflowClient
@@ -180,12 +185,9 @@ class MLflowLogger(JsonlLogger):
         self.client.set_terminated(self.run_id)
 
 
-def make_logger(kind: str, run_dir: Path | None) -> Logger:
+def make_logger(kind: str, run_dir: str | os.PathLike | None) -> Logger:
     """The backend named ``kind`` (``TrainConfig.logger``) writing into ``run_dir``; a
     silent :class:`Logger` when there is no run folder."""
-    if run_dir is None:
-        return Logger()
     backends = {"jsonl": JsonlLogger, "tensorboard": TensorBoardLogger, "mlflow": MLflowLogger}
-    if kind not in backends:
-        raise ConfigError(f"logger: {kind!r} is not one of {', '.join(backends)}")
-    return backends[kind](Path(run_dir))
+    check_choice(kind, "logger", backends, error=ConfigError)
+    return Logger() if run_dir is None else backends[kind](run_dir)

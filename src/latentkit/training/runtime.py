@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from latentkit.arguments import check_count, check_seed, checked, describe_value
 from latentkit.errors import ConfigError, TrainingError
 
 __all__ = [
@@ -46,12 +47,17 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed torch's generators (CPU and every CUDA device); latentkit draws from no other."""
-    torch.manual_seed(seed)
+    """Seed torch's generators (CPU and every CUDA device); latentkit draws from no other.
+    ``seed``: an int in [0, 2**32 - 1], else an InputError."""
+    torch.manual_seed(check_seed(seed, "seed_everything: seed"))
 
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when present, else CPU; a clear error for an unavailable device."""
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"device must be a str (cpu, cuda, cuda:N, auto), got {describe_value(name)}"
+        )
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -72,13 +78,29 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _place(low: int, high: int) -> Any:
+    """A validator: an int in [low, high], else a ConfigError naming the field."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        check_count(value, f"DistInfo: {attribute.name}", low=low, high=high, error=ConfigError)
+
+    return check
+
+
 @attrs.frozen
 class DistInfo:
-    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+    """This process's place in a torchrun job (rank 0 of 1 when run alone): ints with
+    0 ≤ rank < world_size ≤ 65536 and 0 ≤ local_rank ≤ 65535, else a ConfigError."""
 
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
+    rank: int = attrs.field(default=0, validator=_place(0, 65535))
+    world_size: int = attrs.field(default=1, validator=_place(1, 65536))
+    local_rank: int = attrs.field(default=0, validator=_place(0, 65535))
+
+    def __attrs_post_init__(self) -> None:
+        if self.rank >= self.world_size:
+            raise ConfigError(
+                f"DistInfo: rank must be < world_size ({self.world_size}), got {self.rank}"
+            )
 
     @property
     def is_main(self) -> bool:
@@ -154,6 +176,7 @@ def distributed_env() -> DistInfo:
     return DistInfo(rank, world, local)
 
 
+@checked
 def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
     """Join torchrun's process group if there is one (gloo on CPU, NCCL on CUDA).
 
@@ -185,9 +208,13 @@ def shutdown_distributed() -> None:
 
 class DataOrder:
     """The global batch of each step: epoch e's permutation comes from a generator seeded by
-    (seed, e); step s takes slice s mod (N // B) of epoch s // (N // B). Drop-last epochs."""
+    (seed, e); step s takes slice s mod (N // B) of epoch s // (N // B). Drop-last epochs.
+    Counts and the seed as ``TrainConfig``'s, else a ConfigError."""
 
     def __init__(self, num_examples: int, batch_size: int, seed: int):
+        check_count(num_examples, "DataOrder: num_examples", low=0, error=ConfigError)
+        check_count(batch_size, "batch_size", error=ConfigError)
+        check_seed(seed, "DataOrder: seed", error=ConfigError)
         if batch_size > num_examples:
             raise ConfigError(
                 f"batch_size: {batch_size} is larger than the training set "
