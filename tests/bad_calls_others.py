@@ -21,12 +21,19 @@ from latentkit import training as T
 
 t = torch.zeros
 CHAINS, OBJECTIVES = "src/latentkit/chains.py", "src/latentkit/objectives/base.py"
-DIFFUSION, PLOTS = "src/latentkit/diffusion.py", "src/latentkit/plots.py"
+PLOTS = "src/latentkit/plots.py"
 
 
 @attrs.frozen
 class _SpecConfig:
     """A config class a spec accepts."""
+
+
+def _nan_at(x: torch.Tensor, i: int) -> torch.Tensor:
+    """``x`` with a NaN at index ``i`` (not only the first row is looked at)."""
+    x = x.clone()
+    x[i] = NAN
+    return x
 
 
 def _choice(**kw):
@@ -299,36 +306,63 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
     ),
     # -- diffusion helpers
     "latentkit.diffusion.StepTables": (
-        bad("wrong type", lambda k: DF.StepTables("t"), lk.InputError, gap=DIFFUSION),
+        bad("wrong type", lambda k: DF.StepTables("t"), lk.InputError, "tables"),
+        bad("empty", lambda k: DF.StepTables({}), lk.InputError, "tables"),
+        bad("bad name", lambda k: DF.StepTables({"a.b": t(2)}), lk.InputError, "'a.b'"),
+        bad("taken name", lambda k: DF.StepTables({"forward": t(2)}), lk.InputError, "forward"),
+        bad("wrong type", lambda k: DF.StepTables({"a": "x"}), lk.InputError, "'a'"),
     ),
     "latentkit.diffusion.alpha_bar_sq": (
-        bad("wrong type", lambda k: DF.alpha_bar_sq("g"), lk.InputError, gap=DIFFUSION),
+        bad("wrong type", lambda k: DF.alpha_bar_sq("g"), lk.InputError, "gamma"),
+        bad("wrong type", lambda k: DF.alpha_bar_sq(0.5), lk.InputError, "gamma"),
+        bad(
+            "wrong dtype", lambda k: DF.alpha_bar_sq(t(2, dtype=torch.long)), lk.InputError, "gamma"
+        ),
     ),
     "latentkit.diffusion.beta_bar_sq": (
-        bad("wrong type", lambda k: DF.beta_bar_sq("g"), lk.InputError, gap=DIFFUSION),
+        bad("wrong type", lambda k: DF.beta_bar_sq("g"), lk.InputError, "gamma"),
+        bad(
+            "wrong dtype", lambda k: DF.beta_bar_sq(t(2, dtype=torch.long)), lk.InputError, "gamma"
+        ),
     ),
     "latentkit.diffusion.cosine_alpha_bar": (
         bad(
             "out of range",
             lambda k: DF.cosine_alpha_bar(t(3), offset=-1.0),
             lk.InputError,
-            gap=DIFFUSION,
+            "offset",
         ),
+        bad("NaN", lambda k: DF.cosine_alpha_bar(t(3), offset=NAN), lk.InputError, "offset"),
+        bad("wrong type", lambda k: DF.cosine_alpha_bar(t(3), offset="s"), lk.InputError, "offset"),
+        bad("out of range", lambda k: DF.cosine_alpha_bar(t(3) + 2), lk.InputError, "u"),
+        bad("NaN in row 2", lambda k: DF.cosine_alpha_bar(_nan_at(t(4), 2)), lk.InputError, "u"),
+        bad("wrong type", lambda k: DF.cosine_alpha_bar("u"), lk.InputError, "u"),
     ),
     "latentkit.diffusion.cosine_log_snr": (
         bad(
-            "out of order",
-            lambda k: DF.cosine_log_snr(t(3), 1.0, -1.0),
-            lk.InputError,
-            gap=DIFFUSION,
+            "out of order", lambda k: DF.cosine_log_snr(t(3), 1.0, -1.0), lk.InputError, "gamma_max"
         ),
+        bad("NaN", lambda k: DF.cosine_log_snr(t(3), NAN, 1.0), lk.InputError, "gamma_min"),
+        bad("huge", lambda k: DF.cosine_log_snr(t(3), 0.0, 1e4), lk.InputError, "gamma_max"),
+        bad("bool", lambda k: DF.cosine_log_snr(t(3), False, 1.0), lk.InputError, "gamma_min"),
+        bad("wrong type", lambda k: DF.cosine_log_snr(0.5, -1.0, 1.0), lk.InputError, "u"),
     ),
     "latentkit.diffusion.gamma_from_alpha_bar": (
-        bad("wrong type", lambda k: DF.gamma_from_alpha_bar("a"), lk.InputError, gap=DIFFUSION),
+        bad("wrong type", lambda k: DF.gamma_from_alpha_bar("a"), lk.InputError, "alpha_bar"),
     ),
     "latentkit.diffusion.gather_steps": (
+        bad("out of range", lambda k: DF.gather_steps(t(5), 10, t(2)), lk.InputError, "t=10"),
+        bad("negative", lambda k: DF.gather_steps(t(5), -1, t(2)), lk.InputError, "t=-1"),
+        bad("wrong type", lambda k: DF.gather_steps(t(5), 2.7, t(2)), lk.InputError, "t must"),
+        bad("wrong type", lambda k: DF.gather_steps(t(5), "3", t(2)), lk.InputError, "t must"),
+        bad("bool", lambda k: DF.gather_steps(t(5), True, t(2)), lk.InputError, "t must"),
+        bad("wrong dtype", lambda k: DF.gather_steps(t(5), t(2), t(2)), lk.InputError, "t must"),
+        bad("wrong type", lambda k: DF.gather_steps([0.0, 1.0], 1, t(2)), lk.InputError, "table"),
         bad(
-            "out of range", lambda k: DF.gather_steps(t(5), 10, t(2)), lk.InputError, gap=DIFFUSION
+            "wrong type",
+            lambda k: DF.gather_steps(t(5), torch.tensor([1, 2]), "x"),
+            lk.InputError,
+            "like",
         ),
     ),
     "latentkit.diffusion.step_beta_from_alpha_bar": (
@@ -336,16 +370,24 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "out of range",
             lambda k: DF.step_beta_from_alpha_bar(t(3) + 1, cap=2.0),
             lk.InputError,
-            gap=DIFFUSION,
+            "cap",
+        ),
+        bad("zero", lambda k: DF.step_beta_from_alpha_bar(t(3) + 1, cap=0.0), lk.InputError, "cap"),
+        bad("zero ᾱ", lambda k: DF.step_beta_from_alpha_bar(t(3)), lk.InputError, "alpha_bar"),
+        bad(
+            "NaN in row 1",
+            lambda k: DF.step_beta_from_alpha_bar(_nan_at(t(3) + 1, 1)),
+            lk.InputError,
+            "alpha_bar",
+        ),
+        bad("too few", lambda k: DF.step_beta_from_alpha_bar(t(1) + 1), lk.InputError, "alpha_bar"),
+        bad(
+            "wrong shape", lambda k: DF.step_beta_from_alpha_bar(t(2, 2) + 1), lk.InputError, "1-d"
         ),
     ),
     "latentkit.diffusion.step_variance_fraction": (
-        bad(
-            "wrong type",
-            lambda k: DF.step_variance_fraction("g", t(2)),
-            lk.InputError,
-            gap=DIFFUSION,
-        ),
+        bad("wrong type", lambda k: DF.step_variance_fraction("g", t(2)), lk.InputError, "gamma_s"),
+        bad("wrong type", lambda k: DF.step_variance_fraction(t(2), 1), lk.InputError, "gamma_t"),
     ),
     # -- figures
     "latentkit.plots.as_images": (

@@ -203,7 +203,7 @@ def test_ddpm_stacked_rows_are_the_schedules_constants():
             assert torch.equal(got[:, 0], s._master[name][1:]), name
         assert torch.equal(eps[:, 0], (s._master["beta"] ** 2 / s._master["beta_bar"])[1:])
         assert torch.equal(p.reverse_rows.rows(3, like)[1], s._master["alpha"][3])
-    with pytest.raises(IndexError, match="outside 0..T=6"):
+    with pytest.raises(lk.InputError, match="outside 0..T=6"):
         model.posterior.marginal_rows.rows(7, like)
 
 
