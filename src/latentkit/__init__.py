@@ -24,6 +24,7 @@ from latentkit.chains import (
 )
 from latentkit.compare import Comparison, ProtocolMismatchError, RunFolderError, compare_runs
 from latentkit.composition import compose
+from latentkit.conditions import MISSING_LABEL, ConditionSpec
 from latentkit.config import structure_config, unstructure_config
 from latentkit.data import load_dataset
 from latentkit.diagnostics import Diagnostics, diagnose
@@ -49,6 +50,7 @@ from latentkit.estimators import Draw, Estimator, list_estimators
 from latentkit.evaluation import EvalReport, evaluate, paired_difference
 from latentkit.hookspecs import hookimpl
 from latentkit.likelihoods import make_likelihood
+from latentkit.marginals import class_log_probs, marginal_log_prob
 from latentkit.objectives import FunctionObjective, Objective, ObjectiveSpec
 from latentkit.ode import ode_log_prob as ode_log_prob
 from latentkit.oracles import exact_log_prob, exact_posterior
@@ -79,8 +81,10 @@ default_objective = training_objective  # the old name of training_objective (de
 __version__ = "0.1.0"
 
 __all__ = [
+    "MISSING_LABEL",
     "CheckpointError",
     "Comparison",
+    "ConditionSpec",
     "ConfigError",
     "DTypeError",
     "DataSourceError",
@@ -118,6 +122,7 @@ __all__ = [
     "TrainingError",
     "UnknownModelError",
     "bits_per_dim",
+    "class_log_probs",
     "compare_runs",
     "compose",
     "diagnose",
@@ -138,6 +143,7 @@ __all__ = [
     "load_trained_model",
     "make_likelihood",
     "make_objective",
+    "marginal_log_prob",
     "model_specs",
     "objective_specs",
     "ode_log_prob",

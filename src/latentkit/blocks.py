@@ -33,8 +33,9 @@ from torch.distributions import Independent
 
 from latentkit.arguments import MAX_COUNT, check_count, check_shape, checked
 from latentkit.chains import GenerativeChain, SingleLayerPosterior
+from latentkit.conditions import ConditionSpec
 from latentkit.config import one_of, positive_ints, ruled
-from latentkit.distributions import standard_normal
+from latentkit.distributions import diag_normal, standard_normal
 from latentkit.errors import ConfigError
 from latentkit.likelihoods import make_likelihood
 from latentkit.networks import (
@@ -125,9 +126,14 @@ _DECODER_FIELDS = (
 class DecoderChain(GenerativeChain):
     """p(z) = N(0, I); p(x | z) = likelihood(decoder(z)), the decoder an MLP (or one linear
     map) from z to the likelihood's parameters, flat. Built from an
-    :class:`EncoderDecoderConfig` (or any object with its fields)."""
+    :class:`EncoderDecoderConfig` (or any object with its fields).
 
-    def __init__(self, cfg: EncoderDecoderConfig):
+    With ``condition`` (a :class:`~latentkit.ConditionSpec`), a conditional chain: the
+    prior p(z | c) = N(A f(c), diag exp(2 B f(c))) (A = B = 0 at the start: N(0, I)) and
+    p(x | z, c) = likelihood(decoder([z, f(c)])), f(c) the condition's features (one-hot
+    for a class; ``ConditionSpec.features``)."""
+
+    def __init__(self, cfg: EncoderDecoderConfig, *, condition: ConditionSpec | None = None):
         missing = [f for f in _DECODER_FIELDS if not hasattr(cfg, f)]
         if missing:
             raise ConfigError(
@@ -138,15 +144,32 @@ class DecoderChain(GenerativeChain):
         D = math.prod(cfg.data_shape)
         scale = cfg.fixed_scale if cfg.likelihood_scale == "fixed" else cfg.likelihood_scale
         self.lik = make_likelihood(cfg.likelihood, cfg.data_shape, scale)
-        self.decoder = mlp([cfg.latent_dim, *cfg.widths, D * self.lik.num_params], cfg.activation)
+        self.condition_spec = condition
+        f = condition.feature_dim if condition is not None else 0
+        widths = [cfg.latent_dim + f, *cfg.widths, D * self.lik.num_params]
+        self.decoder = mlp(widths, cfg.activation)
         self.register_buffer("prior_loc", torch.zeros(cfg.latent_dim))
         self.register_buffer("prior_scale", torch.ones(cfg.latent_dim))
+        if condition is not None:  # p(z | c): its mean and log-scale linear in f(c)
+            self.prior_map = torch.nn.Parameter(torch.zeros(f, 2 * cfg.latent_dim))
         self.linear = cfg.architecture == "linear"
 
+    def _features(self, n: int, like: Tensor) -> Tensor:
+        return self.condition_spec.features(self.condition_for(n), like.dtype)
+
+    def _prior_params(self, n: int) -> tuple[Tensor, Tensor]:
+        """p(z | c)'s mean and scale, ``[n, d]`` each."""
+        loc, log_scale = (self._features(n, self.prior_map) @ self.prior_map).chunk(2, -1)
+        return loc, log_scale.exp()
+
     def prior(self, n: int) -> Independent:
-        return standard_normal(n, (self.prior_loc.shape[0],), like=self.prior_loc)
+        if self.condition_spec is None:
+            return standard_normal(n, (self.prior_loc.shape[0],), like=self.prior_loc)
+        return diag_normal(*self._prior_params(n))
 
     def likelihood(self, z1: Tensor):
+        if self.condition_spec is not None:
+            z1 = torch.cat([z1, self._features(z1.shape[0], z1)], dim=-1)
         return self.lik.from_flat(self.decoder(z1))
 
     def linear_gaussian(self) -> LinearGaussianSpec | None:
@@ -155,13 +178,25 @@ class DecoderChain(GenerativeChain):
         var = self.lik.linear_gaussian_variance()
         if not self.linear or var is None:
             return None
-        layer = self.decoder[0]
+        layer, d = self.decoder[0], self.prior_loc.shape[0]
+        if self.condition_spec is None:
+            return LinearGaussianSpec(
+                prior_mean=self.prior_loc,
+                prior_var=self.prior_scale**2,
+                transitions=(),
+                weight=layer.weight,
+                bias=layer.bias,
+                noise_var=var,
+            )
+        # One condition at a time (latentkit.exact_log_prob binds one value per call).
+        loc, scale = (t[0] for t in self._prior_params(1))
+        f = self._features(1, layer.weight)[0]
         return LinearGaussianSpec(
-            prior_mean=self.prior_loc,
-            prior_var=self.prior_scale**2,
+            prior_mean=loc,
+            prior_var=scale**2,
             transitions=(),
-            weight=layer.weight,
-            bias=layer.bias,
+            weight=layer.weight[:, :d],
+            bias=layer.bias + layer.weight[:, d:] @ f,
             noise_var=var,
         )
 
@@ -169,7 +204,8 @@ class DecoderChain(GenerativeChain):
 class GaussianEncoder(SingleLayerPosterior):
     """q(z | x) = N(μ(x), diag σ²(x)), σ = softplus(raw) + ``min_scale``: an MLP through
     ``hidden`` (empty: one linear map) of the flattened x gives [μ, raw] (and, with
-    ``context_dim`` > 0, ``context_dim`` features more, which :meth:`parts` returns).
+    ``context_dim`` > 0, ``context_dim`` features more, which :meth:`parts` returns). With
+    ``condition``, q(z | x, c): the condition's features are read beside x.
 
     Also a plain module (``encoder(x)`` is the distribution): a model may share it between
     its chains (``latentkit.chains.SharedModule``), as a VampPrior's prior does.
@@ -185,13 +221,16 @@ class GaussianEncoder(SingleLayerPosterior):
         activation: str = "silu",
         min_scale: float = 1e-4,
         context_dim: int = 0,
+        condition: ConditionSpec | None = None,
     ):
         check_count(latent_dim, "GaussianEncoder: latent_dim", error=ConfigError)
         check_count(context_dim, "GaussianEncoder: context_dim", low=0, error=ConfigError)
         check_shape(data_shape, "GaussianEncoder: data_shape", error=ConfigError)
         super().__init__()
         self.latent_dim, self.context_dim = int(latent_dim), int(context_dim)
-        sizes = [math.prod(data_shape), *hidden, 2 * self.latent_dim + self.context_dim]
+        self.condition_spec = condition
+        f = condition.feature_dim if condition is not None else 0
+        sizes = [math.prod(data_shape) + f, *hidden, 2 * self.latent_dim + self.context_dim]
         self.net = mlp(sizes, activation)
         self.head = GaussianHead(min_scale)
 
@@ -210,7 +249,11 @@ class GaussianEncoder(SingleLayerPosterior):
 
     def parts(self, x: Tensor) -> tuple[Independent, Tensor | None]:
         """q(z | x) and the context features (``[batch, context_dim]``; ``None`` without)."""
-        out = self.net(x.flatten(1))  # "b ... -> b (...)"
+        flat = x.flatten(1)  # "b ... -> b (...)"
+        if self.condition_spec is not None:  # q(z | x, c): the condition's features beside x
+            c = self.condition_spec.features(self.condition_for(x.shape[0]), flat.dtype)
+            flat = torch.cat([flat, c], dim=-1)
+        out = self.net(flat)
         if not self.context_dim:
             return self.head(out), None
         gaussian, context = out.split((2 * self.latent_dim, self.context_dim), -1)

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from latentkit.arguments import check_count, check_flag, check_model
 from latentkit.chains import LatentModel
+from latentkit.conditions import bind, restrict
 from latentkit.errors import InputError
 from latentkit.estimators import Draw, Estimator, monte_carlo_estimator, resolve_estimator
 from latentkit.estimators import _check as check_term
@@ -61,6 +62,7 @@ def elbo(
     num_samples: int = 1,
     estimator: str = "auto",
     validate: bool = True,
+    condition=None,
     **estimator_options,
 ) -> ElboResult:
     """ELBO_β(x) = E_q[log p(x|z_1)] − β·Σ KL terms, per example, averaged over draws.
@@ -72,11 +74,14 @@ def elbo(
         num_samples: draws of z per example; terms are averaged over them.
         estimator: ``auto`` or a name from :data:`latentkit.estimators.ESTIMATORS`.
         validate: check ``x`` (shape, dtype, device, finiteness, inside p(x|z_1)'s support) first.
+        condition: a conditional model's conditions, one per example (an ``int`` for all):
+            the bound is then ELBO(x | c) ≤ log p(x | c) (``latentkit.conditions``).
         **estimator_options: passed to the estimator (e.g. ``pairs_per_call``).
     """
     check_model(model)
     if check_flag(validate, "validate"):
         check_model_input(model, x, name="x")
+    model = bind(model, condition, x.shape[0])
     check_positive_int(num_samples, "num_samples")
     beta = _check_beta(beta)
     est = resolve_estimator(model, estimator, **estimator_options)
@@ -170,7 +175,8 @@ def log_weight_chunks(
         examples = slice(start, min(start + group, n))
         c = _balanced(k, max(1, chunk // (examples.stop - start)))
         for done in range(0, k, c):
-            yield examples, log_weights(model, x[examples], min(c, k - done))
+            part = restrict(model, examples)
+            yield examples, log_weights(part, x[examples], min(c, k - done))
 
 
 def _balanced(total: int, most: int) -> int:
@@ -221,6 +227,7 @@ def iwae(
     *,
     validate: bool = True,
     chunk: int | None = None,
+    condition=None,
 ) -> Tensor:
     """IWAE_k(x) = log (1/k) Σ_i p(x, z_i)/q(z_i|x), z_i ~ q(·|x) i.i.d., ``[batch]``.
 
@@ -242,10 +249,13 @@ def iwae(
             ``torch.no_grad()`` (with gradients, autograd keeps every chunk's graph). Same
             result as ``chunk=None`` on the same draws, to float round-off; the draws
             themselves are the same only when ``batch · k ≤ chunk`` (a single call).
+        condition: a conditional model's conditions, one per example (an ``int`` for all):
+            the bound is then on log p(x | c).
     """
     check_model(model)
     if check_flag(validate, "validate"):
         check_model_input(model, x, name="x")
+    model = bind(model, condition, x.shape[0])
     check_positive_int(k, "k")
     if chunk is not None:
         check_positive_int(chunk, "chunk")

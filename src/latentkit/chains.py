@@ -34,7 +34,11 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from latentkit.conditions import ConditionSpec, check_condition, check_guidance, tiled, view
+from latentkit.errors import InputError
+
 __all__ = [
+    "ConditionSpec",
     "GenerativeChain",
     "LatentModel",
     "LinearGaussianSpec",
@@ -125,6 +129,22 @@ def _check_shared(model: LatentModel) -> None:
                     )
 
 
+def _given(self, c: Tensor | None, guidance: float = 0.0):
+    """This chain bound to the conditions ``c`` (a shallow view: same parameters)."""
+    return view(self, c, guidance)
+
+
+def _condition_for(self, batch: int) -> Tensor:
+    """The bound conditions for a batch of ``batch`` rows (tiled as the engine repeats
+    examples); an :class:`~latentkit.errors.InputError` when the chain was not given any."""
+    return tiled(self._bound_condition, batch, type(self).__name__)
+
+
+def _guidance(self) -> float:
+    """The classifier-free guidance scale w of the bound view (0: none)."""
+    return self._bound_guidance
+
+
 class GenerativeChain(nn.Module):
     """p(z_L) · Π p(z_{l-1} | z_l) · p(x | z_1). Subclasses set the shapes and the three parts.
 
@@ -149,6 +169,16 @@ class GenerativeChain(nn.Module):
     def num_layers(self) -> int:
         """L, the number of latent layers."""
         return len(self.latent_shapes)
+
+    # Conditioning (latentkit.conditions): a conditional chain sets ``condition_spec``;
+    # the engine calls it through a view bound to the examples' conditions (``given``).
+    condition_spec: ConditionSpec | None = None
+    _bound_condition: Tensor | None = None
+    _bound_guidance: float = 0.0
+
+    given = _given
+    condition_for = _condition_for
+    guidance = property(_guidance)
 
     def prior(self, n: int) -> Distribution:
         """p(z_L) with ``batch_shape == [n]``."""
@@ -188,6 +218,15 @@ class PosteriorChain(nn.Module):
     top_down: bool = False
     bottom_up: bool = False
     layer_batched: bool = False
+
+    # Conditioning (latentkit.conditions): a conditional chain sets ``condition``; the
+    # engine calls it through a view bound to the examples' conditions (``given``).
+    _bound_condition: Tensor | None = None
+    _bound_guidance: float = 0.0
+
+    given = _given
+    condition_for = _condition_for
+    guidance = property(_guidance)
 
     def encode(self, x: Tensor) -> Any:
         """What every factor of this pass conditions on: ``x`` itself by default."""
@@ -300,6 +339,55 @@ class LatentModel(nn.Module):
     def data_dims(self) -> int:
         """D, the number of scalar dimensions of one example (for bits/dim)."""
         return math.prod(self.data_shape)
+
+    @property
+    def condition_spec(self) -> ConditionSpec | None:
+        """What the model is conditioned on (``None``: an unconditional model)."""
+        return self.generative.condition_spec
+
+    @property
+    def condition(self) -> Tensor | None:
+        """The conditions this view was given (:meth:`given`); ``None`` when not bound."""
+        return self.generative._bound_condition
+
+    def given(
+        self,
+        condition: Any,
+        *,
+        guidance: float | None = None,
+        validate: bool = True,
+        allow_missing: bool = False,
+    ) -> LatentModel:
+        """The model given ``condition`` (one per example; an ``int`` for all): a view with
+        the same parameters whose chains read the conditions, so every latentkit bound and
+        sampler applies to it. ``guidance``: a classifier-free guidance scale w ≥ 0 (models
+        whose ``condition_spec.guidance`` is set); it changes sampling only, never a bound.
+        ``allow_missing``: labels may be ``MISSING_LABEL`` (a semi-supervised objective)."""
+        spec, name = self.condition_spec, self.name or type(self.generative).__name__
+        if spec is None:
+            raise InputError(f"{name} takes no condition (it is not a conditional model)")
+        if self.condition is not None:
+            raise InputError(f"{name} was already given a condition")
+        if guidance is not None:
+            if not spec.guidance:
+                raise InputError(f"{name} takes no guidance scale (it was not built for guidance)")
+            guidance = check_guidance(guidance)
+        if validate:
+            n = condition.shape[0] if isinstance(condition, Tensor) and condition.ndim else 1
+            condition = check_condition(
+                spec,
+                condition,
+                n,
+                like=self.reference(),
+                allow_null=True,
+                allow_missing=allow_missing,
+            )
+        w = float(guidance or 0.0)
+        other = copy.copy(self)
+        other._modules = dict(self._modules)
+        other._modules["generative"] = self.generative.given(condition, w)
+        other._modules["posterior"] = self.posterior.given(condition, w)
+        return other
 
     def with_posterior(self, posterior: PosteriorChain) -> LatentModel:
         """The same generative chain (shared, not copied) with another posterior chain.

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
+from latentkit.conditions import check_condition, restrict
 from latentkit.errors import ConfigError, InputError
 from latentkit.estimates import Estimate, paired_difference
 from latentkit.eval_report import EvalReport, ode_warning, report_table
@@ -95,9 +96,8 @@ def _iwae_batch(model: LatentModel, x: Tensor, k: int, draws_per_call: int) -> T
     per_call = draws_per_call // k if k <= draws_per_call else x.shape[0]
     out = x.new_empty(x.shape[0])
     for j in range(0, x.shape[0], per_call):
-        out[j : j + per_call] = iwae(
-            model, x[j : j + per_call], k, validate=False, chunk=draws_per_call
-        )
+        rows = slice(j, j + per_call)
+        out[rows] = iwae(restrict(model, rows), x[rows], k, validate=False, chunk=draws_per_call)
     return out
 
 
@@ -112,11 +112,12 @@ class _Pass:
         self.monte_carlo: tuple[str, ...] = ()
         self.totals, self.recons, self.priors, self.bounds = [], [], [], []  # [b] per batch
 
-    def add(self, x: Tensor, num_samples: int) -> None:
-        """One batch: its ELBO with the terms, and its IWAE-k unless k = 0."""
-        r = elbo(self.model, x, num_samples=num_samples, estimator=self.asked, validate=False)
+    def add(self, x: Tensor, num_samples: int, c: Tensor | None = None) -> None:
+        """One batch (conditions ``c``): its ELBO with the terms, its IWAE-k unless k = 0."""
+        model = self.model if c is None else self.model.given(c, validate=False)
+        r = elbo(model, x, num_samples=num_samples, estimator=self.asked, validate=False)
         if not self.totals and r.estimator == "analytic":
-            self.monte_carlo = _monte_carlo_prior_term(self.model, x)
+            self.monte_carlo = _monte_carlo_prior_term(model, x)
         self.estimator = r.estimator
         self.totals.append(r.total.float().cpu())
         self.recons.append(r.reconstruction.float().cpu())
@@ -125,7 +126,7 @@ class _Pass:
         self.layer_sum = s if self.layer_sum is None else self.layer_sum + s
         if self.k:
             iwae_start = time.perf_counter()
-            out = _iwae_batch(self.model, x, self.k, self.draws_per_call)
+            out = _iwae_batch(model, x, self.k, self.draws_per_call)
             self.bounds.append(out.float().cpu())  # .cpu() waits for the device
             self.iwae_seconds += time.perf_counter() - iwae_start
 
@@ -135,11 +136,15 @@ class _Pass:
         batch_size: int,
         num_samples: int,
         on_batch: Callable[[int], None] | None,
+        conditions: Tensor | None = None,
     ) -> None:
-        """Every batch of ``data``, moved to the model's device and dtype in turn."""
+        """Every batch of ``data`` (and its ``conditions``), moved to the model's device and
+        dtype in turn."""
         ref, n = self.model.reference(), data.shape[0]
         for i in range(0, n, batch_size):
-            self.add(data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype), num_samples)
+            x = data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype)
+            c = None if conditions is None else conditions[i : i + batch_size].to(ref.device)
+            self.add(x, num_samples, c)
             if on_batch is not None:
                 on_batch(min(i + batch_size, n))
 
@@ -203,8 +208,10 @@ def evaluate(
     ode_examples: int = 0,
     ode_margin: float | None = None,
     ode_options: dict[str, Any] | None = None,
+    conditions: Any = None,
 ) -> EvalReport:
-    """The ELBO (with its terms and per-layer KLs) and IWAE-k over ``data``, per example.
+    """The ELBO (with its terms and per-layer KLs) and IWAE-k over ``data``, per example
+    (given ``conditions``, one per example, for a conditional model: bounds on log p(x | c)).
 
     Args:
         model: the model; put in ``eval()`` mode for the call and restored after.
@@ -235,10 +242,13 @@ def evaluate(
     The report's ``seconds`` is the whole call; ``iwae_seconds`` its IWAE part.
     """
     k = _check_request(model, data, iwae_k, draws_per_call, ode_examples, ode_margin, ode_options)
+    conditions = _check_conditions(model, conditions, data)
+    if conditions is not None and ode_examples:
+        raise InputError("ode_examples: the ODE figure does not take conditions yet")
     gathered = _Pass(model, k, draws_per_call, estimator)
     start = time.perf_counter()
     with seeded_eval(model, seed):
-        gathered.run(data, batch_size, num_samples, on_batch)
+        gathered.run(data, batch_size, num_samples, on_batch, conditions)
     report = gathered.report(data.shape[0], num_samples, discrete, seed, start)
     if not ode_examples:
         return report
@@ -265,6 +275,24 @@ def _check_request(
         _check_ode_request(model, ode_examples, ode_margin, ode_options, model.reference().dtype)
     check_dataset(model, data, name="data")
     return k
+
+
+def _check_conditions(model: LatentModel, conditions: Any, data: Tensor) -> Tensor | None:
+    """The conditions of a conditional model's ``data``, checked once (on the CPU), or
+    ``None`` for an unconditional model (which refuses them)."""
+    spec = model.condition_spec
+    if spec is None:
+        if conditions is not None:
+            raise InputError("conditions given, but the model takes no condition")
+        return None
+    if conditions is None:
+        raise InputError(
+            f"the model is conditional on {spec.describe()}: pass conditions= (one per example)"
+        )
+    like = torch.empty(0, dtype=model.reference().dtype)
+    if isinstance(conditions, Tensor):
+        conditions = conditions.cpu()
+    return check_condition(spec, conditions, data.shape[0], like=like, name="conditions")
 
 
 def _check_ode_request(

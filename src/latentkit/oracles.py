@@ -21,6 +21,7 @@ With q = q* the ELBO equals log p(x) for every draw (seed 001, eq. 10; DESIGN §
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,6 +29,7 @@ from torch.distributions import MultivariateNormal
 
 from latentkit.arguments import checked
 from latentkit.chains import LatentModel, LinearGaussianSpec, PosteriorChain
+from latentkit.conditions import bind, restrict, tiled
 from latentkit.errors import NotTractableError
 from latentkit.validation import check_data
 
@@ -72,15 +74,33 @@ def _flat(x: Tensor) -> Tensor:
 
 
 @checked
-def exact_log_prob(model: LatentModel, x: Tensor, *, validate: bool = True) -> Tensor:
-    """Exact log p(x), ``[batch]``, for chains where it is tractable.
+def exact_log_prob(
+    model: LatentModel, x: Tensor, *, validate: bool = True, condition: Any = None
+) -> Tensor:
+    """Exact log p(x), ``[batch]``, for chains where it is tractable (log p(x | c) for a
+    conditional model given ``condition``).
 
     Uses the generative chain's own ``log_marginal`` (e.g. a discrete latent summed out)
     when it defines one, else the linear-Gaussian backward recursion. Raises
-    :class:`~latentkit.errors.NotTractableError` otherwise.
+    :class:`~latentkit.errors.NotTractableError` otherwise. Conditions are taken a value at
+    a time: the chain's ``linear_gaussian()`` is the one of that condition.
     """
     if validate:
         check_data(model, x)
+    model = bind(model, condition, x.shape[0])
+    c = model.condition
+    if c is None:
+        return _exact(model, x)
+    c = tiled(c, x.shape[0], "exact_log_prob")
+    out = x.new_empty(x.shape[0])
+    values, which = torch.unique(c, dim=0, return_inverse=True)
+    for i in range(values.shape[0]):
+        rows = (which == i).nonzero().squeeze(1)
+        out[rows] = _exact(restrict(model, rows[:1]), x[rows])
+    return out
+
+
+def _exact(model: LatentModel, x: Tensor) -> Tensor:
     own = model.generative.log_marginal(x)
     if own is not None:
         return own

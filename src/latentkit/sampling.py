@@ -10,6 +10,7 @@ from torch import Tensor
 
 from latentkit.arguments import check_flag, check_model
 from latentkit.chains import LatentModel
+from latentkit.conditions import bind
 from latentkit.validation import check_positive_int
 
 __all__ = ["sample"]
@@ -17,7 +18,13 @@ __all__ = ["sample"]
 
 @torch.no_grad()
 def sample(
-    model: LatentModel, n: int, *, likelihood_mean: bool = False, return_latents: bool = False
+    model: LatentModel,
+    n: int,
+    *,
+    likelihood_mean: bool = False,
+    return_latents: bool = False,
+    condition=None,
+    guidance: float | None = None,
 ) -> Tensor | tuple[Tensor, list[Tensor]]:
     """Draw ``n`` examples ``[n, *data_shape]``, all n in one batch at every layer.
 
@@ -25,12 +32,15 @@ def sample(
         likelihood_mean: return the mean of p(x|z_1) instead of a draw from it (the
             usual picture for images; a draw adds per-pixel noise).
         return_latents: also return the latents ``[z_1, ..., z_L]``.
+        condition: a conditional model's conditions, one per sample (an ``int`` for all).
+        guidance: classifier-free guidance scale w ≥ 0 (models built for guidance): the
+            samples then follow no model whose likelihood a bound reports.
     """
     check_model(model, "sample")
     check_positive_int(n, "n")
     check_flag(likelihood_mean, "likelihood_mean")
     check_flag(return_latents, "return_latents")
-    p = model.generative
+    p = bind(model, condition, n, guidance=guidance, sampling=True).generative
     z = p.prior(n).sample()
     latents = [z]
     for l in range(p.num_layers, 1, -1):

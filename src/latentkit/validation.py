@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, constraints
 
 from latentkit.arguments import check_count
+from latentkit.conditions import base_chain, probe
 from latentkit.distributions import DiscretizedNormal, LevelGrid
 from latentkit.errors import (
     DeviceError,
@@ -262,6 +263,7 @@ def likelihood_family(model: Any) -> Distribution:
     z_1 is not a float (a mixture's component index) is asked at a draw of its prior.
     """
     ref = _model_like(model, "likelihood_family").reference()
+    model = probe(model)
     dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
     z1 = torch.zeros(1, *model.generative.latent_shapes[0], dtype=dtype, device=ref.device)
     with torch.no_grad():
@@ -289,7 +291,7 @@ def _support_family(model: Any, ref: Tensor | None = None) -> Distribution:
     the family of p(x | z_1) does not change as its weights train, so ``elbo``/``iwae``
     check the support at no extra network call after the first. ``ref``: the model's
     :meth:`~latentkit.LatentModel.reference` if the caller has it."""
-    generative = model.generative
+    generative = base_chain(model.generative)
     found = _FAMILIES.get(generative)
     ref = model.reference() if ref is None else ref
     if found is None or found[0] != (ref.device, ref.dtype):

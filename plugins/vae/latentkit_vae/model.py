@@ -12,18 +12,32 @@ from __future__ import annotations
 import attrs
 
 import latentkit as lk
+from latentkit.arguments import check_number, describe_value
 from latentkit.blocks import DecoderChain, EncoderDecoderConfig, GaussianEncoder
 
 __all__ = ["GaussianEncoder", "VAEConfig", "VAEGenerative", "build_vae"]
 
 
+def _classes(instance: VAEConfig, attribute: attrs.Attribute, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
+        raise lk.ConfigError(f"{attribute.name!r} must be an int in [0, 100000], got {value!r}")
+    if value == 1:
+        raise lk.ConfigError("'classes' = 1 conditions on a label with one value: use 0 (none)")
+
+
 @attrs.frozen(kw_only=True)
 class VAEConfig(EncoderDecoderConfig):
-    # The fields, and their documentation, are EncoderDecoderConfig's; ``--help`` reads a
-    # config class's own docstring, so this one is that docstring under the model's title.
+    # The fields, and their documentation, are EncoderDecoderConfig's (and ``classes``);
+    # ``--help`` reads a config class's own docstring, so this one is that docstring under
+    # the model's title.
     __doc__ = (
-        "Configuration of the ``vae`` model.\n" + EncoderDecoderConfig.__doc__.partition("\n")[2]
+        "Configuration of the ``vae`` model.\n"
+        + EncoderDecoderConfig.__doc__.partition("\n")[2].rstrip()
+        + "\n        classes: 0 (default) for a VAE; K ≥ 2 for a conditional VAE on class"
+        "\n            labels 0..K−1: p(z | c), p(x | z, c), q(z | x, c) (docs/conditional.md).\n"
     )
+
+    classes: int = attrs.field(default=0, validator=_classes)
 
 
 VAEGenerative = DecoderChain
@@ -33,10 +47,14 @@ VAEGenerative = DecoderChain
 def build_vae(cfg: VAEConfig, *, beta: float = 1.0) -> lk.LatentModel:
     """The VAE described by ``cfg`` (the factory registered as ``vae``), trained by default
     with the ``elbo`` objective at KL weight ``beta``."""
+    if not isinstance(cfg, VAEConfig):
+        raise lk.ConfigError(f"build_vae: cfg must be a VAEConfig, got {describe_value(cfg)}")
+    check_number(beta, "build_vae: beta", above=0.0, error=lk.ConfigError)
     objective_config = {"beta": beta} if beta != 1.0 else {}
+    condition = lk.ConditionSpec(num_classes=cfg.classes) if cfg.classes else None
     return lk.LatentModel(
-        DecoderChain(cfg),
-        GaussianEncoder.from_config(cfg),
+        DecoderChain(cfg, condition=condition),
+        GaussianEncoder.from_config(cfg, condition=condition),
         objective="elbo",
         objective_config=objective_config,
     )

@@ -21,7 +21,13 @@ from latentkit.objectives import Objective
 from latentkit.registry import make_objective
 from latentkit.training.runtime import Runtime
 
-__all__ = ["TrainingLoss", "build_objective", "importance_samples"]
+__all__ = [
+    "TrainingLoss",
+    "build_objective",
+    "drop_conditions",
+    "importance_samples",
+    "refuse_missing_labels",
+]
 
 
 class _Loss(nn.Module):
@@ -32,9 +38,25 @@ class _Loss(nn.Module):
         self.model = model
         self.objective = objective
 
-    def forward(self, x: Tensor, step: Tensor) -> Tensor:
+    def forward(self, x: Tensor, step: Tensor, c: Tensor | None = None) -> Tensor:
         # forward() directly: the objective is not hooked, and this is the hot path.
-        return self.objective.forward(self.model, x, step)
+        model = self.model
+        if c is not None:  # a conditional model: the member of the family for these c
+            c = drop_conditions(model.condition_spec, c) if self.training else c
+            model = model.given(c, validate=False, allow_missing=True)
+        return self.objective.forward(model, x, step)
+
+
+def drop_conditions(spec: Any, c: Tensor) -> Tensor:
+    """Classifier-free guidance's training: each class label replaced by the null class
+    (each vector by zeros) with probability ``spec.drop_rate``, so one network learns
+    p(x | c) and p(x | ∅). Missing labels (``MISSING_LABEL``) stay missing."""
+    if spec is None or not spec.drop_rate:
+        return c
+    drop = torch.rand(c.shape[0], device=c.device) < spec.drop_rate
+    if spec.is_class:
+        return torch.where(drop & (c >= 0), torch.full_like(c, spec.null_class), c)
+    return c * (~drop).to(c.dtype).view(-1, *([1] * (c.ndim - 1)))
 
 
 def build_objective(
@@ -69,6 +91,20 @@ def importance_samples(objective: Objective) -> int:
     return int(declared)
 
 
+def refuse_missing_labels(labels: Tensor | None, objective: Objective) -> None:
+    """A ConfigError when the training labels have unlabelled examples and ``objective``
+    does not declare ``missing_labels`` (only a semi-supervised objective uses them)."""
+    if labels is None or labels.ndim != 1 or getattr(objective, "missing_labels", False):
+        return
+    missing = int((labels < 0).sum())
+    if missing:
+        raise ConfigError(
+            f"{missing} training examples have no label; the {objective.name or 'given'} "
+            "objective needs every label (a semi-supervised objective, e.g. m2's, uses "
+            'unlabelled examples; or set [data] labels = "all")'
+        )
+
+
 class TrainingLoss:
     """The objective and the module the loop calls (compiled and DDP-wrapped as asked).
 
@@ -79,6 +115,7 @@ class TrainingLoss:
         sample: this rank's batch of step 0, on which ``torch.compile`` compiles and DDP
             probes for parameters the loss leaves without a gradient.
         seed: seeds the noise of those trial calls (forked: training's noise is untouched).
+        sample_labels: the conditions of ``sample`` (a conditional model), else ``None``.
         compile: ``torch.compile`` the module (the eager one, with a warning, when Dynamo
             cannot trace the model).
     """
@@ -92,24 +129,30 @@ class TrainingLoss:
         sample: Tensor,
         seed: int,
         compile: bool = False,
+        sample_labels: Tensor | None = None,
     ):
         self.model, self.objective, self.runtime, self.seed = model, objective, runtime, seed
         self.step_t = torch.zeros((), dtype=torch.long, device=runtime.device)
         module: nn.Module = _Loss(model, objective)
+        args = (sample, self.step_t) + (() if sample_labels is None else (sample_labels,))
         if compile:
-            module = self._compiled(module, sample)
+            module = self._compiled(module, args)
         if runtime.dist.active:
             ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+            unused = self._has_unused_parameters(module, args)
             module = nn.parallel.DistributedDataParallel(
-                module, device_ids=ids, find_unused_parameters=self._has_unused_parameters(sample)
+                module, device_ids=ids, find_unused_parameters=unused
             )
         self.module = module
 
-    def mean(self, x: Tensor, step: int) -> Tensor:
-        """The mean loss of batch ``x`` at optimizer step ``step`` (under autocast if on)."""
+    def mean(self, x: Tensor, step: int, c: Tensor | None = None) -> Tensor:
+        """The mean loss of batch ``x`` (conditions ``c``, for a conditional model) at
+        optimizer step ``step`` (under autocast if on)."""
         self.step_t.fill_(step)  # a device tensor: no recompile, no host sync
         with self.runtime.autocast():
-            return self.module(x, self.step_t).mean()
+            if c is None:
+                return self.module(x, self.step_t).mean()
+            return self.module(x, self.step_t, c).mean()
 
     @property
     def record(self) -> dict[str, Any]:
@@ -121,7 +164,7 @@ class TrainingLoss:
     def _state(self) -> dict[str, Tensor]:
         return {k: t.clone() for k, t in self.objective.state_dict().items()}
 
-    def _compiled(self, module: nn.Module, sample: Tensor) -> nn.Module:
+    def _compiled(self, module: nn.Module, args: tuple[Tensor, ...]) -> nn.Module:
         """``torch.compile(module)``, compiled now on this rank's first batch (noise forked),
         or the eager module with a warning when Dynamo cannot trace the model."""
         compiled = torch.compile(module)
@@ -131,8 +174,8 @@ class TrainingLoss:
             with self.runtime.fork_rng(self.seed), self.runtime.autocast():
                 # One eager call first: the engine's caches (the resolved estimator, the
                 # likelihood's family) are filled outside the trace, not mutated inside it.
-                module(sample, self.step_t)
-                compiled(sample, self.step_t)
+                module(*args)
+                compiled(*args)
         except Exception as exc:  # Dynamo's failures have many types; all mean "not this model"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             warnings.warn(
@@ -144,13 +187,14 @@ class TrainingLoss:
             self.objective.load_state_dict(state)
         return compiled
 
-    def _has_unused_parameters(self, sample: Tensor) -> bool:
+    def _has_unused_parameters(self, module: nn.Module, args: tuple[Tensor, ...]) -> bool:
         """Whether the loss leaves some parameter without a gradient (DDP must then look for
         them each step); probed on two examples, with noise that leaves the trajectory be."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         state = self._state()
+        sample, step, *labels = args
         with self.runtime.fork_rng(self.seed):
-            loss = self.objective(self.model, sample[:2], self.step_t).mean()
+            loss = module(sample[:2], step, *(c[:2] for c in labels)).mean()
             grads = torch.autograd.grad(loss, params, allow_unused=True)
         self.objective.load_state_dict(state)
         return any(g is None for g in grads)

@@ -98,10 +98,10 @@ class Optimization:
             ema=ema,
         )
 
-    def step(self, x: Tensor, step: int) -> Tensor | None:
-        """Optimizer step number ``step`` (0-based) on batch ``x``: its loss, or ``None``
-        when the ``skip`` policy skipped a faulty update."""
-        loss = self.loss.mean(x, step)
+    def step(self, x: Tensor, step: int, c: Tensor | None = None) -> Tensor | None:
+        """Optimizer step number ``step`` (0-based) on batch ``x`` (conditions ``c``): its
+        loss, or ``None`` when the ``skip`` policy skipped a faulty update."""
+        loss = self.loss.mean(x, step, c)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         finite = self.health.observe(loss.detach(), step)

@@ -213,12 +213,17 @@ class TrainLine:
         *,
         lr: float,
         skipped: int,
+        condition: Tensor | None = None,
     ) -> str:
         """Write step ``step``'s line (batch ``x``, the window's mean loss and examples per
-        second, the current rate and skip count); returns it in words for the display."""
+        second, the current rate and skip count); returns it in words for the display. A
+        conditional model's terms are those of the batch's labelled examples (``condition``;
+        a semi-supervised batch's unlabelled ones are left out of them, not of the loss)."""
         loss = self._mean_loss(mean_loss, step)
+        if condition is not None and condition.ndim == 1 and not bool((condition >= 0).all()):
+            x, condition = x[condition >= 0], condition[condition >= 0]
         with torch.no_grad(), self.runtime.fork_rng(self.seed + 7919 * step + 1):
-            r = elbo(self.model, x, estimator=self.estimator, validate=False)
+            r = elbo(self.model, x, estimator=self.estimator, validate=False, condition=condition)
             terms = {
                 "elbo": float(r.total.mean()),
                 "reconstruction": float(r.reconstruction.mean()),
@@ -287,7 +292,7 @@ class Evaluator:
         checkpoint is picked by ``select_k`` or, when 0, the bound the objective trains."""
         data, split = feed.eval_split
         auto = config.eval_estimator == "auto"
-        return cls(
+        evaluator = cls(
             model,
             runtime,
             metrics,
@@ -299,6 +304,11 @@ class Evaluator:
             selection_k=config.select_k or importance_samples(loss.objective),
             diagnose_examples=config.diagnose_examples,
         )
+        evaluator.labels = feed.eval_labels
+        return evaluator
+
+    labels: Tensor | None = None
+    """The conditions of :attr:`data`'s examples (a conditional model), else ``None``."""
 
     def evaluate(self, step: int) -> dict[str, Any]:
         """The bound and its terms on the split at step ``step``, written as its line."""
@@ -308,6 +318,7 @@ class Evaluator:
         report = evaluate(
             self.model,
             self.data[:n],
+            conditions=None if self.labels is None else self.labels[:n],
             iwae_k=k if k > 1 else 0,
             estimator=self.estimator,
             seed=self.seed + 1,

@@ -8,13 +8,12 @@ never the training surrogate.
 
 Reproducibility, and exact resume
 ---------------------------------
-* The examples of step s are fixed by (seed, s): epoch e = s // (N // B) takes a
-  permutation drawn from a generator seeded by (seed, e), and step s its slice
-  (:class:`DataOrder`). No data-loader state is needed to resume.
+* The examples of step s are fixed by (seed, s): epoch e = s // (N // B) takes a permutation
+  seeded by (seed, e), step s its slice (:class:`DataOrder`): no loader state to resume.
 * The model's own noise (reparameterized draws, a DDPM's timesteps) comes from torch's
   global generator, seeded with ``seed + rank`` at the start and saved in each checkpoint.
-* Evaluation and the logged ELBO terms run inside ``torch.random.fork_rng`` with their own
-  seed, so how often you log or evaluate does not change the training trajectory.
+* Evaluation and the logged terms run under ``fork_rng`` with their own seed: how often you
+  log or evaluate does not change the training trajectory.
 * A checkpoint (``latentkit.checkpoint``) holds the weights, the weight average (when
   ``ema_decay`` > 0), Adam's state, every rank's RNG state and the step. Resuming from step k
   and training to n gives bit-for-bit the parameters of an uninterrupted run to n on CPU
@@ -24,16 +23,13 @@ Reproducibility, and exact resume
 
 Bad data and numerical faults
 -----------------------------
-* Every example is checked once, when the trainer is built (:class:`~latentkit.training.
-  feed.DataFeed`): a float tensor of the model's ``[N, *data_shape]``, finite after the
-  cast to the model's dtype, inside the support of p(x | z_1); a typed one-line error
-  names the problem otherwise.
+* Every example (and label) is checked once, when the trainer is built (``DataFeed``):
+  shape, finiteness in the model's dtype, p(x | z_1)'s support; else a one-line error.
 * Each step's health is computed on the device (:class:`~latentkit.training.health.
-  HealthWatch`): with ``on_nonfinite="stop"`` (the default) a fault is read back where the
-  loop reads the device already, and stops training with
-  :class:`~latentkit.errors.NonFiniteTrainingError` naming the first faulty step and its
-  culprit, before any checkpoint is written after it; with ``"skip"`` a faulty update is
-  skipped, and more than ``max_skips`` in a row stop the run.
+  HealthWatch`): with ``on_nonfinite="stop"`` (the default) a fault, read back where the
+  loop reads the device already, stops training with ``NonFiniteTrainingError`` naming the
+  first faulty step and its culprit, before any later checkpoint; with ``"skip"`` a faulty
+  update is skipped, and more than ``max_skips`` in a row stop the run.
 
 Several processes
 -----------------
@@ -61,7 +57,7 @@ from latentkit.training.config import TrainConfig
 from latentkit.training.feed import DataFeed
 from latentkit.training.health import HealthWatch
 from latentkit.training.loggers import make_logger
-from latentkit.training.loss import TrainingLoss, build_objective
+from latentkit.training.loss import TrainingLoss, build_objective, refuse_missing_labels
 from latentkit.training.optimization import Optimization, lr_schedule_of
 from latentkit.training.reporting import Display, Evaluator, LossWindow, Metrics, TrainLine
 from latentkit.training.runtime import Runtime, StopRequest, model_dtype, seed_everything
@@ -115,19 +111,18 @@ class Trainer:
             position in the global batch) (:class:`latentkit.data.DynamicBinarizer`), so a
             resumed run sees the bits an uninterrupted one would.
         test_data: examples for the periodic evaluation (optional).
+        train_labels, test_labels, validation_labels: a conditional model's conditions per
+            example (training labels may be ``MISSING_LABEL`` for a semi-supervised objective).
         run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go (None: write nothing).
         model_name, model_config: recorded in checkpoints so they rebuild the model;
             default to the model's own ``name`` and ``config`` (set by ``load_model``).
         data_info: how the data were loaded (recorded in checkpoints, for ``resume``).
         console: where progress and messages go.
 
-    The trainer holds its parts and runs the loop over them; each part is built here from
-    what it needs and can be built and tested alone: :attr:`runtime` (where it computes),
-    :attr:`feed` (the data and each step's batch), :attr:`loss` (the objective and the
-    module the step calls), :attr:`health` (the non-finite policy), :attr:`optimization`
-    (Adam, the schedule, the weight average: one step), :attr:`metrics`,
-    :attr:`train_line` and :attr:`evaluator` (what is reported), and :attr:`state` (the
-    checkpoints it writes and resumes from).
+    Its parts, each built from what it needs and testable alone: :attr:`runtime`,
+    :attr:`feed` (data, batches, labels), :attr:`loss`, :attr:`health`, :attr:`optimization`
+    (Adam, schedule, weight average), :attr:`metrics`, :attr:`train_line`,
+    :attr:`evaluator` and :attr:`state` (checkpoints).
     """
 
     def __init__(
@@ -146,6 +141,9 @@ class Trainer:
         model_config: Any = None,
         data_info: dict[str, Any] | None = None,
         console: Console | None = None,
+        train_labels: Tensor | None = None,
+        test_labels: Tensor | None = None,
+        validation_labels: Tensor | None = None,
     ):
         if not isinstance(model, LatentModel):
             raise TypeError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
@@ -165,6 +163,10 @@ class Trainer:
             test_data=test_data,
             validation_data=validation_data,
             dynamic_binarization=dynamic_binarization,
+            train_labels=train_labels,
+            test_labels=test_labels,
+            validation_labels=validation_labels,
+            missing_labels=True,  # refused by refuse_missing_labels unless the objective takes them
         )
         self._build_optimization(config, objective, objective_config)
         self._build_reporting(config)
@@ -193,9 +195,15 @@ class Trainer:
         step with its schedule and weight average."""
         schedule = lr_schedule_of(config)  # checked before anything is compiled
         built = build_objective(self.model, objective, options, self.runtime.device)
-        sample = self.feed.batch(0)
+        refuse_missing_labels(self.feed.train_labels, built)
         self.loss = TrainingLoss(
-            self.model, built, self.runtime, sample=sample, seed=config.seed, compile=config.compile
+            self.model,
+            built,
+            self.runtime,
+            sample=self.feed.batch(0),
+            sample_labels=self.feed.labels(0),
+            seed=config.seed,
+            compile=config.compile,
         )
         self.health = HealthWatch.from_config(
             config, self.model, self.runtime, console=self.console, last_good=self._last_good
@@ -289,8 +297,8 @@ class Trainer:
         cfg = self.config
         window = LossWindow(self.runtime.device)
         while self.step < end:
-            x = self.feed.batch(self.step)
-            window.add(self.optimization.step(x, self.step))
+            x, c = self.feed.batch(self.step), self.feed.labels(self.step)
+            window.add(self.optimization.step(x, self.step, c))
             self.step += 1
             stats = None
             if self.step % cfg.log_every == 0 or self.step == end:
@@ -303,6 +311,7 @@ class Trainer:
                     rate,
                     lr=self.optimization.current_lr,
                     skipped=self.health.skipped_steps,
+                    condition=c,
                 )
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step != end:
                 self.evaluate_now()
