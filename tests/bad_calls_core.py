@@ -200,6 +200,24 @@ CORE: dict[str, tuple[Bad, ...]] = {
         bad("wrong type", lambda k: A.check_shape("abc", "s"), lk.InputError, "'abc'"),
         bad("bool for int", lambda k: A.check_shape((True,), "s"), lk.InputError, "s must be"),
     ),
+    "latentkit.arguments.check_path": (
+        bad("wrong type", lambda k: A.check_path(3, "p"), lk.InputError, "p must be a path"),
+        bad("empty path", lambda k: A.check_path("", "p"), lk.InputError, "p must be a path"),
+        bad("NUL byte", lambda k: A.check_path("a\0b", "p"), lk.InputError, "p must be a path"),
+        bad("wrong type", lambda k: A.check_path(b"a", "p"), lk.InputError, "p must be a path"),
+        bad(
+            "missing file",
+            lambda k: A.check_path(k.tmp / "none", "p", exists="file"),
+            lk.InputError,
+            "p: no such file",
+        ),
+        bad(
+            "a file for a folder",
+            lambda k: A.check_path(k.file, "p", exists="folder"),
+            lk.InputError,
+            "p: no such folder",
+        ),
+    ),
     "latentkit.arguments.checked": (
         bad("wrong type", lambda k: A.checked(_annotated)(1.5), lk.InputError, "_annotated: n"),
         bad("bool for int", lambda k: A.checked(_annotated)(True), lk.InputError, "a bool"),

@@ -21,7 +21,6 @@ from latentkit import training as T
 
 t = torch.zeros
 CHAINS, OBJECTIVES = "src/latentkit/chains.py", "src/latentkit/objectives/base.py"
-PLOTS = "src/latentkit/plots.py"
 
 
 @attrs.frozen
@@ -391,43 +390,116 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
     ),
     # -- figures
     "latentkit.plots.as_images": (
-        bad("wrong type", lambda k: P.as_images("x"), lk.InputError, gap=PLOTS),
+        bad("wrong type", lambda k: P.as_images("x"), lk.InputError, "x"),
+        bad("wrong shape", lambda k: P.as_images(t(4)), lk.ShapeError, "x"),
+        bad("empty", lambda k: P.as_images(t(0, 4)), lk.ShapeError, "x"),
+        bad("wrong shape", lambda k: P.as_images(t(2, 4), (3,)), lk.ShapeError, "data_shape"),
+        bad("zero size", lambda k: P.as_images(t(2, 4), (0, 4)), lk.InputError, "data_shape"),
+        bad("wrong type", lambda k: P.as_images(t(2, 4), "22"), lk.InputError, "data_shape"),
+        bad("NaN in row 1", lambda k: P.as_images(_nan_at(t(3, 4), 1)), lk.NonFiniteError, "x"),
     ),
     "latentkit.plots.finish_panels": (
         bad(
             "wrong type",
             lambda k: P.finish_panels("f", [], k.tmp / "a.png", None),
             lk.InputError,
-            gap=PLOTS,
+            "fig",
         ),
     ),
     "latentkit.plots.layer_kl_plot": (
         bad(
-            "NaN", lambda k: P.layer_kl_plot([1.0], NAN, k.tmp / "a.png"), lk.InputError, gap=PLOTS
+            "NaN",
+            lambda k: P.layer_kl_plot([1.0], NAN, k.tmp / "a.png"),
+            lk.InputError,
+            "prior_matching",
+        ),
+        bad(
+            "inf in row 1",
+            lambda k: P.layer_kl_plot([1.0, INF], 1.0, k.tmp / "a.png"),
+            lk.InputError,
+            "layer_kl[1]",
+        ),
+        bad(
+            "NaN",
+            lambda k: P.layer_kl_plot(t(2) + NAN, 1.0, k.tmp / "a.png"),
+            lk.InputError,
+            "layer_kl[0]",
+        ),
+        bad(
+            "wrong type",
+            lambda k: P.layer_kl_plot("kl", 1.0, k.tmp / "a.png"),
+            lk.InputError,
+            "layer_kl",
+        ),
+        bad(
+            "NaN",
+            lambda k: P.layer_kl_plot([1.0], 1.0, k.tmp / "a.png", reconstruction=NAN),
+            lk.InputError,
+            "reconstruction",
+        ),
+        bad("a folder", lambda k: P.layer_kl_plot([1.0], 1.0, k.tmp), lk.InputError, "is a folder"),
+        bad(
+            "unknown suffix",
+            lambda k: P.layer_kl_plot([1.0], 1.0, k.tmp / "a.bogus"),
+            lk.InputError,
+            "suffix",
         ),
     ),
     "latentkit.plots.read_metrics": (
         bad(
-            "missing file", lambda k: P.read_metrics(k.tmp / "none.jsonl"), lk.InputError, gap=PLOTS
+            "missing file",
+            lambda k: P.read_metrics(k.tmp / "none.jsonl"),
+            lk.InputError,
+            "no such file",
         ),
+        bad("a folder", lambda k: P.read_metrics(k.tmp), lk.InputError, "no such file"),
+        bad("wrong type", lambda k: P.read_metrics(3), lk.InputError, "path"),
     ),
     "latentkit.plots.sample_grid": (
         bad(
             "zero count",
             lambda k: P.sample_grid(t(4, 4), k.tmp / "a.png", ncols=0),
             lk.InputError,
-            gap=PLOTS,
+            "ncols",
+        ),
+        bad(
+            "huge int",
+            lambda k: P.sample_grid(t(4, 4), k.tmp / "a.png", ncols=HUGE),
+            lk.InputError,
+            "ncols",
+        ),
+        bad(
+            "bool",
+            lambda k: P.sample_grid(t(4, 4), k.tmp / "a.png", ncols=True),
+            lk.InputError,
+            "ncols",
+        ),
+        bad("wrong type", lambda k: P.sample_grid(t(4, 4), 3), lk.InputError, "path"),
+        bad(
+            "NaN in row 3",
+            lambda k: P.sample_grid(_nan_at(t(4, 4), 3), k.tmp / "a.png"),
+            lk.NonFiniteError,
+            "NaN",
         ),
     ),
     "latentkit.plots.save_figure": (
-        bad("wrong type", lambda k: P.save_figure("f", k.tmp / "a.png"), lk.InputError, gap=PLOTS),
+        bad("wrong type", lambda k: P.save_figure("f", k.tmp / "a.png"), lk.InputError, "fig"),
     ),
     "latentkit.plots.training_curves": (
         bad(
             "missing file",
             lambda k: P.training_curves(k.tmp / "none.jsonl", k.tmp / "a.png"),
             lk.InputError,
-            gap=PLOTS,
+            "no such file",
+        ),
+        bad(
+            "wrong type",
+            lambda k: P.training_curves([3], k.tmp / "a.png"),
+            lk.InputError,
+            "metrics",
+        ),
+        bad(
+            "a folder", lambda k: P.training_curves(k.metrics, k.tmp), lk.InputError, "is a folder"
         ),
     ),
     # -- sample quality

@@ -5,7 +5,9 @@
 * :func:`layer_kl_plot` — each latent layer's KL contribution to the bound; for a DDPM
   (many layers) a log-scale curve over the timestep t.
 
-Each function writes one PNG and returns its path. Nothing here opens a window.
+Each function writes one PNG and returns its path. Nothing here opens a window. Each checks
+its arguments first (its annotations by :func:`latentkit.arguments.checked`, then the values:
+sizes, NaN, paths): a bad one is an :class:`~latentkit.InputError` naming it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ matplotlib.use("Agg")  # files only: no display is needed or opened
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from matplotlib.backend_bases import FigureCanvasBase
 from torch import Tensor
+
+from latentkit.arguments import check_count, check_number, check_path, check_shape, checked
+from latentkit.errors import InputError, NonFiniteError, ShapeError
 
 __all__ = [
     "as_images",
@@ -38,15 +45,16 @@ __all__ = [
 _DPI = 120
 
 
+@checked
 def as_images(x: Tensor, data_shape: Sequence[int] | None = None) -> np.ndarray:
     """``[n, *shape]`` values in [0, 1] → ``[n, H, W]`` (grey) or ``[n, H, W, 3]`` arrays.
 
     Images are ``(C, H, W)`` or ``(H, W)``; a flat vector of a square length D is shown as
-    √D × √D (digits' 64 → 8 × 8); any other vector as one row of D pixels.
+    √D × √D (digits' 64 → 8 × 8); any other vector as one row of D pixels. ``x`` a real
+    tensor of at least one example and no NaN (values beyond [0, 1] are clipped).
     """
-    x = x.detach().float().cpu()
-    shape = tuple(data_shape) if data_shape is not None else tuple(x.shape[1:])
-    x = x.reshape(x.shape[0], *shape)
+    shape = _image_shape(x, data_shape)
+    x = x.detach().float().cpu().reshape(x.shape[0], *shape)
     if x.ndim == 2:
         side = math.isqrt(x.shape[1])
         x = x.reshape(-1, side, side) if side * side == x.shape[1] else x.reshape(-1, 1, x.shape[1])
@@ -60,6 +68,29 @@ def as_images(x: Tensor, data_shape: Sequence[int] | None = None) -> np.ndarray:
     return x.clamp(0.0, 1.0).numpy()
 
 
+def _image_shape(x: Tensor, data_shape: Sequence[int] | None) -> tuple[int, ...]:
+    """The shape of one example of ``x`` (``data_shape`` when given), checked against ``x``."""
+    if x.ndim < 2 or x.shape[0] == 0 or x.shape[1:].numel() == 0 or x.is_complex():
+        raise ShapeError(
+            f"as_images: x must be a real tensor [n ≥ 1, *shape], got shape "
+            f"{tuple(x.shape)} of {x.dtype}"
+        )
+    shape = tuple(x.shape[1:]) if data_shape is None else check_shape(data_shape, "data_shape")
+    if math.prod(shape) != x.shape[1:].numel() or len(shape) > 3:
+        raise ShapeError(
+            f"as_images: data_shape {shape} must be (D,), (H, W) or (C, H, W) "
+            f"and hold the {x.shape[1:].numel()} values of an example of x"
+        )
+    nan = torch.isnan(x.detach()).flatten(1).any(1) if x.is_floating_point() else None
+    if nan is not None and bool(nan.any()):
+        raise NonFiniteError(
+            f"as_images: x holds NaN (in {int(nan.sum())} of {x.shape[0]} "
+            f"examples, the first {int(nan.nonzero()[0, 0])})"
+        )
+    return shape
+
+
+@checked
 def sample_grid(
     x: Tensor,
     path: str | os.PathLike,
@@ -68,9 +99,14 @@ def sample_grid(
     title: str | None = None,
     ncols: int | None = None,
 ) -> Path:
-    """Save ``x`` (values in [0, 1]; map them with ``Dataset.to_display``) as a grid PNG."""
+    """Save ``x`` (values in [0, 1]; map them with ``Dataset.to_display``) as a grid PNG,
+    ``ncols`` (1 to the number of examples; default about √n) to a row."""
+    _image_shape(x, data_shape)
+    n = x.shape[0]
+    if ncols is not None:
+        check_count(ncols, "sample_grid: ncols (at most one per example)", high=n)
+    target = _target(path, "sample_grid")
     images = as_images(x, data_shape)
-    n = images.shape[0]
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
     h, w = images.shape[1:3]
@@ -88,13 +124,15 @@ def sample_grid(
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(fig, target)
 
 
+@checked
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (a line cut short by a crash is skipped)."""
+    """The records of a ``metrics.jsonl`` file (a line cut short by a crash is skipped); a
+    path that is no file is an InputError."""
     out = []
-    for line in Path(path).read_text().splitlines():
+    for line in check_path(path, "read_metrics: path", exists="file").read_text().splitlines():
         try:
             out.append(json.loads(line))
         except ValueError:
@@ -110,6 +148,7 @@ def _smooth(y: np.ndarray, width: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
+@checked
 def training_curves(
     metrics: str | os.PathLike | Sequence[dict[str, Any]],
     path: str | os.PathLike,
@@ -122,6 +161,7 @@ def training_curves(
     mean over ~5% of the run, raw values faint behind it. Right: the terms
     −E[log p(x|z_1)] (reconstruction cost) and Σ KL, both ≥ 0 and lower is better.
     """
+    _target(path, "training_curves")
     records = read_metrics(metrics) if isinstance(metrics, (str, os.PathLike)) else list(metrics)
     train = [r for r in records if r.get("split") == "train" and r.get("elbo") is not None]
     held = [r for r in records if r.get("split") in ("test", "validation")]
@@ -163,10 +203,12 @@ def training_curves(
     return finish_panels(fig, (ax_b, ax_t), path, title)
 
 
+@checked
 def finish_panels(
     fig: plt.Figure, axes: Sequence[Any], path: str | os.PathLike, title: str | None
 ) -> Path:
     """Grid and legend on each panel, the figure's title, then write the PNG."""
+    _target(path, "finish_panels")
     for ax in axes:
         ax.grid(alpha=0.3)
         if ax.lines:
@@ -177,6 +219,7 @@ def finish_panels(
     return save_figure(fig, path)
 
 
+@checked
 def layer_kl_plot(
     layer_kl: Sequence[float] | Tensor,
     prior_matching: float,
@@ -193,10 +236,16 @@ def layer_kl_plot(
     With ``timesteps`` (default: when L > 16) the layers are a DDPM's x_1..x_T and the plot
     is the bound's terms L_t over t on a log scale, in the DDPM paper's indexing:
     L_0 = −E log p(x_0|x_1), L_t = E KL(q(x_t|x_{t+1},x_0) ‖ p(x_t|x_{t+1})) for
-    1 ≤ t < T, L_T = KL(q(x_T|x_0) ‖ p(x_T)); otherwise one bar per layer.
+    1 ≤ t < T, L_T = KL(q(x_T|x_0) ‖ p(x_T)); otherwise one bar per layer. Every term
+    must be a finite number (``layer_kl`` a sequence or a 1-d tensor).
     """
-    kl = [float(v) for v in (layer_kl.tolist() if isinstance(layer_kl, Tensor) else layer_kl)]
-    values = np.array([*kl, float(prior_matching)])
+    kl = layer_kl.tolist() if isinstance(layer_kl, Tensor) and layer_kl.ndim == 1 else layer_kl
+    for i, v in enumerate(kl):
+        check_number(v, f"layer_kl_plot: layer_kl[{i}]")
+    values = np.array([*kl, check_number(prior_matching, "layer_kl_plot: prior_matching")])
+    if reconstruction is not None:
+        check_number(reconstruction, "layer_kl_plot: reconstruction")
+    target = _target(path, "layer_kl_plot")
     timesteps = values.size > 16 if timesteps is None else timesteps
     fig, ax = plt.subplots(figsize=(8, 4))
     if timesteps:
@@ -206,7 +255,7 @@ def layer_kl_plot(
     ax.grid(alpha=0.3, axis="y")
     ax.set_title(title or "contribution of each layer to −ELBO", fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, target)
 
 
 def _terms_over_t(ax: Any, values: np.ndarray, reconstruction: float | None) -> None:
@@ -270,6 +319,22 @@ def _layer_bars(ax: Any, values: np.ndarray, reconstruction: float | None) -> No
     ax.margins(y=0.15)
 
 
+def _target(path: Any, where: str) -> Path:
+    """Where a figure goes: a path that is not a folder, with a suffix matplotlib writes
+    (none: a PNG)."""
+    target = check_path(path, f"{where}: path")
+    if target.is_dir():
+        raise InputError(f"{where}: path {str(target)!r} is a folder, not a file name")
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if target.suffix and target.suffix[1:].lower() not in kinds:
+        raise InputError(
+            f"{where}: path {str(target)!r} has a suffix matplotlib does not "
+            f"write; use one of {', '.join('.' + k for k in sorted(kinds))}"
+        )
+    return target
+
+
+@checked
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` to ``path`` with the house's settings (120 dpi, tight margins), close it.
 
@@ -277,7 +342,7 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
     target, then renamed over it), so an interrupted run leaves no half-written figure.
     Returns the path. The format follows the suffix (``.png``, ``.pdf``, ``.svg``).
     """
-    path = Path(path)
+    path = _target(path, "save_figure")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial{path.suffix}")
     try:
