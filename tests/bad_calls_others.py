@@ -276,11 +276,20 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
     "latentkit.paired_difference": (
         bad("wrong shape", lambda k: lk.paired_difference(t(3), t(4)), lk.ShapeError),
         bad("wrong type", lambda k: lk.paired_difference("a", "b"), lk.InputError),
+        bad("NaN", lambda k: lk.paired_difference(t(3) + NAN, t(3)), lk.NonFiniteError, "a"),
         bad(
-            "NaN",
-            lambda k: lk.paired_difference(t(3) + NAN, t(3)),
+            "inf in row 2",
+            lambda k: lk.paired_difference(t(3), torch.tensor([0.0, 0.0, INF])),
             lk.NonFiniteError,
-            gap="src/latentkit/estimates.py",
+            "b",
+            "example 2",
+        ),
+        bad("empty", lambda k: lk.paired_difference(t(0), t(0)), lk.ShapeError, "one example"),
+        bad(
+            "wrong dtype",
+            lambda k: lk.paired_difference(t(2, dtype=torch.bool), t(2, dtype=torch.bool)),
+            lk.DTypeError,
+            "a",
         ),
     ),
     "latentkit.compare_runs": (

@@ -12,11 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import torch
 from rich.table import Table
 from rich.text import Text
 from torch import Tensor
 
-from latentkit.errors import ShapeError
+from latentkit.errors import DeviceError, DTypeError, ShapeError
+from latentkit.validation import check_finite_rows
 
 __all__ = ["Estimate", "estimate_cells", "figure_table", "paired_difference"]
 
@@ -43,12 +45,24 @@ def paired_difference(a: Tensor, b: Tensor) -> Estimate:
     """The mean of ``a − b`` over examples and its standard error, for two models' bounds on
     the same examples (``EvalReport.per_example``): the examples' own spread cancels, so a
     difference of a fraction of a nat can be told from noise where two unpaired standard
-    errors (each ± 0.5 nats on 2,000 MNIST images) cannot."""
+    errors (each ± 0.5 nats on 2,000 MNIST images) cannot.
+
+    ``a`` and ``b``: real 1-d tensors of one length ≥ 1 on one device, every value finite
+    (a ShapeError, DTypeError, DeviceError or NonFiniteError naming the argument otherwise)."""
     if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or a.shape != b.shape or a.ndim != 1:
         raise ShapeError(
             "paired_difference needs two 1-d tensors of one length (the same examples), got "
             f"{getattr(a, 'shape', type(a).__name__)} and {getattr(b, 'shape', type(b).__name__)}"
         )
+    if a.numel() == 0:
+        raise ShapeError("paired_difference needs at least one example, got two empty tensors")
+    for name, v in (("a", a), ("b", b)):
+        if v.is_complex() or v.dtype == torch.bool:
+            raise DTypeError(f"paired_difference: {name} must be a real tensor, got {v.dtype}")
+    if a.device != b.device:
+        raise DeviceError(f"paired_difference: a is on {a.device} but b on {b.device}")
+    check_finite_rows(a, name="paired_difference: a")
+    check_finite_rows(b, name="paired_difference: b")
     return Estimate.of(a.double() - b.double())
 
 
