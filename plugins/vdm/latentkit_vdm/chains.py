@@ -12,11 +12,21 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent
 
 import latentkit as lk
-from latentkit.diffusion import beta_bar_sq, step_variance_fraction
+from latentkit.arguments import check_count, describe_value
+from latentkit.diffusion import MAX_TIMESTEPS, beta_bar_sq, step_variance_fraction
 from latentkit.distributions import diag_normal
 from latentkit_vdm.continuous import ContinuousDiffusion
 
 __all__ = ["VDMGenerative", "VDMPosterior"]
+
+
+def _check_parts(core: object, num_timesteps: object, where: str) -> None:
+    """A chain's constructor arguments: the shared core and T in 1..MAX_TIMESTEPS."""
+    if not isinstance(core, ContinuousDiffusion):
+        raise lk.InputError(
+            f"{where}: core must be a ContinuousDiffusion, got {describe_value(core)}"
+        )
+    check_count(num_timesteps, f"{where}: num_timesteps", high=MAX_TIMESTEPS, error=lk.ConfigError)
 
 
 def _times(l: int | Tensor, T: int, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -33,6 +43,7 @@ class VDMPosterior(lk.PosteriorChain):
     layer_batched = True
 
     def __init__(self, core: ContinuousDiffusion, num_timesteps: int):
+        _check_parts(core, num_timesteps, "VDMPosterior")
         super().__init__()
         # A reference, not a submodule: the generative chain owns the shared parameters.
         self.__dict__["core"] = core
@@ -82,6 +93,7 @@ class VDMGenerative(lk.GenerativeChain):
     ode_time_span = (0.0, 1.0)
 
     def __init__(self, core: ContinuousDiffusion, num_timesteps: int):
+        _check_parts(core, num_timesteps, "VDMGenerative")
         super().__init__(core.data_shape, [core.data_shape] * (num_timesteps + 1))
         self.core = core
         self.num_timesteps = num_timesteps

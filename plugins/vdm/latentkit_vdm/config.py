@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 import attrs
-from attrs import validators as v
 
+from latentkit.arguments import check_count
 from latentkit.blocks import EpsNetworkConfig
-from latentkit.config import data_levels
+from latentkit.config import data_levels, one_of, ruled
 from latentkit.diffusion import MAX_TIMESTEPS
+from latentkit.errors import ConfigError
 from latentkit_vdm.networks import MAX_FOURIER_EXPONENT, TIME_INPUTS
 
 __all__ = ["SCHEDULE_GRADIENTS", "T_SAMPLERS", "VDMConfig"]
@@ -21,35 +22,47 @@ SCHEDULE_GRADIENTS = ("variance", "elbo")
 """What a learned schedule's interior receives (``ContinuousDiffusion.diffusion_integrand``)."""
 
 
+@ruled(f"int in 1..{MAX_TIMESTEPS}")
+def _timesteps(instance, attribute, value) -> None:
+    check_count(value, repr(attribute.name), high=MAX_TIMESTEPS, error=ConfigError)
+
+
 def _finite(instance, attribute, value) -> None:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not number or not -50 <= value <= 50:  # NaN fails the comparison too
-        raise ValueError(f"{attribute.name!r} must be a number in [-50, 50], got {value!r}")
+        raise ConfigError(f"{attribute.name!r} must be a number in [-50, 50], got {value!r}")
 
 
 def _above_gamma_min(instance, attribute, value) -> None:
     _finite(instance, attribute, value)
     if not value > instance.gamma_min:
-        raise ValueError(
+        raise ConfigError(
             f"'gamma_max' must exceed 'gamma_min' (γ = −log SNR increases with t); "
             f"got gamma_min={instance.gamma_min}, gamma_max={value}"
         )
 
 
+def _tuple(value):
+    # TOML and JSON give lists; anything else is left for the validator to name.
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
 def _fourier_exponents(instance, attribute, value) -> None:
-    whole = all(isinstance(n, int) and not isinstance(n, bool) for n in value)
+    whole = isinstance(value, tuple) and all(
+        isinstance(n, int) and not isinstance(n, bool) for n in value
+    )
     if not whole or not all(0 <= n <= MAX_FOURIER_EXPONENT for n in value):
-        raise ValueError(
+        raise ConfigError(
             f"{attribute.name!r} must be ints n in [0, {MAX_FOURIER_EXPONENT}] (features "
             f"sin(2^n π z), cos(2^n π z)), or empty for none; got {value!r}"
         )
     if len(set(value)) != len(value):
-        raise ValueError(f"{attribute.name!r} repeats an exponent: {value!r}")
+        raise ConfigError(f"{attribute.name!r} repeats an exponent: {value!r}")
 
 
 def _check_prediction(instance, attribute, value: str) -> None:
     if value == "x" and instance.resolved_network == "linear":
-        raise ValueError(
+        raise ConfigError(
             "'prediction'='x' needs a network other than 'linear' (the linear ε-network is the "
             "exact oracle's, linear in z only as an ε-prediction)"
         )
@@ -102,20 +115,18 @@ class VDMConfig(EpsNetworkConfig):
 
     NETWORKS: ClassVar[tuple[str, ...]] = ("auto", "mlp", "unet", "linear")
 
-    num_timesteps: int = attrs.field(
-        default=1000, validator=[v.instance_of(int), v.ge(1), v.le(MAX_TIMESTEPS)]
-    )
-    schedule: str = attrs.field(default="linear", validator=v.in_(("linear", "cosine", "learned")))
+    num_timesteps: int = attrs.field(default=1000, validator=_timesteps)
+    schedule: str = attrs.field(default="linear", validator=one_of("linear", "cosine", "learned"))
     gamma_min: float = attrs.field(default=-13.3, validator=_finite)
     gamma_max: float = attrs.field(default=5.0, validator=_above_gamma_min)
-    decoder: str = attrs.field(default="discretized", validator=v.in_(("discretized", "gaussian")))
+    decoder: str = attrs.field(default="discretized", validator=one_of("discretized", "gaussian"))
     levels: int = attrs.field(default=256, validator=data_levels())
     loss: str = attrs.field(
-        default="continuous", validator=v.in_(("continuous", "score-matching", "elbo"))
+        default="continuous", validator=one_of("continuous", "score-matching", "elbo")
     )
-    t_sampler: str = attrs.field(default="low-discrepancy", validator=v.in_(T_SAMPLERS))
-    prediction: str = attrs.field(default="eps", validator=[v.in_(("eps", "x")), _check_prediction])
+    t_sampler: str = attrs.field(default="low-discrepancy", validator=one_of(*T_SAMPLERS))
+    prediction: str = attrs.field(default="eps", validator=[one_of("eps", "x"), _check_prediction])
     fourier_exponents: tuple[int, ...] = attrs.field(
-        default=(7, 8), converter=tuple, validator=_fourier_exponents
+        default=(7, 8), converter=_tuple, validator=_fourier_exponents
     )
-    time_input: str = attrs.field(default="gamma", validator=v.in_(TIME_INPUTS))
+    time_input: str = attrs.field(default="gamma", validator=one_of(*TIME_INPUTS))

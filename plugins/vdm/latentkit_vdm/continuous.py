@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
 import latentkit as lk
+from latentkit.arguments import check_count, describe_value
 from latentkit.diffusion import alpha_bar_sq, beta_bar_sq, step_variance_fraction
 from latentkit.distributions import (
     DiscretizedNormal,
@@ -35,6 +36,11 @@ def sample_times(n: int, kind: str, *, like: Tensor) -> Tensor:
     ``antithetic``: t and 1 − t for the two halves (an odd n's last one alone);
     ``uniform``: i.i.d.
     """
+    check_count(n, "sample_times: n")
+    if not isinstance(like, Tensor) or not like.is_floating_point():
+        raise lk.InputError(
+            f"sample_times: like must be a float tensor, got {describe_value(like)}"
+        )
     opts = {"dtype": like.dtype, "device": like.device}
     if kind == "low-discrepancy":
         return torch.remainder(torch.rand((), **opts) + torch.arange(n, **opts) / n, 1.0)
@@ -64,6 +70,15 @@ class ContinuousDiffusion(nn.Module):
     """
 
     def __init__(self, cfg: VDMConfig, net: nn.Module | None = None):
+        if not isinstance(cfg, VDMConfig):
+            raise lk.ConfigError(
+                f"ContinuousDiffusion: cfg must be a VDMConfig, got {describe_value(cfg)}"
+            )
+        if net is not None and not isinstance(net, nn.Module):
+            raise lk.InputError(
+                f"ContinuousDiffusion: net must be a torch.nn.Module or None, "
+                f"got {describe_value(net)}"
+            )
         super().__init__()
         self.data_shape = tuple(cfg.data_shape)
         self.event_dims = len(self.data_shape)

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 import latentkit as lk
+from latentkit.arguments import check_flag
 from latentkit.evaluation import Estimate, likelihood_is_discrete
 from latentkit.ode import (
     ODE_FLAG_MARGIN,
@@ -50,6 +51,13 @@ from latentkit.ode import (
     check_margin,
     ode_log_prob,
     prior_typical,
+)
+from latentkit_vdm.arguments import (
+    check_bound_call,
+    check_breakdown,
+    check_figures_call,
+    check_ode_examples,
+    check_ode_options,
 )
 
 __all__ = ["likelihood_figures", "ode_decoder_bound", "per_t_breakdown", "per_t_plot"]
@@ -61,7 +69,9 @@ def per_t_breakdown(
 ) -> dict[str, list[float]]:
     """½ γ'(t) E_{x, ε}‖ε − ε̂_θ‖² at the midpoints t_j = (j + ½)/num_t, averaged over ``data``
     with one ε per (example, t); also the mean ‖ε − ε̂_θ‖² and γ'(t). Lists, one value per t."""
-    core = model.generative.core
+    core = check_figures_call(
+        model, data, "per_t_breakdown", seed=seed, num_t=num_t, batch_size=batch_size
+    )
     ref = core._ref
     t_grid = (torch.arange(num_t, dtype=ref.dtype, device=ref.device) + 0.5) / num_t
     sums = torch.zeros(num_t, dtype=torch.float64)
@@ -88,6 +98,7 @@ def per_t_breakdown(
 
 def per_t_plot(breakdown: dict[str, list[float]], path, *, title: str | None = None):
     """Plot the per-t breakdown (integrand and ε-MSE against t) to ``path`` (PNG)."""
+    check_breakdown(breakdown, path, title)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,6 +131,7 @@ def ode_decoder_bound(model, x: Tensor, *, generator=None, **ode_options: Any) -
     decoder a bound on the discrete log P(x); for the Gaussian decoder on the density). Its
     mean over z_0 is the bound; ``ode_options`` go to :func:`latentkit.ode_log_prob`.
     """
+    check_bound_call(model, x, generator, ode_options, "ode_decoder_bound")
     return _decoder_bound(model, x, generator, **ode_options)[0]
 
 
@@ -262,15 +274,6 @@ def _flagged(
     return {**fig.to_json(bits=against.bits), "bound": bound, "label": label}
 
 
-def _check_ode_examples(ode_examples: int | None) -> None:
-    if ode_examples is not None and (
-        isinstance(ode_examples, bool) or not isinstance(ode_examples, int) or ode_examples < 0
-    ):
-        raise lk.ConfigError(
-            f"ode_examples must be an int ≥ 0 (0: no ODE figure; None: all), got {ode_examples!r}"
-        )
-
-
 @torch.no_grad()
 def likelihood_figures(
     model,
@@ -305,7 +308,12 @@ def likelihood_figures(
             before it is flagged; ``None``: ``latentkit.ode.ODE_FLAG_MARGIN`` (1).
         **ode_options: passed to :func:`latentkit.ode_log_prob` (``rtol``, ``atol``, ...).
     """
-    _check_ode_examples(ode_examples)
+    counts = {"batch_size": batch_size, "num_t": num_t, "t_draws": t_draws}
+    core = check_figures_call(model, data, "likelihood_figures", seed=seed, **counts)
+    if discrete is not None:
+        check_flag(discrete, "likelihood_figures: discrete")
+    check_ode_options(ode_options, core._ref.dtype, "likelihood_figures")
+    check_ode_examples(ode_examples)
     margin = ODE_FLAG_MARGIN if ode_margin is None else check_margin(ode_margin)
     is_discrete = likelihood_is_discrete(model) if discrete is None else bool(discrete)
     m = data.shape[0] if ode_examples is None else min(ode_examples, data.shape[0])

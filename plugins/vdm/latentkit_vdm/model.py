@@ -41,6 +41,9 @@ import attrs
 from torch import Tensor
 
 import latentkit as lk
+from latentkit.arguments import check_count, describe_value
+from latentkit.diffusion import MAX_TIMESTEPS
+from latentkit.validation import check_data
 from latentkit_vdm.chains import VDMGenerative, VDMPosterior
 from latentkit_vdm.config import SCHEDULE_GRADIENTS, T_SAMPLERS, VDMConfig
 from latentkit_vdm.continuous import ContinuousDiffusion, ContinuousElbo, sample_times
@@ -69,6 +72,11 @@ class VDMModel(lk.LatentModel):
     posterior: VDMPosterior
 
     def __init__(self, cfg: VDMConfig, core: ContinuousDiffusion | None = None):
+        _check_config(cfg, "VDMModel")
+        if core is not None and not isinstance(core, ContinuousDiffusion):
+            raise lk.InputError(
+                f"VDMModel: core must be a ContinuousDiffusion or None, got {describe_value(core)}"
+            )
         core = ContinuousDiffusion(cfg) if core is None else core
         super().__init__(
             VDMGenerative(core, cfg.num_timesteps),
@@ -82,10 +90,11 @@ class VDMModel(lk.LatentModel):
         return self.generative.core
 
     def with_timesteps(self, num_timesteps: int) -> VDMModel:
-        """The discrete-T chain of the same network and schedule (shared, not copied)."""
-        whole = isinstance(num_timesteps, int) and not isinstance(num_timesteps, bool)
-        if not whole or num_timesteps < 1:
-            raise lk.ConfigError(f"num_timesteps must be an int ≥ 1, got {num_timesteps!r}")
+        """The discrete-T chain of the same network and schedule (shared, not copied); T at
+        most ``latentkit.diffusion.MAX_TIMESTEPS`` (the discrete configs' bound)."""
+        check_count(
+            num_timesteps, "with_timesteps: num_timesteps", high=MAX_TIMESTEPS, error=lk.ConfigError
+        )
         other = VDMModel(attrs.evolve(self.config, num_timesteps=num_timesteps), core=self.core)
         other.name = self.name
         return other.train(self.training)
@@ -93,7 +102,12 @@ class VDMModel(lk.LatentModel):
     def continuous_elbo(
         self, x: Tensor, *, t: Tensor | None = None, t_sampler: str = "low-discrepancy"
     ) -> ContinuousElbo:
-        """ELBO_∞(x) and its terms, ``[batch]`` nats (one draw of z_0, t and ε per example)."""
+        """ELBO_∞(x) and its terms, ``[batch]`` nats (one draw of z_0, t and ε per example);
+        ``t`` the times to use (``[batch]`` or one 0-d time, in [0, 1]), else drawn by
+        ``t_sampler``."""
+        check_data(self, x, name="continuous_elbo: x")
+        if t is not None:
+            _check_times(t, x)
         return self.core.elbo(x, t=t, t_sampler=t_sampler)
 
     def likelihood_figures(self, data: Tensor, **options) -> dict:
@@ -110,6 +124,25 @@ class VDMModel(lk.LatentModel):
         return per_t_plot(breakdown, path, title=title)
 
 
+def _check_config(cfg: object, where: str) -> None:
+    if not isinstance(cfg, VDMConfig):
+        raise lk.ConfigError(f"{where}: cfg must be a VDMConfig, got {describe_value(cfg)}")
+
+
+def _check_times(t: object, x: Tensor) -> None:
+    """``t`` a float tensor, 0-d or ``[batch]``, every value in [0, 1]."""
+    batch = x.shape[0]
+    if not isinstance(t, Tensor) or not t.is_floating_point():
+        raise lk.InputError(f"continuous_elbo: t must be a float tensor, got {describe_value(t)}")
+    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != batch):
+        raise lk.ShapeError(
+            f"continuous_elbo: t must be 0-d or of shape [{batch}] (one time per example), "
+            f"got shape {tuple(t.shape)}"
+        )
+    if not bool(((t >= 0) & (t <= 1)).all()):  # NaN fails too
+        raise lk.InputError(f"continuous_elbo: t must lie in [0, 1], got {describe_value(t)}")
+
+
 def objective_keywords(cfg: VDMConfig) -> dict:
     """The objective ``cfg.loss`` names, as ``LatentModel``'s ``objective`` keywords."""
     if cfg.loss == "continuous":
@@ -124,4 +157,5 @@ default_objective = objective_keywords  # the old name of objective_keywords
 
 def build_vdm(cfg: VDMConfig) -> VDMModel:
     """The continuous-time diffusion described by ``cfg`` (the factory registered as ``vdm``)."""
+    _check_config(cfg, "build_vdm")
     return VDMModel(cfg)

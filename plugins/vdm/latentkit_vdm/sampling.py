@@ -15,7 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from latentkit.arguments import check_count, check_flag
+from latentkit.diffusion import MAX_TIMESTEPS
 from latentkit.ode import solve
+from latentkit_vdm.arguments import check_generator, vdm_core
 
 __all__ = ["sample_ode", "sample_sde"]
 
@@ -30,8 +33,10 @@ def _decode(core, z0: Tensor, decode: bool) -> Tensor:
 
 @torch.no_grad()
 def sample_sde(model, n: int, *, steps: int = 1000, decode: bool = False, generator=None) -> Tensor:
-    """n draws of z_0 by Euler–Maruyama on the reverse SDE with ``steps`` equal steps."""
-    core = model.generative.core
+    """n draws of z_0 by Euler–Maruyama on the reverse SDE with ``steps`` equal steps
+    (1 ≤ steps ≤ ``latentkit.diffusion.MAX_TIMESTEPS``)."""
+    core = _checked(model, n, decode, generator, "sample_sde")
+    check_count(steps, "sample_sde: steps", high=MAX_TIMESTEPS)
     z = core.prior(n).sample() if generator is None else _normal(core, n, generator)
     dt = 1.0 / steps
     for k in range(steps, 0, -1):
@@ -40,6 +45,16 @@ def sample_sde(model, n: int, *, steps: int = 1000, decode: bool = False, genera
         noise = torch.randn(z.shape, dtype=z.dtype, device=z.device, generator=generator)
         z = z - core.reverse_drift(t, z) * dt + (g_sq * dt).sqrt() * noise
     return _decode(core, z, decode)
+
+
+def _checked(model, n: int, decode: bool, generator, where: str):
+    """The model's continuous-time diffusion, once the arguments both samplers share are
+    checked: a ``vdm`` model, a count ``n``, a flag ``decode``, a generator or None."""
+    core = vdm_core(model, where)
+    check_count(n, f"{where}: n")
+    check_flag(decode, f"{where}: decode")
+    check_generator(generator, where)
+    return core
 
 
 def _normal(core, n: int, generator) -> Tensor:
@@ -65,7 +80,7 @@ def sample_ode(
     By :func:`latentkit.ode.solve`: the drift is only evaluated for t in [0, 1] (the solver's
     first-step probe, which would reach below 0, is clamped into the span) and adaptive
     methods step exactly onto t = 0; ``method``, ``rtol`` and ``atol`` are checked first."""
-    core = model.generative.core
+    core = _checked(model, n, decode, generator, "sample_ode")
     z1 = _normal(core, n, generator)
     z0 = solve(core.probability_flow, z1, 1.0, 0.0, rtol=rtol, atol=atol, method=method)
     return _decode(core, z0, decode)

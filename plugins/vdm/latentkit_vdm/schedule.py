@@ -25,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import latentkit as lk
+from latentkit.arguments import check_choice, check_count
 from latentkit.diffusion import cosine_log_snr
+from latentkit_vdm.arguments import check_gamma_ends
 
 __all__ = ["CosineLogSNR", "LearnedLogSNR", "LinearLogSNR", "make_log_snr"]
 
@@ -35,7 +38,7 @@ class LinearLogSNR(nn.Module):
 
     def __init__(self, gamma_min: float, gamma_max: float):
         super().__init__()
-        self.gamma_min, self.gamma_max = float(gamma_min), float(gamma_max)
+        self.gamma_min, self.gamma_max = check_gamma_ends(gamma_min, gamma_max, "LinearLogSNR")
 
     def forward(self, t: Tensor) -> tuple[Tensor, Tensor]:
         span = self.gamma_max - self.gamma_min
@@ -47,7 +50,7 @@ class CosineLogSNR(nn.Module):
 
     def __init__(self, gamma_min: float, gamma_max: float):
         super().__init__()
-        self.gamma_min, self.gamma_max = float(gamma_min), float(gamma_max)
+        self.gamma_min, self.gamma_max = check_gamma_ends(gamma_min, gamma_max, "CosineLogSNR")
 
     def forward(self, t: Tensor) -> tuple[Tensor, Tensor]:
         return cosine_log_snr(t, self.gamma_min, self.gamma_max)
@@ -66,6 +69,8 @@ class LearnedLogSNR(nn.Module):
     """The parameters of the profile h: the schedule's shape between its ends."""
 
     def __init__(self, gamma_min: float, gamma_max: float, hidden: int = 64):
+        gamma_min, gamma_max = check_gamma_ends(gamma_min, gamma_max, "LearnedLogSNR")
+        check_count(hidden, "LearnedLogSNR: hidden", error=lk.ConfigError)
         super().__init__()
         self.gamma_min = nn.Parameter(torch.tensor(float(gamma_min)))
         # γ_max − γ_min = softplus(raw span) > 0: the schedule stays increasing while it learns.
@@ -112,6 +117,6 @@ class LearnedLogSNR(nn.Module):
 
 def make_log_snr(kind: str, gamma_min: float, gamma_max: float) -> nn.Module:
     """The schedule module named ``kind`` (``linear``, ``cosine`` or ``learned``)."""
-    return {"linear": LinearLogSNR, "cosine": CosineLogSNR, "learned": LearnedLogSNR}[kind](
-        gamma_min, gamma_max
-    )
+    kinds = {"linear": LinearLogSNR, "cosine": CosineLogSNR, "learned": LearnedLogSNR}
+    check_choice(kind, "make_log_snr: kind", kinds, error=lk.ConfigError)
+    return kinds[kind](gamma_min, gamma_max)
