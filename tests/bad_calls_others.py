@@ -35,6 +35,20 @@ def _nan_at(x: torch.Tensor, i: int) -> torch.Tensor:
     return x
 
 
+F64 = torch.float64
+
+
+def _feature_net() -> Q.FeatureNetwork:
+    """A feature network of 2-pixel images that reads them as they are."""
+    return Q.FeatureNetwork(lambda x: x, (2,), "identity")
+
+
+def _gaussian(n: int, d: int) -> tuple[torch.Tensor, ...]:
+    """Features [n, d], their mean and covariance, radii [n]: a prepared reference's fields."""
+    x = torch.randn(n, d, dtype=F64, generator=torch.Generator().manual_seed(0))
+    return x, x.mean(0), torch.eye(d, dtype=F64), torch.ones(n, dtype=F64)
+
+
 def _choice(**kw):
     return lk.ObjectiveChoice(**{"name": "elbo", "options": {}, **kw})
 
@@ -513,27 +527,71 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
     ),
     # -- sample quality
     "latentkit.quality.FeatureNetwork": (
+        bad("wrong type", lambda k: Q.FeatureNetwork("m", (1,), "n"), lk.InputError, "module"),
+        bad(
+            "zero size", lambda k: Q.FeatureNetwork(print, (0,), "n"), lk.InputError, "input_shape"
+        ),
         bad(
             "wrong type",
-            lambda k: Q.FeatureNetwork("m", (1,), "n"),
+            lambda k: Q.FeatureNetwork(print, ("1",), "n"),
             lk.InputError,
-            gap="src/latentkit/quality/features.py",
+            "input_shape",
+        ),
+        bad("wrong type", lambda k: Q.FeatureNetwork(print, (1,), 3), lk.InputError, "name"),
+        bad(
+            "wrong type",
+            lambda k: Q.FeatureNetwork(print, (1,), "n", head=3),
+            lk.InputError,
+            "head",
+        ),
+        bad(
+            "wrong type",
+            lambda k: Q.FeatureNetwork(print, (1,), "n", info=[]),
+            lk.InputError,
+            "info",
         ),
     ),
     "latentkit.quality.LeNet": (
-        bad(
-            "zero count",
-            lambda k: Q.LeNet(channels=0),
-            lk.ConfigError,
-            gap="src/latentkit/quality/features.py",
-        ),
+        bad("zero count", lambda k: Q.LeNet(channels=0), lk.ConfigError, "channels"),
+        bad("bool", lambda k: Q.LeNet(feature_dim=True), lk.ConfigError, "feature_dim"),
+        bad("one class", lambda k: Q.LeNet(classes=1), lk.ConfigError, "classes"),
+        bad("wrong shape", lambda k: Q.LeNet(conv=(8,)), lk.ConfigError, "conv"),
+        bad("wrong type", lambda k: Q.LeNet(conv=(8, 2.5)), lk.ConfigError, "conv[1]"),
+        bad("huge", lambda k: Q.LeNet(feature_dim=10**8), lk.ConfigError, "weights"),
+        bad("huge int", lambda k: Q.LeNet(classes=HUGE), lk.ConfigError, "classes"),
     ),
     "latentkit.quality.PreparedReference": (
         bad(
             "wrong type",
             lambda k: Q.PreparedReference("f", t(1), t(1), t(1), 3, "unit", None),
             lk.InputError,
-            gap="src/latentkit/quality/assess.py",
+            "network",
+        ),
+        bad(
+            "wrong type",
+            lambda k: Q.PreparedReference("f", t(1), t(1), t(1), 3, "unit", _feature_net()),
+            lk.InputError,
+            "features",
+        ),
+        bad(
+            "unknown choice",
+            lambda k: Q.PreparedReference(*_gaussian(5, 2), 3, "real", _feature_net()),
+            lk.InputError,
+            "kind",
+        ),
+        bad(
+            "wrong shape",
+            lambda k: Q.PreparedReference(
+                *_gaussian(5, 2)[:3], t(4, dtype=F64), 3, "unit", _feature_net()
+            ),
+            lk.ShapeError,
+            "radii",
+        ),
+        bad(
+            "out of range",
+            lambda k: Q.PreparedReference(*_gaussian(5, 2), 5, "unit", _feature_net()),
+            lk.InputError,
+            "k",
         ),
     ),
     "latentkit.quality.classifier_score": (
@@ -548,7 +606,21 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "wrong type",
             lambda k: Q.frechet_distance("m", t(2, 2), t(2), t(2, 2)),
             lk.InputError,
-            gap="src/latentkit/quality/metrics.py",
+            "mu1",
+        ),
+        bad(
+            "wrong shape", lambda k: Q.frechet_distance(t(2), t(2, 2), t(2), t(3, 3)), lk.ShapeError
+        ),
+        bad(
+            "wrong shape",
+            lambda k: Q.frechet_distance(t(2, 2), t(2, 2), t(2, 2), t(2, 2)),
+            lk.ShapeError,
+        ),
+        bad(
+            "NaN in row 1",
+            lambda k: Q.frechet_distance(t(2), t(2, 2), t(2), _nan_at(t(2, 2), 1)),
+            lk.NonFiniteError,
+            "cov2",
         ),
     ),
     "latentkit.quality.frechet_estimate": (
@@ -594,20 +666,11 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
         bad("zero count", lambda k: Q.model_sample_quality(k.vae, "d", 0), lk.InputError, "n"),
     ),
     "latentkit.quality.sample_quality_table": (
-        bad(
-            "wrong type",
-            lambda k: Q.sample_quality_table("b"),
-            lk.InputError,
-            gap="src/latentkit/quality/pipeline.py",
-        ),
+        bad("wrong type", lambda k: Q.sample_quality_table("b"), lk.InputError, "block"),
+        bad("wrong type", lambda k: Q.sample_quality_table({}, title=3), lk.InputError, "title"),
     ),
     "latentkit.quality.sampler_of": (
-        bad(
-            "wrong type",
-            lambda k: Q.sampler_of("m"),
-            lk.InputError,
-            gap="src/latentkit/quality/pipeline.py",
-        ),
+        bad("wrong type", lambda k: Q.sampler_of("m"), lk.InputError, "model"),
     ),
     # -- the testing kit
     "latentkit.testing.Check": (

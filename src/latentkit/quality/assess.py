@@ -23,8 +23,9 @@ import attrs
 import torch
 from torch import Tensor
 
-from latentkit.errors import ConfigError, ShapeError
-from latentkit.quality.features import FeatureNetwork, load_feature_network, to_unit_pixels
+from latentkit.arguments import check_choice, check_count, describe_value
+from latentkit.errors import ConfigError, InputError, ShapeError
+from latentkit.quality.features import KINDS, FeatureNetwork, load_feature_network, to_unit_pixels
 from latentkit.quality.metrics import (
     ClassifierScore,
     classifier_score,
@@ -67,6 +68,9 @@ class PreparedReference:
             k-NN radii (``metrics.knn_radii``) with this ``k``.
         kind: the pixel kind of the images (``Dataset.kind``); samples are read the same way.
         network: the feature network.
+
+    Built by :func:`prepare_reference`; built directly, its fields are checked for type and
+    shape (an InputError or ShapeError naming the field), not recomputed.
     """
 
     features: Tensor
@@ -76,6 +80,29 @@ class PreparedReference:
     k: int
     kind: str
     network: FeatureNetwork
+
+    def __attrs_post_init__(self) -> None:
+        where = "PreparedReference"
+        if not isinstance(self.network, FeatureNetwork):
+            raise InputError(
+                f"{where}: network must be a FeatureNetwork, got {describe_value(self.network)}"
+            )
+        check_choice(self.kind, f"{where}: kind", KINDS)
+        for field in ("features", "mean", "cov", "radii"):
+            value = getattr(self, field)
+            if not (isinstance(value, Tensor) and value.dtype == torch.float64):
+                raise InputError(
+                    f"{where}: {field} must be a float64 tensor, got {describe_value(value)}"
+                )
+        n, d = self.features.shape if self.features.ndim == 2 else (0, 0)
+        want = {"features": (n, d), "mean": (d,), "cov": (d, d), "radii": (n,)}
+        for field, shape in want.items():
+            if n < 2 or tuple(getattr(self, field).shape) != shape:
+                raise ShapeError(
+                    f"{where}: features [N ≥ 2, D], mean [D], cov [D, D], radii [N] are needed, "
+                    f"got {field} of shape {tuple(getattr(self, field).shape)}"
+                )
+        check_count(self.k, f"{where}: k (fewer than the {n} reference images)", high=n - 1)
 
     @property
     def n(self) -> int:

@@ -28,7 +28,15 @@ import safetensors.torch
 import torch
 from torch import Tensor, nn
 
-from latentkit.errors import CheckpointError, ConfigError, DTypeError, NonFiniteError, ShapeError
+from latentkit.arguments import check_count, check_shape, describe_value
+from latentkit.errors import (
+    CheckpointError,
+    ConfigError,
+    DTypeError,
+    InputError,
+    NonFiniteError,
+    ShapeError,
+)
 from latentkit.safe_io import read_regular_file
 from latentkit.validation import check_positive_int, check_tensor_kind
 
@@ -61,11 +69,19 @@ RANGE_MARGIN = 0.5
 _MAX_FILE_BYTES = 64 * 2**20
 
 
+MAX_LENET_WEIGHTS = 2**28
+"""The most weights (biases aside) a :class:`LeNet` may have (1 GiB of float32): a feature network of MNIST
+digits is far smaller (the shipped one: 20,522), so more is a typo, refused before the
+allocator meets it."""
+
+
 class LeNet(nn.Module):
     """A small LeNet: two 5×5 convolutions with max-pooling, a ``feature_dim`` layer, a classifier.
 
     ``body``: [N, C, 28, 28] → [N, feature_dim] (the features, taken before the ReLU so they
-    are closer to Gaussian); ``head``: ReLU and a linear layer to ``classes`` logits.
+    are closer to Gaussian); ``head``: ReLU and a linear layer to ``classes`` logits. Every
+    size an int ≥ 1 (``classes`` ≥ 2), at most :data:`MAX_LENET_WEIGHTS` weights in all,
+    else a ConfigError.
     """
 
     def __init__(
@@ -76,7 +92,7 @@ class LeNet(nn.Module):
         classes: int = 10,
     ) -> None:
         super().__init__()
-        c1, c2 = conv
+        c1, c2 = _lenet_sizes(channels, conv, feature_dim, classes)
         self.arch = {
             "channels": channels,
             "conv": [c1, c2],
@@ -99,6 +115,22 @@ class LeNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Class logits ``[N, classes]`` of images ``[N, C, 28, 28]`` in [0, 1]."""
         return self.head(self.body(x))
+
+
+def _lenet_sizes(channels: Any, conv: Any, feature_dim: Any, classes: Any) -> tuple[int, int]:
+    """The two convolutions' widths, once every size is checked (see :class:`LeNet`)."""
+    for name, value, low in (("channels", channels, 1), ("feature_dim", feature_dim, 1),
+                             ("classes", classes, 2)):  # fmt: skip
+        check_count(value, f"LeNet: {name}", low=low, error=ConfigError)
+    if not isinstance(conv, (tuple, list)) or len(conv) != 2:
+        raise ConfigError(f"LeNet: conv must be two widths (c1, c2), got {describe_value(conv)}")
+    c1, c2 = (check_count(c, f"LeNet: conv[{i}]", error=ConfigError) for i, c in enumerate(conv))
+    weights = 25 * c1 * (channels + c2) + feature_dim * (16 * c2 + classes)
+    if weights > MAX_LENET_WEIGHTS:
+        raise ConfigError(
+            f"LeNet: these sizes make {weights:,} weights, more than {MAX_LENET_WEIGHTS:,}"
+        )
+    return c1, c2
 
 
 def check_finite(x: Tensor, name: str) -> None:
@@ -141,6 +173,17 @@ def to_unit_pixels(images: Any, kind: str, *, name: str = "samples") -> Tensor:
     return x.clamp(0.0, 1.0)
 
 
+def _callable(field: str, value: Any, optional: bool = False) -> None:
+    if not (callable(value) or (optional and value is None)):
+        want = "a callable (an nn.Module)" + (" or None" if optional else "")
+        raise InputError(f"FeatureNetwork: {field} must be {want}, got {describe_value(value)}")
+
+
+def _of(kind: type | tuple[type, ...], want: str, field: str, value: Any) -> None:
+    if not isinstance(value, kind):
+        raise InputError(f"FeatureNetwork: {field} must be {want}, got {describe_value(value)}")
+
+
 @attrs.frozen(eq=False)
 class FeatureNetwork:
     """An image → feature map ``module``, with an optional classifier ``head`` on its features.
@@ -156,12 +199,18 @@ class FeatureNetwork:
         info: what the weights file records of its training (data, seed, test accuracy).
     """
 
-    module: Any
-    input_shape: tuple[int, ...] = attrs.field(converter=lambda s: tuple(int(d) for d in s))
-    name: str
-    head: Any = None
-    sha256: str | None = None
-    info: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    module: Any = attrs.field(validator=lambda i, a, v: _callable("module", v))
+    input_shape: tuple[int, ...] = attrs.field(
+        converter=lambda s: check_shape(s, "FeatureNetwork: input_shape")
+    )
+    name: str = attrs.field(validator=lambda i, a, v: _of(str, "a str", "name", v))
+    head: Any = attrs.field(default=None, validator=lambda i, a, v: _callable("head", v, True))
+    sha256: str | None = attrs.field(
+        default=None, validator=lambda i, a, v: _of((str, type(None)), "a str or None", "sha256", v)
+    )
+    info: dict[str, Any] = attrs.field(
+        factory=dict, repr=False, validator=lambda i, a, v: _of(dict, "a dict", "info", v)
+    )
 
     def _batches(self, images: Tensor, kind: str, batch_size: int, name: str):
         x = to_unit_pixels(images, kind, name=name)

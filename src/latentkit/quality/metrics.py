@@ -29,7 +29,8 @@ import attrs
 import torch
 from torch import Tensor
 
-from latentkit.errors import ConfigError, ShapeError
+from latentkit.arguments import describe_value
+from latentkit.errors import ConfigError, InputError, NonFiniteError, ShapeError
 from latentkit.validation import check_positive_int
 
 __all__ = [
@@ -86,13 +87,25 @@ def frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> fl
     """d² = ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^{½} Σ₂ Σ₁^{½})^{½}, in float64.
 
     Not clamped: equal Gaussians give 0 up to round-off of either sign (~1e-12 of tr Σ).
+    Means ``[D]`` and covariances ``[D, D]``: real tensors of finite values (an InputError,
+    ShapeError or NonFiniteError naming the argument otherwise).
     """
+    given = {"mu1": mu1, "cov1": cov1, "mu2": mu2, "cov2": cov2}
+    for name, value in given.items():
+        if not isinstance(value, Tensor) or value.is_complex() or value.dtype == torch.bool:
+            raise InputError(
+                f"frechet_distance: {name} must be a real tensor, got {describe_value(value)}"
+            )
     mu1, mu2, cov1, cov2 = (t.to(torch.float64) for t in (mu1, mu2, cov1, cov2))
-    if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != (*mu1.shape, *mu1.shape):
+    d = mu1.shape[0] if mu1.ndim == 1 else -1
+    if mu2.shape != (d,) or cov1.shape != (d, d) or cov2.shape != (d, d):
         raise ShapeError(
             f"Gaussians of different shapes: means {tuple(mu1.shape)}, {tuple(mu2.shape)}; "
             f"covariances {tuple(cov1.shape)}, {tuple(cov2.shape)}"
         )
+    for name, value in zip(given, (mu1, cov1, mu2, cov2)):
+        if value.numel() and not bool(torch.isfinite(value).all()):
+            raise NonFiniteError(f"frechet_distance: {name} holds NaN or inf")
     diff = mu1 - mu2
     mean_term = diff @ diff
     return float(mean_term + cov1.trace() + cov2.trace() - 2 * trace_sqrt_product(cov1, cov2))

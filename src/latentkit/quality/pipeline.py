@@ -22,6 +22,7 @@ from typing import Any
 from rich.table import Table
 from torch import Tensor
 
+from latentkit.arguments import check_model, checked
 from latentkit.errors import ConfigError, ShapeError
 from latentkit.eval_report import examples_digest, progress_bar
 from latentkit.quality.assess import (
@@ -106,7 +107,9 @@ def check_readable(
 def sampler_of(model: Any) -> tuple[str, int]:
     """How the samples are drawn, in words, and the steps of the chain: a diffusion's T
     (``config.num_timesteps``), else the latent layers."""
-    steps = getattr(getattr(model, "config", None), "num_timesteps", None)
+    steps = getattr(
+        getattr(check_model(model, "sampler_of"), "config", None), "num_timesteps", None
+    )
     if isinstance(steps, int) and not isinstance(steps, bool):
         return f"ancestral, T = {steps} steps", steps
     layers = int(model.num_layers)
@@ -242,6 +245,17 @@ def _number(value: Any, se: Any = None) -> str:
     return text
 
 
+def _table(value: Any) -> dict[str, Any]:
+    """A block's sub-table, or an empty one where it is missing or no table."""
+    return value if isinstance(value, dict) else {}
+
+
+def _seconds(value: Any) -> str:
+    """A duration to a tenth of a second, "—" where it is no finite number."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return f"{value:.1f}" if ok else "—"
+
+
 def _cells(block: dict[str, Any]) -> list[str]:
     """FLD ± s.e., precision, recall and classifier score of a block (or of its floor or
     ceiling) as text: shares to 3 places, the score to 2, the FLD to 3 digits."""
@@ -249,7 +263,7 @@ def _cells(block: dict[str, Any]) -> list[str]:
     def places(value: Any, n: int) -> str:
         return f"{value:.{n}f}" if isinstance(value, (int, float)) else "—"
 
-    score = (block.get("classifier") or {}).get("score")
+    score = _table(block.get("classifier")).get("score")
     return [
         _number(block.get("fld"), block.get("fld_se")),
         places(block.get("precision"), 3),
@@ -258,14 +272,16 @@ def _cells(block: dict[str, Any]) -> list[str]:
     ]
 
 
+@checked
 def sample_quality_table(block: dict[str, Any], *, title: str = "sample quality") -> Table:
     """A :func:`model_sample_quality` block as a table: the model's FLD ± s.e., precision,
-    recall and classifier score, with the floor and the ceiling beside them."""
-    values = block.get("reference_values") or {}
+    recall and classifier score, with the floor and the ceiling beside them (a block read
+    back from ``report.json``: a figure that is missing or not a number shows as "—")."""
+    values = _table(block.get("reference_values"))
     columns = {
         "model": _cells(block),
-        "floor": _cells(values.get("floor") or {}),
-        "ceiling": _cells(values.get("ceiling") or {}),
+        "floor": _cells(_table(values.get("floor"))),
+        "ceiling": _cells(_table(values.get("ceiling"))),
     }
     table = Table(title=title)
     table.add_column("figure")
@@ -277,11 +293,11 @@ def sample_quality_table(block: dict[str, Any], *, title: str = "sample quality"
     sha = block.get("network_sha256") or ""
     table.caption = (
         f"{block.get('n_samples')} samples ({block.get('sampler')}; drawn in "
-        f"{block.get('sampling_seconds', 0):.1f} s) against {block.get('n_reference')} test "
+        f"{_seconds(block.get('sampling_seconds'))} s) against {block.get('n_reference')} test "
         f"images; {block.get('network')}"
         + (f" (sha256 {sha[:12]}…)" if sha else "")
         + f", k = {block.get('k')}, {block.get('bootstrap')} bootstrap resamplings; "
-        f"metrics {block.get('seconds', 0):.1f} s. Floor: as many training images scored as "
+        f"metrics {_seconds(block.get('seconds'))} s. Floor: as many training images scored as "
         "samples; ceiling: independent pixels fitted to the training split"
     )
     return table
