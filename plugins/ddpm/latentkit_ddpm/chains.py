@@ -10,13 +10,27 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent
 
 import latentkit as lk
+from latentkit.arguments import check_count, check_flag, describe_value
 from latentkit.diffusion import StepTables, gather_steps
 from latentkit.distributions import DiscretizedNormal, diag_normal, standard_normal
 from latentkit.likelihoods import split_params
 from latentkit_ddpm.config import DDPMConfig
 from latentkit_ddpm.schedule import DiffusionSchedule
 
-__all__ = ["DDPMGenerative", "DDPMPosterior", "ScheduleRows"]
+__all__ = ["DDPMGenerative", "DDPMPosterior", "ScheduleRows", "check_config"]
+
+
+def check_config(cfg: object, where: str) -> None:
+    """``cfg`` a :class:`DDPMConfig`, else a ConfigError naming ``where``."""
+    if not isinstance(cfg, DDPMConfig):
+        raise lk.ConfigError(f"{where}: cfg must be a DDPMConfig, got {describe_value(cfg)}")
+
+
+def _check_schedule(schedule: object, where: str) -> None:
+    if not isinstance(schedule, DiffusionSchedule):
+        raise lk.ConfigError(
+            f"{where}: schedule must be a DiffusionSchedule, got {describe_value(schedule)}"
+        )
 
 
 class ScheduleRows(StepTables):
@@ -54,6 +68,9 @@ class DDPMPosterior(lk.PosteriorChain):
     layer_batched = True
 
     def __init__(self, schedule: DiffusionSchedule, event_dims: int, *, binary: bool = False):
+        _check_schedule(schedule, "DDPMPosterior")
+        check_count(event_dims, "DDPMPosterior: event_dims", error=lk.ConfigError)
+        check_flag(binary, "DDPMPosterior: binary", error=lk.ConfigError)
         super().__init__()
         self.schedule = schedule
         self.event_dims = event_dims
@@ -106,6 +123,13 @@ class DDPMGenerative(lk.GenerativeChain):
     layer_batched = True
 
     def __init__(self, cfg: DDPMConfig, schedule: DiffusionSchedule):
+        check_config(cfg, "DDPMGenerative")
+        _check_schedule(schedule, "DDPMGenerative")
+        if schedule.num_timesteps != cfg.num_timesteps:
+            raise lk.ConfigError(
+                f"DDPMGenerative: the schedule has T = {schedule.num_timesteps} steps, "
+                f"cfg.num_timesteps = {cfg.num_timesteps}"
+            )
         super().__init__(cfg.data_shape, [cfg.data_shape] * cfg.num_timesteps)
         self.schedule = schedule
         m = schedule.exact

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import attrs
 import torch
-from attrs import validators as v
 
+from latentkit.arguments import check_count, check_number
 from latentkit.blocks import EpsNetworkConfig
-from latentkit.config import MAX_DATA_LEVELS, data_levels
+from latentkit.config import MAX_DATA_LEVELS, data_levels, one_of, ruled
 from latentkit.diffusion import MAX_TIMESTEPS
 from latentkit.errors import ConfigError
 from latentkit_ddpm.schedule import check_beta
@@ -15,22 +15,39 @@ from latentkit_ddpm.schedule import check_beta
 __all__ = ["DDPMConfig"]
 
 
+def _tuple(value):
+    # TOML and JSON give lists; anything else is left for the validator to name.
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
 def _check_given_beta(instance: DDPMConfig, attribute, value: tuple[float, ...]) -> None:
+    if not isinstance(value, tuple):
+        raise ConfigError(f"'beta' must be a tuple of numbers β_1..β_T, got {value!r}")
     if instance.schedule != "given":
         if value:
-            raise ValueError(
+            raise ConfigError(
                 f"'beta' is only read with schedule='given' (schedule is {instance.schedule!r})"
             )
         return
     if len(value) != instance.num_timesteps:
-        raise ValueError(
+        raise ConfigError(
             f"'beta' must hold num_timesteps={instance.num_timesteps} values β_1..β_T, "
             f"got {len(value)}"
         )
-    try:
-        check_beta(torch.tensor(value, dtype=torch.float64))
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
+    numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in value)
+    if not numbers:
+        raise ConfigError(f"'beta' must be numbers β_1..β_T, got {value!r}")
+    check_beta(torch.tensor(value, dtype=torch.float64))
+
+
+@ruled(f"int in 1..{MAX_TIMESTEPS}")
+def _timesteps(instance: DDPMConfig, attribute, value: int) -> None:
+    check_count(value, repr(attribute.name), high=MAX_TIMESTEPS, error=ConfigError)
+
+
+@ruled("finite float > 0")
+def _positive(instance: DDPMConfig, attribute, value: float) -> None:
+    check_number(value, repr(attribute.name), above=0.0, error=ConfigError)
 
 
 MAX_LEVELS = MAX_DATA_LEVELS  # the old name of latentkit.config.MAX_DATA_LEVELS
@@ -38,7 +55,7 @@ MAX_LEVELS = MAX_DATA_LEVELS  # the old name of latentkit.config.MAX_DATA_LEVELS
 
 def _check_loss(instance: DDPMConfig, attribute, value: str) -> None:
     if value == "simple" and instance.reverse_variance == "learned":
-        raise ValueError(
+        raise ConfigError(
             "'loss'='simple' gives a learned reverse variance no gradient; "
             "use loss='hybrid' or loss='elbo' with reverse_variance='learned'"
         )
@@ -81,23 +98,21 @@ class DDPMConfig(EpsNetworkConfig):
         hybrid_weight: λ of ``loss="hybrid"`` (> 0): the ``hybrid`` objective's ``weight``.
     """
 
-    num_timesteps: int = attrs.field(
-        default=1000, validator=[v.instance_of(int), v.ge(1), v.le(MAX_TIMESTEPS)]
-    )
-    schedule: str = attrs.field(default="linear", validator=v.in_(("linear", "cosine", "given")))
-    beta: tuple[float, ...] = attrs.field(default=(), converter=tuple, validator=_check_given_beta)
+    num_timesteps: int = attrs.field(default=1000, validator=_timesteps)
+    schedule: str = attrs.field(default="linear", validator=one_of("linear", "cosine", "given"))
+    beta: tuple[float, ...] = attrs.field(default=(), converter=_tuple, validator=_check_given_beta)
     reverse_variance: str = attrs.field(
-        default="beta", validator=v.in_(("beta", "posterior", "learned"))
+        default="beta", validator=one_of("beta", "posterior", "learned")
     )
-    decoder: str = attrs.field(default="discretized", validator=v.in_(("discretized", "gaussian")))
+    decoder: str = attrs.field(default="discretized", validator=one_of("discretized", "gaussian"))
     levels: int = attrs.field(default=MAX_DATA_LEVELS, validator=data_levels())
     loss: str = attrs.field(
-        default="elbo", validator=[v.in_(("elbo", "simple", "hybrid")), _check_loss]
+        default="elbo", validator=[one_of("elbo", "simple", "hybrid"), _check_loss]
     )
     timestep_sampler: str = attrs.field(
-        default="uniform", validator=v.in_(("uniform", "importance"))
+        default="uniform", validator=one_of("uniform", "importance")
     )
-    hybrid_weight: float = attrs.field(default=0.001, validator=[v.gt(0.0), v.lt(float("inf"))])
+    hybrid_weight: float = attrs.field(default=0.001, validator=_positive)
 
     @property
     def binary(self) -> bool:

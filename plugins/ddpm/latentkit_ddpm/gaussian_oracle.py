@@ -21,10 +21,37 @@ import torch
 from torch import Tensor
 
 import latentkit as lk
+from latentkit.arguments import check_choice, describe_value
 from latentkit.distributions import diag_normal
 from latentkit_ddpm.schedule import DiffusionSchedule
 
 __all__ = ["LinearGaussianReverse", "gaussian_data_marginals", "gaussian_data_reverse"]
+
+
+def _check_tables(where: str, rows: int = 1, **tables: object) -> None:
+    """Finite float tensors of one shape: ``[T, D]`` (``rows=1``) or ``[D]`` (``rows=0``), T, D ≥ 1;
+    a variance or a standard deviation (``var``, ``prior_var``, ``std``) > 0 everywhere."""
+    first = None
+    for name, value in tables.items():
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            raise lk.InputError(
+                f"{where}: {name} must be a float tensor, got {describe_value(value)}"
+            )
+        if value.ndim != rows + 1 or 0 in value.shape:
+            want = "[T, D]" if rows else "[D]"
+            raise lk.ShapeError(f"{where}: {name} must be {want}, got shape {tuple(value.shape)}")
+        if first is not None and value.shape != first:
+            raise lk.ShapeError(
+                f"{where}: {name} has shape {tuple(value.shape)}, the others {tuple(first)}"
+            )
+        first = value.shape
+        if not bool(torch.isfinite(value).all()):
+            raise lk.NonFiniteError(f"{where}: {name} holds NaN or inf")
+        if name in ("var", "prior_var", "std") and not bool((value > 0).all()):
+            least = float(value.min())
+            raise lk.InputError(
+                f"{where}: {name} must be > 0 everywhere, got a least value {least!r}"
+            )
 
 
 class LinearGaussianReverse(lk.GenerativeChain):
@@ -38,6 +65,13 @@ class LinearGaussianReverse(lk.GenerativeChain):
     layer_batched = True
 
     def __init__(self, A: Tensor, b: Tensor, var: Tensor, prior_mean: Tensor, prior_var: Tensor):
+        _check_tables("LinearGaussianReverse", A=A, b=b, var=var)
+        _check_tables("LinearGaussianReverse", rows=0, prior_mean=prior_mean, prior_var=prior_var)
+        if prior_mean.shape[-1] != A.shape[1]:
+            raise lk.ShapeError(
+                f"LinearGaussianReverse: prior_mean must be [D] with D = {A.shape[1]} "
+                f"(A's columns), got shape {tuple(prior_mean.shape)}"
+            )
         T, D = A.shape
         super().__init__((D,), [(D,)] * T)
         for name, value in dict(
@@ -88,8 +122,13 @@ def gaussian_data_reverse(
     ``prior="exact"`` uses p(x_T) = q(x_T), making p's joint equal q's; ``"standard"`` uses
     N(0, I) as a DDPM does, so log p(x_0) < log q(x_0) by the prior's mismatch.
     """
-    if prior not in ("exact", "standard"):
-        raise ValueError(f"prior must be 'exact' or 'standard', got {prior!r}")
+    if not isinstance(schedule, DiffusionSchedule):
+        raise lk.InputError(
+            f"gaussian_data_reverse: schedule must be a DiffusionSchedule, "
+            f"got {describe_value(schedule)}"
+        )
+    _check_tables("gaussian_data_reverse", rows=0, mean=mean, std=std)
+    check_choice(prior, "gaussian_data_reverse: prior", ("exact", "standard"), error=lk.ConfigError)
     m, v = gaussian_data_marginals(schedule, mean, std)
     alpha = schedule.alpha[1:, None].to(mean)
     beta = schedule.beta[1:, None].to(mean)

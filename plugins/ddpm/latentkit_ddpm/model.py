@@ -23,7 +23,7 @@ from torch import Tensor
 
 import latentkit as lk
 from latentkit.estimators import layer_term
-from latentkit_ddpm.chains import DDPMGenerative, DDPMPosterior
+from latentkit_ddpm.chains import DDPMGenerative, DDPMPosterior, check_config
 from latentkit_ddpm.chains import ScheduleRows as ScheduleRows  # its old home was this module
 from latentkit_ddpm.config import MAX_LEVELS as MAX_LEVELS  # its old home was this module
 from latentkit_ddpm.config import DDPMConfig
@@ -41,6 +41,7 @@ __all__ = [
 
 def make_schedule(cfg: DDPMConfig) -> DiffusionSchedule:
     """The forward chain's constants for ``cfg`` (schedule and T)."""
+    check_config(cfg, "make_schedule")
     if cfg.schedule == "given":
         beta = torch.tensor(cfg.beta, dtype=torch.float64)
     elif cfg.schedule == "cosine":
@@ -64,6 +65,7 @@ class DDPMModel(lk.LatentModel):
     posterior: DDPMPosterior
 
     def __init__(self, cfg: DDPMConfig):
+        check_config(cfg, "DDPMModel")
         schedule = make_schedule(cfg)
         super().__init__(
             DDPMGenerative(cfg, schedule),
@@ -116,4 +118,5 @@ default_objective = objective_keywords  # the old name of objective_keywords
 
 def build_ddpm(cfg: DDPMConfig) -> DDPMModel:
     """The DDPM described by ``cfg`` (the factory registered as ``ddpm``)."""
+    check_config(cfg, "build_ddpm")
     return DDPMModel(cfg)

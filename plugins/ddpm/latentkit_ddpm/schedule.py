@@ -15,8 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from latentkit.arguments import check_count, check_number, describe_value
 from latentkit.diffusion import (
     MAX_STEP_BETA_SQ,
+    MAX_TIMESTEPS,
     StepTables,
     cosine_alpha_bar,
     gather_steps,
@@ -34,6 +36,7 @@ def linear_beta(num_timesteps: int) -> Tensor:
     """Our β_t, t = 1..T, of DDPM's linear schedule: paper β_t (= our β_t²) linear from 1e-4 to
     0.02 at T = 1000, both ends scaled by 1000/T for other T (as improved DDPM), capped at 0.999.
     """
+    check_count(num_timesteps, "linear_beta: num_timesteps", high=MAX_TIMESTEPS, error=ConfigError)
     scale = 1000.0 / num_timesteps
     paper_beta = torch.linspace(scale * 1e-4, scale * 0.02, num_timesteps, dtype=torch.float64)
     return paper_beta.clamp(max=MAX_PAPER_BETA).sqrt()
@@ -45,6 +48,8 @@ def cosine_beta(num_timesteps: int, offset: float = 0.008) -> Tensor:
     Paper ᾱ_t = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2); so our ᾱ_t = cos(…)/cos(…) and
     β_t² = 1 − (ᾱ_t/ᾱ_{t-1})², capped at 0.999 like the paper.
     """
+    check_count(num_timesteps, "cosine_beta: num_timesteps", high=MAX_TIMESTEPS, error=ConfigError)
+    check_number(offset, "cosine_beta: offset", low=0.0, error=ConfigError)
     t = torch.arange(num_timesteps + 1, dtype=torch.float64)
     return step_beta_from_alpha_bar(cosine_alpha_bar(t / num_timesteps, offset), MAX_PAPER_BETA)
 
@@ -52,6 +57,10 @@ def cosine_beta(num_timesteps: int, offset: float = 0.008) -> Tensor:
 def check_beta(beta: Tensor, field: str = "beta") -> Tensor:
     """``beta`` unchanged if it is a non-empty 1-d schedule with 0 < β_t < 1; else a ConfigError
     naming ``field``, the first bad step and its value."""
+    if not isinstance(field, str):
+        raise ConfigError(f"check_beta: field must be a str, got {describe_value(field)}")
+    if not isinstance(beta, Tensor) or beta.is_complex():
+        raise ConfigError(f"{field!r} must be a real tensor β_1..β_T, got {describe_value(beta)}")
     if beta.ndim != 1 or beta.numel() == 0:
         raise ConfigError(
             f"{field!r} must be a non-empty 1-d schedule β_1..β_T, got shape {tuple(beta.shape)}"
@@ -99,7 +108,16 @@ class DiffusionSchedule(StepTables):
     log_sigma_sq_lower: Tensor
 
     def __init__(self, beta: Tensor):
-        beta = check_beta(torch.as_tensor(beta, dtype=torch.float64).detach().cpu())
+        try:
+            if isinstance(beta, Tensor) and beta.is_complex():
+                raise TypeError("complex")
+            beta = torch.as_tensor(beta, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise ConfigError(
+                f"DiffusionSchedule: beta must be β_1..β_T (a tensor or a sequence of numbers), "
+                f"got {describe_value(beta)}"
+            ) from None
+        beta = check_beta(beta.detach().cpu())
         zero, one = beta.new_zeros(1), beta.new_ones(1)
         beta_sq = beta**2
         log_alpha = 0.5 * torch.log1p(-beta_sq)
