@@ -79,6 +79,8 @@ def other_value(field: attrs.Attribute) -> Any:
         candidates = [default / 2, 0.5, 0.25]
     else:
         candidates = ["abc" if default is None else default + "x"]
+        if "int" in str(field.type):  # a word or a count ([data] labels = "all" | N)
+            candidates.append(5)
     good = [v for v in candidates if v != default and _accepted(field, v)]
     assert good, f"no other value for {field.name} among {candidates}"
     return good[0]

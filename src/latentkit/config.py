@@ -56,6 +56,14 @@ _converter.register_structure_hook(
     bool, _strict("true or false", lambda v: isinstance(v, bool), bool)
 )
 _converter.register_structure_hook(str, _strict("a string", lambda v: isinstance(v, str), str))
+_converter.register_structure_hook(  # a word or a count ([data] labels = "all" | N)
+    str | int,
+    _strict(
+        "a string or an int",
+        lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
+        lambda v: v,
+    ),
+)
 
 
 def _attrs_class(config_class: Any, where: str) -> None:

@@ -18,6 +18,7 @@ from latentkit.checkpoint import (
     latest_checkpoint,
     writable_path,
 )
+from latentkit.conditional_report import conditional_block, conditional_table
 from latentkit.diagnostics import diagnostics_table
 from latentkit.errors import LatentkitError
 from latentkit.eval_report import examples_digest, progress_bar
@@ -70,9 +71,10 @@ def _run_evaluation(
     seed: int,
     err: Console,
     batch_size: int | None = None,
+    labels: torch.Tensor | None = None,
 ) -> Any:
-    """The evaluation of the first examples of ``data`` within the budget, with a progress
-    bar on ``err``."""
+    """The evaluation of the first examples of ``data`` (with their ``labels``, for a
+    conditional model) within the budget, with a progress bar on ``err``."""
     from latentkit.evaluation import evaluate
 
     n = _eval_budget(model, data.shape[0], options)
@@ -97,6 +99,7 @@ def _run_evaluation(
             on_batch=lambda done: progress.update(task, completed=done),
             ode_examples=int(options.get("ode_examples", 0)),
             ode_margin=options.get("ode_margin"),
+            conditions=None if labels is None else labels[:n],
         )
 
 
@@ -109,6 +112,9 @@ def _diagnose(
 
     n = options.get("diagnose", DIAGNOSE_EXAMPLES)
     if not n:
+        return None
+    if model.condition_spec is not None:
+        err.print("diagnostics skipped: they do not take conditions yet", markup=False)
         return None
     ref = model.reference()
     subset = data[: min(n, data.shape[0])].to(device=ref.device, dtype=ref.dtype)
@@ -139,8 +145,9 @@ def write_report(
     model.eval()
     check_sample_quality(dataset, options)  # refused now, before the evaluation
     discrete = dataset.kind in ("binary", "symmetric8")
+    labels = dataset.test_labels if model.condition_spec is not None else None
     report = _run_evaluation(
-        model, dataset.test, options=options, seed=seed, err=err, discrete=discrete
+        model, dataset.test, options=options, seed=seed, err=err, discrete=discrete, labels=labels
     )
     name = info.get("model", getattr(model, "name", "model"))
     step = info.get("step")
@@ -155,6 +162,9 @@ def write_report(
     payload["data"].update(_protocol(info, dataset.test[: report.num_examples]))
     payload["per_example"] = _write_per_example(run_dir, report, dataset.test, evaluated)
     payload["sample_quality"] = sample_quality_block(model, dataset, options, seed=seed, err=err)
+    payload["conditional"] = conditional_block(model, dataset.test, labels, options, seed=seed)
+    if payload["conditional"] is not None:
+        out.print(conditional_table(payload["conditional"]))
     atomic_write_json(run_dir / "report.json", payload)
     title = f"{name} at step {step} on {dataset.name} test"
     _print_report(

@@ -37,17 +37,21 @@ def model_plots(
     """samples.png (drawn from ``seed``), curves.png (when the run has a ``metrics.jsonl``)
     and layer_kl.png: the paths written, by name."""
     from latentkit.plots import layer_kl_plot, sample_grid, training_curves
-    from latentkit.sampling import sample
+    from latentkit.sampling import class_grid, sample
 
     files: dict[str, str] = {}
+    classes = class_grid(model, 8)  # a conditional model: one row of 8 per class
+    n = 64 if classes is None else classes.shape[0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        x = sample(model, 64, likelihood_mean=True)
+        x = sample(model, n, likelihood_mean=True, condition=classes)
+    rows = "" if classes is None else ", a row per class"
     files["samples"] = str(
         sample_grid(
             dataset.to_display(x.cpu()),
             writable_path(run_dir / "samples.png"),
-            title=f"{name}: samples (mean of p(x|z₁)) at step {step}",
+            title=f"{name}: samples (mean of p(x|z₁){rows}) at step {step}",
+            ncols=None if classes is None else 8,
         )
     )
     metrics = run_dir / "metrics.jsonl"
@@ -65,7 +69,7 @@ def model_plots(
             writable_path(run_dir / "layer_kl.png"),
             reconstruction=report.reconstruction.mean,
             title=f"{name}: each layer's term of −ELBO on {dataset.name} test "
-            f"({report.num_examples} examples)",
+            f"({report.num_examples} example{'' if report.num_examples == 1 else 's'})",
         )
     )
     return files

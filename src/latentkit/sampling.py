@@ -13,7 +13,7 @@ from latentkit.chains import LatentModel
 from latentkit.conditions import bind
 from latentkit.validation import check_positive_int
 
-__all__ = ["sample"]
+__all__ = ["class_grid", "sample"]
 
 
 @torch.no_grad()
@@ -49,3 +49,16 @@ def sample(
     lik = p.likelihood(z)
     x = lik.mean if likelihood_mean else lik.sample()
     return (x, latents[::-1]) if return_latents else x
+
+
+def class_grid(model: LatentModel, per_class: int) -> Tensor | None:
+    """The conditions of a grid of samples with one row per class, ``per_class`` to a row:
+    ``[0]*per_class + [1]*per_class + …`` (``None`` for a model not conditional on classes,
+    whose grid needs no conditions)."""
+    check_model(model, "class_grid")
+    check_positive_int(per_class, "per_class")
+    spec = model.condition_spec
+    if spec is None or not spec.is_class:
+        return None
+    classes = torch.arange(int(spec.num_classes), device=model.reference().device)
+    return classes.repeat_interleave(per_class)

@@ -49,7 +49,7 @@ def build_run(
     if objective_name is None:  # the model's own objective, with any objective.FIELD given
         objective_name, declared = model.objective_choice
         objective_config = {**declared, **objective_config}
-    splits = training_splits(ds, spec.data)
+    splits = training_splits(ds, spec.data, condition=model.condition_spec)
     trainer = Trainer(
         model,
         splits.pop("train_data"),

@@ -133,12 +133,16 @@ def _sample(
     from latentkit.sampling import sample
 
     torch.manual_seed(args.seed)
-    x = sample(model, args.num, likelihood_mean=not args.draw)
+    condition, num, ncols, what = _sampled_conditions(args, model)
+    x = sample(
+        model, num, likelihood_mean=not args.draw, condition=condition, guidance=args.guidance
+    )
     display = _to_display(x, info)
     path = sample_grid(
         display,
         target,
-        title=f"{info.get('model')}: {args.num} samples at step {info.get('step')}",
+        title=f"{info.get('model')}: {num} samples{what} at step {info.get('step')}",
+        ncols=ncols,
     )
     out.print(f"wrote {path}", markup=False)
     if tensors is not None:
@@ -147,6 +151,22 @@ def _sample(
         atomic_write_bytes(tensors, save_safetensors({"samples": x.cpu().contiguous()}))
         out.print(f"wrote {tensors}", markup=False)
     return 0
+
+
+def _sampled_conditions(args: argparse.Namespace, model: Any) -> tuple[Any, int, Any, str]:
+    """``sample``'s conditions, count, grid width and title words: ``--condition C`` for
+    one class; none for a class-conditional model: ``--num`` spread over a row per class."""
+    from latentkit.sampling import class_grid
+
+    guided = "" if args.guidance is None else f", guidance {args.guidance:g}"
+    if args.condition is not None:
+        return args.condition, args.num, None, f" of class {args.condition}{guided}"
+    spec = model.condition_spec
+    if spec is None or not spec.is_class:
+        return None, args.num, None, guided
+    k = int(spec.num_classes)
+    grid = class_grid(model, max(1, args.num // k))
+    return grid, grid.shape[0], grid.shape[0] // k, f" (a row per class){guided}"
 
 
 def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:

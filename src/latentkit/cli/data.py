@@ -131,8 +131,11 @@ def _announce_fallback(ds: Any, failures: list[str], err: Console) -> None:
     )
 
 
-def training_splits(ds: Any, data: dict[str, Any]) -> dict[str, Any]:
+def training_splits(ds: Any, data: dict[str, Any], *, condition: Any = None) -> dict[str, Any]:
     """What the trainer gets from a data set under ``[data]``'s protocol keys.
+
+    ``condition`` (the model's ``ConditionSpec``, for a conditional model): each split's
+    labels too; ``labels = N`` keeps N training labels per class, the rest unlabelled.
 
     ``binarization = "dynamic"`` (binarized data only): the training images as pixel
     probabilities, drawn afresh as bits at each use. ``validation = N``: the last N training
@@ -163,11 +166,50 @@ def training_splits(ds: Any, data: dict[str, Any]) -> dict[str, Any]:
         train, validation = split_validation(train, held_out)
         if dynamic:  # scored on one fixed draw, like the test split
             validation = binarize(validation, seed=derived_seed(int(data.get("seed", 0)), 2))
-    return {
+    splits = {
         "train_data": train,
         "validation_data": validation,
         "test_data": None if validation is not None else ds.test,
         "dynamic_binarization": dynamic,
+    }
+    if condition is not None:
+        splits |= _label_splits(ds, data, condition, held_out)
+    elif data.get("labels", "all") != "all":
+        raise ConfigError("[data] labels is for a conditional model; this one takes no labels")
+    return splits
+
+
+def _label_splits(ds: Any, data: dict[str, Any], condition: Any, held_out: int) -> dict:
+    """The labels of each split, for a model conditioned on ``condition``."""
+    from latentkit.data import keep_labels, split_validation
+
+    if not condition.is_class:
+        raise ConfigError("the CLI feeds class labels; this model takes vector conditions")
+    if ds.train_labels is None or ds.test_labels is None:
+        raise ConfigError(f"the model is conditional, but data set {ds.name!r} has no labels")
+    train, test, validation = ds.train_labels, ds.test_labels, None
+    if held_out:
+        train, validation = split_validation(train, held_out)
+    k = int(condition.num_classes)
+    for split, labels in (("train", train), ("test", test), ("validation", validation)):
+        if labels is not None and labels.numel() and int(labels.max()) >= k:
+            raise ConfigError(
+                f"the {split} labels go up to {int(labels.max())}; the model has {k} classes "
+                "(set its classes field to at least the data's label count)"
+            )
+    per_class = data.get("labels", "all")
+    if per_class != "all":
+        train = keep_labels(train, int(per_class), seed=int(data.get("seed", 0)))
+    absent = sorted(set(range(k)) - set(train[train >= 0].unique().tolist()))
+    if absent:
+        raise ConfigError(
+            f"classes {absent} have no labelled training example (of {k}); use more data "
+            "(--limit) or fewer classes"
+        )
+    return {
+        "train_labels": train,
+        "test_labels": None if validation is not None else test,
+        "validation_labels": validation,
     }
 
 

@@ -26,6 +26,7 @@ from latentkit.cli.runconfig import EvalConfig, table_flags
 from latentkit.cli.runfolder import holding_run_folders_of
 from latentkit.compare.runs import MAX_REPORT_BYTES, REPORT_FILE
 from latentkit.composition import evaluation_model
+from latentkit.conditional_report import conditional_block, conditional_table
 from latentkit.diagnostics import diagnostics_table
 from latentkit.quality.pipeline import (
     check_sample_quality,
@@ -82,6 +83,7 @@ def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
         "diagnostics": None if found.diag is None else found.diag.to_json(),
         "likelihood_figures": found.figures,
         "sample_quality": quality,
+        "conditional": found.conditional,
     }
     if args.json_out == "-":
         print(json.dumps(payload, indent=2))
@@ -117,6 +119,7 @@ class _Found:
     diag: Any
     figures: dict[str, Any] | None
     quality: dict[str, Any] | None = None
+    conditional: dict[str, Any] | None = None
 
 
 def _measure(model: Any, data: Any, ds: Any, options: dict[str, Any], *, err: Console) -> _Found:
@@ -124,18 +127,27 @@ def _measure(model: Any, data: Any, ds: Any, options: dict[str, Any], *, err: Co
     ``ds``), and the sample quality against ``ds``'s test split when asked for."""
     seed = options.get("seed", EvalConfig().seed)
     discrete = ds.kind in ("binary", "symmetric8")
-    report = _run_evaluation(model, data, options=options, seed=seed, err=err, discrete=discrete)
+    labels = None
+    if model.condition_spec is not None:  # the split's labels: bounds on log p(x | c)
+        labels = ds.test_labels if data is ds.test else ds.train_labels
+    report = _run_evaluation(
+        model, data, options=options, seed=seed, err=err, discrete=discrete, labels=labels
+    )
     diag = _diagnose(model, data, options, seed=seed, err=err)
     figures = likelihood_figures(model, data, options, discrete=discrete, seed=seed)
     quality = sample_quality_block(model, ds, options, seed=seed, err=err)
-    return _Found(report, diag, figures, quality)
+    conditional = conditional_block(model, data, labels, options, seed=seed)
+    return _Found(report, diag, figures, quality, conditional)
 
 
 def _show(found: _Found, what: str, data_name: str, split: str, out: Console) -> None:
     """The tables of a person reading the terminal."""
     from latentkit.evaluation import report_table
 
-    out.print(report_table(found.report, title=f"{what}, {data_name} {split}"))
+    given = " given the labels" if found.conditional is not None else ""
+    out.print(report_table(found.report, title=f"{what}, {data_name} {split}{given}"))
+    if found.conditional is not None:
+        out.print(conditional_table(found.conditional))
     if found.diag is not None:
         out.print(diagnostics_table(found.diag, title=f"diagnostics ({data_name} {split})"))
     if found.figures is not None:

@@ -143,6 +143,16 @@ def _add_evaluate(sub: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text!r}")
+    return value
+
+
 def _add_sample(sub: Any) -> None:
     p = sub.add_parser(
         "sample",
@@ -167,6 +177,17 @@ def _add_sample(sub: Any) -> None:
         "--draw",
         action="store_true",
         help="draw x ~ p(x|z_1) instead of showing its mean (the default)",
+    )
+    p.add_argument(
+        "--condition",
+        type=_int_type(0, 10**6),
+        help="a conditional model: the class to sample (default: a row of samples per class)",
+    )
+    p.add_argument(
+        "--guidance",
+        type=_nonnegative_float,
+        help="classifier-free guidance scale w ≥ 0 (a model trained for guidance; changes "
+        "the samples only: they then follow no model whose bound is reported)",
     )
     p.add_argument("--seed", type=_int_type(0, MAX_SEED), default=0)
     p.add_argument("--device", default="cpu")

@@ -58,6 +58,14 @@ def _name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ConfigError(f"{attribute.name!r} must be a non-empty name, got {value!r}")
 
 
+@ruled('"all" or an int in [1, 10^9]')
+def _labels(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value == "all":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**9:
+        raise ConfigError(f'[data] labels must be "all" or labels per class ≥ 1, got {value!r}')
+
+
 def _optional(low: int, high: int) -> Any:
     inner = _int_in(low, high)
 
@@ -84,6 +92,9 @@ class DataConfig:
             training image at each use; binarized data only).
         validation: hold out the last N training examples for the periodic evaluations and
             the choice of the best checkpoint (0: none; the test split is then used).
+        labels: for a conditional model, ``all`` (every training label) or N: N labels
+            per class kept (seeded by ``seed``), the rest unlabelled, for a semi-supervised
+            objective (m2).
     """
 
     name: str | None = attrs.field(
@@ -108,6 +119,7 @@ class DataConfig:
     )
     binarization: str = attrs.field(default="fixed", validator=_choice("fixed", "dynamic"))
     validation: int = attrs.field(default=0, validator=_int_in(0, 10**9))
+    labels: str | int = attrs.field(default="all", validator=_labels)
 
 
 @attrs.frozen(kw_only=True)

@@ -24,6 +24,7 @@ from latentkit.data.files import SPLIT_SEED
 from latentkit.data.protocol import (
     VALIDATION_SIZE,
     DynamicBinarizer,
+    keep_labels,
     split_validation,
     step_seed,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "SourceStatus",
     "binarize",
     "dataset_sources",
+    "keep_labels",
     "list_datasets",
     "load_dataset",
     "resolve_mnist",

@@ -272,3 +272,32 @@ def split_validation(train: Tensor, size: int = VALIDATION_SIZE) -> tuple[Tensor
         )
     cut = n - int(size)
     return train[:cut], train[cut:]
+
+
+def keep_labels(labels: Tensor, per_class: int, *, seed: int = 0) -> Tensor:
+    """The semi-supervised protocol: ``per_class`` labels of each class kept, the others
+    replaced by ``latentkit.MISSING_LABEL`` (−1), the kept examples drawn uniformly without
+    replacement with a generator seeded by ``seed``.
+
+    Refuses (``ConfigError``) a ``per_class`` that a class cannot supply, or labels that are
+    not a 1-D integer tensor. ``keep_labels(y, 10)`` on MNIST: 100 labels in all.
+    """
+    from latentkit.arguments import check_count, check_seed
+    from latentkit.conditions import MISSING_LABEL
+
+    check_count(per_class, "labels per class", error=ConfigError)
+    check_seed(seed, "seed")
+    if not isinstance(labels, Tensor) or labels.ndim != 1 or labels.dtype.is_floating_point:
+        raise ConfigError("keep_labels: labels must be a 1-D integer tensor")
+    out = torch.full_like(labels, MISSING_LABEL)
+    generator = torch.Generator().manual_seed(seed)
+    for c in torch.unique(labels[labels >= 0]).tolist():
+        where = (labels == c).nonzero().squeeze(1)
+        if where.numel() < per_class:
+            raise ConfigError(
+                f"[data] labels = {per_class} per class, but class {c} has only "
+                f"{where.numel()} training examples"
+            )
+        chosen = where[torch.randperm(where.numel(), generator=generator)[:per_class]]
+        out[chosen] = labels[chosen]
+    return out

@@ -1,0 +1,87 @@
+"""What a report adds for a model conditional on class labels: the marginal NLL
+−log p(x) = −log Σ_c p(c) p(x | c) and the classification error of the model's classifier.
+
+The classifier is the posterior chain's own ``classify(x)`` (a distribution over classes,
+e.g. M2's q(y | x)) when it has one, else the generative classifier argmax_c p(c) p(x | c)
+from the same per-class bounds as the marginal (``latentkit.class_log_probs``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from rich.table import Table
+from torch import Tensor
+
+from latentkit.estimates import Estimate
+from latentkit.evaluation import seeded_eval
+from latentkit.marginals import class_log_probs
+
+__all__ = ["MARGINAL_EXAMPLES", "conditional_block", "conditional_table"]
+
+MARGINAL_EXAMPLES = 1000
+"""Test examples the marginal NLL uses by default: it costs K IWAE evaluations per example."""
+
+
+@torch.no_grad()
+def conditional_block(
+    model: Any,
+    data: Tensor,
+    labels: Tensor | None,
+    options: dict[str, Any],
+    *,
+    seed: int,
+    batch_size: int = 250,
+) -> dict[str, Any] | None:
+    """The marginal NLL (IWAE_k per class: the evaluation's ``iwae_k``, 100 when unset or 0)
+    and the classification error on the first ``examples`` of ``data`` (the evaluation's
+    ``examples``, at most :data:`MARGINAL_EXAMPLES`), as report.json's ``conditional``
+    block; ``None`` for a model not conditional on class labels."""
+    spec = model.condition_spec
+    if spec is None or not spec.is_class or labels is None:
+        return None
+    n = min(options.get("examples") or MARGINAL_EXAMPLES, MARGINAL_EXAMPLES, data.shape[0])
+    ref = model.reference()
+    k = int(options.get("iwae_k") or 100)
+    marginals, wrong = [], []
+    own = getattr(model.posterior, "classify", None)
+    with seeded_eval(model, seed):
+        for i in range(0, n, batch_size):
+            x = data[i : min(i + batch_size, n)].to(ref.device, ref.dtype)
+            y = labels[i : min(i + batch_size, n)].to(ref.device)
+            scores = class_log_probs(model, x, k=k)
+            marginals.append(torch.logsumexp(scores, -1).double().cpu())
+            guess = own(x).probs.argmax(-1) if own is not None else scores.argmax(-1)
+            wrong.append((guess != y).double().cpu())
+    nll = Estimate.of(-torch.cat(marginals))
+    errors = torch.cat(wrong)
+    error = float(errors.mean())
+    return {
+        "examples": n,
+        "iwae_k": k,
+        "marginal_nll": nll.mean,
+        "marginal_nll_stderr": nll.stderr,
+        "classifier": "q(y|x)" if own is not None else "argmax_c p(c) p(x|c)",
+        "classification_error": error,
+        "classification_error_stderr": math.sqrt(error * (1 - error) / n) if n > 1 else None,
+    }
+
+
+def conditional_table(block: dict[str, Any]) -> Table:
+    """The block in a table for the terminal."""
+    table = Table(title=f"conditional model, first {block['examples']} test examples")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    se = block["marginal_nll_stderr"]
+    se_words = "" if se is None or not math.isfinite(se) else f" ± {se:.2f}"
+    table.add_row(
+        f"−log p(x) = −log Σ_c p(c) p(x|c) (IWAE_{block['iwae_k']} per class)",
+        f"{block['marginal_nll']:.2f}{se_words}",
+    )
+    table.add_row(
+        f"classification error ({block['classifier']})",
+        f"{100 * block['classification_error']:.2f}%",
+    )
+    return table

@@ -1,0 +1,100 @@
+"""Conditional models from the command line: train with the data's labels, sample a class
+or a row per class, evaluate given the labels with the marginal NLL, and the refusals
+(docs/conditional.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_runner import digest, error_line, run_cli
+
+DATA = ["--data", "digits", "--limit", "300", "--batch-size", "32", "--no-progress"]
+CVAE = ["--model", "vae", "--set", "hidden=[16]", "--set", "latent_dim=2", "--set", "classes=10"]
+EVAL = ["--no-progress", "--diagnose", "0", "--iwae-k", "4", "--eval-limit", "40"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cvae") / "run"
+    code, _, err = run_cli(["train", *DATA, *CVAE, "--steps", "3", "--run-dir", str(folder)])
+    assert code == 0, err
+    return folder
+
+
+def test_sample_one_class_and_a_row_per_class(run, tmp_path):
+    code, _, err = run_cli(["sample", str(run), "--condition", "7", "--out", str(tmp_path)])
+    assert code == 0, err
+    assert (tmp_path / "samples.png").exists()
+    code, _out, err = run_cli(["sample", str(run), "-n", "20", "--out", str(tmp_path / "g.png")])
+    assert code == 0, err
+    assert (tmp_path / "g.png").exists()
+
+
+def test_evaluate_is_given_the_labels_and_reports_the_marginal(run):
+    code, out, err = run_cli(["evaluate", str(run), *EVAL, "--json", "-"])
+    assert code == 0, err
+    payload = json.loads(out)
+    block = payload["conditional"]
+    assert block["examples"] == 40 and block["iwae_k"] == 4
+    # log p(x) ≥ log p(c) + log p(x | c) for every c: the marginal NLL is at most the
+    # conditional one plus log K (here both IWAE_4 estimates, so compare their means with
+    # the standard errors' room: 4 of each).
+    room = 4 * (block["marginal_nll_stderr"] + payload["iwae"]["stderr"])
+    assert block["marginal_nll"] <= -payload["iwae"]["mean"] + 2.3026 + room
+    assert 0.0 <= block["classification_error"] <= 1.0
+
+
+def test_report_writes_the_conditional_block(run):
+    code, _out, err = run_cli(["report", str(run), *EVAL])
+    assert code == 0, err
+    assert json.loads((run / "report.json").read_text())["conditional"]["examples"] == 40
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--condition", "10"], "condition 10 is outside the label set 0..9"),
+        (["--guidance", "2", "--condition", "1"], "takes no guidance scale"),
+        (["--guidance", "-1"], "expected a finite number ≥ 0"),
+    ],
+)
+def test_bad_sampling_conditions_are_one_line(run, tmp_path, argv, message):
+    code, _, err = run_cli(["sample", str(run), "--out", str(tmp_path / "x.png"), *argv])
+    assert code != 0
+    assert message in error_line(err, alone=False)
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "data.labels=5"], "objective needs every label"),
+        (["--model", "vae", "--set", "data.labels=5"], "takes no labels"),
+        (["--set", "classes=3"], "the train labels go up to 9; the model has 3 classes"),
+        (["--set", "data.labels=0"], "labels"),
+    ],
+)
+def test_bad_label_settings_are_refused_before_the_run_folder(tmp_path, extra, message):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("old")
+    before = digest(folder)
+    model = [] if "--model" in extra else CVAE
+    argv = ["train", *DATA, *model, *extra, "--steps", "2", "--run-dir", str(folder)]
+    if "--model" in extra:
+        argv += ["--set", "hidden=[16]"]
+    code, _, err = run_cli([*argv, "--overwrite"])
+    assert code != 0
+    assert message in error_line(err), err
+    assert digest(folder) == before
+
+
+def test_unconditional_run_refuses_a_condition(tmp_path):
+    folder = tmp_path / "plain"
+    argv = ["train", *DATA, "--model", "vae", "--set", "hidden=[16]", "--steps", "2"]
+    code, _, err = run_cli([*argv, "--run-dir", str(folder)])
+    assert code == 0, err
+    code, _, err = run_cli(["sample", str(folder), "--condition", "1"])
+    assert code != 0 and "takes no condition" in error_line(err, alone=False)
