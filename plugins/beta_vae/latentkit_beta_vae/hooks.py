@@ -6,20 +6,30 @@ another β.
 """
 
 import attrs
-from attrs import validators as v
 from latentkit_vae import VAEConfig, build_vae
 
 import latentkit as lk
+from latentkit.arguments import check_number, describe_value
+from latentkit.config import ruled
+
+
+@ruled("finite float > 0")
+def _positive(instance, attribute, value) -> None:
+    check_number(value, repr(attribute.name), above=0.0, error=lk.ConfigError)
 
 
 @attrs.frozen(kw_only=True)
 class BetaVAEConfig(VAEConfig):
     """``vae``'s fields plus ``beta``: the weight of the KL term in training (> 0)."""
 
-    beta: float = attrs.field(default=4.0, validator=[v.gt(0.0), v.lt(float("inf"))])
+    beta: float = attrs.field(default=4.0, validator=_positive)
 
 
 def build_beta_vae(cfg: BetaVAEConfig) -> lk.LatentModel:
+    if not isinstance(cfg, BetaVAEConfig):
+        raise lk.ConfigError(
+            f"build_beta_vae: cfg must be a BetaVAEConfig, got {describe_value(cfg)}"
+        )
     return build_vae(cfg, beta=cfg.beta)
 
 

@@ -30,12 +30,12 @@ import math
 import attrs
 import torch
 import torch.nn.functional as F
-from attrs import validators as v
 from torch import Tensor, nn
 from torch.distributions import Independent
 
 import latentkit as lk
-from latentkit.config import positive_ints
+from latentkit.arguments import MAX_COUNT, check_count, check_number, describe_value
+from latentkit.config import one_of, positive_ints, ruled
 from latentkit.distributions import diag_normal, standard_normal
 from latentkit.networks import ACTIVATIONS, GaussianHead, mlp
 
@@ -61,13 +61,22 @@ def _stage_tuples(value):
     return tuple(tuple(s) if isinstance(s, (list, tuple)) else s for s in value)
 
 
+def _width(d: object) -> bool:
+    return isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_COUNT
+
+
+@ruled("finite float > 0")
+def _positive(instance, attribute, value) -> None:
+    check_number(value, repr(attribute.name), above=0.0, error=lk.ConfigError)
+
+
 def _stage_widths(instance, attribute, value) -> None:
     L = len(instance.latent_dims)
     ok = isinstance(value, tuple) and all(
-        isinstance(s, tuple) and s and all(isinstance(d, int) and d > 0 for d in s) for s in value
+        isinstance(s, tuple) and s and all(_width(d) for d in s) for s in value
     )
     if not ok or (value and len(value) != L):
-        raise ValueError(
+        raise lk.ConfigError(
             f"{attribute.name!r} must be empty (every MLP uses 'hidden') or one non-empty "
             f"list of widths (ints > 0) per latent layer, {L} here, got {value!r}"
         )
@@ -107,23 +116,23 @@ class HVAEConfig:
     latent_dims: tuple[int, ...] = attrs.field(
         default=(16, 8), converter=tuple, validator=_latent_dims
     )
-    architecture: str = attrs.field(default="mlp", validator=v.in_(("linear", "mlp")))
+    architecture: str = attrs.field(default="mlp", validator=one_of("linear", "mlp"))
     hidden: tuple[int, ...] = attrs.field(
         default=(256, 256), converter=tuple, validator=positive_ints(0)
     )
     stage_hidden: tuple[tuple[int, ...], ...] = attrs.field(
         default=(), converter=_stage_tuples, validator=_stage_widths
     )
-    activation: str = attrs.field(default="silu", validator=v.in_(tuple(ACTIVATIONS)))
+    activation: str = attrs.field(default="silu", validator=one_of(*ACTIVATIONS))
     likelihood: str = attrs.field(
-        default="gaussian", validator=v.in_(("gaussian", "bernoulli", "discretized"))
+        default="gaussian", validator=one_of("gaussian", "bernoulli", "discretized")
     )
     likelihood_scale: str = attrs.field(
-        default="learned", validator=v.in_(("learned", "predicted", "fixed"))
+        default="learned", validator=one_of("learned", "predicted", "fixed")
     )
-    fixed_scale: float = attrs.field(default=1.0, validator=[v.gt(0.0), v.lt(math.inf)])
-    posterior: str = attrs.field(default="top-down", validator=v.in_(("top-down", "bottom-up")))
-    min_scale: float = attrs.field(default=1e-4, validator=[v.gt(0.0), v.lt(math.inf)])
+    fixed_scale: float = attrs.field(default=1.0, validator=_positive)
+    posterior: str = attrs.field(default="top-down", validator=one_of("top-down", "bottom-up"))
+    min_scale: float = attrs.field(default=1e-4, validator=_positive)
 
     @property
     def num_layers(self) -> int:
@@ -132,11 +141,15 @@ class HVAEConfig:
 
     def widths(self, stage: int) -> tuple[int, ...]:
         """The hidden widths of stage ``stage`` (1..L): ``stage_hidden``'s, else ``hidden``."""
+        check_count(stage, "HVAEConfig.widths: stage", high=len(self.latent_dims))
         return self.stage_hidden[stage - 1] if self.stage_hidden else self.hidden
 
     def net(self, d_in: int, d_out: int, stage: int) -> nn.Sequential:
         """A map d_in → d_out: one linear layer (``linear``) or an MLP through the widths of
         ``stage`` (:meth:`widths`)."""
+        check_count(d_in, "HVAEConfig.net: d_in")
+        check_count(d_out, "HVAEConfig.net: d_out")
+        check_count(stage, "HVAEConfig.net: stage", high=len(self.latent_dims))
         hidden = () if self.architecture == "linear" else self.widths(stage)
         return mlp([d_in, *hidden, d_out], self.activation)
 
@@ -314,5 +327,7 @@ class MarkovPosterior(lk.PosteriorChain):
 
 def build_hvae(cfg: HVAEConfig) -> lk.LatentModel:
     """The hierarchical VAE described by ``cfg`` (the factory registered as ``hvae``)."""
+    if not isinstance(cfg, HVAEConfig):
+        raise lk.ConfigError(f"build_hvae: cfg must be an HVAEConfig, got {describe_value(cfg)}")
     posterior = LadderPosterior(cfg) if cfg.posterior == "top-down" else MarkovPosterior(cfg)
     return lk.LatentModel(HVAEGenerative(cfg), posterior)

@@ -27,13 +27,13 @@ from typing import ClassVar
 import attrs
 import torch
 import torch.nn.functional as F
-from attrs import validators as v
 from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 
 import latentkit as lk
+from latentkit.arguments import check_count, describe_value
 from latentkit.blocks import DecoderChain, EncoderDecoderConfig, GaussianEncoder
-from latentkit.config import positive_ints
+from latentkit.config import positive_ints, ruled
 from latentkit.distributions import diag_normal
 from latentkit.networks import MADE
 
@@ -42,6 +42,16 @@ __all__ = ["GATE_BIAS", "IAFConfig", "IAFPosterior", "InverseAutoregressiveFlow"
 GATE_BIAS = 2.0
 """b in g_t = sigmoid(s_t + b): with s_t ≈ 0 at initialisation each step starts close to
 the identity (g ≈ 0.88), the paper's "forget gate bias" of 1–2 (Kingma et al. 2016, §4)."""
+
+
+MAX_STEPS = 10_000
+"""The most IAF steps (and context features) a config may ask for: each step is a network,
+so a count beyond this is a typo, refused at validation rather than met by the allocator."""
+
+
+@ruled(f"int in 0..{MAX_STEPS}")
+def _count(instance, attribute, value) -> None:
+    check_count(value, repr(attribute.name), low=0, high=MAX_STEPS, error=lk.ConfigError)
 
 
 @attrs.frozen(kw_only=True)
@@ -55,11 +65,41 @@ class IAFConfig(EncoderDecoderConfig):
         context_dim: width of the context h(x) the encoder hands every step (≥ 0).
     """
 
-    num_steps: int = attrs.field(default=2, validator=[v.instance_of(int), v.ge(0)])
+    num_steps: int = attrs.field(default=2, validator=_count)
     made_hidden: tuple[int, ...] = attrs.field(
         default=(32,), converter=tuple, validator=positive_ints(0)
     )
-    context_dim: int = attrs.field(default=8, validator=[v.instance_of(int), v.ge(0)])
+    context_dim: int = attrs.field(default=8, validator=_count)
+
+
+def _check_flow(loc: object, scale: object, context: object, steps: object) -> None:
+    """:class:`InverseAutoregressiveFlow`'s arguments: loc and scale float tensors ``[n, d]``
+    of one shape, context None or ``[n, c]``, steps a non-empty sequence of MADEs (isinstance
+    tests and shape comparisons: it is built at every draw)."""
+    where = "InverseAutoregressiveFlow"
+    for name, value in (("loc", loc), ("scale", scale)):
+        if not isinstance(value, Tensor) or value.ndim < 1:
+            raise lk.InputError(
+                f"{where}: {name} must be a tensor [n, d], got {describe_value(value)}"
+            )
+    if scale.shape != loc.shape:
+        raise lk.ShapeError(
+            f"{where}: scale has shape {tuple(scale.shape)}, loc {tuple(loc.shape)}"
+        )
+    if context is not None and (
+        not isinstance(context, Tensor) or context.shape[:-1] != loc.shape[:-1]
+    ):
+        raise lk.ShapeError(
+            f"{where}: context must be None or a tensor [n, c] with n = loc's, "
+            f"got {describe_value(context)}"
+        )
+    if not isinstance(steps, (list, tuple, nn.ModuleList)) or not steps:
+        raise lk.InputError(
+            f"{where}: steps must be a non-empty sequence of MADEs (T ≥ 1), "
+            f"got {describe_value(steps)}"
+        )
+    if not all(isinstance(step, MADE) for step in steps):
+        raise lk.InputError(f"{where}: every step must be a latentkit.networks.MADE")
 
 
 class InverseAutoregressiveFlow(Distribution):
@@ -76,8 +116,7 @@ class InverseAutoregressiveFlow(Distribution):
     has_rsample = True
 
     def __init__(self, loc: Tensor, scale: Tensor, context: Tensor | None, steps: Sequence[MADE]):
-        if not steps:
-            raise ValueError("an inverse autoregressive flow needs at least one step")
+        _check_flow(loc, scale, context, steps)
         self.base = diag_normal(loc, scale)
         self.context = context
         self.steps = list(steps)
@@ -125,6 +164,11 @@ class InverseAutoregressiveFlow(Distribution):
         coordinate, z_{t-1,i} = (z_{t,i} − (1 − g_{t,i}) m_{t,i}) / g_{t,i}. After k passes
         the first k coordinates in the step's order are exact (m_i, g_i depend only on the
         ones before), so d passes invert a step, and the last pass's gates are exact."""
+        if not isinstance(value, Tensor) or value.shape[-1:] != self.event_shape:
+            raise lk.ShapeError(
+                f"InverseAutoregressiveFlow.inverse: value must be a tensor [..., "
+                f"{self.event_shape[0]}], got {describe_value(value)}"
+            )
         z, log_det = value, value.new_zeros(value.shape[:-1])
         d = value.shape[-1]
         for t in reversed(range(len(self.steps))):
@@ -141,11 +185,17 @@ class InverseAutoregressiveFlow(Distribution):
         return self.base.log_prob(z0) - log_det
 
 
+def _check_config(cfg: object, where: str) -> None:
+    if not isinstance(cfg, IAFConfig):
+        raise lk.ConfigError(f"{where}: cfg must be an IAFConfig, got {describe_value(cfg)}")
+
+
 class IAFPosterior(GaussianEncoder):
     """q(z | x): an encoder of μ, σ and the context h (``latentkit.blocks.GaussianEncoder``
     with ``context_dim`` features more), then ``num_steps`` IAF steps."""
 
     def __init__(self, cfg: IAFConfig):
+        _check_config(cfg, "IAFPosterior")
         super().__init__(
             cfg.data_shape,
             cfg.latent_dim,
@@ -169,4 +219,5 @@ class IAFPosterior(GaussianEncoder):
 
 def build_iaf(cfg: IAFConfig) -> lk.LatentModel:
     """The IAF model described by ``cfg`` (the factory registered as ``iaf``)."""
+    _check_config(cfg, "build_iaf")
     return lk.LatentModel(DecoderChain(cfg), IAFPosterior(cfg))

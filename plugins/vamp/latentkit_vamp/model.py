@@ -19,7 +19,6 @@ import math
 
 import attrs
 import torch
-from attrs import validators as v
 from einops import rearrange
 from torch import Tensor, nn
 from torch.distributions import (
@@ -32,10 +31,29 @@ from torch.distributions import (
 )
 
 import latentkit as lk
+from latentkit.arguments import check_count, describe_value
 from latentkit.blocks import DecoderChain, EncoderDecoderConfig, GaussianEncoder
 from latentkit.chains import SharedModule
+from latentkit.config import ruled
 
 __all__ = ["VampConfig", "VampGenerative", "VampPosterior", "build_vamp"]
+
+
+@ruled("int > 0")
+def _count(instance, attribute, value) -> None:
+    check_count(value, repr(attribute.name), error=lk.ConfigError)
+
+
+def _check_parts(where: str, encoder: object, cfg: object = None, *, with_cfg: bool = False):
+    """A chain's constructor arguments: the model's shared encoder (a ``SharedModule``
+    reference) and, for the generative chain, a :class:`VampConfig`."""
+    if with_cfg and not isinstance(cfg, VampConfig):
+        raise lk.ConfigError(f"{where}: cfg must be a VampConfig, got {describe_value(cfg)}")
+    if not isinstance(encoder, SharedModule):
+        raise lk.InputError(
+            f"{where}: encoder must be a latentkit.chains.SharedModule (the model's shared "
+            f"encoder, referenced), got {describe_value(encoder)}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -48,7 +66,7 @@ class VampConfig(EncoderDecoderConfig):
         num_pseudo_inputs: K, the number of mixture components of the VampPrior (≥ 1).
     """
 
-    num_pseudo_inputs: int = attrs.field(default=16, validator=[v.instance_of(int), v.gt(0)])
+    num_pseudo_inputs: int = attrs.field(default=16, validator=_count)
 
 
 VampEncoder = GaussianEncoder.from_config  # the old name: x ↦ N(μ(x), diag σ²(x)) of a config
@@ -58,6 +76,7 @@ class VampPosterior(lk.SingleLayerPosterior):
     """q(z | x) = the shared encoder at x."""
 
     def __init__(self, encoder: SharedModule):
+        _check_parts("VampPosterior", encoder)
         super().__init__()
         self.encoder = encoder
 
@@ -69,6 +88,7 @@ class VampGenerative(DecoderChain):
     """p(z) = (1/K) Σ_k q(z | u_k); p(x | z) as in ``vae``."""
 
     def __init__(self, cfg: VampConfig, encoder: SharedModule):
+        _check_parts("VampGenerative", encoder, cfg, with_cfg=True)
         super().__init__(cfg)
         del self.prior_loc, self.prior_scale  # the VAE's N(0, I) prior is not used
         self.encoder = encoder
@@ -107,6 +127,8 @@ class VampGenerative(DecoderChain):
 
 def build_vamp(cfg: VampConfig) -> lk.LatentModel:
     """The VampPrior VAE described by ``cfg`` (the factory registered as ``vamp``)."""
+    if not isinstance(cfg, VampConfig):
+        raise lk.ConfigError(f"build_vamp: cfg must be a VampConfig, got {describe_value(cfg)}")
     encoder = GaussianEncoder.from_config(cfg)
     shared = SharedModule(encoder)
     return lk.LatentModel(

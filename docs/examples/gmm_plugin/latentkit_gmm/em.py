@@ -17,13 +17,32 @@ from einops import einsum
 from torch import Tensor
 
 import latentkit as lk
+from latentkit.arguments import check_count, check_model
+from latentkit.validation import check_data
+from latentkit_gmm.model import GMMGenerative
 
 __all__ = ["em_step", "fit_em"]
 
 
-@torch.no_grad()
+def _check(model: lk.LatentModel, x: Tensor, where: str) -> None:
+    """A ``gmm`` model and a batch of it (``[N, D]``, its dtype and device, finite)."""
+    check_model(model, where)
+    if not isinstance(model.generative, GMMGenerative):
+        raise lk.InputError(
+            f"{where}: model must be a gmm model, got {type(model.generative).__name__} "
+            "as its generative chain"
+        )
+    check_data(model, x, name=f"{where}: x")
+
+
 def em_step(model: lk.LatentModel, x: Tensor) -> Tensor:
     """One EM iteration on ``x`` ``[N, D]``, in place; returns log p(x) ``[N]`` before it."""
+    _check(model, x, "em_step")
+    return _em_step(model, x)
+
+
+@torch.no_grad()
+def _em_step(model: lk.LatentModel, x: Tensor) -> Tensor:
     p = model.generative
     table = p.log_joint_table(x)
     log_px = torch.logsumexp(table, dim=-1)
@@ -39,4 +58,6 @@ def em_step(model: lk.LatentModel, x: Tensor) -> Tensor:
 
 def fit_em(model: lk.LatentModel, x: Tensor, steps: int = 50) -> list[float]:
     """``steps`` EM iterations; returns Σ_n log p(x_n) before each (non-decreasing)."""
-    return [float(em_step(model, x).sum()) for _ in range(steps)]
+    _check(model, x, "fit_em")
+    check_count(steps, "fit_em: steps")
+    return [float(_em_step(model, x).sum()) for _ in range(steps)]

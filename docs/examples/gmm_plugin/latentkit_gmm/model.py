@@ -24,18 +24,27 @@ from __future__ import annotations
 
 import attrs
 import torch
-from attrs import validators as v
 from torch import Tensor
 from torch.distributions import Categorical
 
 import latentkit as lk
+from latentkit.arguments import check_count, check_number, describe_value
+from latentkit.config import one_of, positive_ints
 from latentkit.distributions import diag_normal
 from latentkit.networks import mlp
 
 
-def _positive_widths(instance, attribute, value) -> None:
-    if not all(isinstance(w, int) and w > 0 for w in value):
-        raise ValueError(f"{attribute.name!r} must be a tuple of ints > 0, got {value!r}")
+def _count(instance, attribute, value) -> None:
+    check_count(value, repr(attribute.name), error=lk.ConfigError)
+
+
+def _positive(instance, attribute, value) -> None:
+    check_number(value, repr(attribute.name), above=0.0, error=lk.ConfigError)
+
+
+def _tuple(value):
+    # TOML and JSON give lists; anything else is left for the validator to name.
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 @attrs.frozen(kw_only=True)
@@ -50,17 +59,23 @@ class GMMConfig:
         min_scale: the floor EM keeps every component scale σ_k above (> 0).
     """
 
-    data_dim: int = attrs.field(default=2, validator=[v.instance_of(int), v.gt(0)])
-    components: int = attrs.field(default=3, validator=[v.instance_of(int), v.gt(0)])
-    posterior: str = attrs.field(default="exact", validator=v.in_(("exact", "amortized")))
-    hidden: tuple[int, ...] = attrs.field(default=(), converter=tuple, validator=_positive_widths)
-    min_scale: float = attrs.field(default=1e-3, validator=v.gt(0.0))
+    data_dim: int = attrs.field(default=2, validator=_count)
+    components: int = attrs.field(default=3, validator=_count)
+    posterior: str = attrs.field(default="exact", validator=one_of("exact", "amortized"))
+    hidden: tuple[int, ...] = attrs.field(default=(), converter=_tuple, validator=positive_ints(0))
+    min_scale: float = attrs.field(default=1e-3, validator=_positive)
+
+
+def _check_config(cfg: object, where: str) -> None:
+    if not isinstance(cfg, GMMConfig):
+        raise lk.ConfigError(f"{where}: cfg must be a GMMConfig, got {describe_value(cfg)}")
 
 
 class GMMGenerative(lk.GenerativeChain):
     """p(z) = Categorical(softmax(logits)); p(x | z=k) = N(means[k], diag exp(2·log_scales[k]))."""
 
     def __init__(self, cfg: GMMConfig):
+        _check_config(cfg, "GMMGenerative")
         super().__init__((cfg.data_dim,), [()])  # one scalar (integer-valued) latent
         K, D = cfg.components, cfg.data_dim
         self.min_scale = cfg.min_scale
@@ -109,6 +124,7 @@ class AmortizedPosterior(lk.SingleLayerPosterior):
 
 def build_gmm(cfg: GMMConfig) -> lk.LatentModel:
     """The factory registered as ``gmm``."""
+    _check_config(cfg, "build_gmm")
     generative = GMMGenerative(cfg)
     posterior = ExactPosterior(generative) if cfg.posterior == "exact" else AmortizedPosterior(cfg)
     return lk.LatentModel(generative, posterior, objective_config={"estimator": "enumerated"})
