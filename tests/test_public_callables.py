@@ -21,6 +21,7 @@ from bad_calls_core import CORE  # tests/ is on sys.path
 from bad_calls_kit import Bad, Kit, one_line
 from bad_calls_more import MORE
 from bad_calls_others import OTHERS
+from bad_calls_plugins import PLUGIN_EXEMPT, PLUGINS, plugin_callables, resolve_plugin
 
 import latentkit as lk
 
@@ -144,6 +145,24 @@ def test_the_tables_name_only_public_callables():
     assert all(TABLE.values()), "a table entry without a case"
 
 
+def test_every_plugin_callable_has_a_bad_input_case():
+    """The plugins' callables (``tests/bad_calls_plugins.py``: each plugin package's
+    ``__all__`` and its classes' own public methods) are in its table or exempted."""
+    covered = {id(resolve_plugin(k)) for k in (*PLUGINS, *PLUGIN_EXEMPT)}
+    missing = sorted(names[0] for key, names in plugin_callables().items() if key not in covered)
+    assert not missing, f"plugin callables without a bad-input case: {missing}"
+
+
+def test_the_plugin_table_names_only_plugin_callables():
+    """Every key of the plugins' table and exemptions is an enumerated name, in one of them."""
+    public = {n for names in plugin_callables().values() for n in names}
+    stale = sorted(k for k in (*PLUGINS, *PLUGIN_EXEMPT) if k not in public)
+    assert not stale, f"not a plugin callable: {stale}"
+    both = sorted(set(PLUGINS) & set(PLUGIN_EXEMPT))
+    assert not both, f"in the table and exempted: {both}"
+    assert all(PLUGINS.values()), "a table entry without a case"
+
+
 @pytest.fixture(scope="module")
 def kit() -> Kit:
     return Kit()
@@ -156,7 +175,7 @@ CASES = [
         id=f"{name.removeprefix('latentkit.')}-{i}-{case.what}",
         marks=[pytest.mark.xfail(strict=True, reason=f"gap: {case.gap}")] if case.gap else [],
     )
-    for name, cases in TABLE.items()
+    for name, cases in {**TABLE, **PLUGINS}.items()
     for i, case in enumerate(cases)
 ]
 
