@@ -49,6 +49,11 @@ def _gaussian(n: int, d: int) -> tuple[torch.Tensor, ...]:
     return x, x.mean(0), torch.eye(d, dtype=F64), torch.ones(n, dtype=F64)
 
 
+def _draw(r: int, stage: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A comparison's draws: two sets of replicates of zeros."""
+    return t(r, 1), t(r, 1)
+
+
 def _choice(**kw):
     return lk.ObjectiveChoice(**{"name": "elbo", "options": {}, **kw})
 
@@ -674,11 +679,11 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
     ),
     # -- the testing kit
     "latentkit.testing.Check": (
+        bad("wrong type", lambda k: TS.Check(3, "t", print), lk.InputError, "key"),
+        bad("empty", lambda k: TS.Check("", "t", print), lk.InputError, "key"),
+        bad("not callable", lambda k: TS.Check("c", "t", "run"), lk.InputError, "run"),
         bad(
-            "wrong type",
-            lambda k: TS.Check(3, "t", print),
-            lk.InputError,
-            gap="src/latentkit/testing/checks/registry.py",
+            "not callable", lambda k: TS.Check("c", "t", print, applies=1), lk.InputError, "applies"
         ),
     ),
     "latentkit.testing.ModelCase": (
@@ -687,49 +692,93 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             lambda k: TS.ModelCase(3, {}, 0, t(1), t(1), 0, 1.0, 1, 1),
             lk.UnknownModelError,
         ),
+        bad(
+            "huge int",
+            lambda k: TS.ModelCase("vae", {}, HUGE, t(1), t(1), 0, 1.0, 1, 1),
+            lk.InputError,
+            "seed",
+        ),
     ),
     "latentkit.testing.assert_in_expectation": (
+        bad("wrong type", lambda k: TS.assert_in_expectation("d", "w"), lk.InputError, "draw"),
+        bad(
+            "unknown choice",
+            lambda k: TS.assert_in_expectation(_draw, "w", relation="<"),
+            lk.InputError,
+            "relation",
+        ),
+        bad(
+            "zero count",
+            lambda k: TS.assert_in_expectation(_draw, "w", stages=(64, 0)),
+            lk.InputError,
+            "stages[1]",
+        ),
+        bad(
+            "not a bool",
+            lambda k: TS.assert_in_expectation(_draw, "w", paired=1),
+            lk.InputError,
+            "paired",
+        ),
         bad(
             "wrong type",
-            lambda k: TS.assert_in_expectation("d", "w"),
+            lambda k: TS.assert_in_expectation(_draw, "w", names=("a",)),
             lk.InputError,
-            gap="src/latentkit/testing/checks/stats.py",
+            "names",
         ),
     ),
     "latentkit.testing.build_model": (
         bad("unknown choice", lambda k: TS.build_model("nope", {}, 0), lk.UnknownModelError),
+        bad("huge int", lambda k: TS.build_model("vae", {}, HUGE), lk.InputError, "seed"),
+        bad("negative", lambda k: TS.build_model("vae", {}, -1), lk.InputError, "seed"),
+        bad("wrong type", lambda k: TS.build_model("vae", [], 0), lk.InputError, "config"),
         bad(
-            "huge int",
-            lambda k: TS.build_model("vae", {}, HUGE),
+            "unknown choice",
+            lambda k: TS.build_model("vae", {}, 0, device="gpu9"),
             lk.InputError,
-            gap="src/latentkit/testing/checks/case.py",
+            "device",
         ),
     ),
     "latentkit.testing.check_model": (
         bad("unknown choice", lambda k: TS.check_model("nope"), lk.UnknownModelError),
     ),
     "latentkit.testing.format_report": (
-        bad(
-            "wrong type",
-            lambda k: TS.format_report("m", [3]),
-            lk.InputError,
-            gap="src/latentkit/testing/checks/runner.py",
-        ),
+        bad("wrong type", lambda k: TS.format_report("m", [3]), lk.InputError, "results"),
+        bad("wrong type", lambda k: TS.format_report(3, []), lk.InputError, "name"),
     ),
     "latentkit.testing.model_cases": (
+        bad("unknown choice", lambda k: TS.model_cases("nope"), lk.UnknownModelError, "nope"),
+        bad("wrong type", lambda k: TS.model_cases(3), lk.UnknownModelError, "name"),
+        bad("zero count", lambda k: TS.model_cases("vae", max_batch=0), lk.InputError, "max_batch"),
+        bad(
+            "huge int", lambda k: TS.model_cases("vae", max_batch=HUGE), lk.InputError, "max_batch"
+        ),
+        bad("wrong type", lambda k: TS.model_cases("vae", configs={}), lk.InputError, "configs"),
         bad(
             "unknown choice",
-            lambda k: TS.model_cases("nope"),
-            lk.UnknownModelError,
-            gap="src/latentkit/testing/checks/case.py",
+            lambda k: TS.model_cases("vae", device="gpu9"),
+            lk.InputError,
+            "device",
         ),
     ),
     "latentkit.testing.run_check": (
+        bad("wrong type", lambda k: TS.run_check("c", "vae"), lk.InputError, "check"),
         bad(
-            "wrong type",
-            lambda k: TS.run_check("c", "vae"),
+            "zero count",
+            lambda k: TS.run_check(TS.CHECKS[0], "vae", max_examples=0),
             lk.InputError,
-            gap="src/latentkit/testing/checks/runner.py",
+            "max_examples",
+        ),
+        bad(
+            "NaN",
+            lambda k: TS.run_check(TS.CHECKS[0], "vae", shrink_seconds=NAN),
+            lk.InputError,
+            "shrink_seconds",
+        ),
+        bad(
+            "unknown keyword",
+            lambda k: TS.run_check(TS.CHECKS[0], "vae", bogus=1),
+            lk.InputError,
+            "bogus",
         ),
     ),
     "latentkit.testing.run_checks": (
@@ -737,8 +786,26 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
         bad(
             "unknown choice",
             lambda k: TS.run_checks("vae", checks=["bogus"]),
-            lk.LatentkitError,
-            gap="src/latentkit/testing/checks/runner.py",
+            lk.ConfigError,
+            "'bogus'",
+        ),
+        bad(
+            "wrong type", lambda k: TS.run_checks("vae", checks="finite"), lk.ConfigError, "checks"
+        ),
+        bad(
+            "unknown choice",
+            lambda k: TS.run_checks("vae", device="gpu9"),
+            lk.ConfigError,
+            "device",
+        ),
+        bad(
+            "huge int",
+            lambda k: TS.run_checks("vae", max_examples=HUGE),
+            lk.InputError,
+            "max_examples",
+        ),
+        bad(
+            "not callable", lambda k: TS.run_checks("vae", on_result=3), lk.InputError, "on_result"
         ),
     ),
 }

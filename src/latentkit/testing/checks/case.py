@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 from torch import Tensor
 
+from latentkit.arguments import check_count, check_seed, describe_value
 from latentkit.chains import LatentModel
-from latentkit.registry import load_model
+from latentkit.errors import InputError, UnknownModelError
+from latentkit.registry import get_model_spec, load_model
 from latentkit.testing.strategies import (
     model_configs,
     model_data,
@@ -48,11 +50,47 @@ def build_model(
     name: str, config: dict, seed: int, *, device: str | torch.device = "cpu"
 ) -> LatentModel:
     """``load_model(name, **config)`` initialised under ``seed``, parameters perturbed by
-    ``perturb_parameters(model, seed)``, in float64 on ``device``: a case's model, rebuilt."""
+    ``perturb_parameters(model, seed)``, in float64 on ``device``: a case's model, rebuilt.
+    ``seed`` an int in [0, 2**32 - 1], ``config`` a dict of ``load_model``'s keywords."""
+    check_seed(seed, "build_model: seed")
+    if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
+        raise InputError(
+            f"build_model: config must be a dict of load_model's keywords, got "
+            f"{describe_value(config)}"
+        )
+    device = _device(device, "build_model")
     with seeded(seed):
         model = load_model(name, **config)
     perturb_parameters(model, seed)
-    return model.to(device=device, dtype=torch.float64)
+    return given_seeded_condition(model.to(device=device, dtype=torch.float64), seed)
+
+
+def given_seeded_condition(model: LatentModel, seed: int) -> LatentModel:
+    """A conditional model given one condition drawn from ``seed`` (class ``seed % K``, or a
+    seeded standard-normal vector), for every example of a case: the member of the family
+    the checks then verify like any other latent model. An unconditional model as it is."""
+    spec = model.condition_spec
+    if spec is None:
+        return model
+    ref = model.reference()
+    if spec.is_class:
+        c = torch.tensor([seed % int(spec.num_classes)], device=ref.device)
+    else:
+        with seeded(seed + 1):
+            c = torch.randn(1, *spec.shape, dtype=ref.dtype).to(ref.device)
+    return model.given(c)
+
+
+def _device(device: object, where: str) -> torch.device:
+    """``device`` (a str or torch.device) as a torch.device, else an InputError."""
+    if isinstance(device, (str, torch.device)):
+        try:
+            return torch.device(device)
+        except (RuntimeError, ValueError):
+            pass
+    raise InputError(
+        f"{where}: device must be a torch device (cpu, cuda), got {describe_value(device)}"
+    )
 
 
 def _as_data(value, device: str) -> Tensor:
@@ -111,18 +149,45 @@ class ModelCase:
         )
 
 
-@st.composite
+MAX_CASE_BATCH = 1024
+"""The largest ``max_batch`` of :func:`model_cases`: a case is small by design (4 examples
+by default), so a check runs in milliseconds."""
+
+
 def model_cases(
-    draw,
     name: str,
     *,
     device: str | torch.device = "cpu",
     configs: st.SearchStrategy[dict] | None = None,
     max_batch: int = 4,
-) -> ModelCase:
+) -> st.SearchStrategy[ModelCase]:
     """Cases for model ``name``: a config (from ``configs``, by default the plugin's
     ``test_configs``), a seed, a batch from the model (``model_data``), β ∈ [1, 10] and
-    1 ≤ k ≤ 4, k ≤ k' ≤ 8."""
+    1 ≤ k ≤ 4, k ≤ k' ≤ 8. The arguments are checked here, before any case is drawn: an
+    unknown model is an UnknownModelError, a bad device, strategy or ``max_batch`` (1 to
+    :data:`MAX_CASE_BATCH`) an InputError."""
+    if not isinstance(name, str):
+        raise UnknownModelError(f"model name must be a str, got {describe_value(name)}")
+    get_model_spec(name)
+    _device(device, "model_cases")
+    if configs is not None and not isinstance(configs, st.SearchStrategy):
+        raise InputError(
+            "model_cases: configs must be a Hypothesis strategy of config dicts or None, "
+            f"got {describe_value(configs)}"
+        )
+    check_count(max_batch, "model_cases: max_batch", high=MAX_CASE_BATCH)
+    return _model_cases(name, device=device, configs=configs, max_batch=max_batch)
+
+
+@st.composite
+def _model_cases(
+    draw,
+    name: str,
+    *,
+    device: str | torch.device,
+    configs: st.SearchStrategy[dict] | None,
+    max_batch: int,
+) -> ModelCase:
     config = draw(configs if configs is not None else model_configs(name))
     seed = draw(seeds())
     try:  # Hypothesis prints no example when drawing it fails: say what was drawn

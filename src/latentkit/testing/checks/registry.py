@@ -8,11 +8,21 @@ from collections.abc import Callable, Iterable, Sequence
 import attrs
 import torch
 
+from latentkit.arguments import describe_value
+from latentkit.errors import ConfigError, InputError
 from latentkit.registry import get_model_spec
 from latentkit.testing.checks import agreement, basic, normalisation, orderings
 from latentkit.testing.checks.case import ModelCase
 
 __all__ = ["CHECKS", "Check", "model_checks"]
+
+
+def _field(name: str, value: object, kind: type | None = None) -> None:
+    """A non-empty str (``kind`` str) or a callable (``kind`` None), else an InputError."""
+    ok = isinstance(value, str) and bool(value) if kind is str else callable(value)
+    if not ok:
+        want = "a non-empty str" if kind is str else "a callable"
+        raise InputError(f"Check: {name} must be {want}, got {describe_value(value)}")
 
 
 @attrs.frozen
@@ -23,13 +33,20 @@ class Check:
     otherwise; :func:`run_check` then asks Hypothesis for cases it applies to (rejecting
     the others) so that a check that covers a fraction of a plugin's configs still runs
     on its full number of examples, and reports how many cases it drew for them.
+
+    ``key``, ``title``: non-empty str; ``run``, ``skip_reason``, ``applies``: callables (an
+    InputError naming the field otherwise).
     """
 
-    key: str
-    title: str
-    run: Callable[[ModelCase], None]
-    skip_reason: Callable[[], str | None] = lambda: None
-    applies: Callable[[ModelCase], str | None] | None = None
+    key: str = attrs.field(validator=lambda i, a, v: _field(a.name, v, str))
+    title: str = attrs.field(validator=lambda i, a, v: _field(a.name, v, str))
+    run: Callable[[ModelCase], None] = attrs.field(validator=lambda i, a, v: _field(a.name, v))
+    skip_reason: Callable[[], str | None] = attrs.field(
+        default=lambda: None, validator=lambda i, a, v: _field(a.name, v)
+    )
+    applies: Callable[[ModelCase], str | None] | None = attrs.field(
+        default=None, validator=lambda i, a, v: v is None or _field(a.name, v)
+    )
 
     @property
     def proves(self) -> str:
@@ -86,12 +103,19 @@ def model_checks(name: str) -> list[Check]:
 
 
 def _select(checks: Iterable[str] | None, own: Sequence[Check] = ()) -> list[Check]:
-    """The generic checks and ``own``, or those keyed in ``checks`` in that order."""
+    """The generic checks and ``own``, or those keyed in ``checks`` in that order (an unknown
+    key, or ``checks`` not an iterable of str: a ConfigError listing the known keys)."""
     every = [*CHECKS, *own]
     if checks is None:
         return every
     by_key = {c.key: c for c in every}
-    unknown = sorted(set(checks) - set(by_key))
+    if isinstance(checks, str) or not isinstance(checks, Iterable):
+        raise ConfigError(
+            f"checks must be a list of check keys, got {describe_value(checks)}; "
+            f"known checks: {list(by_key)}"
+        )
+    checks = list(checks)
+    unknown = sorted(map(repr, (c for c in checks if not isinstance(c, str) or c not in by_key)))
     if unknown:
-        raise ValueError(f"unknown check(s) {unknown}; known checks: {list(by_key)}")
+        raise ConfigError(f"unknown check(s) [{', '.join(unknown)}]; known checks: {list(by_key)}")
     return [by_key[k] for k in checks]

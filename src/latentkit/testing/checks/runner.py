@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.internal.conjecture import engine as hypothesis_engine
 
+from latentkit.arguments import check_count, check_number, checked, describe_value
+from latentkit.errors import ConfigError, InputError, UnknownModelError
 from latentkit.registry import get_model_spec
 from latentkit.testing.checks.case import (
     CaseError,
@@ -120,6 +122,7 @@ class _Tally:
         return self.reasons[-1] if self.reasons else ""
 
 
+@checked
 def run_check(
     check: Check,
     name: str,
@@ -136,8 +139,10 @@ def run_check(
     ``max_examples``/``derandomize`` default to the active Hypothesis profile's;
     ``configs`` overrides the plugin's ``test_configs``; ``shrink_seconds`` bounds the
     time Hypothesis spends shrinking a failure (the case is then partly shrunk);
-    ``shrink=False`` reports the first failing case as drawn.
+    ``shrink=False`` reports the first failing case as drawn. Arguments are checked against
+    their annotations, counts and the time for range (an InputError naming the argument).
     """
+    _check_run_options(max_examples, shrink_seconds, "run_check")
     reason = check.skip_reason()
     if reason is not None:
         return CheckResult(check, "skipped", detail=reason)
@@ -161,6 +166,12 @@ def run_check(
             drawn=tally.drawn,
         )
     return CheckResult(check, "passed", tally.examples, tally.not_applicable, drawn=tally.drawn)
+
+
+def _check_run_options(max_examples: Any, shrink_seconds: Any, where: str) -> None:
+    if max_examples is not None:
+        check_count(max_examples, f"{where}: max_examples")
+    check_number(shrink_seconds, f"{where}: shrink_seconds", low=0.0)
 
 
 def _property(check: Check, tally: _Tally) -> Callable[[ModelCase], None]:
@@ -264,14 +275,26 @@ def run_checks(
     """Run the checks (all of :data:`CHECKS` and the model's own, ``ModelSpec.checks``, or
     those keyed in ``checks``) on model ``name``.
 
-    Raises ``UnknownModelError`` for an unregistered name and ``ValueError`` for an unknown
-    check or a CUDA device on a machine without one. ``on_result`` is called as each check
+    Raises ``UnknownModelError`` for an unregistered name and ``ConfigError`` (a
+    ``ValueError``) for an unknown check or device, or a CUDA device on a machine without
+    one; a bad option is an InputError naming it. ``on_result`` is called as each check
     finishes (progress display). When no case can be drawn at all (the model does not
     build or sample), the checks after the one that found it are skipped.
     """
+    if not isinstance(name, str):
+        raise UnknownModelError(f"model name must be a str, got {describe_value(name)}")
     get_model_spec(name)
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but there is no CUDA device")
+    _check_run_options(max_examples, shrink_seconds, "run_checks")
+    if on_result is not None and not callable(on_result):
+        raise InputError(
+            f"run_checks: on_result must be a callable or None, got {describe_value(on_result)}"
+        )
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"run_checks: device {device!r} is not a torch device") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but there is no CUDA device")
     results: list[CheckResult] = []
     for check in _select(checks, model_checks(name)):
         broken = next((r for r in results if r.no_case), None)
@@ -295,6 +318,7 @@ def run_checks(
     return results
 
 
+@checked
 def format_report(name: str, results: Sequence[CheckResult]) -> str:
     """Plain-text report: one line per check, then each failure's counterexample."""
     lines = [f"latentkit checks of {name!r}:"]

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from einops import rearrange, repeat
 from torch import Tensor
 
+from latentkit.arguments import check_choice, check_count, check_flag, describe_value
 from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
+from latentkit.errors import InputError
 from latentkit.testing.checks.case import CheckFailure, ModelCase
 
 __all__ = [
@@ -111,6 +114,34 @@ def _exact(a: Tensor, b: Tensor) -> bool:
     return a.ndim <= 1 and b.ndim <= 1
 
 
+def _check_comparison(
+    draw: Any, what: Any, relation: Any, names: Any, paired: Any, stages: Any, sd: Any
+) -> None:
+    """The arguments of :func:`assert_in_expectation`, each checked (an InputError)."""
+    where = "assert_in_expectation"
+    if not callable(draw):
+        raise InputError(
+            f"{where}: draw must be a callable (r, stage) -> (a, b), got {describe_value(draw)}"
+        )
+    if not isinstance(what, str):
+        raise InputError(f"{where}: what must be a str, got {describe_value(what)}")
+    check_choice(relation, f"{where}: relation", ("≤", "="))
+    if not (
+        isinstance(names, tuple) and len(names) == 2 and all(isinstance(n, str) for n in names)
+    ):
+        raise InputError(f"{where}: names must be two str, got {describe_value(names)}")
+    check_flag(paired, f"{where}: paired")
+    if isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
+        raise InputError(
+            f"{where}: stages must be a non-empty sequence of replicate counts, "
+            f"got {describe_value(stages)}"
+        )
+    for i, r in enumerate(stages):
+        check_count(r, f"{where}: stages[{i}]")
+    if sd is not None and not isinstance(sd, Tensor):
+        raise InputError(f"{where}: sd must be a tensor or None, got {describe_value(sd)}")
+
+
 def assert_in_expectation(
     draw: Draw,
     what: str,
@@ -131,11 +162,11 @@ def assert_in_expectation(
     draws, se is then that of a − b. ``sd``: the standard deviation of one replicate under
     the hypothesis, when it is known (a frequency's √(p(1 − p))); se is then sd/√r, not the
     sample's, which an outcome too rare to be seen would make 0. Raises
-    :class:`CheckFailure` naming the entry and its z-score at each stage.
+    :class:`CheckFailure` naming the entry and its z-score at each stage. A bad argument is
+    an InputError naming it.
     """
     stages = STAGES if stages is None else stages
-    if relation not in ("≤", "="):
-        raise ValueError(f"relation must be '≤' or '=', got {relation!r}")
+    _check_comparison(draw, what, relation, names, paired, stages, sd)
     directions = [(False, f"{names[0]} ≤ {names[1]}")]
     if relation == "=":
         directions.append((True, f"{names[1]} ≤ {names[0]}"))
