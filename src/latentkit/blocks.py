@@ -311,10 +311,14 @@ class EpsNetworkConfig:
             return "unet" if len(self.data_shape) == 3 else "mlp"
         return self.network
 
-    def eps_network(self, *, out_groups: int = 1, input_copies: int = 1) -> EpsMLP | EpsUNet:
+    def eps_network(
+        self, *, out_groups: int = 1, input_copies: int = 1, condition_dim: int = 0
+    ) -> EpsMLP | EpsUNet:
         """The ε-network of :attr:`resolved_network` (``mlp`` or ``unet``) with
         ``out_groups`` output groups, its input ``input_copies`` times as wide as x_t (x_t and
-        features of it, joined along axis 1)."""
+        features of it, joined along axis 1); with ``condition_dim`` > 0 a conditional one,
+        ε_θ(x_t, t, c) reading ``condition_dim`` features of c (``ConditionSpec.feature_dim``;
+        0: unconditional, the network and its state-dict keys as they always were)."""
         kind = self.resolved_network
         if kind == "unet":
             in_channels = input_copies * self.data_shape[0]
@@ -324,6 +328,7 @@ class EpsNetworkConfig:
                 self.channel_mult,
                 out_groups=out_groups,
                 in_channels=in_channels,
+                condition_dim=condition_dim,
             )
         if kind == "mlp":
             return EpsMLP(
@@ -332,5 +337,6 @@ class EpsNetworkConfig:
                 out_groups=out_groups,
                 activation=self.activation,
                 in_features=input_copies * math.prod(self.data_shape),
+                condition_dim=condition_dim,
             )
         raise ConfigError(f"latentkit has no ε-network of kind {kind!r}")

@@ -10,6 +10,12 @@ improved DDPM eq. 15). The last layer starts at zero, so an untrained network pr
 ``in_features`` (MLP) and ``in_channels`` (U-Net) let a caller feed more than ``x_t`` (e.g.
 :func:`~latentkit.networks.fourier_features` of it concatenated to it); the output keeps
 ``data_shape``. Their default is the data's own width.
+
+``condition_dim`` = F > 0 makes a conditional ε_θ(x_t, t, c): ``forward(x, t, condition)``
+with the condition's features ``[batch, F]`` (``ConditionSpec.features``: one-hot classes,
+all zeros for the null class of classifier-free guidance), embedded linearly and added to
+the time embedding (:class:`~latentkit.networks.TimeEmbedding`). F = 0 (the default) is the
+unconditional network, its parameters and state-dict keys unchanged.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ __all__ = ["EpsMLP", "EpsUNet", "check_unet_shape"]
 
 class EpsMLP(nn.Module):
     """ε_θ for vectors: an MLP on x_t with the time embedding added at every layer,
-    h_{i+1} = act(W_i h_i + P_i embed(t))."""
+    h_{i+1} = act(W_i h_i + P_i embed(t)); with ``condition_dim`` > 0, embed(t) + E f(c)."""
 
     @checked
     def __init__(
@@ -43,17 +49,19 @@ class EpsMLP(nn.Module):
         out_groups: int = 1,
         activation: str = "silu",
         in_features: int | None = None,
+        condition_dim: int = 0,
     ):
         self.data_shape = check_shape(data_shape, "EpsMLP: data_shape", error=ConfigError)
         check_shape(hidden, "EpsMLP: hidden", error=ConfigError)
         check_count(out_groups, "EpsMLP: out_groups", error=ConfigError)
+        check_count(condition_dim, "EpsMLP: condition_dim", low=0, error=ConfigError)
         if in_features is not None:
             check_count(in_features, "EpsMLP: in_features", error=ConfigError)
         super().__init__()
         self.out_groups = out_groups
         D = math.prod(self.data_shape)
         widths = [D if in_features is None else in_features, *hidden]
-        self.time = TimeEmbedding(hidden[0], hidden[0], activation)
+        self.time = TimeEmbedding(hidden[0], hidden[0], activation, condition_dim=condition_dim)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.time_proj = nn.ModuleList(nn.Linear(hidden[0], b) for b in hidden)
         self.act = activation_layer(activation)
@@ -61,8 +69,8 @@ class EpsMLP(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        emb = self.time(t)
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
+        emb = self.time(t, condition)
         h = x.flatten(1)
         for layer, proj in zip(self.layers, self.time_proj):
             h = self.act(layer(h) + proj(emb))
@@ -110,6 +118,7 @@ class EpsUNet(nn.Module):
     One residual block per level; level i has ``channels · channel_mult[i]`` channels and
     levels are joined by stride-2 convolutions down and nearest-neighbour upsampling up, so
     H and W must be divisible by 2^(len(channel_mult) − 1) (:func:`check_unet_shape`).
+    With ``condition_dim`` > 0 the time embedding is embed(t) + E f(c).
     """
 
     @checked
@@ -121,6 +130,7 @@ class EpsUNet(nn.Module):
         *,
         out_groups: int = 1,
         in_channels: int | None = None,
+        condition_dim: int = 0,
     ):
         shape = check_shape(data_shape, "EpsUNet: data_shape", error=ConfigError)
         if len(shape) != 3:
@@ -128,13 +138,14 @@ class EpsUNet(nn.Module):
         check_shape(channel_mult, "EpsUNet: channel_mult", error=ConfigError)
         check_count(channels, "EpsUNet: channels", error=ConfigError)
         check_count(out_groups, "EpsUNet: out_groups", error=ConfigError)
+        check_count(condition_dim, "EpsUNet: condition_dim", low=0, error=ConfigError)
         if in_channels is not None:
             check_count(in_channels, "EpsUNet: in_channels", error=ConfigError)
         super().__init__()
         C = data_shape[0]
         self.out_groups = out_groups
         time_dim = 4 * channels
-        self.time = TimeEmbedding(channels, time_dim, "silu")
+        self.time = TimeEmbedding(channels, time_dim, "silu", condition_dim=condition_dim)
         widths = [channels * m for m in channel_mult]
         self.conv_in = nn.Conv2d(C if in_channels is None else in_channels, channels, 3, padding=1)
         self.down = nn.ModuleList()
@@ -159,8 +170,8 @@ class EpsUNet(nn.Module):
         nn.init.zeros_(self.conv_out[-1].weight)
         nn.init.zeros_(self.conv_out[-1].bias)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        emb = self.time(t)
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
+        emb = self.time(t, condition)
         h = self.conv_in(x)
         skips = []
         for i, block in enumerate(self.down):

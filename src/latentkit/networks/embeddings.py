@@ -50,24 +50,44 @@ def timestep_embedding(
 
 class TimeEmbedding(nn.Module):
     """t → sinusoid of width ``dim`` → Linear → activation → Linear: ``[batch] -> [batch,
-    out_dim]`` in the module's dtype (submodule ``net``, the MLP)."""
+    out_dim]`` in the module's dtype (submodule ``net``, the MLP).
+
+    With ``condition_dim`` = F > 0, a conditional network's embedding: the condition's
+    features f (``[batch, F]``, e.g. ``ConditionSpec.features``: a one-hot class, all zeros
+    for classifier-free guidance's null class) enter through a learned linear map without
+    bias (submodule ``condition``), added to the time's: emb(t) + E f. The null class's
+    embedding is then the time's alone. Without it (F = 0) the module and its state-dict
+    keys are the unconditional ones."""
 
     @checked
-    def __init__(self, dim: int, out_dim: int, activation: str = "silu"):
+    def __init__(self, dim: int, out_dim: int, activation: str = "silu", *, condition_dim: int = 0):
         check_count(dim, "TimeEmbedding: dim", low=2, error=ConfigError)
         check_count(out_dim, "TimeEmbedding: out_dim", error=ConfigError)
+        check_count(condition_dim, "TimeEmbedding: condition_dim", low=0, error=ConfigError)
         super().__init__()
         self.dim = dim
+        self.condition_dim = condition_dim
         self.net = mlp([dim, out_dim, out_dim], activation)
+        if condition_dim:
+            self.condition = nn.Linear(condition_dim, out_dim, bias=False)
         # A plain attribute, not a buffer: float64 whatever dtype the module is cast to.
         self._freqs = embedding_frequencies(dim)
 
-    def forward(self, t: Tensor) -> Tensor:
+    def forward(self, t: Tensor, condition: Tensor | None = None) -> Tensor:
         first = self.net[0].weight
         if self._freqs.device != t.device:
             self._freqs = self._freqs.to(t.device)
-        emb = timestep_embedding(t, self.dim, freqs=self._freqs)
-        return self.net(emb.to(first.dtype))
+        emb = self.net(timestep_embedding(t, self.dim, freqs=self._freqs).to(first.dtype))
+        if not self.condition_dim:
+            if condition is not None:
+                raise InputError("TimeEmbedding: a condition given to an unconditional network")
+            return emb
+        if condition is None or tuple(condition.shape) != (t.shape[0], self.condition_dim):
+            raise InputError(
+                f"TimeEmbedding: condition must be features [{t.shape[0]}, "
+                f"{self.condition_dim}], got {_what(condition)}"
+            )
+        return emb + self.condition(condition.to(first.dtype))
 
 
 def fourier_features(z: Tensor, exponents: Sequence[int]) -> Tensor:
