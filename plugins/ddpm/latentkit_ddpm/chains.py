@@ -118,7 +118,12 @@ class DDPMPosterior(lk.PosteriorChain):
 
 
 class DDPMGenerative(lk.GenerativeChain):
-    """p(x_T) = N(0, I) · Π p(x_{t-1} | x_t) · p(x_0 | x_1), one ε-network for every t."""
+    """p(x_T) = N(0, I) · Π p(x_{t-1} | x_t) · p(x_0 | x_1), one ε-network for every t.
+
+    With ``cfg.classes`` = K, p(· | c): the network is ε_θ(x_t, t, c), reading the bound
+    view's labels (``condition_for``); a view with a guidance scale w > 0 (sampling only)
+    steps with classifier-free guidance's ε̃ = (1 + w) ε_θ(x_t, t, c) − w ε_θ(x_t, t, ∅).
+    """
 
     layer_batched = True
 
@@ -147,18 +152,42 @@ class DDPMGenerative(lk.GenerativeChain):
         self.decoder = cfg.decoder
         self.levels, self.binary = cfg.levels, cfg.binary
         self.event_dims = len(cfg.data_shape)
-        self.net = cfg.eps_network(out_groups=2 if cfg.reverse_variance == "learned" else 1)
+        self.condition_spec = cfg.condition_spec
+        features = self.condition_spec.feature_dim if self.condition_spec else 0
+        self.net = cfg.eps_network(
+            out_groups=2 if cfg.reverse_variance == "learned" else 1, condition_dim=features
+        )
 
     def _timesteps(self, t: int | Tensor, z: Tensor) -> Tensor:
         if isinstance(t, Tensor) and t.ndim == 1:
             return t
         return torch.full((z.shape[0],), int(t), dtype=torch.long, device=z.device)
 
-    def eps_and_log_var(self, t: int | Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        """ε_θ(x_t, t) and log σ_t² (broadcastable to x_t), from one network call."""
+    def _network(self, t: int | Tensor, z: Tensor) -> tuple[Tensor, ...]:
+        """The network's output groups at (x_t, t), given the bound condition c if the chain
+        is conditional; with a guidance scale w > 0, ε̂ is the guided ε̃ = (1 + w) ε_θ(x_t,
+        t, c) − w ε_θ(x_t, t, ∅) from one call on 2·batch rows (the other groups: c's)."""
+        steps = self._timesteps(t, z)
+        spec = self.condition_spec
         # ε̂ (and v) by squeeze/unbind, whose backward is a view/one stack, not out[:, i],
         # whose backward zero-fills and copies a [batch, groups, *data_shape] gradient.
-        out = split_params(self.net(z, self._timesteps(t, z)))
+        if spec is None:
+            return split_params(self.net(z, steps))
+        c = self.condition_for(z.shape[0])
+        w = self.guidance
+        if not w:
+            return split_params(self.net(z, steps, spec.features(c, z.dtype)))
+        # c's rows, then the null class's: "(two b) ..." with two = 2
+        c = torch.cat([c, torch.full_like(c, spec.null_class)])
+        both = self.net(torch.cat([z, z]), steps.repeat(2), spec.features(c, z.dtype))
+        given, null = both.chunk(2)
+        out = split_params(given)
+        return ((1 + w) * out[0] - w * null[:, 0], *out[1:])
+
+    def eps_and_log_var(self, t: int | Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """ε_θ(x_t, t) (ε_θ(x_t, t, c) given a condition; guided with a guidance scale) and
+        log σ_t² (broadcastable to x_t), from one network call."""
+        out = self._network(t, z)
         *_, upper, lower = self.reverse_rows.rows(t, z)
         if self.reverse_variance == "learned":
             # Improved DDPM eq. 15 with v = (out + 1)/2, held in [0, 1] so that σ_t² stays

@@ -87,6 +87,10 @@ class VDMGenerative(lk.GenerativeChain):
 
     Also the probability-flow contract of :func:`latentkit.ode_log_prob`:
     :meth:`probability_flow` and :attr:`ode_time_span`.
+
+    A conditional model's chain (``VDMConfig.classes``) reads the bound view's conditions
+    (``condition_for``) wherever it calls the network; a view with a guidance scale w > 0
+    (sampling only) steps with classifier-free guidance's ε̃ (``ContinuousDiffusion.eps``).
     """
 
     layer_batched = True
@@ -97,6 +101,14 @@ class VDMGenerative(lk.GenerativeChain):
         super().__init__(core.data_shape, [core.data_shape] * (num_timesteps + 1))
         self.core = core
         self.num_timesteps = num_timesteps
+        self.condition_spec = core.condition_spec
+
+    def _network_keywords(self, n: int) -> dict:
+        """What ``core.eps`` takes besides (z, t) for n rows: the bound conditions and the
+        guidance scale of a conditional chain, nothing for an unconditional one."""
+        if self.condition_spec is None:
+            return {}
+        return {"condition": self.condition_for(n), "guidance": self.guidance}
 
     def prior(self, n: int) -> Independent:
         return self.core.prior(n)
@@ -106,7 +118,7 @@ class VDMGenerative(lk.GenerativeChain):
         c = self.core
         s, t = _times(l, self.num_timesteps, z)
         alpha_t, sigma_t = c.scales(c._bc(t, z))
-        x_hat = (z - sigma_t * c.eps(z, t)) / alpha_t
+        x_hat = (z - sigma_t * c.eps(z, t, **self._network_keywords(z.shape[0]))) / alpha_t
         _, cz, cx, var = c.step_constants(c._bc(s, z), c._bc(t, z))
         loc = cz * z + cx * x_hat
         return diag_normal(loc, var.sqrt().expand_as(loc), c.event_dims)
@@ -116,7 +128,7 @@ class VDMGenerative(lk.GenerativeChain):
 
     def probability_flow(self, t: Tensor, z: Tensor) -> Tensor:
         """dz/dt of the probability-flow ODE at time ``t`` (0-d); see ``latentkit.ode``."""
-        return self.core.probability_flow(t, z)
+        return self.core.probability_flow(t, z, **self._network_keywords(z.shape[0]))
 
     def linear_gaussian(self) -> lk.LinearGaussianSpec | None:
         """The chain as linear-Gaussian conditionals when ε̂ is linear in z (the network offers

@@ -7,8 +7,9 @@ from typing import ClassVar
 
 import attrs
 
-from latentkit.arguments import check_count
+from latentkit.arguments import check_count, check_number
 from latentkit.blocks import EpsNetworkConfig
+from latentkit.conditions import ConditionSpec
 from latentkit.config import data_levels, one_of, ruled
 from latentkit.diffusion import MAX_TIMESTEPS
 from latentkit.errors import ConfigError
@@ -58,6 +59,30 @@ def _fourier_exponents(instance, attribute, value) -> None:
         )
     if len(set(value)) != len(value):
         raise ConfigError(f"{attribute.name!r} repeats an exponent: {value!r}")
+
+
+MAX_CLASSES = 100_000
+
+
+@ruled(f"0, or an int in 2..{MAX_CLASSES}")
+def _classes(instance, attribute, value) -> None:
+    check_count(value, repr(attribute.name), low=0, high=MAX_CLASSES, error=ConfigError)
+    if value == 1:
+        raise ConfigError("'classes' = 1 conditions on a label with one value: use 0 (none)")
+    if value and instance.resolved_network == "linear":
+        raise ConfigError(
+            "'classes' needs a network other than 'linear' (the linear ε-network reads z and "
+            "t alone)"
+        )
+
+
+@ruled("float in [0, 1)")
+def _drop_rate(instance, attribute, value) -> None:
+    check_number(value, repr(attribute.name), low=0.0, error=ConfigError)
+    if not value < 1.0:
+        raise ConfigError(
+            f"{attribute.name!r} must be < 1 (a probability of dropping c), got {value!r}"
+        )
 
 
 def _check_prediction(instance, attribute, value: str) -> None:
@@ -111,6 +136,13 @@ class VDMConfig(EpsNetworkConfig):
             so ε̂ is a function of the SNR and the continuous bound depends on the schedule
             only through its ends (VDM §5); or ``t``, 1000 t. The two coincide for the
             ``linear`` schedule.
+        classes: 0 (default) for the unconditional model; K ≥ 2 for a class-conditional one,
+            ε̂_θ(z_t, t, c) on labels c in 0..K−1 with classifier-free guidance (the null
+            class K; ``latentkit.sample(model, n, condition=c, guidance=w)``, and the
+            ``condition``/``guidance`` of ``sample_sde`` and ``sample_ode``). Not with the
+            ``linear`` network.
+        guidance_drop: with ``classes``, the probability in [0, 1) with which training
+            replaces a label by the null class (classifier-free guidance's dropout).
     """
 
     NETWORKS: ClassVar[tuple[str, ...]] = ("auto", "mlp", "unet", "linear")
@@ -130,3 +162,13 @@ class VDMConfig(EpsNetworkConfig):
         default=(7, 8), converter=_tuple, validator=_fourier_exponents
     )
     time_input: str = attrs.field(default="gamma", validator=one_of(*TIME_INPUTS))
+    classes: int = attrs.field(default=0, validator=_classes)
+    guidance_drop: float = attrs.field(default=0.1, validator=_drop_rate)
+
+    @property
+    def condition_spec(self) -> ConditionSpec | None:
+        """What the model is conditioned on: K class labels with guidance (``classes`` = K),
+        or ``None`` (``classes`` = 0)."""
+        if not self.classes:
+            return None
+        return ConditionSpec(num_classes=self.classes, guidance=True, drop_rate=self.guidance_drop)

@@ -66,7 +66,10 @@ class ContinuousElbo(NamedTuple):
 class ContinuousDiffusion(nn.Module):
     """γ(t), the ε-network and the decoder: everything both chains and the bound share.
 
-    ``t`` arguments are float tensors: 0-d (one time) or ``[batch]`` (one per example).
+    ``t`` arguments are float tensors: 0-d (one time) or ``[batch]`` (one per example). A
+    conditional model's (``condition_spec``, from ``VDMConfig.classes``) methods that reach
+    the network take ``condition``, the conditions of the rows (``[batch]`` labels, the
+    null class allowed), and the samplers' ``guidance`` w ≥ 0 (:meth:`eps`).
     """
 
     def __init__(self, cfg: VDMConfig, net: nn.Module | None = None):
@@ -86,6 +89,7 @@ class ContinuousDiffusion(nn.Module):
         self.levels = cfg.levels
         self.binary = cfg.decoder == "discretized" and cfg.levels == 2
         self.prediction = cfg.prediction
+        self.condition_spec = cfg.condition_spec
         self.log_snr = make_log_snr(cfg.schedule, cfg.gamma_min, cfg.gamma_max)
         self.net = build_network(cfg, self.log_snr) if net is None else net
         self.register_buffer("_ref", torch.zeros(()), persistent=False)
@@ -105,11 +109,22 @@ class ContinuousDiffusion(nn.Module):
         g, _ = self.gamma(t)
         return alpha_bar_sq(g).sqrt(), beta_bar_sq(g).sqrt()
 
-    def eps(self, z: Tensor, t: Tensor, gamma: Tensor | None = None) -> Tensor:
-        """ε̂_θ(z_t, t); ``t`` 0-d or ``[batch]``. A network with ``takes_gamma`` is also given
-        γ(t): ``gamma`` if the caller has it (the same tensor its other terms use), else
-        computed here. With ``prediction="x"`` the network's output is x̂_θ and
-        ε̂ = (z_t − ᾱ_t x̂_θ)/β̄_t (the same γ(t) gives ᾱ_t, β̄_t)."""
+    def eps(
+        self,
+        z: Tensor,
+        t: Tensor,
+        gamma: Tensor | None = None,
+        *,
+        condition: Tensor | None = None,
+        guidance: float = 0.0,
+    ) -> Tensor:
+        """ε̂_θ(z_t, t), or ε̂_θ(z_t, t, c) given the rows' ``condition`` (a conditional
+        model's, which needs it); ``t`` 0-d or ``[batch]``. A network with ``takes_gamma``
+        is also given γ(t): ``gamma`` if the caller has it (the same tensor its other terms
+        use), else computed here. With ``prediction="x"`` the network's output is x̂_θ and
+        ε̂ = (z_t − ᾱ_t x̂_θ)/β̄_t (the same γ(t) gives ᾱ_t, β̄_t). With ``guidance`` w > 0
+        (sampling), classifier-free guidance: ε̃ = (1 + w) ε̂_θ(z_t, t, c) − w ε̂_θ(z_t, t, ∅),
+        from one network call on 2·batch rows."""
         n = z.shape[0]
         t = t.expand(n) if t.ndim == 0 else t
         takes_gamma = getattr(self.net, "takes_gamma", False)
@@ -117,7 +132,29 @@ class ContinuousDiffusion(nn.Module):
             gamma, _ = self.gamma(t)
         if gamma is not None:
             gamma = gamma.expand(n) if gamma.ndim == 0 else gamma
-        out = self.net(z, t, gamma) if takes_gamma else self.net(z, t)
+        spec = self.condition_spec
+        if spec is None and (condition is not None or guidance):
+            raise lk.InputError(
+                "ContinuousDiffusion.eps: an unconditional model takes no condition or guidance"
+            )
+        if spec is not None and condition is None:
+            raise lk.InputError(
+                f"ContinuousDiffusion.eps: the model is conditional on {spec.describe()}; "
+                "give the rows' condition (model.given(c), or condition= to the function)"
+            )
+        if guidance:
+            # c's rows, then the null class's: "(two b) ..." with two = 2
+            c = torch.cat([condition, torch.full_like(condition, spec.null_class)])
+            twice = (None if v is None else torch.cat([v, v]) for v in (z, t, gamma))
+            given, null = self._predict(*twice, c).chunk(2)
+            return (1 + guidance) * given - guidance * null
+        return self._predict(z, t, gamma, condition)
+
+    def _predict(self, z: Tensor, t: Tensor, gamma: Tensor | None, c: Tensor | None) -> Tensor:
+        """ε̂ from one network call on these rows (``eps``'s body)."""
+        args = (z, t, gamma) if getattr(self.net, "takes_gamma", False) else (z, t)
+        extra = {} if c is None else {"condition": self.condition_spec.features(c, z.dtype)}
+        out = self.net(*args, **extra)
         if self.prediction == "eps":
             return out
         g = self._bc(gamma, z)
@@ -171,7 +208,13 @@ class ContinuousDiffusion(nn.Module):
         return self.decoder(z0).log_prob(x)
 
     def diffusion_integrand(
-        self, x: Tensor, t: Tensor, noise: Tensor, *, schedule_gradient: str = "elbo"
+        self,
+        x: Tensor,
+        t: Tensor,
+        noise: Tensor,
+        *,
+        schedule_gradient: str = "elbo",
+        condition: Tensor | None = None,
     ) -> Tensor:
         """L_i = ½ γ'(t) ‖ε − ε̂_θ(ᾱ_t x + β̄_t ε, t)‖², ``[batch]``: its mean over t ~ U(0, 1)
         and ε is the diffusion term (VDM eq. 17).
@@ -181,7 +224,8 @@ class ContinuousDiffusion(nn.Module):
         ``elbo``, the gradient of L_i; ``variance``, 2 L_i (a constant) times it, per example,
         i.e. the gradient of L_i² — whose batch mean is the gradient of the estimator's
         variance, E[L] being free of η when ε̂ sees γ rather than t (VDM §5). The value, the
-        network's gradient and the ends' gradient are the same either way.
+        network's gradient and the ends' gradient are the same either way. ``condition``: the
+        rows' conditions (ε̂_θ(z_t, t, c)) of a conditional model.
         """
         if schedule_gradient not in SCHEDULE_GRADIENTS:
             raise lk.ConfigError(
@@ -201,7 +245,7 @@ class ContinuousDiffusion(nn.Module):
             g, dg = self.gamma(t)
         g_x = self._bc(g, x)
         z_t = alpha_bar_sq(g_x).sqrt() * self.on_grid(x) + beta_bar_sq(g_x).sqrt() * noise
-        err = (noise - self.eps(z_t, t, g)).pow(2).flatten(1).sum(-1)
+        err = (noise - self.eps(z_t, t, g, condition=condition)).pow(2).flatten(1).sum(-1)
         term = 0.5 * dg * err
         if profile is not None:
             weight = 2 * term.detach()  # d(L²)/dη = 2 L dL/dη, L known only now
@@ -217,15 +261,17 @@ class ContinuousDiffusion(nn.Module):
         t_sampler: str = "low-discrepancy",
         *,
         schedule_gradient: str = "elbo",
+        condition: Tensor | None = None,
     ) -> ContinuousElbo:
         """ELBO_∞(x) by one draw of z_0, of t (``t_sampler``, or the ``t`` given) and of ε;
         ``schedule_gradient`` as :meth:`diffusion_integrand`'s (``elbo``: the plain bound's
-        gradient everywhere)."""
+        gradient everywhere); ``condition`` the examples' conditions (a conditional model:
+        ELBO_∞(x | c), only the diffusion term reads c)."""
         t = sample_times(x.shape[0], t_sampler, like=x) if t is None else t
         recon = self.reconstruction(x)
         prior = self.prior_matching(x)
         diffusion = self.diffusion_integrand(
-            x, t, torch.randn_like(x), schedule_gradient=schedule_gradient
+            x, t, torch.randn_like(x), schedule_gradient=schedule_gradient, condition=condition
         )
         return ContinuousElbo(recon - prior - diffusion, recon, prior, diffusion, t)
 
@@ -237,13 +283,22 @@ class ContinuousDiffusion(nn.Module):
         g_sq = dg * beta_bar_sq(g)
         return -0.5 * g_sq, g_sq
 
-    def score(self, z: Tensor, t: Tensor) -> Tensor:
-        """s_θ(z, t) = −ε̂_θ(z, t)/β̄_t (seed 001: the score of q(z_t) the network implies)."""
+    def score(
+        self, z: Tensor, t: Tensor, *, condition: Tensor | None = None, guidance: float = 0.0
+    ) -> Tensor:
+        """s_θ(z, t) = −ε̂_θ(z, t)/β̄_t (seed 001: the score of q(z_t) the network implies);
+        ``condition`` and ``guidance`` as :meth:`eps`'s."""
         _, sigma = self.scales(self._bc(t, z))
-        return -self.eps(z, t) / sigma
+        return -self.eps(z, t, condition=condition, guidance=guidance) / sigma
 
     def score_matching_loss(
-        self, x: Tensor, t: Tensor, noise: Tensor, weighting: str = "likelihood"
+        self,
+        x: Tensor,
+        t: Tensor,
+        noise: Tensor,
+        weighting: str = "likelihood",
+        *,
+        condition: Tensor | None = None,
     ) -> Tensor:
         """½ λ(t) ‖s_θ(z_t, t) − ∇_z log q(z_t | x)‖², z_t = ᾱ_t x + β̄_t ε, ``[batch]``: denoising
         score matching with ∇_z log q(z_t | x) = −ε/β̄_t and λ = g² (``likelihood``, Song et al.
@@ -253,21 +308,29 @@ class ContinuousDiffusion(nn.Module):
         lam = g_sq if weighting == "likelihood" else beta_bar_sq(g)
         _, sigma = self.scales(self._bc(t, x))
         z_t = self.q_sample(x, t, noise)
-        err = (self.score(z_t, t) + noise / sigma).pow(2).flatten(1).sum(-1)
+        err = (self.score(z_t, t, condition=condition) + noise / sigma).pow(2).flatten(1).sum(-1)
         return 0.5 * lam.expand(x.shape[0]) * err
 
-    def probability_flow(self, t: Tensor, z: Tensor) -> Tensor:
-        """dz/dt = f z − ½ g² s_θ = ½ γ'(t) β̄_t (ε̂_θ − β̄_t z) (Song et al. 2021, eq. 13)."""
+    def probability_flow(
+        self, t: Tensor, z: Tensor, *, condition: Tensor | None = None, guidance: float = 0.0
+    ) -> Tensor:
+        """dz/dt = f z − ½ g² s_θ = ½ γ'(t) β̄_t (ε̂_θ − β̄_t z) (Song et al. 2021, eq. 13);
+        ``condition`` and ``guidance`` as :meth:`eps`'s (guided: ε̃ in place of ε̂_θ)."""
         g, dg = self.gamma(self._bc(t, z))
         sigma = beta_bar_sq(g).sqrt()
-        return 0.5 * dg * sigma * (self.eps(z, t) - sigma * z)
+        eps = self.eps(z, t, condition=condition, guidance=guidance)
+        return 0.5 * dg * sigma * (eps - sigma * z)
 
-    def reverse_drift(self, t: Tensor, z: Tensor) -> Tensor:
+    def reverse_drift(
+        self, t: Tensor, z: Tensor, *, condition: Tensor | None = None, guidance: float = 0.0
+    ) -> Tensor:
         """f z − g² s_θ = γ'(t) β̄_t (ε̂_θ − ½ β̄_t z): the reverse SDE's drift (time running
-        backwards: dz = [f z − g² s_θ] dt + g dw̄, Anderson 1982)."""
+        backwards: dz = [f z − g² s_θ] dt + g dw̄, Anderson 1982); ``condition`` and
+        ``guidance`` as :meth:`eps`'s (guided: ε̃ in place of ε̂_θ)."""
         g, dg = self.gamma(self._bc(t, z))
         sigma = beta_bar_sq(g).sqrt()
-        return dg * sigma * (self.eps(z, t) - 0.5 * sigma * z)
+        eps = self.eps(z, t, condition=condition, guidance=guidance)
+        return dg * sigma * (eps - 0.5 * sigma * z)
 
     # -- the discrete-T chain's transitions -----------------------------------------------------
 

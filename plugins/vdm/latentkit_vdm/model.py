@@ -42,6 +42,7 @@ from torch import Tensor
 
 import latentkit as lk
 from latentkit.arguments import check_count, describe_value
+from latentkit.conditions import bind
 from latentkit.diffusion import MAX_TIMESTEPS
 from latentkit.validation import check_data
 from latentkit_vdm.chains import VDMGenerative, VDMPosterior
@@ -100,15 +101,25 @@ class VDMModel(lk.LatentModel):
         return other.train(self.training)
 
     def continuous_elbo(
-        self, x: Tensor, *, t: Tensor | None = None, t_sampler: str = "low-discrepancy"
+        self,
+        x: Tensor,
+        *,
+        t: Tensor | None = None,
+        t_sampler: str = "low-discrepancy",
+        condition=None,
     ) -> ContinuousElbo:
         """ELBO_∞(x) and its terms, ``[batch]`` nats (one draw of z_0, t and ε per example);
         ``t`` the times to use (``[batch]`` or one 0-d time, in [0, 1]), else drawn by
-        ``t_sampler``."""
+        ``t_sampler``. A conditional model: ELBO_∞(x | c) with ``condition`` (one per
+        example, or an ``int`` for all), or the conditions of a view (``model.given(c)``);
+        never guided (a view with a guidance scale is refused, as by ``latentkit.elbo``)."""
         check_data(self, x, name="continuous_elbo: x")
         if t is not None:
             _check_times(t, x)
-        return self.core.elbo(x, t=t, t_sampler=t_sampler)
+        n = x.shape[0]
+        p = bind(self, condition, n).generative
+        c = None if p.condition_spec is None else p.condition_for(n)
+        return self.core.elbo(x, t=t, t_sampler=t_sampler, condition=c)
 
     def likelihood_figures(self, data: Tensor, **options) -> dict:
         """The discrete-T, continuous and ODE likelihood figures over ``data`` and the per-t

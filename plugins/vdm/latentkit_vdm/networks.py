@@ -5,7 +5,9 @@ with ``z`` ``[batch, *data_shape]`` and ``t`` ``[batch]`` returns ε̂_θ(z, t) 
 each example's output depending on that example alone. A network with ``takes_gamma = True``
 is called ``forward(z, t, gamma)`` with γ(t) (``[batch]``) as the model computed it, so that
 gradients through the network's conditioning reach a learned schedule along the same path as
-the model's other uses of γ. A network whose output is ε̂ = a(t) ⊙ z + b(t) also offers
+the model's other uses of γ. A conditional model's network (``VDMConfig.classes``) is also
+given the condition's features, ``forward(z, t, gamma, condition)`` (``[batch, F]``, all zeros
+for the null class). A network whose output is ε̂ = a(t) ⊙ z + b(t) also offers
 ``coefficients(t) -> (a, b)`` (each ``[batch, D]``); the model then exposes its discrete chain
 to latentkit's exact linear-Gaussian oracle.
 
@@ -130,8 +132,13 @@ class ContinuousEps(nn.Module):
             z = torch.cat([z, rearrange(features, "b k c ... -> b (k c) ...")], dim=1)
         return z, self.time_input(t, gamma)
 
-    def forward(self, z: Tensor, t: Tensor, gamma: Tensor | None = None) -> Tensor:
-        return self.inner(*self.inputs(z, t, gamma))[:, 0]
+    def forward(
+        self, z: Tensor, t: Tensor, gamma: Tensor | None = None, condition: Tensor | None = None
+    ) -> Tensor:
+        """ε̂(z, t), or ε̂(z, t, c) given the condition's features (a conditional inner net)."""
+        x, s = self.inputs(z, t, gamma)
+        out = self.inner(x, s) if condition is None else self.inner(x, s, condition)
+        return out[:, 0]
 
 
 class LinearEps(nn.Module):
@@ -172,5 +179,9 @@ def build_network(cfg, log_snr: nn.Module) -> nn.Module:
     time_input = TimeInput(cfg.time_input, cfg.gamma_min, cfg.gamma_max, log_snr)
     if kind == "linear":
         return LinearEps(cfg.data_shape, time_input=time_input)
-    inner = cfg.eps_network(input_copies=ContinuousEps.input_copies(cfg.fourier_exponents))
+    spec = cfg.condition_spec
+    inner = cfg.eps_network(
+        input_copies=ContinuousEps.input_copies(cfg.fourier_exponents),
+        condition_dim=spec.feature_dim if spec is not None else 0,
+    )
     return ContinuousEps(inner, fourier_exponents=cfg.fourier_exponents, time_input=time_input)

@@ -50,6 +50,13 @@ def _needs_core(model: lk.LatentModel) -> str | None:
     return None
 
 
+def _condition(model: lk.LatentModel, n: int) -> Tensor | None:
+    """The n examples' conditions of a conditional model's view (the trainer binds each
+    batch's labels, dropped to the null class at the guidance rate); ``None`` otherwise."""
+    p = model.generative
+    return None if p.condition_spec is None else p.condition_for(n)
+
+
 @attrs.frozen(kw_only=True)
 class ContinuousConfig:
     """Options of ``continuous``.
@@ -80,7 +87,12 @@ class ContinuousObjective(lk.Objective):
     def forward(self, model, x: Tensor, step=None) -> Tensor:
         core = model.generative.core
         cfg = self.config
-        return -core.elbo(x, t_sampler=cfg.t_sampler, schedule_gradient=cfg.schedule_gradient).total
+        return -core.elbo(
+            x,
+            t_sampler=cfg.t_sampler,
+            schedule_gradient=cfg.schedule_gradient,
+            condition=_condition(model, x.shape[0]),
+        ).total
 
 
 @attrs.frozen(kw_only=True)
@@ -107,7 +119,11 @@ class ScoreMatchingObjective(lk.Objective):
     def forward(self, model, x: Tensor, step=None) -> Tensor:
         t = sample_times(x.shape[0], self.config.t_sampler, like=x)
         return model.generative.core.score_matching_loss(
-            x, t, torch.randn_like(x), self.config.weighting
+            x,
+            t,
+            torch.randn_like(x),
+            self.config.weighting,
+            condition=_condition(model, x.shape[0]),
         )
 
 
