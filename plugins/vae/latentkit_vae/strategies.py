@@ -38,8 +38,9 @@ def linear_vae_cases(device: str | torch.device = "cpu") -> st.SearchStrategy:
 @st.composite
 def vae_configs(draw, max_data_dim: int = 6, max_latent_dim: int = 4) -> dict:
     """Small config values for ``load_model("vae", **cfg)`` across its options: linear or
-    MLP, Gaussian (learned, predicted or fixed scale), Bernoulli or discretized."""
-    return draw(
+    MLP, Gaussian (learned, predicted or fixed scale), Bernoulli or discretized, plain or
+    conditional on 3 classes."""
+    fields = draw(
         encoder_decoder_fields(
             draw(st.sampled_from(LIKELIHOODS)),
             architecture=st.sampled_from(ARCHITECTURES),
@@ -49,3 +50,6 @@ def vae_configs(draw, max_data_dim: int = 6, max_latent_dim: int = 4) -> dict:
             max_latent_dim=max_latent_dim,
         )
     )
+    # A third of the configs conditional (a CVAE on 3 classes): the checks run on the model
+    # given a seeded class (latentkit.testing.checks.case.given_seeded_condition).
+    return {**fields, "classes": draw(st.sampled_from((0, 0, 3)))}
