@@ -15,6 +15,7 @@ import functools
 import importlib
 import inspect
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,6 +38,17 @@ from latentkit_ddpm import (
 from latentkit_gmm import GMMConfig, GMMGenerative, build_gmm, em_step, fit_em
 from latentkit_hvae import HVAEConfig, build_hvae
 from latentkit_iaf import IAFConfig, IAFPosterior, InverseAutoregressiveFlow, build_iaf
+from latentkit_m2 import (
+    M2Config,
+    M2Generative,
+    M2Objective,
+    M2ObjectiveConfig,
+    M2Posterior,
+    build_m2,
+    classification_error,
+    mask_labels,
+    unlabelled_elbo,
+)
 from latentkit_vae import VAEConfig, build_vae
 from latentkit_vamp import VampConfig, VampGenerative, VampPosterior, build_vamp
 from latentkit_vdm import (
@@ -61,19 +73,22 @@ from latentkit_vdm.figures import ode_decoder_bound, per_t_plot
 import latentkit as lk
 from latentkit.networks import MADE
 
-PLUGIN_MODULES = (
-    "latentkit_vae",
-    "latentkit_beta_vae",
-    "latentkit_hvae",
-    "latentkit_iaf",
-    "latentkit_vamp",
-    "latentkit_ddpm",
-    "latentkit_vdm",
-    "latentkit_vdm.figures",
-    "latentkit_gmm",
-)
-"""The modules whose ``__all__`` is enumerated: every built-in plugin's package, the example
-plugin's, and the module of the continuous-time likelihood figures."""
+
+def _plugin_packages() -> tuple[str, ...]:
+    """The package of every project under ``plugins/`` and ``docs/examples/``."""
+    root = Path(__file__).resolve().parents[1]
+    return tuple(
+        init.parent.name
+        for folder in (root / "plugins", root / "docs" / "examples")
+        for project in sorted(p for p in folder.iterdir() if p.is_dir())
+        for init in sorted(project.glob("latentkit_*/__init__.py"))
+    )
+
+
+PLUGIN_MODULES = (*_plugin_packages(), "latentkit_vdm.figures")
+"""The modules whose ``__all__`` is enumerated: every built-in plugin's package and the
+example plugin's (a new plugin is enumerated as it lands), and the module of the
+continuous-time likelihood figures."""
 
 
 def _own_methods(cls: type) -> Iterator[tuple[str, Any]]:
@@ -151,6 +166,9 @@ PLUGIN_EXEMPT = {
     "latentkit_vdm.LearnedLogSNR.from_profile": _PER_STEP,
     "latentkit_vdm.VDMGenerative.probability_flow": _PER_STEP + " (each ODE solver step)",
     "latentkit_gmm.GMMGenerative.log_joint_table": _PER_STEP,
+    "latentkit_m2.M2Generative.label_log_prior": "no arguments",
+    "latentkit_m2.M2Generative.one_hot": _PER_STEP,
+    "latentkit_m2.M2Posterior.class_logits": _PER_STEP,
     **{
         f"latentkit_vdm.ContinuousDiffusion.{name}": _PER_STEP
         for name in (
@@ -206,6 +224,12 @@ def _vamp() -> lk.LatentModel:
 
 
 @functools.cache
+def _m2() -> lk.LatentModel:
+    torch.manual_seed(0)
+    return lk.load_model("m2", data_shape=(4,), latent_dim=2, hidden=(8,), classes=3)
+
+
+@functools.cache
 def _flow() -> InverseAutoregressiveFlow:
     torch.manual_seed(0)
     iaf = lk.load_model("iaf", data_shape=(4,), latent_dim=2, hidden=(8,), num_steps=1)
@@ -221,6 +245,9 @@ X = t(3, 2)  # a batch of the 2-d models (_vdm, _ddpm, _gmm)
 ODD = t(3, 5)  # a batch of the wrong width
 NAN_ROW = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, NAN]])  # NaN in the last row only
 BREAKDOWN = {"t": [0.5], "integrand": [1.0], "eps_mse": [1.0]}
+
+
+M2_MODEL = "plugins/m2/latentkit_m2/model.py"
 
 
 def _steps(**kw):
@@ -540,6 +567,40 @@ PLUGINS: dict[str, tuple[Bad, ...]] = {
     ),
     "latentkit_gmm.build_gmm": (
         bad("wrong type", lambda k: build_gmm({"components": 2}), lk.ConfigError, "build_gmm"),
+    ),
+    # -- m2
+    "latentkit_m2.M2Config": (
+        bad("one class", lambda k: M2Config(classes=1), lk.ConfigError, "classes"),
+    ),
+    "latentkit_m2.M2Generative": (
+        bad("wrong type", lambda k: M2Generative("cfg"), lk.ConfigError, gap=M2_MODEL),
+    ),
+    "latentkit_m2.M2Posterior": (
+        bad("wrong type", lambda k: M2Posterior("cfg"), lk.ConfigError, gap=M2_MODEL),
+    ),
+    "latentkit_m2.M2Posterior.classify": (
+        bad("wrong type", lambda k: _m2().posterior.classify("x"), lk.InputError, gap=M2_MODEL),
+    ),
+    "latentkit_m2.build_m2": (
+        bad("wrong type", lambda k: build_m2("cfg"), lk.ConfigError, "build_m2"),
+    ),
+    "latentkit_m2.M2ObjectiveConfig": (
+        bad("negative", lambda k: M2ObjectiveConfig(alpha=-1.0), lk.ConfigError, "alpha"),
+        bad("unknown choice", lambda k: M2ObjectiveConfig(estimator="x"), lk.ConfigError),
+    ),
+    "latentkit_m2.M2Objective": (
+        bad("wrong type", lambda k: M2Objective(M2ObjectiveConfig(), "m"), lk.InputError, "model"),
+    ),
+    "latentkit_m2.classification_error": (
+        bad("wrong shape", lambda k: classification_error(_m2(), t(3, 5), t(3)), lk.ShapeError),
+        bad("wrong type", lambda k: classification_error("m", t(3, 4), t(3)), lk.InputError),
+    ),
+    "latentkit_m2.mask_labels": (
+        bad("wrong dtype", lambda k: mask_labels(t(3), 1, 0), lk.InputError, "labels"),
+    ),
+    "latentkit_m2.unlabelled_elbo": (
+        bad("wrong shape", lambda k: unlabelled_elbo(_m2(), t(3, 5)), lk.ShapeError, "x"),
+        bad("wrong type", lambda k: unlabelled_elbo("m", t(3, 4)), lk.InputError, "model"),
     ),
     # -- the VAE family
     "latentkit_vae.VAEConfig": (
