@@ -134,8 +134,10 @@ def report_table(report: EvalReport, title: str = "Evaluation") -> Table:
 
 def _caption(report: EvalReport) -> str:
     """What was evaluated, how, and how long it took."""
+    n = report.num_examples
     return (
-        f"{report.num_examples} examples, D = {report.data_dims}, estimator {report.estimator}"
+        (f"{n} examples" if n != 1 else "1 example (no standard error: it needs two)")
+        + f", D = {report.data_dims}, estimator {report.estimator}"
         + (
             f" (Monte Carlo: {', '.join(report.monte_carlo_terms)}, no closed-form KL)"
             if report.monte_carlo_terms

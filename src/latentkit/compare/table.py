@@ -219,7 +219,8 @@ class Comparison:
         for name in ("data", "test examples", "FLD floor / ceiling"):
             if name in cells and len(set(cells[name])) == 1:
                 value = cells.pop(name)[0]
-                words = {"test examples": f"{value} examples", "data": value}
+                many = f"{value} examples" if value != "1" else "1 example (no standard errors)"
+                words = {"test examples": many, "data": value}
                 shared.append(words.get(name, f"{name} {value}"))
         words = f"test figures, the {self.figure} bound in nats per example" + (
             ", sorted by the samples' FLD" if self.sort == "fld" else ""

@@ -35,7 +35,9 @@ closed form for factorized Gaussians) and its activity A_d = Cov_x(E_q[z_d | x])
 al. 2016); a unit is active when A_d > ``active_threshold`` (0.01). E_q[z_l | x] is the
 mean of the factor each z_l is drawn from, averaged over the M draws (exact for a marginal
 layer); for a conditional layer the between-draw variance / M is subtracted, which makes
-the estimate of A_d unbiased (M ≥ 2).
+the estimate of A_d unbiased (M ≥ 2). A categorical z_d's index is a label, so its activity
+is its one-hot code's, A_d = Σ_k Var_x(q(z_d = k | x)). Over one example, or for a q without
+a finite mean, A_d is not defined: NaN, ``active`` None, neither active nor collapsed.
 
 The DDPM (a layer-batched chain with a fixed q): I(x_0; x_t) along t, which decreases in t
 (data processing; :func:`gaussian_diffusion_information` is its closed form for Gaussian

@@ -75,6 +75,10 @@ def _unit_axes(ax_kl, ax_act, diag: Diagnostics, *, sort: bool = False) -> None:
         ax_act.set_yscale("log")
         ax_act.set_ylim(bottom=floor)
         ax_act.legend(fontsize=8, loc="upper right")
+        if not np.isfinite(a).all():  # no bar at all would read as "collapsed"
+            ax_act.text(0.5, 0.5, "activity not defined: " + diag._undefined_why(),
+                        transform=ax_act.transAxes, ha="center", va="center", fontsize=8,
+                        wrap=True)  # fmt: skip
     ax_act.set_ylabel("Cov_x E[z_d | x]")
     ax_act.grid(alpha=0.3, axis="y")
     if sort:

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from latentkit.arguments import checked
 from latentkit.diagnostics.information import InformationDraws
-from latentkit.estimates import Estimate, figure_table
+from latentkit.estimates import Estimate, figure_table, finite_or_none
 
 __all__ = ["METRIC_KEYS", "Diagnostics", "LayerDiagnostics", "diagnostics_table"]
 
@@ -50,9 +50,11 @@ class LayerDiagnostics:
     per_dimension_kl: Tensor | None
     """``[d_l]``: that term per scalar, E over the data and draws (factorized q only)."""
     activity: Tensor | None
-    """``[d_l]``: A_d = Cov_x(E_q[z_d | x]), bias-corrected for conditional layers (M ≥ 2)."""
+    """``[d_l]``: A_d = Cov_x(E_q[z_d | x]), bias-corrected for conditional layers (M ≥ 2);
+    for a categorical z_d, Σ_k Var_x(q(z_d = k | x)) (the one-hot's); NaN where not defined
+    (one example, or a q without a finite mean)."""
     active: Tensor | None
-    """``[d_l]`` bool: A_d > the threshold."""
+    """``[d_l]`` bool: A_d > the threshold; ``None`` where the activity is not defined."""
     note: str = ""
 
     @property
@@ -63,12 +65,18 @@ class LayerDiagnostics:
     def dims(self) -> int:
         return math.prod(self.shape)
 
+    @property
+    def activity_undefined(self) -> bool:
+        """Whether the layer has units but their activity is not defined (NaN): Cov_x over
+        one example, or a q whose E_q[z | x] is not finite. Neither active nor collapsed."""
+        return self.activity is not None and self.active is None
+
     def to_json(self) -> dict[str, Any]:
         def est(e: Estimate | None):
             return None if e is None else e.to_json()
 
         def vec(t: Tensor | None):
-            return None if t is None else t.tolist()
+            return None if t is None else [finite_or_none(v) for v in t.double().tolist()]
 
         return {
             "layer": self.layer,
@@ -79,7 +87,7 @@ class LayerDiagnostics:
             "kl_term": est(self.kl_term),
             "per_dimension_kl": vec(self.per_dimension_kl),
             "activity": vec(self.activity),
-            "active": vec(self.active),
+            "active": None if self.active is None else self.active.tolist(),
             "active_units": None if self.active is None else int(self.active.sum()),
             "note": self.note,
         }
@@ -177,11 +185,14 @@ class Diagnostics:
         """One sentence per layer: how many units are active, which collapsed."""
         lines = []
         for layer in self.layers:
+            if layer.activity_undefined:
+                lines.append(f"{layer.name}: activity not defined ({self._undefined_why()})")
             if layer.active is None:
                 continue
             n_active, d = int(layer.active.sum()), layer.dims
             if n_active == d:
-                lines.append(f"{layer.name}: all {d} units active")
+                every = f"all {d} units" if d > 1 else "its unit"
+                lines.append(f"{layer.name}: {every} active")
                 continue
             idle = (~layer.active).nonzero().flatten().tolist()
             kl = ""
@@ -196,7 +207,16 @@ class Diagnostics:
                 )
         if not lines:
             return "no collapse diagnostics for this model (its q has no units to collapse)"
+        if all(layer.active is None for layer in self.layers):
+            return "; ".join(lines)
         return "; ".join(lines) + f" (active: Cov_x E[z_d|x] > {self.active_threshold:g})"
+
+    def _undefined_why(self) -> str:
+        """Why a layer's activity is not defined: the variance over x of one example does
+        not exist; else q's E_q[z | x] is not finite (a distribution without a mean)."""
+        if self.num_examples < 2:
+            return f"N = {self.num_examples}: a variance over x needs two examples or more"
+        return "E_q[z | x] is not finite: q has no mean"
 
     def metrics(self) -> dict[str, float | int | None]:
         """The figures a training run logs (:data:`METRIC_KEYS`); add ``step`` to the line."""
@@ -263,7 +283,7 @@ def _layer_result(
         kl_term=_est(kl_term),
         per_dimension_kl=per_dim,
         activity=activity,
-        active=None if activity is None else activity > threshold,
+        active=None if activity is None or not activity.isfinite().all() else activity > threshold,
         note=note,
     )
 
@@ -283,14 +303,10 @@ def diagnostics_table(diag: Diagnostics, title: str = "Diagnostics") -> Table:
         if e is not None
     ]
     rows.append(("log N (the most I_q can be)", f"{diag.log_n:.3f}", "nats"))
-    if diag.active_units is not None:
-        rows.append(
-            (
-                f"active units (Cov_x E[z|x] > {diag.active_threshold:g})",
-                f"{diag.active_units} / {diag.latent_dims}",
-                "",
-            )
-        )
+    undefined = any(layer.activity_undefined for layer in diag.layers)
+    if diag.active_units is not None or undefined:
+        count = "not defined" if undefined else f"{diag.active_units} / {diag.latent_dims}"
+        rows.append((f"active units (Cov_x E[z|x] > {diag.active_threshold:g})", count, ""))
     for layer in diag.layers if len(diag.layers) <= 16 else ():
         for label, e in (
             ("I_q(x; {})", layer.mutual_information),
@@ -299,11 +315,20 @@ def diagnostics_table(diag: Diagnostics, title: str = "Diagnostics") -> Table:
         ):
             if e is not None:
                 rows.append(("  " + label.format(layer.name), e, "nats"))
-        if layer.active is not None:
-            active = f"{int(layer.active.sum())} / {layer.dims}"
+        if layer.active is not None or layer.activity_undefined:
+            active = (
+                "not defined"
+                if layer.active is None
+                else f"{int(layer.active.sum())} / {layer.dims}"
+            )
             rows.append((f"  active units of {layer.name}", active, ""))
     caption = Text(
-        f"N = {diag.num_examples} examples × M = {diag.num_draws} draws, seed {diag.seed}, "
-        f"{diag.seconds:.1f} s. {diag.verdict}"
+        f"N = {_count(diag.num_examples, 'example')} × M = {_count(diag.num_draws, 'draw')}, "
+        f"seed {diag.seed}, {diag.seconds:.1f} s. {diag.verdict}"
     )
     return figure_table(title, rows, places=3, caption=caption)
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and the noun, in the plural unless n is 1."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

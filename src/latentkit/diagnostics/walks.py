@@ -12,6 +12,7 @@ returns the fields of :class:`~latentkit.diagnostics.Diagnostics` that it measur
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from einops import rearrange, repeat
 from torch import Tensor
-from torch.distributions import Distribution
+from torch.distributions import Categorical, Distribution, Independent
 
 from latentkit.chains import LatentModel
 from latentkit.diagnostics.information import (
@@ -62,11 +63,6 @@ def _per_example(values: Tensor, m: int) -> Tensor:
     return rearrange(values, "(m b) ... -> b m ...", m=m)
 
 
-def _flat(z: Tensor) -> Tensor:
-    """Each row flattened to a vector, ``[n, D]``."""
-    return rearrange(z, "n ... -> n (...)")
-
-
 def _timesteps(model: LatentModel, timesteps: Sequence[int] | None) -> list[int]:
     """The timesteps to diagnose: ``timesteps`` checked against 1..L, else every one up to
     :data:`DIAGNOSED_TIMESTEPS`, else that many spaced geometrically from 1 to L."""
@@ -85,27 +81,49 @@ def _timesteps(model: LatentModel, timesteps: Sequence[int] | None) -> list[int]
 # --------------------------------------------------------------------------- ancestral chains
 
 
+def _unit_means(factor: Distribution, z: Tensor) -> Tensor:
+    """E_q[u(z_d) | x] of each latent scalar d, ``[n, d, K]``: u the identity (K = 1) for a
+    real-valued latent; for a categorical one the one-hot of its K categories, whose mean is
+    q's probabilities (a category's index is a label, not a number to average: torch's
+    ``Categorical.mean`` is NaN)."""
+    base = factor
+    while isinstance(base, Independent):
+        base = base.base_dist
+    if isinstance(base, Categorical):
+        return rearrange(base.probs, "n ... k -> n (...) k")
+    try:
+        mean = factor.mean
+    except NotImplementedError:  # a flow's q: E_q[z | x] as the mean of the m draws
+        mean = z
+    return rearrange(mean, "n ... -> n (...) 1")
+
+
 class _Activity:
-    """Streams E_q[z | x] per example into Cov_x(E_q[z_d | x]) with the draw-noise correction."""
+    """Streams E_q[u(z) | x] per example into A_d = Σ_k Var_x(E_q[u_k(z_d) | x]) with the
+    draw-noise correction: Cov_x(E_q[z_d | x]) for a real latent (K = 1), the trace of the
+    covariance of q's probabilities for a categorical one (:func:`_unit_means`)."""
 
     def __init__(self):
         self.means: list[Tensor] = []
         self.within: list[Tensor] = []
 
-    def add(self, factor_means: Tensor) -> None:  # [b, M, d]
-        """Keep one batch's per-example means ``[b, d]`` and, with M > 1, the spread within
-        each example."""
-        self.means.append(factor_means.mean(1))
-        if factor_means.shape[1] > 1:
-            self.within.append(factor_means.var(1).sum(0))
+    def add(self, unit_means: Tensor) -> None:  # [b, M, d, K]
+        """Keep one batch's per-example means ``[b, d, K]`` and, with M > 1, the spread
+        within each example."""
+        self.means.append(unit_means.mean(1))
+        if unit_means.shape[1] > 1:
+            self.within.append(unit_means.var(1).sum(0))
 
     def result(self, m: int) -> Tensor:
-        """Activity per dimension, the draw noise of M draws per example taken out."""
+        """Activity per dimension ``[d]``, the draw noise of M draws per example taken out;
+        NaN (not defined) for one example, whose variance over x does not exist."""
         means = torch.cat(self.means)
-        a = means.var(0) if means.shape[0] > 1 else torch.zeros_like(means[0])
+        if means.shape[0] < 2:
+            return means.new_full(means.shape[1:-1], math.nan)
+        a = means.var(0)
         if self.within:  # E[Var_x(mean of M)] = A + E_x Var(mean | x) / M
             a = a - torch.stack(self.within).sum(0) / means.shape[0] / m
-        return a
+        return a.sum(-1)
 
 
 class _ChainPass:
@@ -154,11 +172,7 @@ class _ChainPass:
                 dims.append(per_dimension_kl(factor, prior, z, analytic=analytic).sum(0))
             except EstimatorError:
                 self.dims[l], self.factorized = None, False
-        try:
-            mean = factor.mean
-        except NotImplementedError:  # a flow's q: E_q[z | x] as the mean of the m draws
-            mean = z
-        self.activity[l].add(_per_example(_flat(mean), m))
+        self.activity[l].add(_per_example(_unit_means(factor, z), m))
         self.draws[l].append(_per_example(z, m))
 
 
