@@ -193,11 +193,14 @@ def training_curves(
         )
         ax_t.plot(s, [r["kl"] for r in test], "s--", color="C2", ms=4, label=f"{split} Σ KL")
     if train:
-        # Zoom on the last 80% of training: the first steps' huge losses would flatten the rest.
+        # Zoom on the last 80% of training: the first steps' huge losses would flatten the rest
+        # (a non-finite value, from a step that diverged, is drawn where it can be, not zoomed on).
         tail = np.array([r["elbo"] for r in train[len(train) // 5 :]] + [r["elbo"] for r in test])
-        lo, hi = float(np.min(tail)), float(np.max(tail))
-        margin = 0.1 * (hi - lo) + 1e-6
-        ax_b.set_ylim(lo - margin, hi + margin)
+        tail = tail[np.isfinite(tail)]
+        if tail.size:
+            lo, hi = float(np.min(tail)), float(np.max(tail))
+            margin = 0.1 * (hi - lo) + 1e-6
+            ax_b.set_ylim(lo - margin, hi + margin)
     ax_b.set(xlabel="step", ylabel="nats per example", title="ELBO (higher is better)")
     ax_t.set(xlabel="step", ylabel="nats per example", title="terms of −ELBO (lower is better)")
     return finish_panels(fig, (ax_b, ax_t), path, title)

@@ -282,7 +282,7 @@ def plugin_faults() -> list[PluginFault]:
 def get_model_spec(name: str) -> ModelSpec:
     """The spec registered under ``name``; a clear error listing the names otherwise."""
     models = _registry.ensure()
-    if name not in models:
+    if not isinstance(name, str) or name not in models:
         known = ", ".join(models) or "none"
         hint = ""
         if _registry.faults:

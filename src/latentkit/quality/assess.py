@@ -23,7 +23,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from latentkit.arguments import check_choice, check_count, describe_value
+from latentkit.arguments import check_choice, check_count, check_seed, describe_value
 from latentkit.errors import ConfigError, InputError, ShapeError
 from latentkit.quality.features import KINDS, FeatureNetwork, load_feature_network, to_unit_pixels
 from latentkit.quality.metrics import (
@@ -261,7 +261,7 @@ def trivial_samples(train: Tensor, n: int, *, kind: str = "unit", seed: int = 0)
     clipped to the kind's range. Returned in ``kind``'s own scale."""
     check_positive_int(n, "n")
     x = to_unit_pixels(train, kind, name="train").double()
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(check_seed(seed))
     mean = x.mean(0)
     if kind == "binary":
         out = (torch.rand((n, *mean.shape), generator=gen, dtype=torch.float64) < mean).double()
@@ -338,6 +338,8 @@ def draw_samples(
 
     check_positive_int(n, "n")
     check_positive_int(batch_size, "batch_size")
+    if seed is not None:
+        check_seed(seed)
     draw = sampler or sample
     layers = getattr(model, "num_layers", "?")
     name = sampler_name or f"ancestral, {layers} layer{'' if layers == 1 else 's'}"

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import safetensors.torch
 import torch
 from torch import Tensor, nn
 
-from latentkit.arguments import check_count, check_shape, describe_value
+from latentkit.arguments import check_count, check_path, check_shape, describe_value
 from latentkit.errors import (
     CheckpointError,
     ConfigError,
@@ -70,9 +71,9 @@ _MAX_FILE_BYTES = 64 * 2**20
 
 
 MAX_LENET_WEIGHTS = 2**28
-"""The most weights (biases aside) a :class:`LeNet` may have (1 GiB of float32): a feature network of MNIST
-digits is far smaller (the shipped one: 20,522), so more is a typo, refused before the
-allocator meets it."""
+"""The most weights (biases aside) a :class:`LeNet` may have (1 GiB of float32): a feature
+network of MNIST digits is far smaller (the shipped one: 20,522 parameters), so more is a
+typo, refused before the allocator meets it."""
 
 
 class LeNet(nn.Module):
@@ -318,9 +319,16 @@ def load_feature_network(
     Raises:
         CheckpointError: a missing or unreadable file, a digest that differs, a file that is
             not a LeNet's weights.
+        InputError: ``path`` not a path, ``sha256`` not 64 hex digits.
     """
+    if sha256 is not None and not (
+        isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)
+    ):
+        raise InputError(
+            f"sha256 must be 64 lower-case hex digits or None, got {describe_value(sha256)}"
+        )
     shipped = path is None
-    p = shipped_weights_path() if shipped else Path(path)
+    p = shipped_weights_path() if shipped else check_path(path, "load_feature_network: path")
     expected = SHIPPED_SHA256 if shipped else sha256
     try:
         blob = read_regular_file(p, limit=_MAX_FILE_BYTES, what="feature weights")

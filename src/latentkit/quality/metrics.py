@@ -29,11 +29,13 @@ import attrs
 import torch
 from torch import Tensor
 
-from latentkit.arguments import describe_value
-from latentkit.errors import ConfigError, InputError, NonFiniteError, ShapeError
+from latentkit.arguments import check_count, check_seed, describe_value
+from latentkit.errors import ConfigError, DTypeError, InputError, NonFiniteError, ShapeError
+from latentkit.quality.features import check_finite
 from latentkit.validation import check_positive_int
 
 __all__ = [
+    "MAX_BOOTSTRAP",
     "ClassifierScore",
     "FrechetEstimate",
     "classifier_score",
@@ -46,6 +48,11 @@ __all__ = [
     "trace_sqrt_product",
 ]
 
+MAX_BOOTSTRAP = 100_000
+"""The most bootstrap resamplings :func:`frechet_estimate` takes: its s.e. is settled to
+a fraction of a percent long before (the default is 50), and each costs two
+eigendecompositions."""
+
 CHUNK_ELEMENTS = 2**22
 """Distances are computed in blocks of at most this many float64 entries (32 MiB)."""
 
@@ -56,7 +63,9 @@ def _check_features(x: Tensor, name: str, min_rows: int = 2) -> Tensor:
         raise ShapeError(f"{name} must be features [N, D], got {shape}")
     if x.shape[0] < min_rows:
         raise ShapeError(f"{name} has {x.shape[0]} rows; at least {min_rows} are needed")
-    return x.detach().to(torch.float64)
+    x = x.detach().to(torch.float64)
+    check_finite(x, name)
+    return x
 
 
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -132,8 +141,8 @@ def frechet_estimate(
     b = _check_features(features2, "reference features")
     if a.shape[1] != b.shape[1]:
         raise ShapeError(f"feature sets of different widths: {a.shape[1]} and {b.shape[1]}")
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
-        raise ConfigError(f"bootstrap must be an int ≥ 0 (0: no s.e.), got {bootstrap!r}")
+    check_count(bootstrap, "bootstrap (0: no s.e.)", low=0, high=MAX_BOOTSTRAP, error=ConfigError)
+    check_seed(seed)
     value = frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
     gen = torch.Generator().manual_seed(seed)
     reps = []
@@ -247,6 +256,8 @@ def classifier_score(logits: Tensor, labels: Tensor | None = None) -> Classifier
     """The :class:`ClassifierScore` of samples whose class logits are ``[N, classes]``."""
     if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] < 1:
         raise ShapeError("logits must be [N, classes] with N ≥ 1")
+    if bool(torch.isnan(logits).any()):
+        raise NonFiniteError(f"logits hold NaN in {int(torch.isnan(logits).any(1).sum())} rows")
     log_p = torch.log_softmax(logits.to(torch.float64), dim=1)
     log_marginal = torch.logsumexp(log_p, dim=0) - math.log(log_p.shape[0])
     kl = (log_p.exp() * (log_p - log_marginal)).nan_to_num(0.0).sum(1)
@@ -258,7 +269,10 @@ def classifier_score(logits: Tensor, labels: Tensor | None = None) -> Classifier
         "class_counts": tuple(int(c) for c in counts),
     }
     if labels is not None:
-        y = torch.as_tensor(labels).to(torch.int64).reshape(-1)
+        y = torch.as_tensor(labels)
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise DTypeError(f"labels must be integer class indices, got {y.dtype}")
+        y = y.to(torch.int64).reshape(-1)
         if y.shape[0] != log_p.shape[0]:
             raise ShapeError(f"labels has {y.shape[0]} entries for {log_p.shape[0]} samples")
         if bool(((y < 0) | (y >= log_p.shape[1])).any()):

@@ -22,7 +22,7 @@ from typing import Any
 from rich.table import Table
 from torch import Tensor
 
-from latentkit.arguments import check_model, checked
+from latentkit.arguments import check_model, check_seed, checked
 from latentkit.errors import ConfigError, ShapeError
 from latentkit.eval_report import examples_digest, progress_bar
 from latentkit.quality.assess import (
@@ -166,8 +166,9 @@ def model_sample_quality(
     before scoring: a density's draws spill over), ``seed``, the ``reference`` (split,
     examples, ``examples_sha256``) and ``reference_values`` (floor and ceiling). A
     progress bar counts the samples on ``console`` (a terminal, ``progress`` on). Data the
-    network cannot read is refused first (:func:`check_readable`).
+    network cannot read is refused first (:func:`check_readable`), a bad seed before it.
     """
+    check_seed(seed)
     net = check_readable(dataset, n, network=network)
     if console is not None and net.name == "mnist-lenet" and dataset.name not in _MNIST_NAMES:
         console.print(
