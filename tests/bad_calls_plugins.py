@@ -332,7 +332,12 @@ PLUGINS: dict[str, tuple[Bad, ...]] = {
     ),
     "latentkit_vdm.VDMModel": (
         bad("wrong type", lambda k: VDMModel({"data_shape": (2,)}), lk.ConfigError, "VDMModel"),
-        bad("wrong type", lambda k: VDMModel(_vdm().config, core="c"), lk.InputError, "core"),
+        bad(
+            "wrong type",
+            lambda k: VDMModel(_vdm().config, core="c"),
+            lk.InputError,
+            "VDMModel: core",
+        ),
     ),
     "latentkit_vdm.build_vdm": (
         bad("wrong type", lambda k: build_vdm("vdm"), lk.ConfigError, "build_vdm"),
