@@ -35,8 +35,8 @@ Mutants tried by hand (each reverted; the tests that failed are named):
   the caption's "1 examples": ``test_activity_over_one_example_is_not_defined``.
 * the verdict's "its unit active" as "all 1 units active":
   ``test_categorical_activity_is_the_variance_of_the_one_hot``.
-* ``diagnostics_plot`` without its "not defined" text:
-  ``test_the_plot_says_when_activity_is_not_defined``.
+* ``_unit_axes`` without its "not defined" text, without its x limits, or without its
+  integer tick locator: ``test_the_plots_of_one_unit_on_one_example``.
 * ``eval_report._caption`` without its one-example clause:
   ``test_one_example_report_says_it_has_no_standard_error``.
 * the compare title's one-example clause: ``test_commands_on_one_example``.
@@ -291,12 +291,14 @@ def test_a_q_without_a_mean():
     _strict_json(d.to_json())
 
 
-def test_the_plot_says_when_activity_is_not_defined(monkeypatch, tmp_path):
-    """diagnostics_plot on one example draws no activity bar, and says why on the panel."""
+def test_the_plots_of_one_unit_on_one_example(monkeypatch, tmp_path):
+    """diagnostics_plot and comparison_plot of one unit on one example: no activity bar,
+    the reason written on the panel, and the x axis one whole-numbered slot per unit
+    (ticks at integers only, limits −0.5..0.5), not a continuous axis around a lone bar."""
     from latentkit.diagnostics import figures
 
     torch.manual_seed(0)
-    model = lk.load_model("vae", data_shape=(5,), latent_dim=2, architecture="linear").double()
+    model = lk.load_model("vae", data_shape=(5,), latent_dim=1, architecture="linear").double()
     d = dg.diagnose(model, torch.randn(1, 5, dtype=torch.float64), num_draws=2)
     seen = []
     real_save = figures._save
@@ -304,8 +306,14 @@ def test_the_plot_says_when_activity_is_not_defined(monkeypatch, tmp_path):
         figures, "_save", lambda fig, path: (seen.append(fig), real_save(fig, path))[1]
     )
     figures.diagnostics_plot(d, tmp_path / "d.png")
-    texts = [t.get_text() for ax in seen[0].axes for t in ax.texts]
-    assert any(t.startswith("activity not defined: N = 1") for t in texts), texts
+    figures.comparison_plot({"one": d}, tmp_path / "c.png")
+    for fig in seen:
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        assert any(t.startswith("activity not defined:\nN = 1") for t in texts), texts
+        for ax in fig.axes:
+            assert ax.get_xlim() == (-0.5, 0.5)
+            ticks = [t for t in ax.get_xticks() if -0.5 <= t <= 0.5]
+            assert ticks == [0.0], ticks
 
 
 # --------------------------------------------------------------------------- evaluation report

@@ -53,6 +53,8 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
 
 def _unit_axes(ax_kl, ax_act, diag: Diagnostics, *, sort: bool = False) -> None:
     """Per-dimension KL bars (top) and activity bars with the threshold (bottom)."""
+    from matplotlib.ticker import MaxNLocator
+
     kl = diag.per_dimension_kl
     act = diag.activity
     names = [f"{layer.name}" for layer in diag.layers for _ in range(layer.dims)]
@@ -76,11 +78,14 @@ def _unit_axes(ax_kl, ax_act, diag: Diagnostics, *, sort: bool = False) -> None:
         ax_act.set_ylim(bottom=floor)
         ax_act.legend(fontsize=8, loc="upper right")
         if not np.isfinite(a).all():  # no bar at all would read as "collapsed"
-            ax_act.text(0.5, 0.5, "activity not defined: " + diag._undefined_why(),
+            ax_act.text(0.5, 0.5, "activity not defined:\n" + diag._undefined_why(),
                         transform=ax_act.transAxes, ha="center", va="center", fontsize=8,
                         wrap=True)  # fmt: skip
     ax_act.set_ylabel("Cov_x E[z_d | x]")
     ax_act.grid(alpha=0.3, axis="y")
+    for ax in (ax_kl, ax_act):  # units are whole numbers, one bar or many
+        ax.set_xlim(-0.5, n - 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if sort:
         ax_act.set_xlabel("latent dimensions, ranked by KL (grey: inactive)")
     else:
