@@ -20,6 +20,13 @@ Posterior chain, chosen by ``posterior``:
 * ``bottom-up``: the Markov chain q(z_1 | x), q(z_l | z_{l-1}); the engine uses the
   Monte Carlo log-ratio (``bottom-up`` estimator).
 
+Conditional (``classes`` = K ≥ 2, class labels c ∈ 0..K−1, f(c) their one-hot features):
+every factor reads f(c) beside its other inputs: p(z_L | c) = N(A f(c), diag exp(2 B f(c)))
+(A = B = 0 at the start), p(z_{l-1} | z_l, c) and p(x | z_1, c) from [z_l, f(c)] and
+[z_1, f(c)], the ladder's bottom-up pass from [x, f(c)] (so every q factor sees c through
+its features), the Markov chain's q(z_1 | x, c) from [x, f(c)] and q(z_l | z_{l-1}, c) from
+[z_{l-1}, f(c)]. A linear chain stays linear-Gaussian for each value of c.
+
 The bound itself is the engine's (``latentkit.elbo``); nothing here computes one.
 """
 
@@ -38,10 +45,12 @@ from latentkit.arguments import MAX_COUNT, check_count, check_number, describe_v
 from latentkit.config import one_of, positive_ints, ruled
 from latentkit.distributions import diag_normal, standard_normal
 from latentkit.networks import ACTIVATIONS, GaussianHead, mlp
+from latentkit_hvae.posterior import LadderFeatures, LadderPosterior, MarkovPosterior, beside
 
 __all__ = [
     "HVAEConfig",
     "HVAEGenerative",
+    "LadderFeatures",
     "LadderPosterior",
     "LinearGaussianTransition",
     "MarkovPosterior",
@@ -68,6 +77,16 @@ def _width(d: object) -> bool:
 @ruled("finite float > 0")
 def _positive(instance, attribute, value) -> None:
     check_number(value, repr(attribute.name), above=0.0, error=lk.ConfigError)
+
+
+MAX_CLASSES = 100_000
+
+
+@ruled(f"0, or an int in 2..{MAX_CLASSES}")
+def _classes(instance, attribute, value) -> None:
+    check_count(value, repr(attribute.name), low=0, high=MAX_CLASSES, error=lk.ConfigError)
+    if value == 1:
+        raise lk.ConfigError("'classes' = 1 conditions on a label with one value: use 0 (none)")
 
 
 def _stage_widths(instance, attribute, value) -> None:
@@ -108,6 +127,9 @@ class HVAEConfig:
             ``bottom-up`` (Markov: q(z_1|x) Π q(z_l|z_{l-1}), Monte Carlo log-ratio).
         min_scale: floor added to every learned or predicted latent scale, in p's
             transitions and in q (> 0), for stability.
+        classes: 0 (default) for a hierarchical VAE; K ≥ 2 for a conditional one on class
+            labels 0..K−1: p(z_L | c), p(z_{l-1} | z_l, c), p(x | z_1, c) and q(· | x, c)
+            each read the label's one-hot features (a linear chain stays exact per label).
     """
 
     data_shape: tuple[int, ...] = attrs.field(
@@ -133,6 +155,12 @@ class HVAEConfig:
     fixed_scale: float = attrs.field(default=1.0, validator=_positive)
     posterior: str = attrs.field(default="top-down", validator=one_of("top-down", "bottom-up"))
     min_scale: float = attrs.field(default=1e-4, validator=_positive)
+    classes: int = attrs.field(default=0, validator=_classes)
+
+    @property
+    def condition_spec(self) -> lk.ConditionSpec | None:
+        """What the model is conditioned on: K class labels (``classes`` = K), or ``None``."""
+        return lk.ConditionSpec(num_classes=self.classes) if self.classes else None
 
     @property
     def num_layers(self) -> int:
@@ -154,15 +182,20 @@ class HVAEConfig:
         return mlp([d_in, *hidden, d_out], self.activation)
 
 
-def _flat(x: Tensor) -> Tensor:
-    return x.flatten(1)  # "b ... -> b (...)": no pattern parsed per call
+def _affine_given(layer: nn.Linear, d: int, f: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(W, b) of ``layer`` as a map of its first ``d`` inputs, the rest held at ``f`` (the
+    condition's features): b + W_f f joins the bias. ``f = None``: the layer's own."""
+    if f is None:
+        return layer.weight, layer.bias
+    return layer.weight[:, :d], layer.bias + layer.weight[:, d:] @ f
 
 
 class LinearGaussianTransition(nn.Module):
     """p(z_{l-1} | z_l) = N(A z_l + b, diag σ²): mean linear in the parent, σ learned.
 
     σ = softplus(raw) + min_scale does not depend on z_l, so the conditional is
-    linear-Gaussian (the form ``latentkit.LinearGaussianSpec`` describes).
+    linear-Gaussian (the form ``latentkit.LinearGaussianSpec`` describes). A conditional
+    chain calls it on [z_l, f(c)]: the condition's features shift the mean linearly.
     """
 
     def __init__(self, d_in: int, d_out: int, min_scale: float):
@@ -182,147 +215,85 @@ class LinearGaussianTransition(nn.Module):
 
 
 class HVAEGenerative(lk.GenerativeChain):
-    """p(z_L) = N(0, I); p(z_{l-1} | z_l) per layer; p(x | z_1) = likelihood(decoder(z_1))."""
+    """p(z_L) = N(0, I); p(z_{l-1} | z_l) per layer; p(x | z_1) = likelihood(decoder(z_1)).
+
+    Conditional (``cfg.classes`` = K): p(z_L | c) = N(A f(c), diag exp(2 B f(c))) with
+    [A B] = ``prior_map``, and each transition and the decoder read [z, f(c)]."""
 
     def __init__(self, cfg: HVAEConfig):
         dims = cfg.latent_dims
         super().__init__(cfg.data_shape, [(d,) for d in dims])
         D = math.prod(cfg.data_shape)
         self.linear = cfg.architecture == "linear"
+        self.condition_spec = spec = cfg.condition_spec
+        f = spec.feature_dim if spec is not None else 0
         scale = cfg.fixed_scale if cfg.likelihood_scale == "fixed" else cfg.likelihood_scale
         self.lik = lk.make_likelihood(cfg.likelihood, cfg.data_shape, scale)
-        self.decoder = cfg.net(dims[0], D * self.lik.num_params, stage=1)
+        self.decoder = cfg.net(dims[0] + f, D * self.lik.num_params, stage=1)
         # transitions[l - 2] is p(z_{l-1} | z_l), l = 2..L.
         if self.linear:
             steps = [
-                LinearGaussianTransition(dims[l - 1], dims[l - 2], cfg.min_scale)
+                LinearGaussianTransition(dims[l - 1] + f, dims[l - 2], cfg.min_scale)
                 for l in range(2, len(dims) + 1)
             ]
         else:
             steps = [
                 nn.Sequential(
-                    cfg.net(dims[l - 1], 2 * dims[l - 2], stage=l), GaussianHead(cfg.min_scale)
+                    cfg.net(dims[l - 1] + f, 2 * dims[l - 2], stage=l),
+                    GaussianHead(cfg.min_scale),
                 )
                 for l in range(2, len(dims) + 1)
             ]
         self.transitions = nn.ModuleList(steps)
         self.register_buffer("prior_loc", torch.zeros(dims[-1]))
         self.register_buffer("prior_scale", torch.ones(dims[-1]))
+        if spec is not None:  # p(z_L | c): its mean and log-scale linear in f(c)
+            self.prior_map = nn.Parameter(torch.zeros(f, 2 * dims[-1]))
+
+    def _features(self, n: int) -> Tensor:
+        """f(c) of the bound conditions for ``n`` rows, ``[n, K]``."""
+        return self.condition_spec.features(self.condition_for(n), self.prior_map.dtype)
+
+    def _prior_params(self, n: int) -> tuple[Tensor, Tensor]:
+        """p(z_L | c)'s mean and scale, ``[n, d_L]`` each."""
+        loc, log_scale = (self._features(n) @ self.prior_map).chunk(2, -1)
+        return loc, log_scale.exp()
 
     def prior(self, n: int) -> Independent:
-        return standard_normal(n, (self.prior_loc.shape[0],), like=self.prior_loc)
+        if self.condition_spec is None:
+            return standard_normal(n, (self.prior_loc.shape[0],), like=self.prior_loc)
+        return diag_normal(*self._prior_params(n))
 
     def transition(self, l: int, z: Tensor) -> Independent:
-        return self.transitions[l - 2](z)
+        return self.transitions[l - 2](beside(self, z))
 
     def likelihood(self, z1: Tensor):
-        return self.lik.from_flat(self.decoder(z1))
+        return self.lik.from_flat(self.decoder(beside(self, z1)))
 
     def linear_gaussian(self) -> lk.LinearGaussianSpec | None:
+        """The linear chain with a Gaussian likelihood of fixed or learned scale; a
+        conditional one for one condition value at a time (``condition_for(1)``: what
+        ``latentkit.exact_log_prob`` binds), its features folded into the biases."""
         noise_var = self.lik.linear_gaussian_variance()
         if not self.linear or noise_var is None:
             return None
-        out = self.decoder[0]
+        f, prior = None, (self.prior_loc, self.prior_scale)
+        if self.condition_spec is not None:
+            f = self._features(1)[0]
+            prior = tuple(t[0] for t in self._prior_params(1))
+        parents = [shape[0] for shape in self.latent_shapes[1:]]  # z_l of transitions[l - 2]
+        weight, bias = _affine_given(self.decoder[0], self.latent_shapes[0][0], f)
         return lk.LinearGaussianSpec(
-            prior_mean=self.prior_loc,
-            prior_var=self.prior_scale**2,
+            prior_mean=prior[0],
+            prior_var=prior[1] ** 2,
             transitions=tuple(
-                (t.linear.weight, t.linear.bias, t.scale() ** 2) for t in self.transitions
+                (*_affine_given(t.linear, d, f), t.scale() ** 2)
+                for t, d in zip(self.transitions, parents, strict=True)
             ),
-            weight=out.weight,
-            bias=out.bias,
+            weight=weight,
+            bias=bias,
             noise_var=noise_var,
         )
-
-
-class LadderFeatures(tuple):
-    """The ladder's features (h_1, ..., h_L) of one batch: what its ``encode`` returns."""
-
-
-class LadderPosterior(lk.PosteriorChain):
-    """q(z_L | x) Π q(z_{l-1} | z_l, x), fed by a deterministic bottom-up pass over x.
-
-    Features h_1 = f_1(x), h_l = f_l(h_{l-1}); q(z_L | x) = N(head_L(h_L)) and
-    q(z_{l-1} | z_l, x) = N(head_{l-1}([z_l, h_{l-1}])). For ``linear`` every f_l is the
-    identity (h_l = x: a stack of linear maps adds nothing a linear head cannot express),
-    so each q-mean is linear in (z_l, x).
-
-    The features are the chain's :meth:`encode`: the engine computes them once per pass
-    and hands them to ``top`` and every ``down``. Called directly with the data tensor,
-    ``top`` and ``down`` compute them themselves.
-    """
-
-    top_down = True
-
-    def __init__(self, cfg: HVAEConfig):
-        super().__init__()
-        dims, D, L = cfg.latent_dims, math.prod(cfg.data_shape), len(cfg.latent_dims)
-        stages = range(1, L + 1)
-        deep = cfg.architecture == "mlp" and all(cfg.widths(l) for l in stages)
-        # width[l - 1]: the size of h_l (the identity keeps x's).
-        width = [cfg.widths(l)[-1] if deep else D for l in stages]
-        blocks = []
-        for l in stages:
-            if deep:
-                d_in = D if l == 1 else width[l - 2]
-                block = mlp([d_in, *cfg.widths(l)], cfg.activation)
-                blocks.append(nn.Sequential(*block, ACTIVATIONS[cfg.activation]()))
-            else:
-                blocks.append(nn.Identity())
-        self.blocks = nn.ModuleList(blocks)
-        self.top_head = nn.Sequential(mlp([width[-1], 2 * dims[-1]]), GaussianHead(cfg.min_scale))
-        # down_heads[l - 2] gives q(z_{l-1} | z_l, x) from (z_l, h_{l-1}), l = 2..L.
-        self.down_heads = nn.ModuleList(
-            nn.Sequential(
-                cfg.net(dims[l - 1] + width[l - 2], 2 * dims[l - 2], stage=l),
-                GaussianHead(cfg.min_scale),
-            )
-            for l in range(2, L + 1)
-        )
-
-    def encode(self, x: Tensor) -> LadderFeatures:
-        """(h_1, ..., h_L) for the batch x (the ladder's deterministic bottom-up pass)."""
-        h, out = _flat(x), []
-        for block in self.blocks:
-            h = block(h)
-            out.append(h)
-        return LadderFeatures(out)
-
-    def _features(self, x: Tensor | LadderFeatures) -> LadderFeatures:
-        return x if isinstance(x, LadderFeatures) else self.encode(x)
-
-    def top(self, x: Tensor | LadderFeatures) -> Independent:
-        return self.top_head(self._features(x)[-1])
-
-    def down(self, l: int, z: Tensor, x: Tensor | LadderFeatures) -> Independent:
-        h = self._features(x)
-        return self.down_heads[l - 2](torch.cat([z, h[l - 2]], dim=-1))
-
-
-class MarkovPosterior(lk.PosteriorChain):
-    """q(z_1 | x) Π q(z_l | z_{l-1}): a Markov forward chain, each step a Gaussian head."""
-
-    bottom_up = True
-
-    def __init__(self, cfg: HVAEConfig):
-        super().__init__()
-        dims, D = cfg.latent_dims, math.prod(cfg.data_shape)
-        self.first_head = nn.Sequential(
-            cfg.net(D, 2 * dims[0], stage=1), GaussianHead(cfg.min_scale)
-        )
-        # up_heads[l - 2] gives q(z_l | z_{l-1}), l = 2..L.
-        self.up_heads = nn.ModuleList(
-            nn.Sequential(
-                cfg.net(dims[l - 2], 2 * dims[l - 1], stage=l), GaussianHead(cfg.min_scale)
-            )
-            for l in range(2, len(dims) + 1)
-        )
-
-    def first(self, x: Tensor) -> Independent:
-        return self.first_head(_flat(x))
-
-    def up(self, l: int, z: Tensor, x: Tensor) -> Independent:
-        return self.up_heads[l - 2](z)
 
 
 def build_hvae(cfg: HVAEConfig) -> lk.LatentModel:

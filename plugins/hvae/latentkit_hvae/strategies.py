@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 
 @st.composite
 def hvae_configs(draw, max_depth: int = 4, max_dim: int = 4) -> dict:
-    """Small ``load_model("hvae", **cfg)`` values across depth, architecture and posterior.
+    """Small ``load_model("hvae", **cfg)`` values across depth, architecture, posterior and
+    conditioning (a third of them conditional on 3 classes: the checks run on the model given
+    a seeded class, ``latentkit.testing.checks.case.given_seeded_condition``).
 
-    Linear configs with a Gaussian likelihood are linear-Gaussian chains, so the checks'
-    exact-log-p comparison applies to them.
+    Linear configs with a Gaussian likelihood are linear-Gaussian chains (for each class of a
+    conditional one), so the checks' exact-log-p comparison applies to them.
     """
     architecture = draw(st.sampled_from(["linear", "mlp"]))
     likelihood = (
@@ -25,6 +27,7 @@ def hvae_configs(draw, max_depth: int = 4, max_dim: int = 4) -> dict:
         "hidden": (draw(st.integers(2, 8)),),
         "likelihood": likelihood,
         "posterior": draw(st.sampled_from(["top-down", "bottom-up"])),
+        "classes": draw(st.sampled_from((0, 0, 3))),
     }
     if architecture == "mlp" and draw(st.booleans()):  # widths per stage instead of `hidden`
         config["stage_hidden"] = tuple((draw(st.integers(2, 8)),) for _ in range(depth))
