@@ -350,7 +350,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
         ),
         bad("NaN", lambda k: DF.cosine_alpha_bar(t(3), offset=NAN), lk.InputError, "offset"),
         bad("wrong type", lambda k: DF.cosine_alpha_bar(t(3), offset="s"), lk.InputError, "offset"),
-        bad("out of range", lambda k: DF.cosine_alpha_bar(t(3) + 2), lk.InputError, "u"),
+        bad("out of range", lambda k: DF.cosine_alpha_bar(t(3) + 1.5), lk.InputError, "u"),
         bad("NaN in row 2", lambda k: DF.cosine_alpha_bar(_nan_at(t(4), 2)), lk.InputError, "u"),
         bad("wrong type", lambda k: DF.cosine_alpha_bar("u"), lk.InputError, "u"),
     ),
@@ -362,12 +362,14 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
         bad("huge", lambda k: DF.cosine_log_snr(t(3), 0.0, 1e4), lk.InputError, "gamma_max"),
         bad("bool", lambda k: DF.cosine_log_snr(t(3), False, 1.0), lk.InputError, "gamma_min"),
         bad("wrong type", lambda k: DF.cosine_log_snr(0.5, -1.0, 1.0), lk.InputError, "u"),
+        bad("equal ends", lambda k: DF.cosine_log_snr(t(3), 1.0, 1.0), lk.InputError, "gamma_max"),
+        bad("huge", lambda k: DF.cosine_log_snr(t(3), -1e4, 1.0), lk.InputError, "gamma_min"),
     ),
     "latentkit.diffusion.gamma_from_alpha_bar": (
         bad("wrong type", lambda k: DF.gamma_from_alpha_bar("a"), lk.InputError, "alpha_bar"),
     ),
     "latentkit.diffusion.gather_steps": (
-        bad("out of range", lambda k: DF.gather_steps(t(5), 10, t(2)), lk.InputError, "t=10"),
+        bad("out of range", lambda k: DF.gather_steps(t(5), 5, t(2)), lk.InputError, "t=5"),
         bad("negative", lambda k: DF.gather_steps(t(5), -1, t(2)), lk.InputError, "t=-1"),
         bad("wrong type", lambda k: DF.gather_steps(t(5), 2.7, t(2)), lk.InputError, "t must"),
         bad("wrong type", lambda k: DF.gather_steps(t(5), "3", t(2)), lk.InputError, "t must"),
@@ -414,6 +416,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
         bad("zero size", lambda k: P.as_images(t(2, 4), (0, 4)), lk.InputError, "data_shape"),
         bad("wrong type", lambda k: P.as_images(t(2, 4), "22"), lk.InputError, "data_shape"),
         bad("NaN in row 1", lambda k: P.as_images(_nan_at(t(3, 4), 1)), lk.NonFiniteError, "x"),
+        bad("wrong shape", lambda k: P.as_images(t(2, 1, 1, 2, 2)), lk.ShapeError, "data_shape"),
     ),
     "latentkit.plots.finish_panels": (
         bad(
@@ -497,6 +500,12 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             lambda k: P.sample_grid(_nan_at(t(4, 4), 3), k.tmp / "a.png"),
             lk.NonFiniteError,
             "NaN",
+        ),
+        bad(
+            "out of range",
+            lambda k: P.sample_grid(t(4, 4), k.tmp / "a.png", ncols=5),
+            lk.InputError,
+            "ncols",
         ),
     ),
     "latentkit.plots.save_figure": (
@@ -841,7 +850,10 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             "'bogus'",
         ),
         bad(
-            "wrong type", lambda k: TS.run_checks("vae", checks="finite"), lk.ConfigError, "checks"
+            "wrong type",
+            lambda k: TS.run_checks("vae", checks="finite"),
+            lk.ConfigError,
+            "a list of check keys",
         ),
         bad(
             "unknown choice",

@@ -21,6 +21,7 @@ PAGES = [
     "docs/vamp.md",
     "docs/iaf.md",
     "docs/continuous.md",
+    "docs/conditional.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 

@@ -17,6 +17,7 @@ import signal
 import warnings
 
 import pytest
+from bad_calls_conditions import CONDITIONS
 from bad_calls_core import CORE  # tests/ is on sys.path
 from bad_calls_kit import Bad, Kit, one_line
 from bad_calls_more import MORE
@@ -105,7 +106,7 @@ EXEMPT = {
 }
 """Public callables with no bad-input case, each with the reason."""
 
-TABLE: dict[str, tuple[Bad, ...]] = {**CORE, **MORE, **OTHERS}
+TABLE: dict[str, tuple[Bad, ...]] = {**CORE, **MORE, **OTHERS, **CONDITIONS}
 
 
 def _resolve(dotted: str) -> object:

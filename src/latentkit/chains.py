@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from latentkit.conditions import ConditionSpec, check_condition, check_guidance, tiled, view
-from latentkit.errors import InputError
+from latentkit.errors import InputError, InputTypeError
 
 __all__ = [
     "ConditionSpec",
@@ -66,6 +67,17 @@ class LinearGaussianSpec:
     bias: Tensor
     noise_var: Tensor
 
+    def __attrs_post_init__(self) -> None:
+        for name in ("prior_mean", "prior_var", "weight", "bias", "noise_var"):
+            if not isinstance(getattr(self, name), Tensor):
+                got = type(getattr(self, name)).__name__
+                raise InputTypeError(f"LinearGaussianSpec: {name} must be a Tensor, got {got}")
+        for i, t in enumerate(self.transitions):
+            if not (isinstance(t, tuple) and len(t) == 3 and all(isinstance(a, Tensor) for a in t)):
+                raise InputTypeError(
+                    f"LinearGaussianSpec: transitions[{i}] must be a tuple (A, b, v) of Tensors"
+                )
+
     def messages(self) -> list[tuple[Tensor, Tensor, Tensor]]:
         """(C_l, d_l, Σ_l) for l = 1..L: x | z_l ~ N(C_l z_l + d_l, Σ_l)."""
         C, d, S = self.weight, self.bias, torch.diag(self.noise_var)
@@ -76,13 +88,26 @@ class LinearGaussianSpec:
         return out
 
 
-class ObjectiveChoice(NamedTuple):
+class _Choice(NamedTuple):
+    name: str
+    options: dict[str, Any]
+
+
+class ObjectiveChoice(_Choice):
     """The objective a model trains with unless told otherwise: its registry ``name``
     (``latentkit.list_objectives()``) and the ``options`` of its config, e.g.
     ``ObjectiveChoice("elbo", {"beta": 4.0})``. A tuple: equal to ``(name, options)``."""
 
-    name: str
-    options: dict[str, Any]
+    __slots__ = ()
+
+    def __new__(cls, name: str, options: Mapping[str, Any]) -> ObjectiveChoice:
+        if not isinstance(name, str) or not name:
+            raise InputTypeError(f"an objective's name must be a non-empty str, got {name!r}")
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            raise InputTypeError(
+                f"an objective's options must be a mapping of str keys, got {options!r}"
+            )
+        return super().__new__(cls, name, dict(options))
 
 
 class SharedModule:
@@ -98,7 +123,7 @@ class SharedModule:
 
     def __init__(self, module: nn.Module):
         if not isinstance(module, nn.Module):
-            raise TypeError(f"SharedModule takes an nn.Module, got {type(module).__name__}")
+            raise InputTypeError(f"SharedModule takes an nn.Module, got {type(module).__name__}")
         self.module = module
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -127,6 +152,23 @@ def _check_shared(model: LatentModel) -> None:
                         "LatentModel does not own: pass it as LatentModel(..., "
                         "shared={name: module})"
                     )
+
+
+def _seq(value: Any) -> Sequence[Any]:
+    if isinstance(value, (str, bytes, Tensor)) or not isinstance(value, Sequence):
+        raise InputTypeError(f"expected a sequence of shapes, got {value!r}")
+    return value
+
+
+def _sizes(shape: Any, what: str) -> tuple[int, ...]:
+    """A shape: a sequence of ints ≥ 1 (bools refused)."""
+    try:
+        sizes = tuple(operator.index(d) for d in _seq(shape) if not isinstance(d, bool))
+    except TypeError:
+        sizes = ()
+    if len(sizes) != len(shape) or any(d < 1 for d in sizes):
+        raise InputError(f"{what} must be a sequence of ints ≥ 1, got {shape!r}")
+    return sizes
 
 
 def _given(self, c: Tensor | None, guidance: float = 0.0):
@@ -160,10 +202,10 @@ class GenerativeChain(nn.Module):
 
     def __init__(self, data_shape: Sequence[int], latent_shapes: Sequence[Sequence[int]]):
         super().__init__()
-        self.data_shape = tuple(int(d) for d in data_shape)
-        self.latent_shapes = tuple(tuple(int(d) for d in s) for s in latent_shapes)
+        self.data_shape = _sizes(data_shape, "data_shape")
+        self.latent_shapes = tuple(_sizes(s, "a latent shape") for s in _seq(latent_shapes))
         if not self.latent_shapes:
-            raise ValueError("a generative chain needs at least one latent layer")
+            raise InputError("a generative chain needs at least one latent layer")
 
     @property
     def num_layers(self) -> int:
@@ -298,9 +340,15 @@ class LatentModel(nn.Module):
     ):
         super().__init__()
         if not isinstance(generative, GenerativeChain):
-            raise TypeError(f"generative must be a GenerativeChain, got {type(generative)!r}")
+            raise InputTypeError(
+                f"generative must be a GenerativeChain, got {type(generative).__name__}"
+            )
         if not isinstance(posterior, PosteriorChain):
-            raise TypeError(f"posterior must be a PosteriorChain, got {type(posterior)!r}")
+            raise InputTypeError(
+                f"posterior must be a PosteriorChain, got {type(posterior).__name__}"
+            )
+        if not isinstance(objective, str) or not objective:
+            raise InputTypeError(f"objective must be a registered name (str), got {objective!r}")
         if not (posterior.top_down or posterior.bottom_up):
             raise TypeError(
                 f"{type(posterior).__name__} declares neither top_down nor bottom_up; "

@@ -10,6 +10,7 @@ __all__ = [
     "DeviceError",
     "EstimatorError",
     "InputError",
+    "InputTypeError",
     "LatentkitError",
     "NonFiniteError",
     "NonFiniteTrainingError",
@@ -32,6 +33,10 @@ class InputError(LatentkitError, ValueError):
 
 class ShapeError(InputError):
     """A tensor has the wrong rank or shape."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong type (a string where a model goes, say)."""
 
 
 class DTypeError(InputError, TypeError):

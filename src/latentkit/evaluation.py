@@ -30,6 +30,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from latentkit.arguments import check_count, check_seed
 from latentkit.bounds import elbo, iwae
 from latentkit.chains import LatentModel
 from latentkit.conditions import check_condition, restrict
@@ -241,7 +242,18 @@ def evaluate(
 
     The report's ``seconds`` is the whole call; ``iwae_seconds`` its IWAE part.
     """
-    k = _check_request(model, data, iwae_k, draws_per_call, ode_examples, ode_margin, ode_options)
+    k = _check_request(
+        model,
+        data,
+        iwae_k,
+        draws_per_call,
+        ode_examples,
+        ode_margin,
+        ode_options,
+        batch_size=batch_size,
+        num_samples=num_samples,
+        seed=seed,
+    )
     conditions = _check_conditions(model, conditions, data)
     if conditions is not None and ode_examples:
         raise InputError("ode_examples: the ODE figure does not take conditions yet")
@@ -263,13 +275,18 @@ def _check_request(
     ode_examples: int,
     ode_margin: float | None,
     ode_options: dict[str, Any] | None,
+    *,
+    batch_size: int,
+    num_samples: int,
+    seed: int,
 ) -> int:
     """Every argument of :func:`evaluate` checked before any work, the data set by the one
     check of training, evaluation and diagnostics (every example); returns IWAE's k."""
     check_tensor_kind(data, "data")
-    k = default_iwae_k(model) if iwae_k is None else int(iwae_k)
-    if k < 0:
-        raise ValueError(f"iwae_k must be ≥ 0, got {k}")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(num_samples, "num_samples")
+    check_seed(seed, "seed")
+    k = default_iwae_k(model) if iwae_k is None else check_count(iwae_k, "iwae_k", low=0)
     check_positive_int(draws_per_call, "draws_per_call")
     if ode_examples:
         _check_ode_request(model, ode_examples, ode_margin, ode_options, model.reference().dtype)

@@ -163,14 +163,15 @@ def write_report(
     payload["per_example"] = _write_per_example(run_dir, report, dataset.test, evaluated)
     payload["sample_quality"] = sample_quality_block(model, dataset, options, seed=seed, err=err)
     payload["conditional"] = conditional_block(model, dataset.test, labels, options, seed=seed)
-    if payload["conditional"] is not None:
-        out.print(conditional_table(payload["conditional"]))
     atomic_write_json(run_dir / "report.json", payload)
-    title = f"{name} at step {step} on {dataset.name} test"
+    given = "" if labels is None else " given the labels"
+    title = f"{name} at step {step} on {dataset.name} test{given}"
     _print_report(
         out, run_dir, report, figures, diag, files, title=title, data_name=dataset.name,
         quality=payload["sample_quality"],
     )  # fmt: skip
+    if payload["conditional"] is not None:
+        out.print(conditional_table(payload["conditional"]))
     return payload
 
 

@@ -10,7 +10,7 @@ import attrs
 from torch import Tensor, nn
 
 from latentkit.chains import LatentModel
-from latentkit.errors import ConfigError
+from latentkit.errors import ConfigError, InputTypeError
 from latentkit.specs import Spec
 
 
@@ -35,6 +35,11 @@ class Objective(nn.Module):
 
     def __init__(self, config: Any, model: LatentModel):
         super().__init__()
+        if model is not None and not isinstance(model, LatentModel):
+            raise InputTypeError(
+                f"{type(self).__name__}: model must be a latentkit.LatentModel, got "
+                f"{type(model).__name__}"
+            )
         self.config = config
 
     @classmethod

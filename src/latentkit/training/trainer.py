@@ -50,7 +50,7 @@ from torch import Tensor
 
 from latentkit.chains import LatentModel
 from latentkit.config import unstructure_config
-from latentkit.errors import ConfigError
+from latentkit.errors import ConfigError, InputTypeError
 from latentkit.estimators import training_estimator
 from latentkit.objectives import Objective
 from latentkit.training.config import TrainConfig
@@ -146,7 +146,9 @@ class Trainer:
         validation_labels: Tensor | None = None,
     ):
         if not isinstance(model, LatentModel):
-            raise TypeError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
+            raise InputTypeError(
+                f"model must be a latentkit.LatentModel, got {type(model).__name__}"
+            )
         self._config = config = config or TrainConfig()
         self.console = console or Console(stderr=True)
         self.runtime = runtime = Runtime.start(

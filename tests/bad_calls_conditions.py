@@ -1,0 +1,54 @@
+"""Hostile calls of the conditional API: the condition's declaration, the marginal over a
+finite label set, the semi-supervised labels and the per-class sample grid."""
+
+from __future__ import annotations
+
+import torch
+from bad_calls_kit import NAN, Bad, bad
+
+import latentkit as lk
+from latentkit.data import keep_labels
+from latentkit.sampling import class_grid
+
+t = torch.zeros
+
+
+def _cvae() -> lk.LatentModel:
+    torch.manual_seed(0)
+    return lk.load_model("vae", data_shape=(4,), latent_dim=2, architecture="linear", classes=3)
+
+
+CONDITIONS: dict[str, tuple[Bad, ...]] = {
+    "latentkit.ConditionSpec": (
+        bad("zero count", lambda k: lk.ConditionSpec(num_classes=0), lk.InputError, "num_classes"),
+        bad("bool", lambda k: lk.ConditionSpec(num_classes=True), lk.InputError, "num_classes"),
+        bad("empty", lambda k: lk.ConditionSpec(), lk.InputError, "num_classes"),
+        bad("NaN", lambda k: lk.ConditionSpec(num_classes=2, drop_rate=NAN), lk.InputError),
+        bad(
+            "out of range",
+            lambda k: lk.ConditionSpec(num_classes=2, guidance=True, drop_rate=1.0),
+            lk.InputError,
+            "drop_rate",
+        ),
+    ),
+    "latentkit.class_log_probs": (
+        bad("not conditional", lambda k: lk.class_log_probs(k.vae, k.x), lk.InputError),
+        bad("zero count", lambda k: lk.class_log_probs(_cvae(), k.x, k=0), lk.InputError, "k"),
+        bad("NaN", lambda k: lk.class_log_probs(_cvae(), k.x + NAN), lk.NonFiniteError),
+    ),
+    "latentkit.marginal_log_prob": (
+        bad("not conditional", lambda k: lk.marginal_log_prob(k.vae, k.x), lk.InputError),
+        bad("wrong type", lambda k: lk.marginal_log_prob(_cvae(), "x"), lk.InputError),
+        bad("bool", lambda k: lk.marginal_log_prob(_cvae(), k.x, exact=3), lk.InputError),
+    ),
+    "latentkit.data.keep_labels": (
+        bad("zero count", lambda k: keep_labels(torch.arange(4), 0), lk.ConfigError, "labels"),
+        bad("too many", lambda k: keep_labels(torch.arange(4), 2), lk.ConfigError, "class 0"),
+        bad("wrong dtype", lambda k: keep_labels(t(4), 1), lk.ConfigError, "integer"),
+        bad("negative", lambda k: keep_labels(torch.arange(4), 1, seed=-1), lk.InputError),
+    ),
+    "latentkit.sampling.class_grid": (
+        bad("wrong type", lambda k: class_grid("m", 2), lk.InputError),
+        bad("zero count", lambda k: class_grid(_cvae(), 0), lk.InputError, "per_class"),
+    ),
+}
