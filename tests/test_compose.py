@@ -517,3 +517,40 @@ def test_a_composed_run_checkpoints_rebuilds_and_resumes(composed_registered, tm
     resumed = run(tmp_path / "split", 6, resume=True)
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+PLUGIN_PRIORS = [
+    ("iaf", {"latent_dim": 2, "hidden": [8]}),
+    ("vamp", {"latent_dim": 2, "hidden": [8], "num_pseudo_inputs": 3}),
+    ("gmm", {"components": 3}),
+    ("gmm", {"components": 3, "posterior": "amortized", "hidden": [4]}),
+]
+
+
+@pytest.mark.parametrize("prior, config", PLUGIN_PRIORS, ids=[p for p, c in PLUGIN_PRIORS])
+def test_plugins_as_priors_pass_the_generic_checks(composed_registered, prior, config):
+    """A flow-posterior VAE, a VampPrior VAE and a mixture (exact or amortized
+    responsibilities, a discrete latent) as the prior of a VAE: the checks that hold for any
+    latent model (finite bounds, log p ≥ IWAE_k ≥ ELBO in expectation, normalised samples)."""
+    from hypothesis import strategies as st
+
+    from latentkit.testing.checks import run_checks
+
+    if prior not in lk.list_models():
+        pytest.skip(f"the {prior} plugin is not installed here")
+    outer = {"data_shape": [4], "latent_dim": 2, "hidden": [8]}
+    cfg = {"outer": "vae", "outer_config": outer, "prior": prior, "prior_config": config}
+    results = run_checks(
+        "composed",
+        configs=st.just(cfg),
+        max_examples=3,
+        derandomize=True,
+        checks=["samples", "finite", "iwae-ordering", "kl-nonnegative"],
+    )
+    assert results and not [r for r in results if r.failed], results
+    assert {r.check.key for r in results if r.status == "passed"} == {
+        "samples",
+        "finite",
+        "iwae-ordering",
+        "kl-nonnegative",
+    }

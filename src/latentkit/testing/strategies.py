@@ -191,10 +191,16 @@ def _real_valued(model: LatentModel) -> bool:
     Asked at z_1 = z_L ~ p(z_L) for one layer, else at zeros: without walking the chain,
     so a chain whose samples blow up is reported by the checks, not here.
     """
-    p = model.generative
-    with seeded(0, model.reference().device):
+    p, ref = model.generative, model.reference()
+    with seeded(0, ref.device):
         top = p.prior(1).sample()
-    z1 = top if p.num_layers == 1 else top.new_zeros(1, *p.latent_shapes[0])
+    # z_1 in the model's float dtype: the top latent may be discrete (a mixture's component
+    # index, a LongTensor) while z_1 is continuous.
+    z1 = (
+        top
+        if p.num_layers == 1
+        else torch.zeros(1, *p.latent_shapes[0], dtype=ref.dtype, device=ref.device)
+    )
     support = p.likelihood(z1).support
     while isinstance(support, constraints.independent):
         support = support.base_constraint
