@@ -376,6 +376,8 @@ PLUGINS: dict[str, tuple[Bad, ...]] = {
         bad("wrong type", lambda k: LinearLogSNR("a", 3.0), lk.ConfigError, "gamma_min"),
         bad("out of order", lambda k: LinearLogSNR(3.0, 1.0), lk.ConfigError, "gamma_max"),
         bad("NaN", lambda k: LinearLogSNR(-1.0, NAN), lk.ConfigError, "gamma_max"),
+        bad("out of range", lambda k: LinearLogSNR(-1.0, 1e6), lk.ConfigError, "gamma_max"),
+        bad("wrong type", lambda k: LinearLogSNR(-1.0, "5"), lk.ConfigError, "gamma_max"),
         bad("bool for float", lambda k: LinearLogSNR(False, 1.0), lk.ConfigError, "gamma_min"),
     ),
     "latentkit_vdm.CosineLogSNR": (
@@ -645,6 +647,12 @@ PLUGINS: dict[str, tuple[Bad, ...]] = {
         bad("zero count", lambda k: HVAEConfig().net(0, 3, 1), lk.InputError, "d_in"),
         bad("huge int", lambda k: HVAEConfig().net(2, HUGE, 1), lk.InputError, "d_out"),
         bad("out of range", lambda k: HVAEConfig().net(2, 3, 9), lk.InputError, "stage"),
+        bad(
+            "out of range",
+            lambda k: HVAEConfig(architecture="linear").net(2, 3, 9),
+            lk.InputError,
+            "net: stage",
+        ),
     ),
     "latentkit_hvae.build_hvae": (
         bad("wrong type", lambda k: build_hvae(VAEConfig()), lk.ConfigError, "HVAEConfig"),
