@@ -18,6 +18,12 @@ from latentkit.checkpoint import (
 )
 from latentkit.cli.build import build_run
 from latentkit.cli.common import CLIError
+from latentkit.cli.preflight import (
+    check_evaluations,
+    check_objective_settings,
+    refuse_changed_model,
+    refuse_select_k_alone,
+)
 from latentkit.cli.runconfig import (
     DataConfig,
     EvalConfig,
@@ -54,8 +60,14 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     # Everything is checked and built before the run folder is touched: a missing data file,
     # a batch larger than the data or a model too large for memory leaves the old run as is.
     ds, model, trainer = build_run(spec, train_cfg, fields, run_dir, err)
+    # ... and the settings checked against what was built: two values of one option, the
+    # evaluations the run and its report will do (docs/training.md)
+    note = check_objective_settings(spec.objective, spec.objective_config, model)
+    check_evaluations(model, trainer, spec.evaluate)
     if args.report:  # the report's sample quality reads these data: refused before training
         check_sample_quality(ds, spec.evaluate)
+    if note:
+        err.print(note, markup=False, highlight=False)
     with _RunFolder(run_dir, writer=trainer.dist.is_main, err=err) as folder:
         if checkpoint is None:
             if args.overwrite:
@@ -86,12 +98,12 @@ def _resolve(args: argparse.Namespace) -> tuple[RunSpec, Path, Path | None, Any,
         spec.model = args.model
     if args.prior:
         spec.prior = args.prior
+    if args.objective:  # before a resumed run's record, which it may replace
+        spec.objective = args.objective
     run_dir_arg: Path | None = args.run_dir
     checkpoint, resumed_step = None, 0
     if args.resume:
         run_dir_arg, checkpoint, resumed_step = _merge_resumed(spec, run_dir_arg)
-    if args.objective:
-        spec.objective = args.objective
     if not spec.model:
         raise CLIError("which model? pass --model NAME (see `latentkit list`)")
     model_spec = get_model_spec(spec.model)
@@ -110,6 +122,7 @@ def _resolve(args: argparse.Namespace) -> tuple[RunSpec, Path, Path | None, Any,
     _check_options(spec.evaluate, "[evaluate]")
     _check_options(spec.data, "[data]")
     train_cfg = structure_config(TrainConfig, spec.train)
+    refuse_select_k_alone(train_cfg.select_k, spec.data.get("validation") or 0)
     if spec.objective is not None:  # the config's values checked now, before the data load
         objective_spec = get_objective_spec(spec.objective)
         structure_config(
@@ -152,6 +165,7 @@ def _merge_resumed(spec: RunSpec, run_dir_arg: Path | None) -> tuple[Path, Path,
                 f"--resume: {checkpoint} is a {recorded_model!r} run, not {spec.model!r}"
             )
         spec.model = recorded_model
+        refuse_changed_model(spec.model_config, info["model_config"], checkpoint)
         spec.model_config = {**info["model_config"], **spec.model_config}
     recorded_objective = info.get("objective")
     if isinstance(recorded_objective, dict) and isinstance(recorded_objective.get("name"), str):

@@ -21,6 +21,7 @@ or ``diagnostics`` line of ``metrics.jsonl``) and with figures it draws
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -107,7 +108,13 @@ class TensorBoardLogger(JsonlLogger):
                 "logger: 'tensorboard' needs the tensorboard package "
                 "(pip install 'latentkit[tracking]')"
             ) from None
-        self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        self._writer_class = SummaryWriter
+
+    @functools.cached_property
+    def writer(self) -> Any:
+        """The event-file writer, opened at the first record: building the logger writes
+        nothing (``train`` builds it before it takes, or replaces, the run folder)."""
+        return self._writer_class(log_dir=str(self.run_dir / "tensorboard"))
 
     def log_config(self, config: dict[str, Any]) -> None:
         text = json.dumps(json_safe(config), indent=2)
@@ -125,7 +132,8 @@ class TensorBoardLogger(JsonlLogger):
         self.writer.add_image(name, image, global_step=step, dataformats="HWC")
 
     def close(self) -> None:
-        self.writer.close()
+        if "writer" in self.__dict__:
+            self.writer.close()
 
 
 class MLflowLogger(JsonlLogger):
@@ -142,26 +150,40 @@ class MLflowLogger(JsonlLogger):
                 "logger: 'mlflow' needs the mlflow-skinny package "
                 "(pip install 'latentkit[tracking]')"
             ) from None
+        self._client_class = MlflowClient
+        self._params_logged = False
+
+    @functools.cached_property
+    def client(self) -> Any:
+        """The store's client, opened (the store and its run made) at the first record:
+        building the logger writes nothing."""
+        MlflowClient = self._client_class
         # MLflow 3 keeps its file store in maintenance mode behind this switch; the file store
         # is what keeps a run's tracking inside its run folder with no server or database.
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         store = (self.run_dir / "mlruns").resolve()
         store.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=store.as_uri())
-        experiment = self.client.get_experiment_by_name(self.EXPERIMENT)
+        client = MlflowClient(tracking_uri=store.as_uri())
+        experiment = client.get_experiment_by_name(self.EXPERIMENT)
         experiment_id = (
             experiment.experiment_id
             if experiment is not None
-            else self.client.create_experiment(self.EXPERIMENT)
+            else client.create_experiment(self.EXPERIMENT)
         )
         # One MLflow run per run folder: a resumed training run continues it.
         id_file = self.run_dir / "mlruns" / "latentkit_run_id"
         run_id = id_file.read_text().strip() if id_file.exists() else ""
         if not run_id:
-            run_id = self.client.create_run(experiment_id, run_name=self.run_dir.name).info.run_id
+            run_id = client.create_run(experiment_id, run_name=self.run_dir.name).info.run_id
             id_file.write_text(run_id + "\n")
-        self.run_id = run_id
-        self._params_logged = False
+        self.__dict__["run_id"] = run_id
+        return client
+
+    @functools.cached_property
+    def run_id(self) -> str:
+        """This training run's MLflow run (made with the client)."""
+        self.client  # noqa: B018 (opening the client sets it)
+        return self.__dict__["run_id"]
 
     def log_config(self, config: dict[str, Any]) -> None:
         if self._params_logged:
@@ -182,7 +204,8 @@ class MLflowLogger(JsonlLogger):
         self.client.log_artifact(self.run_id, str(path), artifact_path="figures")
 
     def close(self) -> None:
-        self.client.set_terminated(self.run_id)
+        if "client" in self.__dict__:
+            self.client.set_terminated(self.run_id)
 
 
 def make_logger(kind: str, run_dir: str | os.PathLike | None) -> Logger:
