@@ -433,6 +433,12 @@ PLUGINS: dict[str, tuple[Bad, ...]] = {
     "latentkit_vdm.figures.per_t_plot": (
         bad("wrong type", lambda k: per_t_plot([], k.tmp / "a.png"), lk.InputError, "breakdown"),
         bad("empty", lambda k: per_t_plot({"t": []}, k.tmp / "a.png"), lk.InputError),
+        bad(
+            "empty",
+            lambda k: per_t_plot({key: [] for key in BREAKDOWN}, k.tmp / "a.png"),
+            lk.InputError,
+            "breakdown",
+        ),
         bad("wrong type", lambda k: per_t_plot(BREAKDOWN, 3), lk.InputError, "path"),
         bad("wrong type", lambda k: per_t_plot(BREAKDOWN, k.tmp / "a.png", title=1), lk.InputError),
     ),
