@@ -219,7 +219,7 @@ def test_the_unet_serves_image_data_in_every_bound_and_trains():
     continuous = model.continuous_elbo(x).total
     assert bound.shape == continuous.shape == (3,)
     assert torch.isfinite(bound).all() and torch.isfinite(continuous).all()
-    lk.training_loss(model, x).mean().backward()
+    lk.training_loss(model, x, validate=False).mean().backward()  # off the 8-bit grid, as above
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
     net = model.core.net
