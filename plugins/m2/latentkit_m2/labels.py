@@ -48,14 +48,11 @@ def mask_labels(
             f"{per_class} ({len(short)} such classes); lower per_class"
         )
     g = torch.Generator().manual_seed(seed)
-    keep = torch.cat(
-        [
-            torch.nonzero(labels == c).squeeze(1)[torch.randperm(int(counts[c]), generator=g)][
-                :per_class
-            ]
-            for c in range(k)
-        ]
-    )
+    keep = []
+    for c in range(k):
+        rows = torch.nonzero(labels == c).squeeze(1)
+        keep.append(rows[torch.randperm(len(rows), generator=g)[:per_class]])
     out = torch.full_like(labels, lk.MISSING_LABEL)
-    out[keep] = labels[keep]
+    kept = torch.cat(keep)
+    out[kept] = labels[kept]
     return out
