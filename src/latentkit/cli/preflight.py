@@ -47,10 +47,24 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def refuse_changed_model(
-    given: Mapping[str, Any], recorded: Mapping[str, Any], checkpoint: Path, what: str = "model"
+    model_config: Mapping[str, Any],
+    prior_config: Mapping[str, Any],
+    info: Mapping[str, Any],
+    checkpoint: Path,
 ) -> None:
-    """``--resume`` keeps the checkpoint's model: a field of it given now with another value
-    than the recorded one (``what``: ``model`` or ``prior``) is refused in one line."""
+    """``--resume`` keeps the checkpoint's model: a field of the model (or of its prior)
+    that the run's tables, merged (the record under what was given now), hold with another
+    value than the checkpoint's record is refused in one line."""
+    recorded = info["model_config"]
+    if info.get("model") == "composed" and isinstance(recorded.get("outer_config"), Mapping):
+        _refuse_changed(prior_config, recorded.get("prior_config") or {}, checkpoint, "prior")
+        recorded = recorded["outer_config"]
+    _refuse_changed(model_config, recorded, checkpoint, "model")
+
+
+def _refuse_changed(
+    given: Mapping[str, Any], recorded: Mapping[str, Any], checkpoint: Path, what: str
+) -> None:
     for field, value in given.items():
         if field in recorded and not _same(value, recorded[field]):
             raise ConfigError(

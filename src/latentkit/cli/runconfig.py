@@ -178,10 +178,6 @@ def split_composed(spec: RunSpec, model: str, config: dict[str, Any], where: Any
     for given, recorded, what in ((spec.model, parts[0], "model"), (spec.prior, parts[1], "prior")):
         if given not in (None, recorded, COMPOSED):
             raise ConfigError(f"--resume: {where} has {what} {recorded!r}, not {given!r}")
-    from latentkit.cli.preflight import refuse_changed_model
-
-    refuse_changed_model(spec.model_config, config.get("outer_config") or {}, where)
-    refuse_changed_model(spec.prior_config, config.get("prior_config") or {}, where, "prior")
     spec.model, spec.prior = parts
     spec.model_config = {**dict(config.get("outer_config") or {}), **spec.model_config}
     spec.prior_config = {**dict(config.get("prior_config") or {}), **spec.prior_config}

@@ -63,6 +63,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     # ... and the settings checked against what was built: two values of one option, the
     # evaluations the run and its report will do (docs/training.md)
     note = check_objective_settings(spec.objective, spec.objective_config, model)
+    _record_protocol(trainer, spec.data)
     check_evaluations(model, trainer, spec.evaluate)
     if args.report:  # the report's sample quality reads these data: refused before training
         check_sample_quality(ds, spec.evaluate)
@@ -101,15 +102,18 @@ def _resolve(args: argparse.Namespace) -> tuple[RunSpec, Path, Path | None, Any,
     if args.objective:  # before a resumed run's record, which it may replace
         spec.objective = args.objective
     run_dir_arg: Path | None = args.run_dir
-    checkpoint, resumed_step = None, 0
+    checkpoint, resumed_step, record = None, 0, {}
     if args.resume:
-        run_dir_arg, checkpoint, resumed_step = _merge_resumed(spec, run_dir_arg)
+        run_dir_arg, checkpoint, record = _merge_resumed(spec, run_dir_arg)
+        resumed_step = record["step"]
     if not spec.model:
         raise CLIError("which model? pass --model NAME (see `latentkit list`)")
     model_spec = get_model_spec(spec.model)
     fields = [f.name for f in attrs.fields(model_spec.config_class)]
     _merge_flags(spec, args)  # the file, then flags, then --set (docs/cli.md)
     _apply_set(spec, args.set, fields)
+    if checkpoint is not None:  # the model as recorded, whatever was given now
+        refuse_changed_model(spec.model_config, spec.prior_config, record, checkpoint)
     _check_keys(spec.model_config, fields, f"model {spec.model!r}")
     # Check the values now, before the data load (data_shape, if not given, is the default).
     structure_config(model_spec.config_class, spec.model_config, model=spec.model)
@@ -141,8 +145,9 @@ def _resolve(args: argparse.Namespace) -> tuple[RunSpec, Path, Path | None, Any,
     return spec, run_dir, checkpoint, train_cfg, fields
 
 
-def _merge_resumed(spec: RunSpec, run_dir_arg: Path | None) -> tuple[Path, Path, int]:
-    """``--resume``: the newest checkpoint's recorded settings under what is given now."""
+def _merge_resumed(spec: RunSpec, run_dir_arg: Path | None) -> tuple[Path, Path, dict]:
+    """``--resume``: the newest checkpoint's recorded settings under what is given now;
+    the run folder, the checkpoint and its record."""
     if run_dir_arg is None and spec.model is None:
         raise CLIError("--resume needs --run-dir (or --model, for runs/MODEL)")
     run_dir_arg = run_dir_arg or Path("runs") / str(spec.model)
@@ -165,7 +170,6 @@ def _merge_resumed(spec: RunSpec, run_dir_arg: Path | None) -> tuple[Path, Path,
                 f"--resume: {checkpoint} is a {recorded_model!r} run, not {spec.model!r}"
             )
         spec.model = recorded_model
-        refuse_changed_model(spec.model_config, info["model_config"], checkpoint)
         spec.model_config = {**info["model_config"], **spec.model_config}
     recorded_objective = info.get("objective")
     if isinstance(recorded_objective, dict) and isinstance(recorded_objective.get("name"), str):
@@ -177,7 +181,17 @@ def _merge_resumed(spec: RunSpec, run_dir_arg: Path | None) -> tuple[Path, Path,
     data_record = info.get("data") if isinstance(info.get("data"), dict) else {}
     recorded = {k: data_record.get(k) for k in field_names(DataConfig)}
     spec.data = {**{k: v for k, v in recorded.items() if v is not None}, **spec.data}
-    return run_dir_arg, checkpoint, info["step"]
+    return run_dir_arg, checkpoint, info
+
+
+def _record_protocol(trainer: Any, data: dict[str, Any]) -> None:
+    """The training protocol (binarization, validation split, labels kept) beside the data
+    set in the checkpoints' record, which ``--resume`` reads back: a resumed run trains on
+    the same protocol unless told otherwise."""
+    given = structure_config(DataConfig, {k: v for k, v in data.items() if v is not None})
+    if trainer.data_info is not None:
+        for key in ("binarization", "validation", "labels"):
+            trainer.data_info[key] = getattr(given, key)
 
 
 def _announce(
@@ -311,7 +325,8 @@ def _run_config(spec: RunSpec, trainer: Any, model: Any, train_cfg: Any) -> RunC
     variant actually loaded (a fallback data set included), so the file trains it again."""
     info = trainer.data_info
     data = {k: info.get(k) for k in ("name", "variant", "seed", "limit")}
-    data.update({k: spec.data[k] for k in ("binarization", "validation") if k in spec.data})
+    protocol = ("binarization", "validation", "labels")  # the training protocol, as given
+    data.update({k: spec.data[k] for k in protocol if k in spec.data})
     objective = trainer.objective_record
     names = {"model": str(spec.model), "model_config": unstructure_config(model.config)}
     if spec.prior is not None:  # recorded as given: model, prior and their two tables
