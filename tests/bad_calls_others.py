@@ -250,7 +250,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
     ),
     "latentkit.training.resolve_device": (
         bad("unknown choice", lambda k: T.resolve_device("gpu9"), lk.ConfigError, "gpu9"),
-        bad("wrong type", lambda k: T.resolve_device(0), lk.ConfigError, "device"),
+        bad("wrong type", lambda k: T.resolve_device(0), lk.ConfigError, "device must be a str"),
     ),
     "latentkit.training.seed_everything": (
         bad("huge int", lambda k: T.seed_everything(HUGE), lk.InputError, "seed"),
@@ -353,6 +353,7 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
         bad("out of range", lambda k: DF.cosine_alpha_bar(t(3) + 1.5), lk.InputError, "u"),
         bad("NaN in row 2", lambda k: DF.cosine_alpha_bar(_nan_at(t(4), 2)), lk.InputError, "u"),
         bad("wrong type", lambda k: DF.cosine_alpha_bar("u"), lk.InputError, "u"),
+        bad("negative", lambda k: DF.cosine_alpha_bar(t(3) - 0.5), lk.InputError, "u"),
     ),
     "latentkit.diffusion.cosine_log_snr": (
         bad(
@@ -662,6 +663,12 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             lk.NonFiniteError,
             "example 3",
         ),
+        bad(
+            "too many",
+            lambda k: Q.frechet_estimate(t(5, 2), t(5, 2), bootstrap=Q.metrics.MAX_BOOTSTRAP + 1),
+            lk.ConfigError,
+            "bootstrap",
+        ),
     ),
     "latentkit.quality.gaussian_stats": (
         bad("wrong type", lambda k: Q.gaussian_stats("f"), lk.ShapeError, "features"),
@@ -818,6 +825,9 @@ OTHERS: dict[str, tuple[Bad, ...]] = {
             lambda k: TS.model_cases("vae", device="gpu9"),
             lk.InputError,
             "device",
+        ),
+        bad(
+            "too many", lambda k: TS.model_cases("vae", max_batch=1025), lk.InputError, "max_batch"
         ),
     ),
     "latentkit.testing.run_check": (

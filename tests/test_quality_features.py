@@ -180,3 +180,27 @@ def test_a_users_own_module_as_feature_network():
     with pytest.raises(lk.ShapeError, match="'identity' must map") as e:
         bad.features(x)
     _one_line(e)
+
+
+@pytest.mark.parametrize(
+    ("channels", "conv", "feature_dim", "classes"),
+    [(1, (8, 16), 64, 10), (3, (5, 7), 11, 2), (2, (1, 3), 1, 13)],
+)
+def test_the_lenet_weight_count_is_the_networks(channels, conv, feature_dim, classes):
+    """``lenet_weights``, the count LeNet's size bound is checked against, is the number of
+    weights (parameters of two or more dimensions) the network holds, exactly."""
+    net = lk.quality.LeNet(channels, conv, feature_dim, classes)
+    held = sum(p.numel() for p in net.parameters() if p.ndim > 1)
+    assert features_module.lenet_weights(channels, conv, feature_dim, classes) == held
+
+
+def test_a_lenet_of_more_weights_than_the_bound_is_refused(monkeypatch):
+    """The bound is on the count itself: one weight over it is refused, at it built."""
+    sizes = (1, (2, 3), 4, 5)
+    monkeypatch.setattr(features_module, "MAX_LENET_WEIGHTS", features_module.lenet_weights(*sizes))
+    assert isinstance(lk.quality.LeNet(*sizes), lk.quality.LeNet)
+    monkeypatch.setattr(
+        features_module, "MAX_LENET_WEIGHTS", features_module.lenet_weights(*sizes) - 1
+    )
+    with pytest.raises(lk.ConfigError, match="LeNet: these sizes make"):
+        lk.quality.LeNet(*sizes)

@@ -118,6 +118,14 @@ class LeNet(nn.Module):
         return self.head(self.body(x))
 
 
+def lenet_weights(channels: int, conv: tuple[int, int], feature_dim: int, classes: int) -> int:
+    """The weights (biases aside) of a :class:`LeNet` of these sizes: its two 5×5
+    convolutions (C → c1 → c2), the 4×4×c2 → feature_dim layer and the head to ``classes``:
+    25·c1·(C + c2) + feature_dim·(16·c2 + classes)."""
+    c1, c2 = conv
+    return 25 * c1 * (channels + c2) + feature_dim * (16 * c2 + classes)
+
+
 def _lenet_sizes(channels: Any, conv: Any, feature_dim: Any, classes: Any) -> tuple[int, int]:
     """The two convolutions' widths, once every size is checked (see :class:`LeNet`)."""
     for name, value, low in (("channels", channels, 1), ("feature_dim", feature_dim, 1),
@@ -126,7 +134,7 @@ def _lenet_sizes(channels: Any, conv: Any, feature_dim: Any, classes: Any) -> tu
     if not isinstance(conv, (tuple, list)) or len(conv) != 2:
         raise ConfigError(f"LeNet: conv must be two widths (c1, c2), got {describe_value(conv)}")
     c1, c2 = (check_count(c, f"LeNet: conv[{i}]", error=ConfigError) for i, c in enumerate(conv))
-    weights = 25 * c1 * (channels + c2) + feature_dim * (16 * c2 + classes)
+    weights = lenet_weights(channels, (c1, c2), feature_dim, classes)
     if weights > MAX_LENET_WEIGHTS:
         raise ConfigError(
             f"LeNet: these sizes make {weights:,} weights, more than {MAX_LENET_WEIGHTS:,}"
