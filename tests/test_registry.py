@@ -73,6 +73,19 @@ def test_register_plugin_in_process_and_unregister():
     assert "in-process-vae" not in lk.list_models()
 
 
+def test_unregistering_again_is_nothing_but_a_plugin_never_registered_is_refused():
+    """A cleanup may undo a registration twice; a plugin never registered (a wrong object)
+    is named in a PluginError, and a plugin without a hook is refused at registration."""
+    lk.register_plugin(_InProcess, name="in-process")
+    lk.unregister_plugin(_InProcess)
+    lk.unregister_plugin(_InProcess)
+    assert "in-process-vae" not in lk.list_models()
+    with pytest.raises(lk.PluginError, match="is not registered"):
+        lk.unregister_plugin(_InProcess.Config)
+    with pytest.raises(lk.PluginError, match="no function marked @latentkit.hookimpl"):
+        lk.register_plugin(_InProcess.Config)
+
+
 def test_factory_returning_a_non_model_is_a_plugin_error():
     class Bad:
         @staticmethod

@@ -214,6 +214,7 @@ class _Registry:
 
 
 _registry = _Registry()
+_unregistered: list[object] = []  # undone once, so undoing again (a cleanup) is no error
 
 
 def reload_plugins() -> None:
@@ -254,9 +255,11 @@ def register_plugin(plugin: object, name: str | None = None) -> None:
 
 
 def unregister_plugin(plugin: object) -> None:
-    """Undo :func:`register_plugin` (a plugin not registered: a PluginError)."""
-    if not _registry.pm.is_registered(plugin) and all(p is not plugin for p, _ in _registry.extra):
+    """Undo :func:`register_plugin` (again: nothing; a plugin never registered: a PluginError)."""
+    known = [p for p, _ in _registry.extra] + _unregistered
+    if not _registry.pm.is_registered(plugin) and all(p is not plugin for p in known):
         raise PluginError(f"unregister_plugin: plugin {describe_value(plugin)} is not registered")
+    _unregistered.extend([plugin] if all(p is not plugin for p in _unregistered) else [])
     _registry.extra = [(p, n) for p, n in _registry.extra if p is not plugin]
     if _registry.pm.is_registered(plugin):
         _registry.pm.unregister(plugin)
@@ -377,11 +380,9 @@ def training_loss(
     model: LatentModel, x: Tensor, step: int | Tensor | None = None, *, validate: bool = True
 ) -> Tensor:
     """The loss of the model's own objective (:func:`training_objective`), ``[batch]``.
-
     ``step``: optimizer steps taken so far, an int ≥ 0 or a 0-dim integer tensor (``None``:
     after any schedule has ended). ``validate``: check ``x`` first, as ``lk.elbo`` does
-    (shape, dtype, device, finiteness, inside p(x|z_1)'s support: one read-back); ``False``
-    skips it in a tight loop."""
+    (shape, dtype, device, finiteness, p(x|z_1)'s support; one read-back); ``False`` skips it."""
     if not isinstance(model, LatentModel):
         raise EstimatorError(f"model must be a latentkit.LatentModel, got {type(model).__name__}")
     if isinstance(step, Tensor):
