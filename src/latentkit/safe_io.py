@@ -8,9 +8,12 @@ import contextlib
 import json
 import math
 import os
+import signal
 import stat
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,33 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back while the body runs, then delivered, in the order they
+    came, to the handlers that were there before (on the main thread, where Python runs
+    signal handlers; elsewhere nothing is held). So Ctrl-C inside a file's replacement lets
+    the file be written whole and then interrupts: it never lands between the temporary's
+    creation and its removal. A handler installed outside Python is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    before = {}
+    for sig in _HELD_SIGNALS:
+        if signal.getsignal(sig) is not None:
+            before[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        for sig in caught:  # the handlers run now (a KeyboardInterrupt is raised from here)
+            signal.raise_signal(sig)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, pause: float = 0.0) -> Path:
     """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
 
@@ -46,26 +76,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, pause: float = 0
     ``OSError`` and left as it is. The file's permission bits are those of the file it
     replaces, or, for a new file, 0666 less the umask (as ``open`` gives). Returns the path
     written (the link's target).
+
+    SIGINT and SIGTERM arriving during the write are delivered once it is over (the file
+    whole, or the temporary removed after a failure), so Ctrl-C never leaves a temporary
+    behind (docs/reliability.md, "Ctrl-C").
     """
     path = writable_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = _mode_for(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a file made by open() follows the umask
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if pause > 0:
-            time.sleep(pause)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    with _interrupts_held():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; open() follows the umask
+                os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if pause > 0:
+                time.sleep(pause)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
     return path
 
 

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from latentkit.cli.common import CLIError, _say_error, parse_value
+from latentkit.cli.common import CLIError, _say_error, _say_interrupted, parse_value
 from latentkit.cli.data import load_data, training_splits
 from latentkit.cli.parser import build_parser
 from latentkit.cli.runfolder import LOCK_NAME, REPLACED_PREFIX, RUN_FILES
@@ -82,7 +82,15 @@ def _out_of_memory_words(exc: RuntimeError) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``latentkit`` console script; returns the exit status."""
+    """Entry point of the ``latentkit`` console script; returns the exit status (130 after
+    Ctrl-C, with one line on stderr: docs/reliability.md, "Ctrl-C")."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return _say_interrupted(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from latentkit.training import distributed_env

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -94,6 +96,31 @@ def _say_error(err: Console, exc: BaseException) -> None:
     # A name the file system gave us may not be UTF-8 (surrogate escapes): show it escaped.
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     err.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+INTERRUPTED = 130
+"""The exit status after Ctrl-C (SIGINT): 128 + the signal's number, as a shell reports it."""
+
+
+def _say_interrupted(argv: Sequence[str] | None) -> int:
+    """After Ctrl-C: one line on stderr naming the command, no traceback; returns 130. Every
+    file is written whole or not at all (``latentkit.safe_io``, ``plots.save_figure``), so
+    the line need not say which were."""
+    from latentkit.training import distributed_env
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), "")
+    try:  # under torchrun every rank is interrupted: rank 0 alone says so
+        quiet = not distributed_env().is_main
+    except LatentkitError:
+        quiet = False
+    Console(stderr=True, quiet=quiet).print(
+        f"interrupted: latentkit {command} stopped (exit status {INTERRUPTED})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return INTERRUPTED
 
 
 def parse_value(text: str) -> Any:

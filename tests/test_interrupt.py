@@ -1,0 +1,262 @@
+"""Ctrl-C in every command: a real ``latentkit`` process sent SIGINT in the middle of its work
+prints one line (no traceback), exits with status 130 and leaves no partial file.
+
+Each case runs this file as the child (``python tests/test_interrupt.py SPEC SLEEP READY --
+ARGV``): it wraps one function of the command's work (``module:attr``, ``@TEXT`` when its
+first argument must contain TEXT), so that the first call touches the file READY and sleeps
+SLEEP seconds inside the command; the test sends SIGINT as soon as READY appears, so the
+interrupt lands exactly there. Then: the exit status is 130; stderr holds no traceback and,
+after READY, one line; no temporary (``*.tmp``) or partial (``*.partial.*``) file is left;
+every JSON file parses, every ``.safetensors`` file loads.
+
+Where the wrapped function is ``os.fsync`` (inside ``latentkit.safe_io``'s replacement of a
+file, where SIGINT is held back) the file must be there, whole, before the interrupt stops the
+command. About 3 s a case on 2 idle cores (the child's imports), 8 cases.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cli_runner import TINY, run_cli
+from safetensors.torch import load_file
+
+THIS = Path(__file__).resolve()
+LONG = 60.0
+"""Seconds a wrapped function sleeps where SIGINT ends the sleep (the case fails if not)."""
+HELD = 2.0
+"""Seconds it sleeps where SIGINT is held back (inside a file's replacement, or training)."""
+
+
+def _child(spec: str, sleep: float, ready: str, argv: list[str]) -> int:
+    """Wrap the function ``spec`` names, then run ``latentkit ARGV`` in this process."""
+    target, _, needle = spec.partition("@")
+    module, _, path = target.partition(":")
+    owner = importlib.import_module(module)
+    *parents, name = path.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
+    original = getattr(owner, name)
+
+    def wrapped(*args, **kwargs):
+        if not os.path.exists(ready) and needle in str(args[0] if args else ""):
+            Path(ready).touch()
+            time.sleep(sleep)
+        return original(*args, **kwargs)
+
+    setattr(owner, name, wrapped)
+    from latentkit.cli import main
+
+    return main(argv)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """Two finished, reported 4-step VAE runs on 64 digits (2 and 3 latents): ``a``, ``b``."""
+    folder = tmp_path_factory.mktemp("interrupt")
+    for name, model in (("a", ["--set", "latent_dim=2"]), ("b", ["--set", "latent_dim=3"])):
+        argv = ["train", *TINY, *model, "--steps", "4", "--report", "--diagnose", "0"]
+        code, _, err = run_cli([*argv, "--run-dir", str(folder / name)])
+        assert code == 0, err
+    return folder
+
+
+def interrupt(folder: Path, spec: str, sleep: float, argv: list[str]) -> list[str]:
+    """Run the child in ``folder`` and SIGINT it once READY appears; the lines it wrote on
+    stderr after that (the whole stderr is checked for a traceback)."""
+    ready, err_path = folder.parent / f"{folder.name}.ready", folder.parent / f"{folder.name}.err"
+    # 80 columns, as rich assumes for a pipe: a line longer than that must not be folded
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "80"}
+    cmd = [sys.executable, str(THIS), spec, str(sleep), str(ready), "--", *argv]
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert proc.poll() is None, f"ended ({proc.returncode}): {err_path.read_text()}"
+            assert time.monotonic() < deadline, f"{spec} was not called within 120 s"
+            time.sleep(0.005)
+        before = err_path.stat().st_size  # stderr is line-buffered: what came before READY
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    raw = err_path.read_bytes()
+    text = raw.decode()
+    assert "Traceback" not in text, text
+    assert proc.returncode == 130, text
+    return [line for line in raw[before:].decode().splitlines() if line.strip()]
+
+
+def assert_nothing_partial(folder: Path) -> None:
+    """No temporary or partial file under ``folder``; every JSON parses, every tensor file
+    loads."""
+    left = [p for p in folder.rglob("*") if p.name.endswith(".tmp") or ".partial" in p.name]
+    assert not left, left
+    for path in folder.rglob("*.json"):
+        json.loads(path.read_text())
+    for path in folder.rglob("*.safetensors"):
+        load_file(path)
+
+
+CASES = {
+    # name: (the wrapped function, its sleep, the command), run in a copy of the runs
+    "train": ("latentkit.training.trainer:Trainer._loop", HELD, ["train", *TINY, "--steps", "50"]),
+    "train --report": (
+        "latentkit.report:_run_evaluation",
+        LONG,
+        ["train", *TINY, "--steps", "2", "--report", "--run-dir", "runs/c"],
+    ),
+    "evaluate": ("latentkit.evaluation:_iwae_batch", LONG, ["evaluate", "a"]),
+    "evaluate --json": ("os:fsync", HELD, ["evaluate", "a", "--json", "out.json"]),
+    "report": ("os:replace@.partial", LONG, ["report", "a", "--diagnose", "0"]),
+    "sample": ("latentkit.sampling:sample", LONG, ["sample", "a", "--out", "grid.png"]),
+    "verify": ("torch.nn:Module.__call__", LONG, ["verify", "vae", "--max-examples", "2"]),
+    "compare": ("os:fsync", HELD, ["compare", "a", "b", "--markdown", "table.md"]),
+}
+"""Each command, interrupted in its work: inside training (the trainer's own stop: the step
+in flight, a checkpoint), the report after training, an evaluation's IWAE, a JSON file's
+replacement, a figure's write (before its rename), sampling, a property check's forward
+pass, and the comparison's Markdown file's replacement."""
+
+WRITTEN = {"evaluate --json": "out.json", "compare": "table.md"}
+"""The file whose replacement was interrupted: it is there, whole (SIGINT waits for it)."""
+
+
+GAPS = {
+    "train": "src/latentkit/cli/train.py prints 'stopped at step N; checkpoint ...; Continue "
+    "with: ...' folded at the terminal's width (two lines at 80 columns): it needs "
+    "soft_wrap=True, as the one-line error has",
+}
+"""Cases that fail today for a reason in another file, strict xfails naming it (fixing the
+file makes the case pass, and the strict xfail then fails until its entry goes)."""
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=GAPS[c])) if c in GAPS else c
+        for c in CASES
+    ],
+)
+def test_ctrl_c_is_one_line_status_130_and_no_partial_file(case, runs, tmp_path):
+    spec, sleep, argv = CASES[case]
+    folder = tmp_path / "work"
+    shutil.copytree(runs, folder)
+    lines = interrupt(folder, spec, sleep, argv)  # status 130, no traceback
+    assert_nothing_partial(folder)
+    if case in WRITTEN:
+        assert (folder / WRITTEN[case]).stat().st_size > 0
+    if case == "train":  # the trainer's own stop: the step in flight, then a checkpoint
+        assert (folder / "runs" / "vae" / "checkpoints" / "step-00000001.json").is_file()
+        assert len(lines) == 1 and lines[0].startswith("stopped at step 1; checkpoint "), lines
+    else:
+        assert lines == [f"interrupted: latentkit {argv[0]} stopped (exit status 130)"]
+
+
+# -- in this process: the CLI's handler, and safe_io holding SIGINT during a replacement ---
+
+
+def test_a_command_interrupted_returns_130_with_one_line(monkeypatch, capsys):
+    from latentkit.cli import main, parser
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parser, "cmd_list", interrupted)
+    assert main(["list"]) == 130
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "interrupted: latentkit list stopped (exit status 130)\n")
+    # while the parser is built (the plugins load): a long word still gives one line
+    monkeypatch.setattr("latentkit.cli.build_parser", interrupted)
+    word = "x" * 100
+    assert main([word]) == 130
+    assert capsys.readouterr().err == f"interrupted: latentkit {word} stopped (exit status 130)\n"
+
+
+def _sigint_here() -> None:
+    """SIGINT to this process, as Ctrl-C sends it; a Python handler runs within the sleep."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)
+
+
+def test_sigint_inside_a_replacement_comes_once_the_file_is_whole(tmp_path, monkeypatch):
+    from latentkit import safe_io
+
+    target = tmp_path / "report.json"
+    target.write_bytes(b"old")
+    fsync = os.fsync
+
+    def interrupted_fsync(fd: int) -> None:
+        _sigint_here()
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", interrupted_fsync)
+    with pytest.raises(KeyboardInterrupt):
+        safe_io.atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigint_as_the_temporary_is_made_leaves_no_temporary(tmp_path, monkeypatch):
+    import tempfile
+
+    from latentkit import safe_io
+
+    mkstemp = tempfile.mkstemp
+
+    def interrupted_mkstemp(*args, **kwargs):
+        made = mkstemp(*args, **kwargs)
+        _sigint_here()
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", interrupted_mkstemp)
+    with pytest.raises(KeyboardInterrupt):
+        safe_io.atomic_write_bytes(tmp_path / "samples.safetensors", b"x")
+    assert [p.name for p in tmp_path.iterdir()] == ["samples.safetensors"]
+
+
+def test_an_ignored_sigint_stays_ignored_and_other_threads_hold_nothing(tmp_path, monkeypatch):
+    import threading
+
+    from latentkit import safe_io
+
+    monkeypatch.setattr(os, "fsync", lambda fd: _sigint_here())
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        safe_io.atomic_write_bytes(tmp_path / "a", b"a")  # no KeyboardInterrupt
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    failed = []
+    thread = threading.Thread(
+        target=lambda: _capture(failed, safe_io.atomic_write_bytes, tmp_path / "b", b"b")
+    )
+    thread.start()
+    thread.join()
+    assert not failed and (tmp_path / "b").read_bytes() == b"b"
+
+
+def _capture(failed: list, fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception as exc:  # signal.signal off the main thread: ValueError
+        failed.append(exc)
+
+
+if __name__ == "__main__":
+    spec, sleep, ready, dashes, *argv = sys.argv[1:]
+    assert dashes == "--"
+    sys.exit(_child(spec, float(sleep), ready, argv))
