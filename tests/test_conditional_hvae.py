@@ -81,9 +81,11 @@ cases = st.tuples(
 @given(cases)
 @settings(max_examples=12)
 def test_exact_log_prob_given_c_is_the_closed_form(case):
-    """Mutants caught: c dropped in the top prior, in a transition or in the likelihood (the
-    samples, drawn through the factors, no longer have the oracle's density... and the
-    oracle's spec given c no longer the closed form's)."""
+    """The oracle's spec given c is the chain the weights describe. Mutants caught: c dropped
+    from the prior's map, or from the spec's prior, transitions or decoder bias; the bias
+    shift's sign; the weight split at the wrong column; the prior's mean and log-scale
+    swapped, its scale not exponentiated or not squared into a variance; the transitions'
+    parents off by one; the features of a wrong class."""
     seed, dims, labels = case
     model = linear_chvae(seed, dims)
     c = torch.tensor(labels)
@@ -96,7 +98,8 @@ def test_exact_log_prob_given_c_is_the_closed_form(case):
 def test_exact_posterior_makes_every_draw_log_p_given_c(case):
     """log p(x, z | c) − log q(z | x, c) with q the exact posterior: every draw is log p(x | c)
     when the factors the bound evaluates (prior, transitions, likelihood, given c) are the
-    chain the oracle conditions."""
+    chain the oracle conditions. Mutants caught: c dropped in the top prior, a transition or
+    the likelihood (the oracle still reading it), and those of the oracle above."""
     seed, dims, labels = case
     model = linear_chvae(seed, dims)
     x = torch.randn(len(labels), D, dtype=torch.float64)
@@ -153,8 +156,8 @@ def fit_exact_ladder(model: lk.LatentModel) -> None:
 @settings(max_examples=10)
 def test_ladder_reaches_the_exact_posterior_of_every_class(case, depth):
     """q(· | x, c) of the ladder can be the exact posterior of every class at once: then each
-    ELBO draw is log p(x | c). Mutant caught: c dropped in the ladder's encoding (its
-    offsets per class are then lost)."""
+    ELBO draw is log p(x | c). Mutants caught: c dropped in the ladder's encoding (its
+    offsets per class are then lost); each row reading another row's class."""
     seed, labels = case
     model = linear_chvae(seed, (1,) * depth)
     fit_exact_ladder(model)
@@ -168,7 +171,8 @@ def test_ladder_reaches_the_exact_posterior_of_every_class(case, depth):
 @pytest.mark.parametrize("posterior", ["top-down", "bottom-up"])
 def test_condition_reaches_every_factor(architecture, posterior):
     """Changing c changes p(z_L | c), every p(z_{l-1} | z_l, c), p(x | z_1, c) and every factor
-    of q. Mutants caught: c dropped in any one of them."""
+    of q. Mutants caught: c dropped in any one of them (the Markov q's first and up steps are
+    caught here only)."""
     torch.manual_seed(0)
     dims = (2, 3, 2)
     model = lk.load_model(
