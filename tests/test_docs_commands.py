@@ -366,6 +366,7 @@ not a shell block
 ```console
 $ latentkit evaluate runs/vae --iwae-k 5000
 output line
+$ latentkit train --resume --run-dir runs/vae --steps 10000
 ```
 """
 
@@ -379,21 +380,30 @@ def test_blocks_are_read_with_their_markers_and_joined_lines():
     ]
     assert [c.skip for c in first.commands] == ["no network here", None]
     assert (first.line, first.commands[1].line, first.after) == (6, 7, False)
-    assert [c.text for c in second.commands] == ["latentkit evaluate runs/vae --iwae-k 5000"]
+    assert [c.text for c in second.commands] == [
+        "latentkit evaluate runs/vae --iwae-k 5000",
+        "latentkit train --resume --run-dir runs/vae --steps 10000",
+    ]
     assert second.after and second.commands[0].skip is None
 
 
 def test_the_budget_wins_over_the_docs_own_values_and_a_later_block_sees_the_run(tmp_path):
     assert run_page("made-up.md", tmp_path, PAGE) == []
     run = tmp_path / "block-0" / "runs" / "vae" / "checkpoints"
-    assert sorted(p.name for p in run.glob("*.json")) == ["step-00000002.json"]
+    # 2 steps, then the page's first --resume goes on to 4
+    assert sorted(p.name for p in run.glob("*.json")) == [
+        "step-00000002.json",
+        "step-00000004.json",
+    ]
 
 
 def test_a_failing_unmarked_command_fails_the_page(tmp_path):
     alone = PAGE.replace("<!-- run in tests after the block above -->", "")
-    failures = run_page("made-up.md", tmp_path, alone)
-    assert len(failures) == 1 and "made-up.md:17: latentkit evaluate runs/vae" in failures[0]
-    assert "exit status 1" in failures[0]
+    failures = run_page("made-up.md", tmp_path, alone)  # in a folder of its own: no run
+    assert len(failures) == 2, failures
+    assert failures[0].startswith("made-up.md:17: latentkit evaluate runs/vae")
+    assert failures[1].startswith("made-up.md:19: latentkit train --resume")
+    assert all("exit status" in f for f in failures)
 
 
 def test_an_unmarked_command_the_runner_cannot_run_fails_the_page(tmp_path):
