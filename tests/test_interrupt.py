@@ -134,11 +134,7 @@ WRITTEN = {"evaluate --json": "out.json", "compare": "table.md"}
 """The file whose replacement was interrupted: it is there, whole (SIGINT waits for it)."""
 
 
-GAPS = {
-    "train": "src/latentkit/cli/train.py prints 'stopped at step N; checkpoint ...; Continue "
-    "with: ...' folded at the terminal's width (two lines at 80 columns): it needs "
-    "soft_wrap=True, as the one-line error has",
-}
+GAPS: dict[str, str] = {}
 """Cases that fail today for a reason in another file, strict xfails naming it (fixing the
 file makes the case pass, and the strict xfail then fails until its entry goes)."""
 

@@ -264,6 +264,7 @@ def _train_in(
             f"{escape(str(result.checkpoint))}. "
             f"Continue with: latentkit train --resume --run-dir {escape(str(run_dir))}",
             highlight=False,
+            soft_wrap=True,  # one line, however long: what follows an interrupt is one line
         )
         return 130
     _say_trained(result, time.perf_counter() - t0, err)
