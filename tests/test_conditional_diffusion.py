@@ -214,6 +214,24 @@ def test_guidance_zero_is_the_conditional_chain(build):
     assert torch.equal(a, lk.sample(model, 3, condition=c))
 
 
+@given(cases, st.sampled_from((0.0, 2.0)))
+@settings(max_examples=10)
+def test_vdm_probability_flow_given_c_is_the_network_at_c(case, w):
+    """dz/dt = ½ γ'(t) β̄_t (ε − β̄_t z) with ε the network's at c (guided at w): what
+    latentkit.ode_log_prob integrates for a view given c."""
+    seed, labels, l = case
+    model = vdm(seed)
+    c = torch.tensor(labels)
+    z = torch.randn(len(labels), D, dtype=F64, generator=torch.Generator().manual_seed(seed))
+    t = torch.tensor((l - 1) / T, dtype=F64)
+    eps = vdm_eps(model, l, z, features(c))
+    eps = (1 + w) * eps - w * vdm_eps(model, l, z, torch.zeros(len(labels), K, dtype=F64))
+    g, dg = model.generative.core.gamma(t)
+    sigma = torch.sigmoid(g).sqrt()
+    got = model.given(c, guidance=w).generative.probability_flow(t, z)
+    assert close(got, 0.5 * dg * sigma * (eps - sigma * z))
+
+
 def test_vdm_samplers_guide_every_network_call(monkeypatch):
     """sample_sde and sample_ode hand every call of ε̂ the draws' conditions and w (the model
     as built: its ODE is smooth, so the adaptive solver takes few steps)."""
