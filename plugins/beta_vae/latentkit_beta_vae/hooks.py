@@ -20,7 +20,13 @@ def _positive(instance, attribute, value) -> None:
 
 @attrs.frozen(kw_only=True)
 class BetaVAEConfig(VAEConfig):
-    """``vae``'s fields plus ``beta``: the weight of the KL term in training (> 0)."""
+    """``vae``'s fields plus ``beta``: the weight of the KL term in training (> 0).
+
+    ``beta`` is the ``elbo`` objective's ``beta`` (the model declares ``elbo`` with it): a
+    run that also gives ``objective.beta`` with another value is refused, naming both, and a
+    resumed run keeps the β it was trained with (docs/training.md, "Settings that name the
+    same thing").
+    """
 
     beta: float = attrs.field(default=4.0, validator=_positive)
 
