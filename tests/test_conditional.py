@@ -249,3 +249,21 @@ def test_the_checks_kit_sees_a_condition_dropped_in_the_oracle(monkeypatch):
     monkeypatch.setattr(DecoderChain, "linear_gaussian", dropped)
     results = {r.check.key: r.status for r in _checks()}
     assert "failed" in results.values(), results
+
+
+def test_a_batch_with_no_label_logs_its_loss_without_terms():
+    """A semi-supervised objective's batch may hold only unlabelled examples: the train line
+    has its loss and no ELBO terms (they are the labelled examples' bound), not a crash."""
+    if "m2" not in lk.list_models():
+        pytest.skip("the m2 plugin is not installed here")
+    torch.manual_seed(0)
+    model = lk.load_model("m2", data_shape=(6,), latent_dim=2, classes=3)
+    x = torch.rand(32, 6).round()
+    labels = torch.full((32,), lk.MISSING_LABEL)
+    labels[:3] = torch.arange(3)
+    cfg = lk.TrainConfig(steps=8, batch_size=4, progress=False, log_every=1)
+    trainer = lk.Trainer(model, x, cfg, train_labels=labels)
+    trainer.fit()
+    last = trainer.last_metrics["train"]
+    assert math.isfinite(last["loss"])
+    assert ("elbo" in last) == bool((labels[trainer.order.indices(7)] >= 0).any())

@@ -222,19 +222,25 @@ class TrainLine:
         loss = self._mean_loss(mean_loss, step)
         if condition is not None and condition.ndim == 1 and not bool((condition >= 0).all()):
             x, condition = x[condition >= 0], condition[condition >= 0]
-        with torch.no_grad(), self.runtime.fork_rng(self.seed + 7919 * step + 1):
-            r = elbo(self.model, x, estimator=self.estimator, validate=False, condition=condition)
-            terms = {
-                "elbo": float(r.total.mean()),
-                "reconstruction": float(r.reconstruction.mean()),
-                "prior_matching": float(r.prior_matching.mean()),
-                "kl": float(r.kl.mean()),
-            }
+        terms: dict[str, float] = {}  # none for a semi-supervised batch with no label
+        if x.shape[0]:
+            with torch.no_grad(), self.runtime.fork_rng(self.seed + 7919 * step + 1):
+                r = elbo(
+                    self.model, x, estimator=self.estimator, validate=False, condition=condition
+                )
+                terms = {
+                    "elbo": float(r.total.mean()),
+                    "reconstruction": float(r.reconstruction.mean()),
+                    "prior_matching": float(r.prior_matching.mean()),
+                    "kl": float(r.kl.mean()),
+                }
         record = {"step": step, "split": "train", "loss": loss, **terms, "lr": lr}
         record |= {"examples_per_s": round(rate, 1), "time": round(time.time(), 3)}
         if self.count_skips:
             record["skipped_steps"] = skipped
         self.metrics.write(record)
+        if not terms:
+            return f"loss {loss:.2f} │ (no labelled example in this batch: no ELBO terms)"
         return (
             f"loss {loss:.2f} │ ELBO {terms['elbo']:.2f} = rec {terms['reconstruction']:.2f}"
             f" − KL {terms['kl']:.2f}"
