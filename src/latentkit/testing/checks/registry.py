@@ -11,7 +11,7 @@ import torch
 from latentkit.arguments import describe_value
 from latentkit.errors import ConfigError, InputError
 from latentkit.registry import get_model_spec
-from latentkit.testing.checks import agreement, basic, normalisation, orderings
+from latentkit.testing.checks import agreement, basic, contract, normalisation, orderings
 from latentkit.testing.checks.case import ModelCase
 
 __all__ = ["CHECKS", "Check", "model_checks"]
@@ -61,6 +61,7 @@ def _no_cuda() -> str | None:
 
 CHECKS: tuple[Check, ...] = (
     Check("samples", "builds and samples", basic.samples),
+    Check("contract", "each chain method keeps the contract", contract.chain_contract),
     Check("finite", "finite values and gradients", basic.finite_values_and_gradients),
     Check("beta-ordering", "ELBO_β ≤ ELBO (β ≥ 1)", orderings.beta_ordering),
     Check("kl-nonnegative", "KL terms ≥ 0", orderings.kl_nonnegative),
