@@ -98,3 +98,18 @@ def test_unconditional_run_refuses_a_condition(tmp_path):
     assert code == 0, err
     code, _, err = run_cli(["sample", str(folder), "--condition", "1"])
     assert code != 0 and "takes no condition" in error_line(err, alone=False)
+
+
+def test_m2_trains_semi_supervised_with_labels_per_class(tmp_path):
+    """[data] labels = N keeps N labels per class for the semi-supervised objective; the
+    evaluation reports q(y | x)'s classification error."""
+    folder = tmp_path / "m2"
+    small = ["--set", "model.latent_dim=2", "--set", "model.hidden=[8]"]
+    small += ["--set", "model.classifier_hidden=[8]", "--set", "model.labelled=50"]
+    argv = ["train", *DATA, "--model", "m2", *small, "--set", "data.labels=5", "--steps", "3"]
+    code, _, err = run_cli([*argv, "--run-dir", str(folder)])
+    assert code == 0, err
+    assert 'labels = 5' in (folder / "config.toml").read_text()
+    code, out, err = run_cli(["evaluate", str(folder), *EVAL, "--json", "-"])
+    assert code == 0, err
+    assert json.loads(out)["conditional"]["classifier"] == "q(y|x)"
