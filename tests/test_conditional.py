@@ -267,3 +267,15 @@ def test_a_batch_with_no_label_logs_its_loss_without_terms():
     last = trainer.last_metrics["train"]
     assert math.isfinite(last["loss"])
     assert ("elbo" in last) == bool((labels[trainer.order.indices(7)] >= 0).any())
+
+
+def test_a_view_of_many_conditions_passes_the_input_check():
+    """The input check asks the likelihood's family on one row: a view bound to a whole
+    batch's conditions answers it (it asked a view of n conditions for 1 row, and failed)."""
+    model = linear_cvae(2)
+    c = torch.tensor([0, 1, 2, 1])
+    x = lk.sample(model, 4, condition=c)
+    from latentkit.validation import _FAMILIES
+
+    _FAMILIES.clear()  # the family is cached per chain: ask it afresh, through the view
+    assert lk.training_loss(model.given(c), x).shape == (4,)

@@ -250,8 +250,8 @@ def tiled(c: Tensor | None, batch: int, owner: str) -> Tensor:
     repeats the examples (``x.repeat(k, ...)``)."""
     if c is None:
         raise InputError(
-            f"{owner} is conditional and was called without a condition: use "
-            "model.given(condition) or pass condition= to the latentkit function"
+            f"{owner} is conditional and was called without a condition: call it through "
+            "model.given(condition) (latentkit's bounds and samplers also take condition=)"
         )
     n = c.shape[0]
     if batch == n:

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, constraints
 
 from latentkit.arguments import check_count
-from latentkit.conditions import base_chain, probe
+from latentkit.conditions import base_chain, probe, restrict
 from latentkit.distributions import DiscretizedNormal, LevelGrid
 from latentkit.errors import (
     DeviceError,
@@ -264,6 +264,8 @@ def likelihood_family(model: Any) -> Distribution:
     """
     ref = _model_like(model, "likelihood_family").reference()
     model = probe(model)
+    if model.condition is not None:  # a view of n conditions: one row's suffices here
+        model = restrict(model, slice(0, 1))
     dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
     z1 = torch.zeros(1, *model.generative.latent_shapes[0], dtype=dtype, device=ref.device)
     with torch.no_grad():
