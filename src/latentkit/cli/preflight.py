@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from latentkit.cli.common import _check_rows
+from latentkit.cli.runconfig import COMPOSED
 from latentkit.errors import ConfigError, LatentkitError
 
 __all__ = [
@@ -56,7 +57,7 @@ def refuse_changed_model(
     that the run's tables, merged (the record under what was given now), hold with another
     value than the checkpoint's record is refused in one line."""
     recorded = info["model_config"]
-    if info.get("model") == "composed" and isinstance(recorded.get("outer_config"), Mapping):
+    if info.get("model") == COMPOSED and isinstance(recorded.get("outer_config"), Mapping):
         _refuse_changed(prior_config, recorded.get("prior_config") or {}, checkpoint, "prior")
         recorded = recorded["outer_config"]
     _refuse_changed(model_config, recorded, checkpoint, "model")
