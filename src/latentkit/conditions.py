@@ -81,6 +81,16 @@ class ConditionSpec:
         if self.drop_rate and not self.guidance:
             raise InputError("ConditionSpec: drop_rate needs guidance=True (the null condition)")
 
+    @classmethod
+    def of_classes(
+        cls, classes: int, *, guidance: bool = False, drop_rate: float = 0.0
+    ) -> ConditionSpec | None:
+        """The spec of a plugin's ``classes`` field: ``None`` for 0 (unconditional), else K
+        class labels (with classifier-free guidance when ``guidance``)."""
+        if not classes:
+            return None
+        return cls(num_classes=classes, guidance=guidance, drop_rate=drop_rate)
+
     @property
     def is_class(self) -> bool:
         return self.num_classes is not None

@@ -17,10 +17,13 @@ from latentkit.arguments import MAX_COUNT, check_count, describe_value
 from latentkit.errors import ConfigError
 
 __all__ = [
+    "MAX_CLASSES",
     "MAX_DATA_LEVELS",
+    "class_count",
     "config_fields",
     "data_levels",
     "describe_fields",
+    "drop_rate",
     "int_at_least",
     "one_of",
     "positive_ints",
@@ -214,6 +217,28 @@ def one_of(*choices: str) -> Any:
             raise ConfigError(f"{attribute.name!r} must be one of {list(choices)}, got {value!r}")
 
     return check
+
+
+MAX_CLASSES = 100_000
+"""The most class labels a conditional model's ``classes`` field takes."""
+
+
+@ruled(f"0 (no condition), or an int in 2..{MAX_CLASSES}")
+def class_count(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """An attrs validator of a conditional plugin's ``classes`` field: 0 (the unconditional
+    model) or K ≥ 2 class labels (1 would condition on a label with one value)."""
+    check_count(value, repr(attribute.name), low=0, high=MAX_CLASSES, error=ConfigError)
+    if value == 1:
+        raise ConfigError(f"{attribute.name!r} = 1 conditions on a label with one value: use 0")
+
+
+@ruled("a float in [0, 1)")
+def drop_rate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """An attrs validator of a classifier-free guidance drop rate: a probability < 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(
+            f"{attribute.name!r} must be in [0, 1) (a probability of dropping c), got {value!r}"
+        )
 
 
 def int_at_least(low: int) -> Any:

@@ -8,7 +8,14 @@ import torch
 from latentkit.arguments import check_count, check_number
 from latentkit.blocks import EpsNetworkConfig
 from latentkit.conditions import ConditionSpec
-from latentkit.config import MAX_DATA_LEVELS, data_levels, one_of, ruled
+from latentkit.config import (
+    MAX_DATA_LEVELS,
+    class_count,
+    data_levels,
+    drop_rate,
+    one_of,
+    ruled,
+)
 from latentkit.diffusion import MAX_TIMESTEPS
 from latentkit.errors import ConfigError
 from latentkit_ddpm.schedule import check_beta
@@ -52,23 +59,6 @@ def _positive(instance: DDPMConfig, attribute, value: float) -> None:
 
 
 MAX_LEVELS = MAX_DATA_LEVELS  # the old name of latentkit.config.MAX_DATA_LEVELS
-MAX_CLASSES = 100_000
-
-
-@ruled(f"0, or an int in 2..{MAX_CLASSES}")
-def _classes(instance: DDPMConfig, attribute, value: int) -> None:
-    check_count(value, repr(attribute.name), low=0, high=MAX_CLASSES, error=ConfigError)
-    if value == 1:
-        raise ConfigError("'classes' = 1 conditions on a label with one value: use 0 (none)")
-
-
-@ruled("float in [0, 1)")
-def _drop_rate(instance: DDPMConfig, attribute, value: float) -> None:
-    check_number(value, repr(attribute.name), low=0.0, error=ConfigError)
-    if not value < 1.0:
-        raise ConfigError(
-            f"{attribute.name!r} must be < 1 (a probability of dropping c), got {value!r}"
-        )
 
 
 def _check_loss(instance: DDPMConfig, attribute, value: str) -> None:
@@ -136,16 +126,14 @@ class DDPMConfig(EpsNetworkConfig):
         default="uniform", validator=one_of("uniform", "importance")
     )
     hybrid_weight: float = attrs.field(default=0.001, validator=_positive)
-    classes: int = attrs.field(default=0, validator=_classes)
-    guidance_drop: float = attrs.field(default=0.1, validator=_drop_rate)
+    classes: int = attrs.field(default=0, validator=class_count)
+    guidance_drop: float = attrs.field(default=0.1, validator=drop_rate)
 
     @property
     def condition_spec(self) -> ConditionSpec | None:
         """What the model is conditioned on: K class labels with guidance (``classes`` = K),
         or ``None`` (``classes`` = 0)."""
-        if not self.classes:
-            return None
-        return ConditionSpec(num_classes=self.classes, guidance=True, drop_rate=self.guidance_drop)
+        return ConditionSpec.of_classes(self.classes, guidance=True, drop_rate=self.guidance_drop)
 
     @property
     def binary(self) -> bool:

@@ -42,7 +42,7 @@ from torch.distributions import Independent
 
 import latentkit as lk
 from latentkit.arguments import MAX_COUNT, check_count, check_number, describe_value
-from latentkit.config import one_of, positive_ints, ruled
+from latentkit.config import class_count, one_of, positive_ints, ruled
 from latentkit.distributions import diag_normal, standard_normal
 from latentkit.networks import ACTIVATIONS, GaussianHead, mlp
 from latentkit_hvae.posterior import LadderFeatures, LadderPosterior, MarkovPosterior, beside
@@ -77,16 +77,6 @@ def _width(d: object) -> bool:
 @ruled("finite float > 0")
 def _positive(instance, attribute, value) -> None:
     check_number(value, repr(attribute.name), above=0.0, error=lk.ConfigError)
-
-
-MAX_CLASSES = 100_000
-
-
-@ruled(f"0, or an int in 2..{MAX_CLASSES}")
-def _classes(instance, attribute, value) -> None:
-    check_count(value, repr(attribute.name), low=0, high=MAX_CLASSES, error=lk.ConfigError)
-    if value == 1:
-        raise lk.ConfigError("'classes' = 1 conditions on a label with one value: use 0 (none)")
 
 
 def _stage_widths(instance, attribute, value) -> None:
@@ -155,12 +145,12 @@ class HVAEConfig:
     fixed_scale: float = attrs.field(default=1.0, validator=_positive)
     posterior: str = attrs.field(default="top-down", validator=one_of("top-down", "bottom-up"))
     min_scale: float = attrs.field(default=1e-4, validator=_positive)
-    classes: int = attrs.field(default=0, validator=_classes)
+    classes: int = attrs.field(default=0, validator=class_count)
 
     @property
     def condition_spec(self) -> lk.ConditionSpec | None:
         """What the model is conditioned on: K class labels (``classes`` = K), or ``None``."""
-        return lk.ConditionSpec(num_classes=self.classes) if self.classes else None
+        return lk.ConditionSpec.of_classes(self.classes)
 
     @property
     def num_layers(self) -> int:

@@ -14,15 +14,9 @@ import attrs
 import latentkit as lk
 from latentkit.arguments import check_number, describe_value
 from latentkit.blocks import DecoderChain, EncoderDecoderConfig, GaussianEncoder
+from latentkit.config import class_count
 
 __all__ = ["GaussianEncoder", "VAEConfig", "VAEGenerative", "build_vae"]
-
-
-def _classes(instance: VAEConfig, attribute: attrs.Attribute, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
-        raise lk.ConfigError(f"{attribute.name!r} must be an int in [0, 100000], got {value!r}")
-    if value == 1:
-        raise lk.ConfigError("'classes' = 1 conditions on a label with one value: use 0 (none)")
 
 
 @attrs.frozen(kw_only=True)
@@ -37,7 +31,7 @@ class VAEConfig(EncoderDecoderConfig):
         "\n            labels 0..K−1: p(z | c), p(x | z, c), q(z | x, c) (docs/conditional.md).\n"
     )
 
-    classes: int = attrs.field(default=0, validator=_classes)
+    classes: int = attrs.field(default=0, validator=class_count)
 
 
 VAEGenerative = DecoderChain
@@ -51,7 +45,7 @@ def build_vae(cfg: VAEConfig, *, beta: float = 1.0) -> lk.LatentModel:
         raise lk.ConfigError(f"build_vae: cfg must be a VAEConfig, got {describe_value(cfg)}")
     check_number(beta, "build_vae: beta", above=0.0, error=lk.ConfigError)
     objective_config = {"beta": beta} if beta != 1.0 else {}
-    condition = lk.ConditionSpec(num_classes=cfg.classes) if cfg.classes else None
+    condition = lk.ConditionSpec.of_classes(cfg.classes)
     return lk.LatentModel(
         DecoderChain(cfg, condition=condition),
         GaussianEncoder.from_config(cfg, condition=condition),

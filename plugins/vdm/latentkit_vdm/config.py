@@ -7,10 +7,10 @@ from typing import ClassVar
 
 import attrs
 
-from latentkit.arguments import check_count, check_number
+from latentkit.arguments import check_count
 from latentkit.blocks import EpsNetworkConfig
 from latentkit.conditions import ConditionSpec
-from latentkit.config import data_levels, one_of, ruled
+from latentkit.config import class_count, data_levels, drop_rate, one_of, ruled
 from latentkit.diffusion import MAX_TIMESTEPS
 from latentkit.errors import ConfigError
 from latentkit_vdm.networks import MAX_FOURIER_EXPONENT, TIME_INPUTS
@@ -61,27 +61,11 @@ def _fourier_exponents(instance, attribute, value) -> None:
         raise ConfigError(f"{attribute.name!r} repeats an exponent: {value!r}")
 
 
-MAX_CLASSES = 100_000
-
-
-@ruled(f"0, or an int in 2..{MAX_CLASSES}")
-def _classes(instance, attribute, value) -> None:
-    check_count(value, repr(attribute.name), low=0, high=MAX_CLASSES, error=ConfigError)
-    if value == 1:
-        raise ConfigError("'classes' = 1 conditions on a label with one value: use 0 (none)")
+def _classes_need_a_network(instance, attribute, value) -> None:
     if value and instance.resolved_network == "linear":
         raise ConfigError(
             "'classes' needs a network other than 'linear' (the linear ε-network reads z and "
             "t alone)"
-        )
-
-
-@ruled("float in [0, 1)")
-def _drop_rate(instance, attribute, value) -> None:
-    check_number(value, repr(attribute.name), low=0.0, error=ConfigError)
-    if not value < 1.0:
-        raise ConfigError(
-            f"{attribute.name!r} must be < 1 (a probability of dropping c), got {value!r}"
         )
 
 
@@ -162,13 +146,11 @@ class VDMConfig(EpsNetworkConfig):
         default=(7, 8), converter=_tuple, validator=_fourier_exponents
     )
     time_input: str = attrs.field(default="gamma", validator=one_of(*TIME_INPUTS))
-    classes: int = attrs.field(default=0, validator=_classes)
-    guidance_drop: float = attrs.field(default=0.1, validator=_drop_rate)
+    classes: int = attrs.field(default=0, validator=[class_count, _classes_need_a_network])
+    guidance_drop: float = attrs.field(default=0.1, validator=drop_rate)
 
     @property
     def condition_spec(self) -> ConditionSpec | None:
         """What the model is conditioned on: K class labels with guidance (``classes`` = K),
         or ``None`` (``classes`` = 0)."""
-        if not self.classes:
-            return None
-        return ConditionSpec(num_classes=self.classes, guidance=True, drop_rate=self.guidance_drop)
+        return ConditionSpec.of_classes(self.classes, guidance=True, drop_rate=self.guidance_drop)

@@ -61,7 +61,6 @@ def _no_cuda() -> str | None:
 
 CHECKS: tuple[Check, ...] = (
     Check("samples", "builds and samples", basic.samples),
-    Check("contract", "each chain method keeps the contract", contract.chain_contract),
     Check("finite", "finite values and gradients", basic.finite_values_and_gradients),
     Check("beta-ordering", "ELBO_β ≤ ELBO (β ≥ 1)", orderings.beta_ordering),
     Check("kl-nonnegative", "KL terms ≥ 0", orderings.kl_nonnegative),
@@ -83,6 +82,7 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check("estimator-agreement", "top-down = bottom-up ELBO", agreement.estimator_agreement),
     Check("device-agreement", "CPU/CUDA agreement", agreement.device_agreement, _no_cuda),
+    Check("contract", "each chain method keeps the contract", contract.chain_contract),
 )
 
 
