@@ -247,9 +247,6 @@ NAN_ROW = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, NAN]])  # NaN in the last 
 BREAKDOWN = {"t": [0.5], "integrand": [1.0], "eps_mse": [1.0]}
 
 
-M2_MODEL = "plugins/m2/latentkit_m2/model.py"
-
-
 def _steps(**kw):
     return sample_sde(_vdm(), 2, **kw)
 
@@ -586,13 +583,13 @@ PLUGINS: dict[str, tuple[Bad, ...]] = {
         bad("one class", lambda k: M2Config(classes=1), lk.ConfigError, "classes"),
     ),
     "latentkit_m2.M2Generative": (
-        bad("wrong type", lambda k: M2Generative("cfg"), lk.ConfigError, gap=M2_MODEL),
+        bad("wrong type", lambda k: M2Generative("cfg"), lk.ConfigError, "M2Generative"),
     ),
     "latentkit_m2.M2Posterior": (
-        bad("wrong type", lambda k: M2Posterior("cfg"), lk.ConfigError, gap=M2_MODEL),
+        bad("wrong type", lambda k: M2Posterior("cfg"), lk.ConfigError, "M2Posterior"),
     ),
     "latentkit_m2.M2Posterior.classify": (
-        bad("wrong type", lambda k: _m2().posterior.classify("x"), lk.InputError, gap=M2_MODEL),
+        bad("wrong type", lambda k: _m2().posterior.classify("x"), lk.InputError, "x"),
     ),
     "latentkit_m2.build_m2": (
         bad("wrong type", lambda k: build_m2("cfg"), lk.ConfigError, "build_m2"),

@@ -103,6 +103,7 @@ class M2Generative(lk.GenerativeChain):
     condition y is read through the bound view (``self.condition_for``)."""
 
     def __init__(self, cfg: M2Config):
+        _check_config(cfg, "M2Generative")
         super().__init__(cfg.data_shape, [(cfg.latent_dim,)])
         scale = cfg.fixed_scale if cfg.likelihood_scale == "fixed" else cfg.likelihood_scale
         self.lik = lk.make_likelihood(cfg.likelihood, cfg.data_shape, scale)
@@ -152,6 +153,7 @@ class M2Posterior(GaussianEncoder):
     and the classifier q(y | x) = Cat(softmax(classifier(x))) (:meth:`classify`)."""
 
     def __init__(self, cfg: M2Config):
+        _check_config(cfg, "M2Posterior")
         spec = lk.ConditionSpec(num_classes=cfg.classes)
         super().__init__(
             cfg.data_shape,
@@ -169,15 +171,21 @@ class M2Posterior(GaussianEncoder):
         return self.classifier(x.flatten(1))
 
     def classify(self, x: Tensor) -> Categorical:
-        """q(y | x), ``batch_shape == [batch]`` (x ``[batch, *data_shape]``)."""
+        """q(y | x), ``batch_shape == [batch]`` (x ``[batch, *data_shape]``, checked)."""
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise lk.InputError(f"classify: x must be a float tensor, got {describe_value(x)}")
         return Categorical(logits=self.class_logits(x))
+
+
+def _check_config(cfg: object, where: str) -> None:
+    if not isinstance(cfg, M2Config):
+        raise lk.ConfigError(f"{where}: cfg must be an M2Config, got {describe_value(cfg)}")
 
 
 def build_m2(cfg: M2Config) -> lk.LatentModel:
     """The M2 model described by ``cfg`` (the factory registered as ``m2``), trained by
     default with the ``m2`` objective at the config's α / N_l."""
-    if not isinstance(cfg, M2Config):
-        raise lk.ConfigError(f"build_m2: cfg must be an M2Config, got {describe_value(cfg)}")
+    _check_config(cfg, "build_m2")
     return lk.LatentModel(
         M2Generative(cfg),
         M2Posterior(cfg),
