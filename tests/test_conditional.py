@@ -279,3 +279,22 @@ def test_a_view_of_many_conditions_passes_the_input_check():
 
     _FAMILIES.clear()  # the family is cached per chain: ask it afresh, through the view
     assert lk.training_loss(model.given(c), x).shape == (4,)
+
+
+def test_sample_quality_draws_a_class_conditional_model_class_by_class(monkeypatch):
+    """The quality pipeline's default sampler gives a class-conditional model classes
+    0..K−1 in turn across its batches (its marginal with p(c) uniform), not no condition."""
+    import latentkit.sampling as sampling
+    from latentkit.quality.assess import draw_samples
+
+    seen = []
+    real = sampling.sample
+
+    def spy(model, n, **kw):
+        seen.append(kw["condition"].tolist())
+        return real(model, n, **kw)
+
+    monkeypatch.setattr(sampling, "sample", spy)
+    drawn = draw_samples(linear_cvae(0), 7, batch_size=2)
+    assert seen == [[0, 1], [2, 0], [1, 2], [0]]
+    assert "classes 0..2 in turn" in drawn.sampler

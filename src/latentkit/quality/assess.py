@@ -340,9 +340,24 @@ def draw_samples(
     check_positive_int(batch_size, "batch_size")
     if seed is not None:
         check_seed(seed)
-    draw = sampler or sample
     layers = getattr(model, "num_layers", "?")
     name = sampler_name or f"ancestral, {layers} layer{'' if layers == 1 else 's'}"
+    spec = getattr(model, "condition_spec", None)
+    draw = sampler or sample
+    if sampler is None and spec is not None and spec.is_class:
+        # A class-conditional model: classes 0..K-1 in turn, so the samples are of its
+        # marginal Σ_c p(c) p(x | c) with p(c) uniform (balanced to within one per class).
+        k = int(spec.num_classes)
+        name += f", classes 0..{k - 1} in turn"
+
+        drawn = 0
+
+        def draw(m: Any, b: int) -> Tensor:
+            nonlocal drawn
+            labels = (torch.arange(b) + drawn) % k
+            drawn += b
+            return sample(m, b, condition=labels.to(m.reference().device))
+
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     start = time.perf_counter()
     out = []
