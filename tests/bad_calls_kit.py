@@ -5,6 +5,8 @@ per session)."""
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,3 +102,16 @@ def one_line(exc: BaseException) -> str:
     assert msg.strip(), f"{type(exc).__name__} with an empty message"
     assert "\n" not in msg, msg
     return msg
+
+
+def exported_callables(module_name: str):
+    """(dotted name, object) of every callable in ``module_name``'s ``__all__``, less
+    modules and exception classes: what the hostile-call tables must cover."""
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if inspect.ismodule(obj) or not callable(obj):
+            continue
+        if inspect.isclass(obj) and issubclass(obj, BaseException):
+            continue
+        yield f"{module_name}.{name}", obj

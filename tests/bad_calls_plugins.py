@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bad_calls_kit import HUGE, INF, NAN, Bad, bad
+from bad_calls_kit import HUGE, INF, NAN, Bad, bad, exported_callables
 from latentkit_beta_vae import BetaVAEConfig, build_beta_vae
 from latentkit_ddpm import (
     DDPMConfig,
@@ -115,17 +115,11 @@ def plugin_callables() -> dict[int, list[str]]:
     (less exceptions and modules) and their classes' own public methods (``Class.method``)."""
     found: dict[int, list[str]] = {}
     for module_name in PLUGIN_MODULES:
-        module = importlib.import_module(module_name)
-        for name in module.__all__:
-            obj = getattr(module, name)
-            if inspect.ismodule(obj) or not callable(obj):
-                continue
-            if inspect.isclass(obj) and issubclass(obj, BaseException):
-                continue
-            found.setdefault(id(obj), []).append(f"{module_name}.{name}")
+        for dotted, obj in exported_callables(module_name):
+            found.setdefault(id(obj), []).append(dotted)
             if inspect.isclass(obj):
                 for method, fn in _own_methods(obj):
-                    found.setdefault(id(fn), []).append(f"{module_name}.{name}.{method}")
+                    found.setdefault(id(fn), []).append(f"{dotted}.{method}")
     return found
 
 

@@ -19,7 +19,7 @@ import warnings
 import pytest
 from bad_calls_conditions import CONDITIONS
 from bad_calls_core import CORE  # tests/ is on sys.path
-from bad_calls_kit import Bad, Kit, one_line
+from bad_calls_kit import Bad, Kit, exported_callables, one_line
 from bad_calls_more import MORE
 from bad_calls_others import OTHERS
 from bad_calls_plugins import PLUGIN_EXEMPT, PLUGINS, plugin_callables, resolve_plugin
@@ -118,14 +118,8 @@ def public_callables() -> dict[int, list[str]]:
     """id(object) → its public dotted names, for every public callable of :data:`MODULES`."""
     found: dict[int, list[str]] = {}
     for module_name in MODULES:
-        module = importlib.import_module(module_name)
-        for name in module.__all__:
-            obj = getattr(module, name)
-            if inspect.ismodule(obj) or not callable(obj):
-                continue
-            if inspect.isclass(obj) and issubclass(obj, BaseException):
-                continue
-            found.setdefault(id(obj), []).append(f"{module_name}.{name}")
+        for dotted, obj in exported_callables(module_name):
+            found.setdefault(id(obj), []).append(dotted)
     return found
 
 
