@@ -26,6 +26,29 @@ settings.register_profile("thorough", max_examples=500, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+def _pin_hypothesis_source_constants() -> None:
+    """Keep Hypothesis's pool of source constants empty for the whole session.
+
+    Hypothesis draws some values from the constants written in the source of every local
+    module imported so far (``providers._get_local_constants``: latentkit's and the plugins'
+    modules, anything a test imports from a temporary folder). That pool is process-wide
+    and grows as tests import more of latentkit, so a derandomized test drew other examples
+    depending on which tests ran before it in the same process (the vdm checks found no
+    linear-Gaussian config after tests/test_cli_flags.py had imported the CLI's modules).
+    With the pool pinned, a test's draws depend on the test alone, in any order or subset.
+    """
+    from hypothesis.internal.conjecture import providers
+
+    if not hasattr(providers, "_get_local_constants"):  # a Hypothesis without the pool
+        return
+    empty = providers.Constants()
+    providers._get_local_constants = lambda: empty
+    providers.CONSTANTS_CACHE.cache.clear()
+
+
+_pin_hypothesis_source_constants()
+
+
 @pytest.fixture(scope="session")
 def device(latentkit_device: str) -> torch.device:
     """cpu, or cuda when present (session-scoped so Hypothesis tests may use it)."""

@@ -3,6 +3,7 @@ the likelihood figures and the page ``docs/continuous.md``."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import pathlib
@@ -158,12 +159,55 @@ def test_likelihood_figures_report_three_bounds_and_the_per_t_breakdown(tmp_path
 
 
 def test_verify_runs_the_generic_checks_on_vdm():
-    """``latentkit verify vdm``'s checks pass on the plugin's test configs (a few examples)."""
+    """``latentkit verify vdm``'s checks pass on the plugin's test configs (a few examples),
+    and exact-log-p runs and passes on its linear-Gaussian ones (a linear ε-network and the
+    Gaussian decoder, one draw in six, which the three examples' search may miss)."""
+    from hypothesis import strategies as st
+    from latentkit_vdm.strategies import vdm_configs
+
     from latentkit.testing import check_model
 
     results = check_model("vdm", max_examples=3, derandomize=True)
     assert not [r for r in results if r.failed]
-    assert any(r.check.key == "exact-log-p" and r.status == "passed" for r in results)
+
+    def linear_gaussian(cfg: dict) -> bool:
+        return cfg["network"] == "linear" and cfg["decoder"] == "gaussian"
+
+    configs: st.SearchStrategy[dict] = vdm_configs().filter(linear_gaussian)
+    exact = check_model(
+        "vdm", max_examples=3, derandomize=True, checks=["exact-log-p"], configs=configs
+    )
+    assert [(r.status, r.examples, r.not_applicable) for r in exact] == [("passed", 3, 0)]
+
+
+def test_derandomized_draws_do_not_depend_on_the_modules_imported_before(tmp_path, monkeypatch):
+    """The verify test above draws the same configs whatever ran before it in the session: a
+    module imported in between, its source full of constants in the ranges ``vdm_configs``
+    draws from, leaves a derandomized run's draws as they were (tests/conftest.py pins
+    Hypothesis's pool of source constants, which grew with every module imported)."""
+    from hypothesis import given, settings
+    from latentkit_vdm.strategies import vdm_configs
+
+    def draws() -> list[dict]:
+        seen: list[dict] = []
+
+        @settings(max_examples=100, derandomize=True, database=None)
+        @given(vdm_configs())
+        def collect(cfg):
+            seen.append(cfg)
+
+        collect()
+        return seen
+
+    before = draws()
+    floats = ", ".join(str(-9.5 + k / 8) for k in range(140) if k != 76)  # -9.5 … 7.875, no 0
+    (tmp_path / "lk_probe_constants.py").write_text(f"VALUES = [{floats}]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module("lk_probe_constants")
+        assert draws() == before
+    finally:
+        sys.modules.pop("lk_probe_constants", None)
 
 
 def test_cli_trains_and_evaluates(tmp_path):
