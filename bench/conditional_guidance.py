@@ -51,18 +51,18 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--drop", type=float, default=0.1, help="guidance_drop")
     ap.add_argument("--ema", type=float, default=0.999, help="EMA decay of the weights (0: off)")
     ap.add_argument("--limit", type=int, default=5000, help="training digits used")
+    ap.add_argument(
+        "--clip", action="store_true", help="also sample the model with clip_denoised=True"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args()
 
 
-def train(args: argparse.Namespace) -> tuple[lk.LatentModel, Trainer, float]:
-    """The conditional DDPM trained on MNIST's 8-bit digits and labels."""
-    data = lk.load_dataset("mnist", variant="8bit", limit=args.limit)
-    torch.manual_seed(args.seed)
-    model = lk.load_model(
-        "ddpm",
-        data_shape=data.data_shape,
+def model_config(args: argparse.Namespace, data_shape: tuple[int, ...]) -> dict:
+    """The ``ddpm`` fields the command line gives."""
+    return dict(
+        data_shape=data_shape,
         network=args.network,
         hidden=tuple(int(h) for h in args.hidden.split(",")),
         channels=args.channels,
@@ -73,6 +73,13 @@ def train(args: argparse.Namespace) -> tuple[lk.LatentModel, Trainer, float]:
         classes=10,
         guidance_drop=args.drop,
     )
+
+
+def train(args: argparse.Namespace) -> tuple[lk.LatentModel, Trainer, float]:
+    """The conditional DDPM trained on MNIST's 8-bit digits and labels."""
+    data = lk.load_dataset("mnist", variant="8bit", limit=args.limit)
+    torch.manual_seed(args.seed)
+    model = lk.load_model("ddpm", **model_config(args, data.data_shape))
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -89,6 +96,14 @@ def train(args: argparse.Namespace) -> tuple[lk.LatentModel, Trainer, float]:
     return model, trainer, time.perf_counter() - start
 
 
+def clipped_twin(model: lk.LatentModel, args: argparse.Namespace) -> lk.LatentModel:
+    """The same trained networks in the model with ``clip_denoised=True`` (x̂_0 held in
+    [−1, 1] at every reverse step): a different model, not a different sampler."""
+    twin = lk.load_model("ddpm", **model_config(args, model.data_shape), clip_denoised=True)
+    twin.load_state_dict(model.state_dict())
+    return twin.eval()
+
+
 def measure(model: lk.LatentModel, n: int, w: float, seed: int) -> dict[str, float]:
     """Draw n digits (classes 0..9 in turn) at guidance w and score them with the LeNet."""
     labels = torch.arange(n) % 10
@@ -96,6 +111,7 @@ def measure(model: lk.LatentModel, n: int, w: float, seed: int) -> dict[str, flo
     start = time.perf_counter()
     x = lk.sample(model, n, condition=labels, guidance=w, likelihood_mean=True)
     seconds = time.perf_counter() - start
+    outside = (x.abs() > 1.5).float().mean().item()
     _, logits = load_feature_network().features_and_logits(x.clamp(-1, 1), kind="symmetric8")
     score = classifier_score(logits, labels)
     return {
@@ -104,6 +120,7 @@ def measure(model: lk.LatentModel, n: int, w: float, seed: int) -> dict[str, flo
         "se": score.accuracy_se,
         "score": score.score,
         "class entropy": score.marginal_entropy,
+        "outside": outside,
         "seconds": seconds,
     }
 
@@ -118,14 +135,23 @@ def main() -> None:
         f"ddpm, classes=10, T={args.timesteps} ({args.schedule}), {net}, {args.steps} steps of "
         f"{args.batch_size} on MNIST 8-bit ({seconds:.0f} s); {args.samples} samples per w"
     )
-    print(f"{'w':>5} {'accuracy':>9} {'± s.e.':>7} {'cls score':>9} {'H(classes)':>10} {'s':>6}")
+    print(
+        f"{'x̂_0':>8} {'w':>5} {'accuracy':>9} {'± s.e.':>7} {'cls score':>9} "
+        f"{'H(classes)':>10} {'|x|>1.5':>8} {'s':>6}"
+    )
     with trainer.optimization.averaged():
-        for w in (float(v) for v in args.guidance.split(",")):
-            r = measure(model, args.samples, w, args.seed + 1)
-            print(
-                f"{r['w']:>5g} {r['accuracy']:>9.3f} {r['se']:>7.3f} {r['score']:>9.2f} "
-                f"{r['class entropy']:>10.3f} {r['seconds']:>6.1f}"
-            )
+        models = {"free": model}
+        if args.clip:  # the averaged weights, in the clipped model
+            models["clipped"] = clipped_twin(model, args)
+        for name, each in models.items():
+            for w in (float(v) for v in args.guidance.split(",")):
+                r = measure(each, args.samples, w, args.seed + 1)
+                print(
+                    f"{name:>8} {r['w']:>5g} {r['accuracy']:>9.3f} {r['se']:>7.3f} "
+                    f"{r['score']:>9.2f} {r['class entropy']:>10.3f} {r['outside']:>8.3f} "
+                    f"{r['seconds']:>6.1f}",
+                    flush=True,
+                )
     print(f"(chance: accuracy 0.100; H(classes) of ten equal classes: {math.log(10):.3f})")
 
 

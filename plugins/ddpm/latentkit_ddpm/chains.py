@@ -148,6 +148,16 @@ class DDPMGenerative(lk.GenerativeChain):
                 "log_sigma_sq_lower": m["log_sigma_sq_lower"],
             }
         )
+        self.clip_denoised = cfg.clip_denoised
+        if cfg.clip_denoised:  # x̂_0 = (x_t − β̄_t ε)/ᾱ_t and q(x_{t-1} | x_t, x̂_0)'s mean
+            self.denoised_rows = ScheduleRows(
+                {
+                    "alpha_bar": m["alpha_bar"],
+                    "beta_bar": m["beta_bar"],
+                    "coef_x0": m["posterior_coef_x0"],
+                    "coef_xt": m["posterior_coef_xt"],
+                }
+            )
         self.reverse_variance = cfg.reverse_variance
         self.decoder = cfg.decoder
         self.levels, self.binary = cfg.levels, cfg.binary
@@ -197,7 +207,12 @@ class DDPMGenerative(lk.GenerativeChain):
         return out[0], upper if self.reverse_variance == "beta" else lower
 
     def mean(self, t: int | Tensor, z: Tensor, eps: Tensor) -> Tensor:
-        """μ_θ(x_t, t) = (x_t − β_t²/β̄_t · ε_θ) / α_t, the posterior mean at the x_0 ε_θ implies."""
+        """μ_θ(x_t, t) = (x_t − β_t²/β̄_t · ε_θ) / α_t, the posterior mean at the x_0 ε_θ implies;
+        with ``clip_denoised``, the posterior mean at x̂_0 = clip((x_t − β̄_t ε_θ)/ᾱ_t, −1, 1)."""
+        if self.clip_denoised:
+            alpha_bar, beta_bar, coef_x0, coef_xt = self.denoised_rows.rows(t, z)
+            x0 = ((z - beta_bar * eps) / alpha_bar).clamp(-1.0, 1.0)
+            return coef_x0 * x0 + coef_xt * z
         coef, alpha, *_ = self.reverse_rows.rows(t, z)
         return (z - coef * eps) / alpha
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from latentkit.arguments import check_count, check_number
+from latentkit.arguments import check_count, check_flag, check_number
 from latentkit.blocks import EpsNetworkConfig
 from latentkit.conditions import ConditionSpec
 from latentkit.config import (
@@ -69,6 +69,16 @@ def _check_loss(instance: DDPMConfig, attribute, value: str) -> None:
         )
 
 
+@ruled("True or False; True needs decoder='discretized'")
+def _check_clip(instance: DDPMConfig, attribute, value: bool) -> None:
+    check_flag(value, "'clip_denoised'", error=ConfigError)
+    if value and instance.decoder != "discretized":
+        raise ConfigError(
+            "'clip_denoised'=True holds x̂_0 in the data's range [−1, 1], which only "
+            f"decoder='discretized' data have (decoder is {instance.decoder!r})"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class DDPMConfig(EpsNetworkConfig):
     """Configuration of the ``ddpm`` model (notation: ``docs/ddpm.md``); the ε-network's
@@ -109,6 +119,11 @@ class DDPMConfig(EpsNetworkConfig):
             class K; ``latentkit.sample(model, n, condition=c, guidance=w)``).
         guidance_drop: with ``classes``, the probability in [0, 1) with which training
             replaces a label by the null class (classifier-free guidance's dropout).
+        clip_denoised: False (default) for DDPM's μ_θ(x_t, t) from ε_θ; True for the mean of
+            q(x_{t-1} | x_t, x̂_0) at x̂_0 = (x_t − β̄_t ε_θ)/ᾱ_t held in [−1, 1], the data's
+            range (DDPM's sampler; ``decoder="discretized"`` only). It is the model's mean in
+            every use, bounds and samples alike: a different model with the same network,
+            whose bound the evaluation reports. Off the boundary it equals the default's.
     """
 
     num_timesteps: int = attrs.field(default=1000, validator=_timesteps)
@@ -128,6 +143,7 @@ class DDPMConfig(EpsNetworkConfig):
     hybrid_weight: float = attrs.field(default=0.001, validator=_positive)
     classes: int = attrs.field(default=0, validator=class_count)
     guidance_drop: float = attrs.field(default=0.1, validator=drop_rate)
+    clip_denoised: bool = attrs.field(default=False, validator=_check_clip)
 
     @property
     def condition_spec(self) -> ConditionSpec | None:
