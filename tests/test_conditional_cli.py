@@ -105,7 +105,7 @@ def test_m2_trains_semi_supervised_with_labels_per_class(tmp_path):
     evaluation reports q(y | x)'s classification error."""
     folder = tmp_path / "m2"
     small = ["--set", "model.latent_dim=2", "--set", "model.hidden=[8]"]
-    small += ["--set", "model.classifier_hidden=[8]", "--set", "model.labelled=50"]
+    small += ["--set", "model.classifier_hidden=[8]", "--set", "model.labelled=50"]  # 5 × 10
     argv = ["train", *DATA, "--model", "m2", *small, "--set", "data.labels=5", "--steps", "3"]
     code, _, err = run_cli([*argv, "--run-dir", str(folder)])
     assert code == 0, err
@@ -113,3 +113,20 @@ def test_m2_trains_semi_supervised_with_labels_per_class(tmp_path):
     code, out, err = run_cli(["evaluate", str(folder), *EVAL, "--json", "-"])
     assert code == 0, err
     assert json.loads(out)["conditional"]["classifier"] == "q(y|x)"
+
+
+def test_m2_labelled_count_comes_from_the_data_or_is_refused(tmp_path):
+    """M2's N_l (α / N_l weighs each labelled example) is the data's count of labelled
+    training examples: filled in when not given, refused when given otherwise."""
+    small = ["--set", "model.latent_dim=2", "--set", "model.hidden=[8]"]
+    small += ["--set", "model.classifier_hidden=[8]", "--set", "data.labels=3"]
+    argv = ["train", *DATA, "--model", "m2", *small, "--steps", "1"]
+    folder = tmp_path / "filled"
+    code, _, err = run_cli([*argv, "--run-dir", str(folder)])
+    assert code == 0, err
+    assert "labelled = 30" in (folder / "config.toml").read_text()  # 3 per class × 10
+    folder = tmp_path / "refused"
+    code, _, err = run_cli([*argv, "--set", "model.labelled=100", "--run-dir", str(folder)])
+    line = error_line(err)
+    assert code == 2 and "model.labelled=100" in line and "30 labelled" in line
+    assert not folder.exists()

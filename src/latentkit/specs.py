@@ -104,6 +104,11 @@ class ModelSpec(Spec):
             ``discretized`` for 8-bit, ``gaussian`` otherwise) unless it is given; when the
             config has it, binarized data are loaded by default. ``None``: none. Default
             ``"likelihood"``. (The model ↔ command-line contract: docs/tutorial.md.)
+        labelled_field: (keyword only, optional) the config field that ``latentkit train``
+            fills with the number of labelled training examples the data give (after
+            ``[data] labels`` and ``validation``), for a model whose loss weighs labelled
+            examples by their count (M2's α / N_l). Given and different from the data's
+            count, the run is refused, naming both. ``None`` (the default): none.
         checks: (keyword only, optional) a zero-argument callable returning the model's own
             checks (``latentkit.testing.Check`` objects: identities only this family has),
             which ``latentkit verify`` and ``latentkit.testing.run_checks`` run after the
@@ -129,6 +134,7 @@ class ModelSpec(Spec):
     likelihood_field: str | None = attrs.field(
         default="likelihood", kw_only=True, validator=_optional_str
     )
+    labelled_field: str | None = attrs.field(default=None, kw_only=True, validator=_optional_str)
     checks: Callable[[], Any] | None = attrs.field(
         default=None, kw_only=True, validator=_optional_callable
     )
@@ -140,10 +146,14 @@ class ModelSpec(Spec):
     )
 
     def data_fields(self) -> dict[str, str]:
-        """``{"data_shape": FIELD, "likelihood": FIELD}`` for the declared fields that the
-        config class has: what ``latentkit train`` fills from the data."""
+        """``{"data_shape": FIELD, "likelihood": FIELD, "labelled": FIELD}`` for the declared
+        fields that the config class has: what ``latentkit train`` fills from the data."""
         names = {f.name for f in attrs.fields(self.config_class)}
-        declared = {"data_shape": self.data_shape_field, "likelihood": self.likelihood_field}
+        declared = {
+            "data_shape": self.data_shape_field,
+            "likelihood": self.likelihood_field,
+            "labelled": self.labelled_field,
+        }
         return {key: f for key, f in declared.items() if f is not None and f in names}
 
     def continuous_data_values(self) -> dict[str, Any]:

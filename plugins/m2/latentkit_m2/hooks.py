@@ -24,6 +24,7 @@ def latentkit_models() -> list[lk.ModelSpec]:
                 "q(y | x); conditional on the label y"
             ),
             test_configs=m2_configs,
+            labelled_field="labelled",
         )
     ]
 

@@ -78,6 +78,8 @@ class M2Config(EncoderDecoderConfig):
         labelled: N_l, the number of labelled training examples. The training loss of one
             labelled example carries −(α / N_l)·log q(y | x), so the loss summed over the
             training set is the paper's J^α (the ``m2`` objective; docs in its module).
+            ``latentkit train`` fills it from the data (``[data] labels``) and refuses
+            another value.
     """
 
     latent_dim: int = attrs.field(default=50, validator=int_at_least(1))

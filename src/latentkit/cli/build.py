@@ -44,12 +44,17 @@ def build_run(
     model = load_model(spec.model, **model_values)
     if "data_shape" not in model_spec.data_fields():
         _check_fixed_shape(spec.model, tuple(model.data_shape), ds)
+    splits = training_splits(ds, spec.data, condition=model.condition_spec)
+    labelled = _labelled_value(spec, model_spec, splits.get("train_labels"))
+    if labelled is not None and labelled[1] != model_values.get(labelled[0]):
+        model_values[labelled[0]] = labelled[1]  # the data's count: rebuilt, seeded alike
+        seed_everything(train_cfg.seed)
+        model = load_model(spec.model, **model_values)
     objective_name = spec.objective
     objective_config = dict(spec.objective_config)
     if objective_name is None:  # the model's own objective, with any objective.FIELD given
         objective_name, declared = model.objective_choice
         objective_config = {**declared, **objective_config}
-    splits = training_splits(ds, spec.data, condition=model.condition_spec)
     trainer = Trainer(
         model,
         splits.pop("train_data"),
@@ -62,6 +67,23 @@ def build_run(
         console=err,
     )
     return ds, model, trainer
+
+
+def _labelled_value(spec: RunSpec, model_spec: Any, labels: Any) -> tuple[str, int] | None:
+    """(FIELD, the number of labelled training examples) for a model whose spec declares a
+    ``labelled_field``; a ConfigError when the run gives that field another value."""
+    field = model_spec.data_fields().get("labelled")
+    if field is None or labels is None:
+        return None
+    count = int((labels >= 0).sum())
+    given = spec.model_config.get(field)
+    if given is not None and given != count:
+        raise ConfigError(
+            f"model.{field}={given!r}, but the training data have {count} labelled examples "
+            f"([data] labels={spec.data.get('labels', 'all')!r}); leave model.{field} unset "
+            "(filled in from the data) or give the data's count"
+        )
+    return field, count
 
 
 def _check_fixed_shape(name: str, shape: tuple[int, ...], ds: Any) -> None:
