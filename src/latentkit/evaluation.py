@@ -290,6 +290,8 @@ def _check_request(
     check_positive_int(draws_per_call, "draws_per_call")
     if ode_examples:
         _check_ode_request(model, ode_examples, ode_margin, ode_options, model.reference().dtype)
+    else:
+        _check_no_ode(ode_examples, ode_margin, ode_options)
     check_dataset(model, data, name="data")
     return k
 
@@ -310,6 +312,21 @@ def _check_conditions(model: LatentModel, conditions: Any, data: Tensor) -> Tens
     if isinstance(conditions, Tensor):
         conditions = conditions.cpu()
     return check_condition(spec, conditions, data.shape[0], like=like, name="conditions")
+
+
+def _check_no_ode(examples: Any, margin: Any, options: Any) -> None:
+    """No ODE figure asked for (``ode_examples`` 0): its settings are still checked, and
+    options for it refused, not ignored."""
+    from latentkit.ode import check_margin
+
+    if isinstance(examples, bool) or not isinstance(examples, int):
+        raise ConfigError(f"ode_examples must be an int ≥ 0, got {examples!r}")
+    if margin is not None:
+        check_margin(margin)
+    if options is not None:
+        raise ConfigError(
+            f"ode_options {options!r} given, but ode_examples = 0 asks for no ODE figure"
+        )
 
 
 def _check_ode_request(

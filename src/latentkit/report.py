@@ -370,7 +370,14 @@ def _payload(
         },
         "evaluation": report.to_json(),
         "diagnostics": None if diag is None else diag.to_json(),
-        "last_train_metrics": (info.get("metrics") or {}).get("train"),
+        "last_train_metrics": _last_train_metrics(info),
         "files": files,
         "checkpoint": str(checkpoint),
     }
+
+
+def _last_train_metrics(info: dict[str, Any]) -> Any:
+    """The checkpoint's last training metrics (``metrics.train``), or ``None`` where its
+    ``metrics`` is no table (a hand-edited file: the hashes do not stop a forger)."""
+    metrics = info.get("metrics")
+    return metrics.get("train") if isinstance(metrics, dict) else None

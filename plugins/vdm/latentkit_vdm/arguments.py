@@ -51,11 +51,17 @@ def vdm_core(model: Any, where: str) -> Any:
     return core
 
 
-def check_generator(generator: Any, where: str) -> None:
-    """``None`` or a ``torch.Generator``, else an InputError."""
+def check_generator(generator: Any, where: str, device: torch.device | None = None) -> None:
+    """``None`` or a ``torch.Generator`` (on ``device``, the model's, where given), else an
+    InputError (a DeviceError for one of another device)."""
     if generator is not None and not isinstance(generator, torch.Generator):
         raise lk.InputError(
             f"{where}: generator must be a torch.Generator or None, got {describe_value(generator)}"
+        )
+    if generator is not None and device is not None and generator.device != device:
+        raise lk.DeviceError(
+            f"{where}: generator is on {generator.device}, the model on {device}; give a "
+            "torch.Generator of the model's device"
         )
 
 
@@ -115,7 +121,7 @@ def check_bound_call(model: Any, x: Any, generator: Any, options: dict, where: s
     generator or None and :func:`latentkit.ode_log_prob`'s options."""
     core = vdm_core(model, where)
     check_data(model, x, name=f"{where}: x")
-    check_generator(generator, where)
+    check_generator(generator, where, core._ref.device)
     check_ode_options(options, core._ref.dtype, where)
 
 

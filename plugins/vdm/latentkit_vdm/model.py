@@ -150,6 +150,10 @@ def _check_times(t: object, x: Tensor) -> None:
             f"continuous_elbo: t must be 0-d or of shape [{batch}] (one time per example), "
             f"got shape {tuple(t.shape)}"
         )
+    if t.dtype != x.dtype:
+        raise lk.DTypeError(f"continuous_elbo: t must be {x.dtype}, as x, got {describe_value(t)}")
+    if t.device != x.device:
+        raise lk.DeviceError(f"continuous_elbo: t must be on {x.device}, as x, got {t.device}")
     if not bool(((t >= 0) & (t <= 1)).all()):  # NaN fails too
         raise lk.InputError(f"continuous_elbo: t must lie in [0, 1], got {describe_value(t)}")
 

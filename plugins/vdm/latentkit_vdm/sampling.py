@@ -71,7 +71,7 @@ def _checked(model, n: int, decode: bool, generator, where: str):
     core = vdm_core(model, where)
     check_count(n, f"{where}: n")
     check_flag(decode, f"{where}: decode")
-    check_generator(generator, where)
+    check_generator(generator, where, core._ref.device)
     return core
 
 

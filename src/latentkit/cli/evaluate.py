@@ -20,7 +20,7 @@ from latentkit.checkpoint import (
     resolve_checkpoint,
     writable_path,
 )
-from latentkit.cli.common import _check_rows, _device, _run_dir_of
+from latentkit.cli.common import CLIError, _check_rows, _device, _run_dir_of
 from latentkit.cli.data import _load_recorded_data
 from latentkit.cli.runconfig import EvalConfig, table_flags
 from latentkit.cli.runfolder import holding_run_folders_of
@@ -48,14 +48,19 @@ __all__ = ["cmd_evaluate"]
 
 def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
     json_out = None if args.json_out in (None, "-") else args.json_out
+    if args.per_example is not None and str(args.per_example) == "-":
+        raise CLIError("--per-example writes a .safetensors file: give a path ('-' is --json's)")
     if args.per_example is not None and args.per_example.is_dir():
         args.per_example = args.per_example / "per_example.safetensors"
+    both = (json_out, args.per_example)
+    if None not in both and os.path.realpath(both[0]) == os.path.realpath(both[1]):
+        raise CLIError(f"--json and --per-example both name {json_out}: give each its own file")
     # --json inside a run folder: held like `train` and `report` hold it, for the whole
     # command, so the file never lands in a folder another process writes or replaces.
     # --sample-quality's figures go into the run's report.json: its folder held too.
     asked = table_flags(args, "evaluate").get("sample_quality")
     quality_into = _report_of(Path(args.run)) if asked else None
-    with holding_run_folders_of([json_out, args.per_example, quality_into]):
+    with holding_run_folders_of([json_out, args.per_example], report=quality_into):
         return _evaluate(args, out, err)
 
 

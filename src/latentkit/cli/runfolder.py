@@ -91,6 +91,11 @@ RUN_OWN = ("checkpoints", "best", "config.json", "config.toml", "metrics.jsonl",
 """What only ``train`` writes in a run folder: no other command's output may replace it."""
 
 
+REPORT_OWN = ("report.json", "per_example.safetensors")
+"""The run's report (``report``, ``train --report``), which ``compare`` reads: no other
+command's output file may replace it."""
+
+
 def _refuse_replacing_the_run(output: str | os.PathLike, folder: Path) -> None:
     inside = Path(os.path.realpath(output)).relative_to(folder).parts
     if inside and (inside[0] in RUN_OWN or inside[0].startswith(REPLACED_PREFIX)):
@@ -98,20 +103,31 @@ def _refuse_replacing_the_run(output: str | os.PathLike, folder: Path) -> None:
             f"{output}: would write into {folder / inside[0]}, which is the run's own "
             "(checkpoints, configuration, metrics); write the output elsewhere"
         )
+    if inside in tuple((name,) for name in REPORT_OWN):
+        raise CLIError(
+            f"{output}: would replace {folder / inside[0]}, the run's report (written by "
+            "`latentkit report`, read by `latentkit compare`); write the output elsewhere"
+        )
 
 
 @contextlib.contextmanager
-def holding_run_folders_of(outputs: Iterable[str | os.PathLike | None]) -> Iterator[None]:
+def holding_run_folders_of(
+    outputs: Iterable[str | os.PathLike | None], *, report: Path | None = None
+) -> Iterator[None]:
     """Hold the lock of every run folder one of ``outputs`` lands in, as ``train`` and
     ``report`` hold it, so a command's output never lands in a run folder another process
     is writing (or replacing with ``--overwrite``): refused at once with one line. An output
-    that would replace the run's own files (:data:`RUN_OWN`) is refused first."""
+    that would replace the run's own files (:data:`RUN_OWN`) or its report
+    (:data:`REPORT_OWN`) is refused first; ``report``, a run's ``report.json`` the command
+    itself updates, is held, not refused."""
     folders = set()
     for output in outputs:
         folder = run_folder_of(output) if output is not None else None
         if folder is not None:
             _refuse_replacing_the_run(output, folder)
             folders.add(folder)
+    if report is not None and (folder := run_folder_of(report)) is not None:
+        folders.add(folder)
     with contextlib.ExitStack() as held:
         for folder in sorted(folders):
             held.callback(_acquire(folder, "or write the output elsewhere").release)

@@ -92,6 +92,8 @@ def _resolve(args: argparse.Namespace) -> tuple[RunSpec, Path, Path | None, Any,
 
     if args.config and args.recipe:
         raise CLIError("pass --config FILE or --recipe NAME, not both")
+    if args.resume and args.overwrite:  # one says continue the run, the other start over
+        raise CLIError("pass --resume (continue the run) or --overwrite (start over), not both")
     spec = RunSpec()
     if args.config or args.recipe:
         spec = _read_toml(args.config, recipe=args.recipe)

@@ -25,6 +25,12 @@ def _check_parts(outer: LatentModel, prior: LatentModel) -> None:
             f"{_called(outer)}; the prior {_called(prior)} models it)"
         )
     for role, m in (("outer", outer), ("prior", prior)):
+        spec = m.condition_spec or getattr(m.posterior, "condition_spec", None)
+        if spec is not None:
+            raise ConfigError(
+                f"compose: the {role} model {_called(m)} is conditional on {spec.describe()}; "
+                "a composed model takes no condition: compose unconditional models"
+            )
         if not bottom_up_capable(m.posterior, m.num_layers):
             raise ConfigError(
                 f"compose: the {role} model {_called(m)} has a top-down-only posterior chain "

@@ -12,7 +12,7 @@ from torch.distributions import Distribution
 
 from latentkit.chains import GenerativeChain, LatentModel
 from latentkit.composition.model import ComposedModel
-from latentkit.errors import EstimatorError
+from latentkit.errors import ConfigError, EstimatorError
 from latentkit.estimators import monte_carlo_estimator
 from latentkit.objectives import Objective
 
@@ -81,6 +81,7 @@ class ComposedObjective(Objective):
         reason = self.supports(model)
         if reason is not None:
             raise EstimatorError(f"objective 'composed' does not apply: {reason}")
+        _refuse_a_long_diffusion_outer(model.outer)
         from latentkit.registry import make_objective
 
         prior = model.prior
@@ -106,6 +107,23 @@ class ComposedObjective(Objective):
             _BoundedOuter(outer.generative, bound), outer.posterior, shared=outer.shared
         )
         return -monte_carlo_estimator(reduced)(reduced, x).total()
+
+
+def _refuse_a_long_diffusion_outer(outer: LatentModel) -> None:
+    """A diffusion (a layer-batched posterior) as the outer model: its own objective takes one
+    layer a step, but this one walks all of its layers, one network call each, at every step;
+    beyond ``latentkit.evaluation.LONG_CHAIN`` layers (a DDPM's default T = 1000 runs a
+    thousand times slower than the DDPM alone) that is refused, not started."""
+    from latentkit.evaluation import LONG_CHAIN
+
+    layers = outer.num_layers
+    if outer.posterior.layer_batched and layers > LONG_CHAIN:
+        raise ConfigError(
+            f"objective 'composed': the outer model {outer.name or type(outer).__name__!r} is a "
+            f"diffusion of {layers} layers, which this objective walks one network call each "
+            f"at every step; give it at most {LONG_CHAIN} (num_timesteps), or make the "
+            "diffusion the prior (--prior)"
+        )
 
 
 def composed_objective(model: ComposedModel, **options: Any) -> ComposedObjective:

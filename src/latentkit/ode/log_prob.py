@@ -15,7 +15,7 @@ from torch import Tensor
 
 from latentkit.arguments import check_choice, check_count, check_flag, check_number
 from latentkit.chains import LatentModel
-from latentkit.errors import ConfigError, InputError
+from latentkit.errors import ConfigError, DeviceError, InputError
 from latentkit.ode.solver import check_solver, solve
 from latentkit.validation import check_data
 
@@ -117,6 +117,11 @@ def _check_arguments(
     check_number(bin_width, "bin_width", above=0.0, error=ConfigError)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ConfigError(f"generator must be a torch.Generator or None, got {generator!r}")
+    if generator is not None and generator.device != model.reference().device:
+        raise DeviceError(
+            f"ode_log_prob: generator is on {generator.device}, the model on "
+            f"{model.reference().device}; give a torch.Generator of the model's device"
+        )
     dtype = x.dtype if isinstance(x, Tensor) and x.is_floating_point() else model.reference().dtype
     check_solver(method, rtol, atol, options, dtype)
 
