@@ -484,10 +484,12 @@ def test_images_train_and_sample(device, config):
 def test_every_declared_config_trains_and_samples(device, config, seed):
     """Every config the plugin declares for latentkit's checks (T = 1 included): the training
     loss is finite with finite gradients, samples are finite, and a learned σ_t² stays
-    between β̃_t² and β_t²."""
+    between β̃_t² and β_t² (a conditional config: given classes 0, 1, 2)."""
     model = lk.load_model("ddpm", **config)
     lks.randomize_parameters(model, seed, 0.5)
     model = model.to(device, F64)
+    if model.condition_spec is not None:
+        model = model.given(torch.arange(3, device=device))
     x = lk.sample(model, 3)
     assert bool(torch.isfinite(x).all())
     loss = lk.training_loss(model, x)

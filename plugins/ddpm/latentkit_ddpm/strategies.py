@@ -26,7 +26,9 @@ def schedules(draw, min_T: int = 1, max_T: int = 12) -> dict:
 @st.composite
 def ddpm_configs(draw, max_T: int = 4) -> dict:
     """Small ``load_model("ddpm", **cfg)`` values: any schedule, reverse variance, decoder,
-    loss and timestep sampler; vectors through the MLP or 1×4×4 images through the U-Net."""
+    loss and timestep sampler; vectors through the MLP or 1×4×4 images through the U-Net;
+    a third conditional on 3 classes (with guidance's dropout); x̂_0 clipped or not (the
+    discretized decoder's data have a range)."""
     cfg = draw(schedules(1, max_T))
     variance = draw(st.sampled_from(("beta", "posterior", "learned")))
     losses = ("elbo", "hybrid") if variance == "learned" else ("elbo", "simple", "hybrid")
@@ -40,4 +42,8 @@ def ddpm_configs(draw, max_T: int = 4) -> dict:
         cfg.update(data_shape=(draw(st.integers(1, 4)),), hidden=(draw(st.integers(2, 8)),))
     else:
         cfg.update(data_shape=(1, 4, 4), network="unet", channels=4, channel_mult=(1, 2))
+    # the checks bind a seeded condition to a conditional model (docs/checks.md)
+    cfg["classes"] = draw(st.sampled_from((0, 0, 3)))
+    if cfg["decoder"] == "discretized":
+        cfg["clip_denoised"] = draw(st.booleans())
     return cfg

@@ -38,6 +38,13 @@ def _core(case: ModelCase):
     return core
 
 
+def _given(case: ModelCase, n: int) -> dict:
+    """``condition=`` for the core's functions on n rows: the case's bound condition (a
+    conditional model's, tiled), nothing for an unconditional one."""
+    p = case.model.generative
+    return {} if p.condition_spec is None else {"condition": p.condition_for(n)}
+
+
 def _draws(case: ModelCase, stream: int):
     g = torch.Generator(device=case.x.device).manual_seed(case.seed * 7919 + stream)
     x = case.x
@@ -51,8 +58,8 @@ def score_matching_is_diffusion(case: ModelCase) -> None:
     core = _core(case)
     x, t, eps = _draws(case, 1)
     with torch.no_grad():
-        dsm = core.score_matching_loss(x, t, eps)
-        term = core.diffusion_integrand(x, t, eps)
+        dsm = core.score_matching_loss(x, t, eps, **_given(case, x.shape[0]))
+        term = core.diffusion_integrand(x, t, eps, **_given(case, x.shape[0]))
     assert_close(dsm, term, "λ = g² score matching vs the diffusion term")
 
 
@@ -71,7 +78,7 @@ def layer_kl_is_eq13(case: ModelCase) -> None:
             kl = torch.distributions.kl_divergence(q, model.generative.transition(l, z))
             gs, _ = core.gamma(s)
             gt, _ = core.gamma(t)
-            err = (eps - core.eps(z, t)).pow(2).flatten(1).sum(-1)
+            err = (eps - core.eps(z, t, **_given(case, z.shape[0]))).pow(2).flatten(1).sum(-1)
             assert_close(kl, 0.5 * torch.expm1(gt - gs) * err, f"layer {l} KL vs VDM eq. 13")
 
 
@@ -84,14 +91,15 @@ def continuous_unbiased(case: ModelCase) -> None:
     with torch.no_grad():
         grid = (torch.arange(n, dtype=x.dtype, device=x.device) + 0.5) / n
         rep = (n, *([1] * (x.ndim - 1)))
-        want = core.diffusion_integrand(x.repeat(rep), grid, eps.repeat(rep)).mean()
+        given = _given(case, n)
+        want = core.diffusion_integrand(x.repeat(rep), grid, eps.repeat(rep), **given).mean()
         rep = (batch * REPLICATES, *([1] * (x.ndim - 1)))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(case.seed)
             t = torch.cat(
                 [sample_times(batch, "low-discrepancy", like=x) for _ in range(REPLICATES)]
             )
-        vals = core.diffusion_integrand(x.repeat(rep), t, eps.repeat(rep))
+        vals = core.diffusion_integrand(x.repeat(rep), t, eps.repeat(rep), **_given(case, rep[0]))
         means = vals.reshape(REPLICATES, batch).mean(-1)
     se = float(means.std() / math.sqrt(REPLICATES))
     z = float(means.mean() - want) / se if se > 0 else 0.0
