@@ -679,6 +679,7 @@ def test_resume_keeps_the_data_protocol(tmp_path):
     # 10 of each class labelled: every logged batch holds a labelled example (the train
     # line's bound is taken on those)
     settings |= {"data.validation": 16, "data.binarization": "dynamic", "data.labels": 10}
+    settings["model.labelled"] = 100  # the data's count of labelled examples: 10 × 10 classes
     argv = _argv("m2", settings, "set", tmp_path)
     code, _, err = run_cli(["train", *argv, "--run-dir", str(run)])
     assert code == 0, err
