@@ -318,11 +318,15 @@ class Evaluator:
 
     def evaluate(self, step: int) -> dict[str, Any]:
         """The bound and its terms on the split at step ``step``, written as its line."""
+        from latentkit.composition import evaluation_model
+
         assert self.data is not None
         n = self.examples or self.data.shape[0]
         k = self.selection_k if self.split == "validation" else 1
         report = evaluate(
-            self.model,
+            # a composed model with a continuous-time prior: scored as `latentkit evaluate`
+            # scores it (its prior at a few steps), not walked through the trained T's layers
+            evaluation_model(self.model),
             self.data[:n],
             conditions=None if self.labels is None else self.labels[:n],
             iwae_k=k if k > 1 else 0,
