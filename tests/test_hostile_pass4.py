@@ -119,6 +119,17 @@ def test_evaluate_still_writes_its_outputs_beside_the_report(run, tmp_path):
     assert json.loads(js.read_text())["num_examples"] == 4 and per.stat().st_size > 0
 
 
+def test_a_warning_is_one_line(run):
+    """A warning the command raises (a resume with another objective) is one ``warning:``
+    line, not Python's file:line and source line."""
+    code, _, err = run_cli(["train", "--resume", "--run-dir", str(run), "--objective", "iwae",
+                            "--steps", "5", "--no-progress"])  # fmt: skip
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if "objective 'iwae'" in ln and "resuming" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: resuming with objective"), err
+    assert "UserWarning" not in err and ".py:" not in err
+
+
 def test_a_checkpoint_whose_metrics_are_no_table_reports_without_them(run):
     """A forged (hash recomputed) checkpoint whose ``metrics`` is a list: `report` raised
     AttributeError with a traceback; now the report is written, with no training metrics."""

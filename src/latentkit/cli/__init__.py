@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -85,9 +86,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``latentkit`` console script; returns the exit status (130 after
     Ctrl-C, with one line on stderr: docs/reliability.md, "Ctrl-C")."""
     try:
-        return _main(argv)
+        with warnings.catch_warnings():  # restored on return: main() may run in a process
+            warnings.showwarning = _warning_line
+            return _main(argv)
     except KeyboardInterrupt:
         return _say_interrupted(argv)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one ``warning: …`` line on stderr (not Python's file:line and source)."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=sys.stderr if file is None else file)
 
 
 def _main(argv: Sequence[str] | None) -> int:
