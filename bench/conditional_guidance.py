@@ -54,6 +54,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument(
         "--clip", action="store_true", help="also sample the model with clip_denoised=True"
     )
+    ap.add_argument(
+        "--eps-skip", action="store_true", help="ε_θ = β̄_t x_t + the network (eps_skip=True)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args()
@@ -72,6 +75,7 @@ def model_config(args: argparse.Namespace, data_shape: tuple[int, ...]) -> dict:
         loss="simple",
         classes=10,
         guidance_drop=args.drop,
+        eps_skip=args.eps_skip,
     )
 
 
@@ -131,6 +135,7 @@ def main() -> None:
     model, trainer, seconds = train(args)
     model.eval()
     net = f"MLP {args.hidden}" if args.network == "mlp" else f"U-Net {args.channels}"
+    net += ", eps_skip" if args.eps_skip else ""
     print(
         f"ddpm, classes=10, T={args.timesteps} ({args.schedule}), {net}, {args.steps} steps of "
         f"{args.batch_size} on MNIST 8-bit ({seconds:.0f} s); {args.samples} samples per w"

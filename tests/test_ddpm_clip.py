@@ -76,3 +76,51 @@ def test_clip_denoised_is_refused_without_a_bounded_data_range():
         lk.load_model("ddpm", data_shape=(4,), decoder="gaussian", clip_denoised=True)
     with pytest.raises(lk.ConfigError, match="(?i)true or false.*clip_denoised"):
         lk.load_model("ddpm", data_shape=(4,), clip_denoised=1)
+
+
+# ``eps_skip``: ε_θ = β̄_t x_t + the network's output ----------------------------------------
+
+
+def twins(**config) -> tuple[lk.LatentModel, lk.LatentModel]:
+    """The model with and without ``eps_skip``, the same weights (moved off their zero init)."""
+    plain, skip = model(**config), model(eps_skip=True, **config)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    skip.load_state_dict(plain.state_dict())
+    return plain, skip
+
+
+@pytest.mark.parametrize("t", [1, 2, 17, T])
+def test_eps_skip_adds_the_papers_beta_bar_times_x_t(t):
+    plain, skip = twins()
+    beta = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=torch.float64)
+    beta_bar = (1 - torch.cumprod(1 - beta, 0)[t - 1]).sqrt()  # √(1 − ᾱ_t), paper notation
+    z = torch.randn(5, 6, dtype=torch.float64)
+    got, _ = skip.generative.eps_and_log_var(t, z)
+    want, _ = plain.generative.eps_and_log_var(t, z)
+    torch.testing.assert_close(got, want + beta_bar * z, rtol=1e-12, atol=1e-12)
+
+
+def test_eps_skip_with_guidance_adds_it_once():
+    plain, skip = twins(classes=3)
+    c, z, t = (
+        torch.tensor([0, 2, 1]),
+        torch.randn(3, 6, dtype=torch.float64),
+        torch.tensor([3, 9, T]),
+    )
+    (beta_bar,) = skip.generative.skip_rows.rows(t, z)
+    for w in (0.0, 2.0):
+        got, _ = skip.given(c, guidance=w).generative.eps_and_log_var(t, z)
+        want, _ = plain.given(c, guidance=w).generative.eps_and_log_var(t, z)
+        torch.testing.assert_close(got, want + beta_bar * z, rtol=1e-12, atol=1e-12)
+
+
+def test_eps_skip_trains_and_its_bound_is_finite():
+    m = model(eps_skip=True, levels=4)
+    x = torch.tensor([[-1.0, -1 / 3, 1 / 3, 1.0, 1.0, -1.0]], dtype=torch.float64).repeat(3, 1)
+    loss = lk.training_loss(m, x)
+    loss.sum().backward()
+    assert torch.isfinite(loss).all() and torch.isfinite(lk.elbo(m, x).total).all()
+    with pytest.raises(lk.ConfigError, match="(?i)true or false.*eps_skip"):
+        lk.load_model("ddpm", data_shape=(4,), eps_skip="yes")

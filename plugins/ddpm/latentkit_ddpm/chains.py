@@ -158,6 +158,9 @@ class DDPMGenerative(lk.GenerativeChain):
                     "coef_xt": m["posterior_coef_xt"],
                 }
             )
+        self.eps_skip = cfg.eps_skip
+        if cfg.eps_skip:  # ε_θ = β̄_t x_t + the network's output
+            self.skip_rows = ScheduleRows({"beta_bar": m["beta_bar"]})
         self.reverse_variance = cfg.reverse_variance
         self.decoder = cfg.decoder
         self.levels, self.binary = cfg.levels, cfg.binary
@@ -176,7 +179,16 @@ class DDPMGenerative(lk.GenerativeChain):
     def _network(self, t: int | Tensor, z: Tensor) -> tuple[Tensor, ...]:
         """The network's output groups at (x_t, t), given the bound condition c if the chain
         is conditional; with a guidance scale w > 0, ε̂ is the guided ε̃ = (1 + w) ε_θ(x_t,
-        t, c) − w ε_θ(x_t, t, ∅) from one call on 2·batch rows (the other groups: c's)."""
+        t, c) − w ε_θ(x_t, t, ∅) from one call on 2·batch rows (the other groups: c's);
+        with ``eps_skip``, β̄_t x_t added to ε̂ (guided or not: the weights sum to 1)."""
+        eps, *rest = self._outputs(t, z)
+        if self.eps_skip:
+            (beta_bar,) = self.skip_rows.rows(t, z)
+            eps = eps + beta_bar * z
+        return (eps, *rest)
+
+    def _outputs(self, t: int | Tensor, z: Tensor) -> tuple[Tensor, ...]:
+        """The network's output groups (guided, with a guidance scale): ``_network``'s body."""
         steps = self._timesteps(t, z)
         spec = self.condition_spec
         # ε̂ (and v) by squeeze/unbind, whose backward is a view/one stack, not out[:, i],

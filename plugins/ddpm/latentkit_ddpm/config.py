@@ -69,6 +69,11 @@ def _check_loss(instance: DDPMConfig, attribute, value: str) -> None:
         )
 
 
+@ruled("True or False")
+def _check_flag_field(instance: DDPMConfig, attribute, value: bool) -> None:
+    check_flag(value, repr(attribute.name), error=ConfigError)
+
+
 @ruled("True or False; True needs decoder='discretized'")
 def _check_clip(instance: DDPMConfig, attribute, value: bool) -> None:
     check_flag(value, "'clip_denoised'", error=ConfigError)
@@ -124,6 +129,11 @@ class DDPMConfig(EpsNetworkConfig):
             range (DDPM's sampler; ``decoder="discretized"`` only). It is the model's mean in
             every use, bounds and samples alike: a different model with the same network,
             whose bound the evaluation reports. Off the boundary it equals the default's.
+        eps_skip: False (default): ε_θ is the network's output; True: ε_θ = β̄_t x_t + the
+            network's output, the network learning the residual from E[ε | x_t] of data with
+            x_0 ~ N(0, I) (β̄_t x_t). Where x_t is nearly all noise (large t), ε ≈ x_t and the
+            network's output need only be small, which an MLP without a skip connection
+            does not learn: its samples drift off the data (docs/ddpm.md).
     """
 
     num_timesteps: int = attrs.field(default=1000, validator=_timesteps)
@@ -144,6 +154,7 @@ class DDPMConfig(EpsNetworkConfig):
     classes: int = attrs.field(default=0, validator=class_count)
     guidance_drop: float = attrs.field(default=0.1, validator=drop_rate)
     clip_denoised: bool = attrs.field(default=False, validator=_check_clip)
+    eps_skip: bool = attrs.field(default=False, validator=_check_flag_field)
 
     @property
     def condition_spec(self) -> ConditionSpec | None:

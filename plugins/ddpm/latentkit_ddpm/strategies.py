@@ -28,7 +28,7 @@ def ddpm_configs(draw, max_T: int = 4) -> dict:
     """Small ``load_model("ddpm", **cfg)`` values: any schedule, reverse variance, decoder,
     loss and timestep sampler; vectors through the MLP or 1×4×4 images through the U-Net;
     a third conditional on 3 classes (with guidance's dropout); x̂_0 clipped or not (the
-    discretized decoder's data have a range)."""
+    discretized decoder's data have a range); ε_θ with the β̄_t x_t skip or without."""
     cfg = draw(schedules(1, max_T))
     variance = draw(st.sampled_from(("beta", "posterior", "learned")))
     losses = ("elbo", "hybrid") if variance == "learned" else ("elbo", "simple", "hybrid")
@@ -46,4 +46,5 @@ def ddpm_configs(draw, max_T: int = 4) -> dict:
     cfg["classes"] = draw(st.sampled_from((0, 0, 3)))
     if cfg["decoder"] == "discretized":
         cfg["clip_denoised"] = draw(st.booleans())
+    cfg["eps_skip"] = draw(st.booleans())
     return cfg
