@@ -239,6 +239,12 @@ PYTHON_CASES = {
         lk.ConfigError,
         "ode_options {'rtol': 0.001} given, but ode_examples = 0",
     ),
+    # the discrete data's bin width without dequantize: ignored, whatever it was
+    "ode-log-prob-bin-width-without-dequantize": (
+        lambda m: lk.ode_log_prob(m, torch.zeros(2, 4), bin_width=0.5),
+        lk.ConfigError,
+        "bin_width=0.5 is the discrete data's bin width, read only with dequantize=True",
+    ),
 }
 
 
@@ -258,3 +264,9 @@ def test_what_the_python_checks_leave_allowed():
     assert m.continuous_elbo(x, t=torch.tensor(0.5)).total.shape == (3,)
     assert sample_sde(m, 2, steps=3, generator=torch.Generator().manual_seed(0)).shape == (2, 4)
     assert lk.evaluate(m, x, iwae_k=0, ode_margin=1.0).num_examples == 3
+    # dequantize without bin_width takes the 8-bit width: the same bound as 2/255 given
+    default, given = (
+        lk.ode_log_prob(m, x, dequantize=True, generator=torch.Generator().manual_seed(1), **w)
+        for w in ({}, {"bin_width": 2.0 / 255.0})
+    )
+    assert torch.equal(default.log_prob_bound, given.log_prob_bound)

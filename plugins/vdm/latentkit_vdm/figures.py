@@ -202,7 +202,7 @@ def _ode_values(
             core.on_grid(x),
             dequantize=is_discrete,
             generator=gen,
-            **{"bin_width": core.bin_width, **ode_options},
+            **{"bin_width": core.bin_width if is_discrete else None, **ode_options},
         )
         runs.direct.append((r.log_prob_bound if is_discrete else r.log_density).double().cpu())
         runs.direct_nfe.append(r.nfe)

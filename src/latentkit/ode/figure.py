@@ -295,7 +295,12 @@ def _solve_batches(
     for i in range(0, data.shape[0], batch_size):
         x = to_ode(data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype))
         r = ode_log_prob(
-            model, x, dequantize=discrete, bin_width=width, generator=gen, **ode_options
+            model,
+            x,
+            dequantize=discrete,
+            bin_width=width if discrete else None,
+            generator=gen,
+            **ode_options,
         )
         values.append(-(r.log_prob_bound if discrete else r.log_density).double().cpu())
         sds.append((r.prior_log_prob.double().cpu() - typical[0]) / typical[1])

@@ -96,7 +96,7 @@ def _check_arguments(
     num_probes: int,
     exact_max_dims: int,
     dequantize: bool,
-    bin_width: float,
+    bin_width: float | None,
     generator: torch.Generator | None,
     validate: bool,
     method: str,
@@ -114,7 +114,13 @@ def _check_arguments(
     check_count(exact_max_dims, "exact_max_dims", low=0, error=ConfigError)
     check_flag(dequantize, "dequantize", error=ConfigError)
     check_flag(validate, "validate", error=ConfigError)
-    check_number(bin_width, "bin_width", above=0.0, error=ConfigError)
+    if bin_width is not None:
+        if not dequantize:
+            raise ConfigError(
+                f"bin_width={bin_width!r} is the discrete data's bin width, read only with "
+                "dequantize=True (the continuous density log p(x) has none)"
+            )
+        check_number(bin_width, "bin_width", above=0.0, error=ConfigError)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ConfigError(f"generator must be a torch.Generator or None, got {generator!r}")
     if generator is not None and generator.device != model.reference().device:
@@ -141,7 +147,7 @@ def check_ode_options(model: LatentModel, **options: object) -> None:
     settings = {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
     settings.update(options)
     del settings["dequantize"], settings["bin_width"]  # set by the caller, not by options
-    _check_arguments(model, None, dequantize=False, bin_width=EIGHT_BIT_WIDTH, **settings)
+    _check_arguments(model, None, dequantize=False, bin_width=None, **settings)
 
 
 def _exact_divergence(f: Tensor, z: Tensor, *, n: int, D: int) -> Tensor:
@@ -225,7 +231,7 @@ def ode_log_prob(
     method: str = "dopri5",
     options: dict | None = None,
     dequantize: bool = False,
-    bin_width: float = EIGHT_BIT_WIDTH,
+    bin_width: float | None = None,
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> OdeLogProb:
@@ -241,7 +247,8 @@ def ode_log_prob(
         rtol, atol, method, options: passed to ``torchdiffeq.odeint`` (:func:`solve`; checked
             first by :func:`check_solver`).
         dequantize: add uniform noise within each 8-bit bin and report the discrete bound.
-        bin_width: the bin width w of the discrete data (2/255 for 8-bit data in [−1, 1]).
+        bin_width: the bin width w of the discrete data, with ``dequantize`` only (None: 2/255,
+            8-bit data in [−1, 1]); given without ``dequantize``, a ConfigError.
         generator: random stream for the probes and the dequantization noise.
         validate: check ``x`` (shape, dtype, device, finiteness) first.
     """
@@ -260,6 +267,7 @@ def ode_log_prob(
     )
     y = x
     if dequantize:
+        bin_width = EIGHT_BIT_WIDTH if bin_width is None else bin_width
         u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
         y = x + bin_width * (u - 0.5)
     div = _divergence(kind, y, D, probe=probe, num_probes=num_probes, generator=generator)
