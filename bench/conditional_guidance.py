@@ -57,6 +57,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument(
         "--eps-skip", action="store_true", help="ε_θ = β̄_t x_t + the network (eps_skip=True)"
     )
+    ap.add_argument("--save", default="", help="save the averaged weights to this file")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args()
@@ -109,22 +110,28 @@ def clipped_twin(model: lk.LatentModel, args: argparse.Namespace) -> lk.LatentMo
 
 
 def measure(model: lk.LatentModel, n: int, w: float, seed: int) -> dict[str, float]:
-    """Draw n digits (classes 0..9 in turn) at guidance w and score them with the LeNet."""
+    """Draw n digits (classes 0..9 in turn) at guidance w and score them with the LeNet; a
+    sample with a non-finite pixel (a chain that diverged) is counted, and misread."""
     labels = torch.arange(n) % 10
     torch.manual_seed(seed)
     start = time.perf_counter()
     x = lk.sample(model, n, condition=labels, guidance=w, likelihood_mean=True)
     seconds = time.perf_counter() - start
-    outside = (x.abs() > 1.5).float().mean().item()
-    _, logits = load_feature_network().features_and_logits(x.clamp(-1, 1), kind="symmetric8")
-    score = classifier_score(logits, labels)
+    finite = torch.isfinite(x).flatten(1).all(1)
+    outside = (x[finite].abs() > 1.5).float().mean().item()
+    _, logits = load_feature_network().features_and_logits(
+        x[finite].clamp(-1, 1), kind="symmetric8"
+    )
+    score = classifier_score(logits, labels[finite])
+    accuracy = score.accuracy * float(finite.float().mean())  # over all n draws
     return {
         "w": w,
-        "accuracy": score.accuracy,
-        "se": score.accuracy_se,
+        "accuracy": accuracy,
+        "se": math.sqrt(accuracy * (1 - accuracy) / n),
         "score": score.score,
         "class entropy": score.marginal_entropy,
         "outside": outside,
+        "diverged": int((~finite).sum()),
         "seconds": seconds,
     }
 
@@ -134,6 +141,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, trainer, seconds = train(args)
     model.eval()
+    if args.save:  # the trained (and averaged) weights, for sampling again without training
+        with trainer.optimization.averaged():
+            torch.save(model.state_dict(), args.save)
     net = f"MLP {args.hidden}" if args.network == "mlp" else f"U-Net {args.channels}"
     net += ", eps_skip" if args.eps_skip else ""
     print(
@@ -142,7 +152,7 @@ def main() -> None:
     )
     print(
         f"{'x̂_0':>8} {'w':>5} {'accuracy':>9} {'± s.e.':>7} {'cls score':>9} "
-        f"{'H(classes)':>10} {'|x|>1.5':>8} {'s':>6}"
+        f"{'H(classes)':>10} {'|x|>1.5':>8} {'diverged':>8} {'s':>6}"
     )
     with trainer.optimization.averaged():
         models = {"free": model}
@@ -154,6 +164,7 @@ def main() -> None:
                 print(
                     f"{name:>8} {r['w']:>5g} {r['accuracy']:>9.3f} {r['se']:>7.3f} "
                     f"{r['score']:>9.2f} {r['class entropy']:>10.3f} {r['outside']:>8.3f} "
+                    f"{r['diverged']:>8d} "
                     f"{r['seconds']:>6.1f}",
                     flush=True,
                 )
