@@ -162,3 +162,18 @@ def test_the_data_variant_fits_the_outer_model(tmp_path):
            *VAE_PRIOR, "--limit", "64", steps=1)  # fmt: skip
     _, info = load_trained_model(run)
     assert info["data"]["variant"] == "8bit" and _toml(run)["data"]["variant"] == "8bit"
+
+
+def test_an_engine_objective_over_a_long_joined_chain_is_refused(tmp_path):
+    # `--recipe iwae-paper-vae --prior vdm` took the recipe's `objective = "elbo"`: the joined
+    # chain's 1,000-odd layers walked at every step (a stall); refused in one line, naming
+    # the composed objective, before the run folder is touched. A short chain still trains.
+    run = tmp_path / "run"
+    base = ["train", *DATA, "--steps", "3", "--run-dir", str(run), *OUTER]
+    code, _, err = run_cli([*base, *VDM_PRIOR, "--objective", "elbo"])
+    line = error_line(err)
+    assert code != 0 and "'elbo'" in line and "1,002 layers" in line and "composed" in line
+    assert not run.exists()
+    code, _, err = run_cli([*base, *VDM_PRIOR, "--set", "prior.num_timesteps=10",
+                            "--objective", "elbo"])  # fmt: skip
+    assert code == 0, err

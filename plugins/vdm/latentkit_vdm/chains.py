@@ -142,7 +142,7 @@ class VDMGenerative(lk.GenerativeChain):
         for l in range(2, self.num_layers + 1):
             s, t = _times(l, self.num_timesteps, ref)
             alpha_t, sigma_t = c.scales(t)
-            a, b = c.net.coefficients(t.reshape(1))
+            a, b = c.linear_coefficients(t.reshape(1))
             _, cz, cx, var = c.step_constants(s, t)
             # loc = cz z + cx (z − σ_t (a z + b))/ᾱ_t
             A = cz + cx * (1 - sigma_t * a[0]) / alpha_t

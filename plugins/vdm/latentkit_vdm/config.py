@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import attrs
 
-from latentkit.arguments import check_count
+from latentkit.arguments import check_count, check_flag
 from latentkit.blocks import EpsNetworkConfig
 from latentkit.conditions import ConditionSpec
 from latentkit.config import class_count, data_levels, drop_rate, one_of, ruled
@@ -77,6 +77,16 @@ def _check_prediction(instance, attribute, value: str) -> None:
         )
 
 
+@ruled("True or False; True needs prediction='eps'")
+def _check_eps_skip(instance, attribute, value) -> None:
+    check_flag(value, "'eps_skip'", error=ConfigError)
+    if value and instance.prediction != "eps":
+        raise ConfigError(
+            "'eps_skip' adds β̄_t z_t to an ε-prediction: it needs prediction='eps', "
+            f"got prediction={instance.prediction!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class VDMConfig(EpsNetworkConfig):
     """Configuration of the ``vdm`` model (notation: ``docs/continuous.md``); the ε-network's
@@ -127,6 +137,12 @@ class VDMConfig(EpsNetworkConfig):
             ``linear`` network.
         guidance_drop: with ``classes``, the probability in [0, 1) with which training
             replaces a label by the null class (classifier-free guidance's dropout).
+        eps_skip: False (default): ε̂_θ is the network's output; True: ε̂_θ = β̄_t z_t + the
+            network's output (LSGM's mixed score parameterisation, additive form), β̄_t z_t
+            being E[ε | z_t] for data N(0, I). The network learns the residual from a
+            standard normal: an untrained one (its last layer starts at zero) makes the model
+            N(0, I)'s exact ε-prediction, which is what a diffusion *prior* over a VAE's
+            latent should start from (``docs/compose.md``). Needs ``prediction = "eps"``.
     """
 
     NETWORKS: ClassVar[tuple[str, ...]] = ("auto", "mlp", "unet", "linear")
@@ -148,6 +164,7 @@ class VDMConfig(EpsNetworkConfig):
     time_input: str = attrs.field(default="gamma", validator=one_of(*TIME_INPUTS))
     classes: int = attrs.field(default=0, validator=[class_count, _classes_need_a_network])
     guidance_drop: float = attrs.field(default=0.1, validator=drop_rate)
+    eps_skip: bool = attrs.field(default=False, validator=_check_eps_skip)
 
     @property
     def condition_spec(self) -> ConditionSpec | None:

@@ -89,6 +89,7 @@ class ContinuousDiffusion(nn.Module):
         self.levels = cfg.levels
         self.binary = cfg.decoder == "discretized" and cfg.levels == 2
         self.prediction = cfg.prediction
+        self.eps_skip = cfg.eps_skip
         self.condition_spec = cfg.condition_spec
         self.log_snr = make_log_snr(cfg.schedule, cfg.gamma_min, cfg.gamma_max)
         self.net = build_network(cfg, self.log_snr) if net is None else net
@@ -121,14 +122,15 @@ class ContinuousDiffusion(nn.Module):
         """ε̂_θ(z_t, t), or ε̂_θ(z_t, t, c) given the rows' ``condition`` (a conditional
         model's, which needs it); ``t`` 0-d or ``[batch]``. A network with ``takes_gamma``
         is also given γ(t): ``gamma`` if the caller has it (the same tensor its other terms
-        use), else computed here. With ``prediction="x"`` the network's output is x̂_θ and
+        use), else computed here. With ``eps_skip``, ε̂ = β̄_t z_t + the network's output
+        (``VDMConfig.eps_skip``). With ``prediction="x"`` the network's output is x̂_θ and
         ε̂ = (z_t − ᾱ_t x̂_θ)/β̄_t (the same γ(t) gives ᾱ_t, β̄_t). With ``guidance`` w > 0
         (sampling), classifier-free guidance: ε̃ = (1 + w) ε̂_θ(z_t, t, c) − w ε̂_θ(z_t, t, ∅),
         from one network call on 2·batch rows."""
         n = z.shape[0]
         t = t.expand(n) if t.ndim == 0 else t
         takes_gamma = getattr(self.net, "takes_gamma", False)
-        if gamma is None and (takes_gamma or self.prediction == "x"):
+        if gamma is None and (takes_gamma or self.prediction == "x" or self.eps_skip):
             gamma, _ = self.gamma(t)
         if gamma is not None:
             gamma = gamma.expand(n) if gamma.ndim == 0 else gamma
@@ -155,10 +157,18 @@ class ContinuousDiffusion(nn.Module):
         args = (z, t, gamma) if getattr(self.net, "takes_gamma", False) else (z, t)
         extra = {} if c is None else {"condition": self.condition_spec.features(c, z.dtype)}
         out = self.net(*args, **extra)
-        if self.prediction == "eps":
-            return out
+        if self.prediction == "eps":  # with eps_skip, β̄_t z_t + the network's output
+            return out + beta_bar_sq(self._bc(gamma, z)).sqrt() * z if self.eps_skip else out
         g = self._bc(gamma, z)
         return (z - alpha_bar_sq(g).sqrt() * out) / beta_bar_sq(g).sqrt()
+
+    def linear_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(a, b) of ε̂ = a ⊙ z + b at the times ``t`` (``[n]``), each ``[n, D]``, for a network
+        linear in z (one with ``coefficients``): its own, a + β̄_t with ``eps_skip``."""
+        a, b = self.net.coefficients(t)
+        if self.eps_skip:
+            a = a + self.scales(t.unsqueeze(-1))[1]
+        return a, b
 
     @property
     def bin_width(self) -> float:

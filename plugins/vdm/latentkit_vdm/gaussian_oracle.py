@@ -84,7 +84,7 @@ def mmse_eps(core, var: Tensor, t: Tensor) -> Tensor:
 def eps_error_given_x(core, x: Tensor, t: Tensor) -> Tensor:
     """E_ε‖ε − ε̂(ᾱ_t x + β̄_t ε, t)‖² for a network linear in z (ε̂ = a z + b), per example:
     Σ (1 − a β̄_t)² + (a ᾱ_t x + b)². ``x`` ``[n, D]``, ``t`` ``[n]``."""
-    a, b = core.net.coefficients(t)
+    a, b = core.linear_coefficients(t)
     g, _ = core.gamma(t.unsqueeze(-1))
     alpha, sigma = alpha_bar_sq(g).sqrt(), beta_bar_sq(g).sqrt()
     return ((1 - a * sigma) ** 2 + (a * alpha * x + b) ** 2).sum(-1)

@@ -25,6 +25,7 @@ def vdm_configs(draw, max_T: int = 4) -> dict:
         "decoder": draw(st.sampled_from(("discretized", "gaussian"))),
         "loss": draw(st.sampled_from(("continuous", "score-matching", "elbo"))),
         "t_sampler": draw(st.sampled_from(("low-discrepancy", "antithetic", "uniform"))),
+        "eps_skip": draw(st.booleans()),
     }
     kind = draw(st.sampled_from(("mlp", "linear", "unet")))
     if kind == "unet":

@@ -13,6 +13,7 @@ from latentkit.checkpoint import memory_bytes
 from latentkit.cli.common import CLIError, _bytes
 from latentkit.cli.data import load_data, training_splits
 from latentkit.cli.runconfig import RunSpec
+from latentkit.composition.objective import refuse_a_long_joined_chain
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.registry import get_model_spec, load_model
 
@@ -55,6 +56,7 @@ def build_run(
     if objective_name is None:  # the model's own objective, with any objective.FIELD given
         objective_name, declared = model.objective_choice
         objective_config = {**declared, **objective_config}
+    refuse_a_long_joined_chain(model, objective_name)
     trainer = Trainer(
         model,
         splits.pop("train_data"),

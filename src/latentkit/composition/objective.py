@@ -126,6 +126,26 @@ def _refuse_a_long_diffusion_outer(outer: LatentModel) -> None:
         )
 
 
+def refuse_a_long_joined_chain(model: Any, objective: str) -> None:
+    """A composed model trained by an objective other than ``composed`` (the engine's
+    ``elbo``, ``iwae``, …: a recipe's ``objective = "elbo"`` under ``--prior``) walks the
+    joined chain one network call per layer at every step; beyond
+    ``latentkit.evaluation.LONG_CHAIN`` layers (a ``vdm`` prior at T = 1000: 1,001 of them)
+    that is refused, naming the objective that puts the prior's own bound in its place."""
+    from latentkit.evaluation import LONG_CHAIN
+
+    if not isinstance(model, ComposedModel) or objective == "composed":
+        return
+    layers = model.num_layers
+    if layers > LONG_CHAIN:
+        raise ConfigError(
+            f"objective {objective!r} trains the composed model on its joined chain, walking "
+            f"its {layers:,} layers one network call each at every step; train it with "
+            "objective 'composed' (--objective composed, its default), which puts the prior's "
+            f"own bound in the prior's place, or give the chain at most {LONG_CHAIN} layers"
+        )
+
+
 def composed_objective(model: ComposedModel, **options: Any) -> ComposedObjective:
     """:class:`ComposedObjective` for ``model`` (options: :class:`ComposedObjectiveConfig`'s)."""
     return ComposedObjective(ComposedObjectiveConfig(**options), model)
