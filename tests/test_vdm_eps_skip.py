@@ -117,3 +117,45 @@ def test_eps_skip_is_refused_with_an_x_prediction_and_must_be_a_flag():
         lk.load_model("vdm", data_shape=(3,), prediction="x", eps_skip=True)
     with pytest.raises(lk.ConfigError, match="eps_skip"):
         lk.load_model("vdm", data_shape=(3,), eps_skip="yes")
+
+
+def test_the_exact_normal_part_is_the_closed_form_at_every_draw_of_an_untrained_model():
+    """``normal_part = "exact"``: untrained, the residual is 0, so every draw of ELBO_∞(x) is
+    the closed form log N(x; 0, I) + Σ_d [½ log ᾱ_0² + ½ β̄_0² (x_d² − 1)] (the estimated
+    form's mean, ``test_an_untrained_skip_vdm_bounds_…``), to float64 round-off."""
+    core = _model(normal_part="exact").core
+    x = torch.tensor([[0.3, -1.2, 2.0], [0.0, 0.5, -0.4], [1.5, 1.5, -2.5]], dtype=F64)
+    g0, _ = core.gamma(torch.zeros((), dtype=F64))
+    a0, s0 = alpha_bar_sq(g0), beta_bar_sq(g0)
+    want = -0.5 * (x**2 + math.log(2 * math.pi)).sum(-1)
+    want = want + (0.5 * torch.log(a0) + 0.5 * s0 * (x**2 - 1)).sum(-1)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        draws = core.elbo(x.repeat(50, 1)).total.view(50, 3)
+    torch.testing.assert_close(draws, want.expand(50, 3), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "learned"])
+def test_the_exact_normal_part_estimates_the_same_bound(schedule):
+    """With a network of random weights (a residual far from 0) and a conditional model,
+    the exact-normal-part estimator and the plain one have the same mean at fixed x
+    (z-test on the difference of 40,000 independent draws of each)."""
+    models = [_model(schedule=schedule, classes=3, normal_part=p) for p in ("estimated", "exact")]
+    torch.manual_seed(6)
+    for p in models[0].core.net.parameters():
+        p.data.normal_(0, 0.3)
+    models[1].load_state_dict(models[0].state_dict())
+    x = torch.tensor([[0.4, -0.9, 1.7]], dtype=F64).expand(40_000, 3)
+    c = torch.arange(40_000) % 4  # the null class too
+    with torch.no_grad():
+        a, b = (m.core.elbo(x, condition=c).total for m in models)
+    se = math.sqrt((a.var() + b.var()) / 40_000)
+    assert abs(float((a.mean() - b.mean()) / se)) < Z, (float(a.mean()), float(b.mean()))
+    assert float(b.var()) < float(a.var())  # and with less noise, even here
+
+
+def test_the_exact_normal_part_is_refused_without_its_conditions():
+    with pytest.raises(lk.ConfigError, match="'normal_part'.*eps_skip=True.*gaussian"):
+        lk.load_model("vdm", data_shape=(3,), decoder="gaussian", normal_part="exact")
+    with pytest.raises(lk.ConfigError, match="'normal_part'.*decoder='discretized'"):
+        lk.load_model("vdm", data_shape=(3,), eps_skip=True, normal_part="exact")

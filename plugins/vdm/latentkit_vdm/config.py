@@ -87,6 +87,15 @@ def _check_eps_skip(instance, attribute, value) -> None:
         )
 
 
+def _check_normal_part(instance, attribute, value: str) -> None:
+    if value == "exact" and not (instance.eps_skip and instance.decoder == "gaussian"):
+        raise ConfigError(
+            "'normal_part'='exact' takes the bound's N(0, I) part in closed form: it needs "
+            f"eps_skip=True and decoder='gaussian', got eps_skip={instance.eps_skip}, "
+            f"decoder={instance.decoder!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class VDMConfig(EpsNetworkConfig):
     """Configuration of the ``vdm`` model (notation: ``docs/continuous.md``); the ε-network's
@@ -143,6 +152,14 @@ class VDMConfig(EpsNetworkConfig):
             standard normal: an untrained one (its last layer starts at zero) makes the model
             N(0, I)'s exact ε-prediction, which is what a diffusion *prior* over a VAE's
             latent should start from (``docs/compose.md``). Needs ``prediction = "eps"``.
+        normal_part: how the continuous bound (``continuous`` objective, ``continuous_elbo``)
+            is estimated: ``estimated`` (default: one draw of z_0, t and ε for all three
+            terms) or ``exact`` (with ``eps_skip`` and the Gaussian decoder): ELBO_∞(x) =
+            ELBO_∞ of the network-free model, which is log N(x; 0, I) + Σ_d [½ log ᾱ_0² +
+            ½ β̄_0² (x_d² − 1)] in closed form, plus E_{t,ε}[½ γ'(t) (‖ε − β̄_t z_t‖² −
+            ‖ε − ε̂_θ‖²)], the residual's term, drawn with the same t and ε. The same bound;
+            the chi-square noise of the standard normal's own diffusion term (about
+            ½ γ' √(2D) nats per draw) is gone (``docs/continuous.md``).
     """
 
     NETWORKS: ClassVar[tuple[str, ...]] = ("auto", "mlp", "unet", "linear")
@@ -165,6 +182,9 @@ class VDMConfig(EpsNetworkConfig):
     classes: int = attrs.field(default=0, validator=[class_count, _classes_need_a_network])
     guidance_drop: float = attrs.field(default=0.1, validator=drop_rate)
     eps_skip: bool = attrs.field(default=False, validator=_check_eps_skip)
+    normal_part: str = attrs.field(
+        default="estimated", validator=[one_of("estimated", "exact"), _check_normal_part]
+    )
 
     @property
     def condition_spec(self) -> ConditionSpec | None:

@@ -7,6 +7,7 @@ decoder (``ContinuousDiffusion``), the T → ∞ bound ELBO_∞ and its three te
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -90,6 +91,7 @@ class ContinuousDiffusion(nn.Module):
         self.binary = cfg.decoder == "discretized" and cfg.levels == 2
         self.prediction = cfg.prediction
         self.eps_skip = cfg.eps_skip
+        self.exact_normal_part = cfg.normal_part == "exact"
         self.condition_spec = cfg.condition_spec
         self.log_snr = make_log_snr(cfg.schedule, cfg.gamma_min, cfg.gamma_max)
         self.net = build_network(cfg, self.log_snr) if net is None else net
@@ -225,9 +227,12 @@ class ContinuousDiffusion(nn.Module):
         *,
         schedule_gradient: str = "elbo",
         condition: Tensor | None = None,
+        minus_normal: bool = False,
     ) -> Tensor:
         """L_i = ½ γ'(t) ‖ε − ε̂_θ(ᾱ_t x + β̄_t ε, t)‖², ``[batch]``: its mean over t ~ U(0, 1)
-        and ε is the diffusion term (VDM eq. 17).
+        and ε is the diffusion term (VDM eq. 17). ``minus_normal``: L_i less the same term of
+        the network-free ``eps_skip`` model (ε̂ = β̄_t z_t at the same z_t), the residual's
+        term of ``normal_part = "exact"``.
 
         ``schedule_gradient`` is what a schedule written γ = γ_min + span · h(t; η) (the
         ``learned`` one) receives through its profile h and h' (so η, the interior):
@@ -256,6 +261,8 @@ class ContinuousDiffusion(nn.Module):
         g_x = self._bc(g, x)
         z_t = alpha_bar_sq(g_x).sqrt() * self.on_grid(x) + beta_bar_sq(g_x).sqrt() * noise
         err = (noise - self.eps(z_t, t, g, condition=condition)).pow(2).flatten(1).sum(-1)
+        if minus_normal:  # the network-free model's error at the same z_t: ε̂ = β̄_t z_t
+            err = err - (noise - beta_bar_sq(g_x).sqrt() * z_t).pow(2).flatten(1).sum(-1)
         term = 0.5 * dg * err
         if profile is not None:
             weight = 2 * term.detach()  # d(L²)/dη = 2 L dL/dη, L known only now
@@ -276,14 +283,33 @@ class ContinuousDiffusion(nn.Module):
         """ELBO_∞(x) by one draw of z_0, of t (``t_sampler``, or the ``t`` given) and of ε;
         ``schedule_gradient`` as :meth:`diffusion_integrand`'s (``elbo``: the plain bound's
         gradient everywhere); ``condition`` the examples' conditions (a conditional model:
-        ELBO_∞(x | c), only the diffusion term reads c)."""
+        ELBO_∞(x | c), only the diffusion term reads c). With ``normal_part = "exact"`` the
+        same bound, its ``reconstruction`` the closed-form :meth:`normal_part`, its
+        ``prior_matching`` 0 and its ``diffusion`` the residual's term (``minus_normal``)."""
         t = sample_times(x.shape[0], t_sampler, like=x) if t is None else t
-        recon = self.reconstruction(x)
-        prior = self.prior_matching(x)
+        exact = self.exact_normal_part
+        recon = self.normal_part(x) if exact else self.reconstruction(x)
+        prior = torch.zeros_like(recon) if exact else self.prior_matching(x)
         diffusion = self.diffusion_integrand(
-            x, t, torch.randn_like(x), schedule_gradient=schedule_gradient, condition=condition
+            x,
+            t,
+            torch.randn_like(x),
+            schedule_gradient=schedule_gradient,
+            condition=condition,
+            minus_normal=exact,
         )
         return ContinuousElbo(recon - prior - diffusion, recon, prior, diffusion, t)
+
+    def normal_part(self, x: Tensor) -> Tensor:
+        """ELBO_∞(x) of the network-free ``eps_skip`` model (ε̂ = β̄_t z_t, E[ε | z_t] of
+        N(0, I) data) with the Gaussian decoder, ``[batch]``, in closed form: its path is the
+        forward process of N(0, I) data, so the bound is log N(x; 0, I) less the decoder
+        end's mismatch, + Σ_d [½ log ᾱ_0² + ½ β̄_0² (x_d² − 1)] (``VDMConfig.normal_part``)."""
+        g0, _ = self.gamma(x.new_zeros(()))
+        a0_sq, s0_sq = alpha_bar_sq(g0), beta_bar_sq(g0)
+        flat = x.flatten(1)
+        log_normal = -0.5 * (flat.pow(2) + math.log(2 * math.pi)).sum(-1)
+        return log_normal + (0.5 * torch.log(a0_sq) + 0.5 * s0_sq * (flat.pow(2) - 1)).sum(-1)
 
     # -- the SDE view ----------------------------------------------------------------------------
 
