@@ -93,8 +93,16 @@ def test_evaluate_scores_a_continuous_time_prior_at_a_short_chain(runs):
     # transitions' terms, the top one is prior_matching): not the 1002 of the trained chain
     assert len(report["layer_kl"]) == 13 and report["iwae_k"] == 8
     assert report["iwae"]["mean"] >= report["elbo"]["mean"] - 4 * report["elbo"]["stderr"]
+    # beside it, the continuous-time bound training minimises: ELBO_T rises with T to ELBO_∞
+    # (VDM §4), so −ELBO_∞ lies below the T = 12 chain's −ELBO (4.5 s.e. of each, summed)
+    cont = report["likelihood_figures"]["continuous"]
+    assert cont["label"] == "−ELBO_∞" and cont["num_examples"] == 64
+    slack = 4.5 * (cont["nll_nats"]["stderr"] + report["elbo"]["stderr"])
+    assert cont["nll_nats"]["mean"] <= -report["elbo"]["mean"] + slack
+    assert "−ELBO_∞" in err  # the T = 12 line names it
     code, out, err = run_cli(["evaluate", str(runs / "vae-vae"), *EVAL, "--json", "-"])
     assert code == 0 and "at T =" not in err  # a discrete prior is scored as trained
+    assert json.loads(out)["likelihood_figures"] is None
 
 
 def test_report_and_sample_work_on_a_composed_run(runs, tmp_path):
@@ -162,6 +170,18 @@ def test_the_data_variant_fits_the_outer_model(tmp_path):
            *VAE_PRIOR, "--limit", "64", steps=1)  # fmt: skip
     _, info = load_trained_model(run)
     assert info["data"]["variant"] == "8bit" and _toml(run)["data"]["variant"] == "8bit"
+
+
+def test_prior_fields_are_checked_with_the_values_z_fills_in(tmp_path):
+    # prior.normal_part=exact needs the gaussian decoder that z's continuity gives a vdm
+    # prior: the early check of the prior's fields refused it against the default decoder
+    run = tmp_path / "run"
+    exact = ["--set", "prior.eps_skip=true", "--set", "prior.normal_part=exact"]
+    _train(run, *OUTER, *VDM_PRIOR, *exact)
+    assert _toml(run)["prior_config"]["normal_part"] == "exact"
+    code, _, err = run_cli(["train", *DATA, "--steps", "3", "--run-dir", str(tmp_path / "b"),
+                            *OUTER, *VDM_PRIOR, "--set", "prior.normal_part=exact"])  # fmt: skip
+    assert code != 0 and "eps_skip=True" in error_line(err)
 
 
 def test_an_engine_objective_over_a_long_joined_chain_is_refused(tmp_path):

@@ -123,7 +123,9 @@ def _resolve(args: argparse.Namespace) -> tuple[RunSpec, Path, Path | None, Any,
         prior_spec = get_model_spec(spec.prior)
         prior_fields = [f.name for f in attrs.fields(prior_spec.config_class)]
         _check_keys(spec.prior_config, prior_fields, f"prior {spec.prior!r}")
-        structure_config(prior_spec.config_class, spec.prior_config, model=spec.prior)
+        # with the values z's continuity fills in (a vdm's gaussian decoder), as the build does
+        early = {**prior_spec.continuous_data_values(), **spec.prior_config}
+        structure_config(prior_spec.config_class, early, model=spec.prior)
     compose_spec(spec)  # --model A --prior B: the model `composed`
     _check_options(spec.evaluate, "[evaluate]")
     _check_options(spec.data, "[data]")
