@@ -282,6 +282,8 @@ def _say_trained(result: Any, seconds: float, err: Console) -> None:
     split = "validation" if "validation" in result.last_metrics else "test"
     last = result.last_metrics.get(split, {})
     iwae = f", IWAE-{last['iwae_k']} {last['iwae']:.2f}" if "iwae" in last else ""
+    if "elbo_continuous" in last:  # a composed model's continuous-time prior: its own bound
+        iwae += f", ELBO_∞ {last['elbo_continuous']:.2f}"
     err.print(
         f"trained {result.step} steps in {seconds:.0f} s; {split} ELBO "
         f"{last.get('elbo', float('nan')):.2f}{iwae} nats; checkpoint {result.checkpoint}",

@@ -19,7 +19,7 @@ import torch
 
 from latentkit.estimates import Estimate
 
-__all__ = ["continuous_figures", "has_continuous_prior"]
+__all__ = ["continuous_bound", "continuous_figures", "has_continuous_prior"]
 
 T_DRAWS = 16
 """Draws of (z, t, ε) per example that the figure averages."""
@@ -28,6 +28,19 @@ T_DRAWS = 16
 def has_continuous_prior(model: Any) -> bool:
     """Whether ``model``'s prior offers a continuous-time bound (``continuous_elbo``)."""
     return callable(getattr(model.prior, "continuous_elbo", None))
+
+
+def continuous_bound(model: Any, data: torch.Tensor, *, seed: int) -> float | None:
+    """The mean ELBO_∞ over ``data`` (:func:`continuous_figures`' figure, nats, a bound: not
+    negated) for a composed model with a continuous-time prior; ``None`` for any other model.
+    What the trainer's periodic evaluation records as ``elbo_continuous`` and chooses the best
+    checkpoint on."""
+    from latentkit.composition.model import ComposedModel
+
+    if not isinstance(model, ComposedModel) or not has_continuous_prior(model):
+        return None
+    figure = continuous_figures(model, data, discrete=False, seed=seed)["continuous"]
+    return -figure["nll_nats"]["mean"]
 
 
 @torch.no_grad()
