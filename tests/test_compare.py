@@ -524,3 +524,29 @@ def test_compare_has_help(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "usage: latentkit compare" in out and "--allow-mixed" in out
+
+
+def test_a_conditional_runs_bounds_are_given_c_and_best_is_its_marginal(runs, tmp_path):
+    """A conditional run's ELBO and IWAE bound −log p(x | c) (given the test labels): labelled
+    so, and its marginal NLL −log Σ_c p(c) p(x | c), the report's figure comparable with an
+    unconditional run's −log p(x), is what ``best`` compares."""
+    from latentkit.compare.conditional import GIVEN
+    from latentkit.compare.runs import load_run
+
+    run = tmp_path / "cvae"
+    flags = [*MODELS["vae"], "--set", "model.classes=10", *BASE, "--run-dir", str(run)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("latentkit.report._model_plots", lambda *args, **kwargs: {})
+        code, _, err = run_cli(["train", *flags])
+    assert code == 0, err
+    record, plain = load_run(run), load_run(runs["vae"])
+    block = json.loads((run / "report.json").read_text())["conditional"]
+    for key in ("elbo", "iwae"):
+        assert record.figures[key].bounds == GIVEN and record.figures[key].label.endswith("given c")
+        assert plain.figures[key].bounds != GIVEN
+    best = record.figure("best")
+    assert best.key == "marginal" and best.nll.mean == block["marginal_nll"]
+    assert best.num_examples == block["examples"] and "p(c) p(x|c)" in best.label
+    assert plain.figure("best").key == "iwae" and "marginal" not in plain.figures
+    table = lk.compare_runs([run, runs["vae"]], reference="vae").to_json()
+    assert "p(c) p(x|c)" in json.dumps(_row(table, "cvae"))

@@ -15,6 +15,7 @@ import attrs
 from torch import Tensor
 
 from latentkit.checkpoint import _read_info, latest_checkpoint, read_regular_file
+from latentkit.compare.conditional import MARGINAL, conditional_figures
 from latentkit.compare.quality import SampleFigures, read_sample_quality
 from latentkit.errors import CheckpointError, LatentkitError
 from latentkit.estimates import Estimate
@@ -124,9 +125,11 @@ class RunRecord:
     """The run's sample-quality figures, where its report has them (``--sample-quality``)."""
 
     def figure(self, key: str) -> Figure | None:
-        """The figure ``key``; ``best``: ``iwae`` where the run has it, else ``elbo``."""
+        """``key``; ``best``: a conditional run's marginal NLL, else ``iwae``, else ``elbo``."""
         if key == "best":
-            return self.figures.get("iwae") or self.figures.get("elbo")
+            return (
+                self.figures.get(MARGINAL) or self.figures.get("iwae") or self.figures.get("elbo")
+            )
         return self.figures.get(key)
 
 
@@ -263,7 +266,7 @@ def _figures(report: dict[str, Any], ev: dict[str, Any]) -> dict[str, Figure]:
         bounds = _BOUNDS.get(bound, f"−log p(x): {bound}") if isinstance(bound, str) else above
         name = key if key not in out else f"model:{key}"  # the evaluation's has the name
         out[name] = figure(name, _flagged(label, f), bounds, e, f.get("num_examples"))
-    return out
+    return conditional_figures(report, out, figure)  # a conditional run: given c, marginal
 
 
 def _flagged(label: str, figure: dict[str, Any]) -> str:
