@@ -48,6 +48,7 @@ def test_recipes_are_listed_with_their_sources(capsys):
         ("ddpm-mnist", ["--set", "channels=8", "--set", "num_timesteps=20"]),
         ("vdm-binarized-mnist", ["--set", "hidden=[16]", "--set", "num_timesteps=20"]),
         ("vdm-mnist-8bit", ["--set", "channels=8", "--set", "num_timesteps=20"]),
+        ("iwae-paper-vae-vdm-prior", ["--set", "prior.hidden=[16]"]),
     ],
 )
 def test_every_recipe_runs_at_a_tiny_budget(recipe, extra, tmp_path, capsys):
