@@ -28,6 +28,15 @@ def _model(network="mlp", schedule="linear", gamma_min=-6.0, gamma_max=5.0, D=3,
     return lk.load_model("vdm", **cfg).double()
 
 
+def _points_and_closed_form(core):
+    """Three data points and log N(x; 0, I) + Σ_d [½ log ᾱ_0² + ½ β̄_0² (x_d² − 1)] at each."""
+    x = torch.tensor([[0.3, -1.2, 2.0], [0.0, 0.5, -0.4], [1.5, 1.5, -2.5]], dtype=F64)
+    g0, _ = core.gamma(torch.zeros((), dtype=F64))
+    a0, s0 = alpha_bar_sq(g0), beta_bar_sq(g0)
+    log_normal = -0.5 * (x**2 + math.log(2 * math.pi)).sum(-1)
+    return x, log_normal + (0.5 * torch.log(a0) + 0.5 * s0 * (x**2 - 1)).sum(-1)
+
+
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "learned"])
 @pytest.mark.parametrize("network", ["mlp", "linear"])
 def test_an_untrained_skip_network_is_the_standard_normal_optimum(network, schedule):
@@ -72,11 +81,7 @@ def test_an_untrained_skip_vdm_bounds_a_standard_normal_up_to_the_decoder_end():
     exactly (p(x | z_0) = N(z_0/ᾱ_0, β̄_0²/ᾱ_0²), q(x | z_0) = N(ᾱ_0 z_0, β̄_0²)). z-test of
     the estimator over 40,000 draws (t low-discrepancy, ε, z_0) at three data points."""
     core = _model().core
-    x = torch.tensor([[0.3, -1.2, 2.0], [0.0, 0.5, -0.4], [1.5, 1.5, -2.5]], dtype=F64)
-    g0, _ = core.gamma(torch.zeros((), dtype=F64))
-    a0, s0 = alpha_bar_sq(g0), beta_bar_sq(g0)
-    log_normal = -0.5 * (x**2 + math.log(2 * math.pi)).sum(-1)
-    want = log_normal + (0.5 * torch.log(a0) + 0.5 * s0 * (x**2 - 1)).sum(-1)
+    x, want = _points_and_closed_form(core)
     torch.manual_seed(3)
     n = 40_000
     with torch.no_grad():
@@ -124,11 +129,7 @@ def test_the_exact_normal_part_is_the_closed_form_at_every_draw_of_an_untrained_
     the closed form log N(x; 0, I) + Σ_d [½ log ᾱ_0² + ½ β̄_0² (x_d² − 1)] (the estimated
     form's mean, ``test_an_untrained_skip_vdm_bounds_…``), to float64 round-off."""
     core = _model(normal_part="exact").core
-    x = torch.tensor([[0.3, -1.2, 2.0], [0.0, 0.5, -0.4], [1.5, 1.5, -2.5]], dtype=F64)
-    g0, _ = core.gamma(torch.zeros((), dtype=F64))
-    a0, s0 = alpha_bar_sq(g0), beta_bar_sq(g0)
-    want = -0.5 * (x**2 + math.log(2 * math.pi)).sum(-1)
-    want = want + (0.5 * torch.log(a0) + 0.5 * s0 * (x**2 - 1)).sum(-1)
+    x, want = _points_and_closed_form(core)
     torch.manual_seed(5)
     with torch.no_grad():
         draws = core.elbo(x.repeat(50, 1)).total.view(50, 3)
