@@ -154,7 +154,9 @@ def write_report(
     files = _model_plots(run_dir, model, dataset, report, name=name, step=step, seed=seed)
     diag = _diagnose(model, dataset.test, options, seed=seed, err=err)
     files.update(_diagnostics_plots(run_dir, diag, name=name, data_name=dataset.name))
-    figures = likelihood_figures(model, dataset.test, options, discrete=discrete, seed=seed)
+    figures = likelihood_figures(
+        model, dataset.test, options, discrete=discrete, seed=seed, labels=labels
+    )
     files.update(_per_t_plot(run_dir, model, figures, name=name, data_name=dataset.name))
     evaluated = checkpoint or latest_checkpoint(run_dir)
     payload = _payload(info, dataset, report, diag, files, evaluated, name=name)
@@ -224,13 +226,21 @@ def _print_report(
 
 
 def likelihood_figures(
-    model: Any, data: torch.Tensor, options: dict[str, Any], *, discrete: bool, seed: int
+    model: Any,
+    data: torch.Tensor,
+    options: dict[str, Any],
+    *,
+    discrete: bool,
+    seed: int,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, Any] | None:
     """A model's own likelihood figures beyond the ELBO and IWAE, when it offers them as
     ``model.likelihood_figures(data, discrete=, seed=, ode_examples=)`` (a continuous-time
     diffusion: the continuous bound and the probability-flow ODE likelihood, with the per-t
     breakdown), on the examples the evaluation budget covers, its ODE figures on the first
-    ``ode_examples`` of them (``--ode N``; none by default); ``None`` for other models."""
+    ``ode_examples`` of them (``--ode N``; none by default); ``None`` for other models.
+    ``labels``: a conditional model's, one per example of ``data``, passed on as
+    ``condition=`` (figures given c); ``None`` passes none (an unconditional model)."""
     compute = getattr(model, "likelihood_figures", None)
     if not callable(compute):
         return None
@@ -239,7 +249,8 @@ def likelihood_figures(
     # One knob for every ODE figure, slow as they are: `--ode N` ([evaluate] ode_examples,
     # 0 by default) gives the model's own ODE figures on its first N examples too.
     ode = int(options.get("ode_examples") or 0)
-    return compute(data[:n], discrete=discrete, seed=seed, ode_examples=ode, **margin)
+    given = {} if labels is None else {"condition": labels[:n]}
+    return compute(data[:n], discrete=discrete, seed=seed, ode_examples=ode, **margin, **given)
 
 
 def ode_warnings(report: Any, figures: dict[str, Any] | None) -> list[str]:

@@ -12,8 +12,16 @@ from typing import Any
 import torch
 
 import latentkit as lk
-from latentkit.arguments import check_count, check_model, check_number, check_seed, describe_value
-from latentkit.ode import check_solver, ode_log_prob
+from latentkit.arguments import (
+    check_count,
+    check_flag,
+    check_model,
+    check_number,
+    check_seed,
+    describe_value,
+)
+from latentkit.conditions import bind
+from latentkit.ode import ODE_FLAG_MARGIN, check_margin, check_solver, ode_log_prob
 from latentkit.validation import check_data, check_dataset
 
 __all__ = [
@@ -21,8 +29,10 @@ __all__ = [
     "check_bound_call",
     "check_breakdown",
     "check_figures_call",
+    "check_figures_condition",
     "check_gamma_ends",
     "check_generator",
+    "check_likelihood_figures",
     "check_ode_examples",
     "check_ode_options",
     "vdm_core",
@@ -104,6 +114,41 @@ def check_figures_call(model: Any, data: Any, where: str, *, seed: Any, **counts
     for name, value in counts.items():
         check_count(value, f"{where}: {name}")
     return core
+
+
+def check_figures_condition(model: Any, condition: Any, n: int, where: str) -> torch.Tensor | None:
+    """The conditions of the figures' ``n`` examples, on the model's device: ``None`` for an
+    unconditional model (which refuses them), else checked as every bound checks them
+    (:func:`latentkit.conditions.bind`: one per example, and a conditional model needs
+    them); errors name ``where``. A view given a condition already (``model.given(c)``) is
+    refused: the figures slice the conditions batch by batch, so they take the model and
+    ``condition=``."""
+    if model.condition is not None:
+        raise lk.InputError(
+            f"{where}: give the model itself and condition=, not a view given a condition"
+        )
+    if isinstance(condition, torch.Tensor):  # on any device, as the data may be
+        condition = condition.to(model.reference().device)
+    try:
+        return bind(model, condition, n).condition
+    except lk.LatentkitError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def check_likelihood_figures(
+    model: Any, data: Any, condition: Any, *, seed: Any, discrete: Any, ode_examples: Any,
+    ode_margin: Any, ode_options: dict[str, Any], **counts: Any,
+) -> tuple[torch.Tensor | None, float]:  # fmt: skip
+    """:func:`~latentkit_vdm.figures.likelihood_figures`' arguments, before any work; returns
+    the examples' conditions (:func:`check_figures_condition`) and the flagging margin."""
+    where = "likelihood_figures"
+    core = check_figures_call(model, data, where, seed=seed, **counts)
+    if discrete is not None:
+        check_flag(discrete, f"{where}: discrete")
+    check_ode_options(ode_options, core._ref.dtype, where)
+    check_ode_examples(ode_examples)
+    margin = ODE_FLAG_MARGIN if ode_margin is None else check_margin(ode_margin)
+    return check_figures_condition(model, condition, data.shape[0], where), margin
 
 
 def check_ode_examples(ode_examples: Any) -> None:

@@ -42,48 +42,51 @@ import torch
 from torch import Tensor
 
 import latentkit as lk
-from latentkit.arguments import check_flag
 from latentkit.evaluation import Estimate, likelihood_is_discrete
-from latentkit.ode import (
-    ODE_FLAG_MARGIN,
-    OdeFigure,
-    OdeLogProb,
-    check_margin,
-    ode_log_prob,
-    prior_typical,
-)
+from latentkit.ode import OdeFigure, OdeLogProb, ode_log_prob, prior_typical
 from latentkit_vdm.arguments import (
     check_bound_call,
     check_breakdown,
     check_figures_call,
-    check_ode_examples,
-    check_ode_options,
+    check_figures_condition,
+    check_likelihood_figures,
 )
 
 __all__ = ["likelihood_figures", "ode_decoder_bound", "per_t_breakdown", "per_t_plot"]
 
 
+def _batches(data: Tensor, condition: Tensor | None, stop: int, batch_size: int, ref: Tensor):
+    """``data[:stop]`` in batches on the model's device and dtype, each with its conditions
+    (``None`` for an unconditional model)."""
+    for i in range(0, stop, batch_size):
+        j = min(i + batch_size, stop)
+        c = None if condition is None else condition[i:j]
+        yield data[i:j].to(device=ref.device, dtype=ref.dtype), c
+
+
 @torch.no_grad()
 def per_t_breakdown(
-    model, data: Tensor, *, num_t: int = 64, batch_size: int = 256, seed: int = 0
+    model, data: Tensor, *, num_t: int = 64, batch_size: int = 256, seed: int = 0, condition=None
 ) -> dict[str, list[float]]:
     """½ γ'(t) E_{x, ε}‖ε − ε̂_θ‖² at the midpoints t_j = (j + ½)/num_t, averaged over ``data``
-    with one ε per (example, t); also the mean ‖ε − ε̂_θ‖² and γ'(t). Lists, one value per t."""
+    with one ε per (example, t); also the mean ‖ε − ε̂_θ‖² and γ'(t). Lists, one value per t.
+    A conditional model: ε̂_θ(z_t, t, c) with ``condition``, one label per example."""
     core = check_figures_call(
         model, data, "per_t_breakdown", seed=seed, num_t=num_t, batch_size=batch_size
     )
+    condition = check_figures_condition(model, condition, data.shape[0], "per_t_breakdown")
     ref = core._ref
     t_grid = (torch.arange(num_t, dtype=ref.dtype, device=ref.device) + 0.5) / num_t
     sums = torch.zeros(num_t, dtype=torch.float64)
     n = data.shape[0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for i in range(0, n, batch_size):
-            x = data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype)
+        for x, c in _batches(data, condition, n, batch_size, ref):
             b = x.shape[0]
             xs = x.repeat(num_t, *([1] * (x.ndim - 1)))
             ts = t_grid.repeat_interleave(b)
-            vals = core.diffusion_integrand(xs, ts, torch.randn_like(xs))
+            cs = None if c is None else c.repeat(num_t)  # the rows of xs, in their order
+            vals = core.diffusion_integrand(xs, ts, torch.randn_like(xs), condition=cs)
             sums += vals.reshape(num_t, b).double().sum(-1).cpu()
     integrand = sums / n
     _, dg = core.gamma(t_grid)
@@ -166,39 +169,41 @@ class _OdeRuns(NamedTuple):
 
 
 def _bound_values(
-    model, data: Tensor, batch_size: int, t_draws: int
+    model, data: Tensor, condition: Tensor | None, batch_size: int, t_draws: int
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Per batch, ELBO_T of the discrete chain and ELBO_∞ averaged over ``t_draws``
-    stratified draws of (t, ε, z_0) per example (float64, on the CPU)."""
+    stratified draws of (t, ε, z_0) per example (float64, on the CPU); given the examples'
+    ``condition`` for a conditional model."""
     ref = model.generative.core._ref
     disc, cont = [], []
-    for i in range(0, data.shape[0], batch_size):
-        x = data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype)
-        disc.append(lk.elbo(model, x).total.double().cpu())
+    for x, c in _batches(data, condition, data.shape[0], batch_size, ref):
+        disc.append(lk.elbo(model, x, condition=c).total.double().cpu())
         reps = x.repeat_interleave(t_draws, dim=0)
+        cr = None if c is None else c.repeat_interleave(t_draws)  # as the rows of reps
         t = _stratified(x.shape[0], t_draws, like=x)
-        total = model.continuous_elbo(reps, t=t).total.reshape(-1, t_draws).mean(-1)
+        total = model.continuous_elbo(reps, t=t, condition=cr).total
+        total = total.reshape(-1, t_draws).mean(-1)
         cont.append(total.double().cpu())
     return disc, cont
 
 
 def _ode_values(
-    model, data: Tensor, m: int, batch_size: int, gen, is_discrete: bool, ode_options: dict
+    model, data: Tensor, condition, m: int, batch_size: int, gen, is_discrete: bool, ode_options
 ) -> _OdeRuns:
     """The two ODE figures on the first ``m`` examples, their noise drawn from ``gen``: the
     decoder bound on z_0 and the density at the data (dequantized over one bin of the grid
-    the diffusion sees when ``is_discrete``)."""
+    the diffusion sees when ``is_discrete``); a conditional model's ODE is the flow given
+    each batch's ``condition`` (its view ``model.given(c)``)."""
     core = model.generative.core
-    ref = core._ref
     runs = _OdeRuns([], [], [], [], [], [], None)
-    for i in range(0, m, batch_size):
-        x = data[i : min(i + batch_size, m)].to(device=ref.device, dtype=ref.dtype)
-        bound, rd = _decoder_bound(model, x, gen, **ode_options)
+    for x, c in _batches(data, condition, m, batch_size, core._ref):
+        flow = model if c is None else model.given(c, validate=False)
+        bound, rd = _decoder_bound(flow, x, gen, **ode_options)
         runs.ode.append(bound.double().cpu())
         runs.ode_nfe.append(rd.nfe)
         runs.ode_prior.append(rd.prior_log_prob.double().cpu())
         r = ode_log_prob(
-            model,
+            flow,
             core.on_grid(x),
             dequantize=is_discrete,
             generator=gen,
@@ -286,10 +291,12 @@ def likelihood_figures(
     num_t: int = 64,
     t_draws: int = 16,
     ode_margin: float | None = None,
+    condition=None,
     **ode_options: Any,
 ) -> dict[str, Any]:
     """The discrete-T bound, the continuous bound and the ODE likelihood over ``data``, and
-    the per-t breakdown, as plain JSON values (``docs/continuous.md``).
+    the per-t breakdown, as plain JSON values (``docs/continuous.md``); a conditional
+    model's given ``condition``: bounds on −log p(x | c), the ODE the flow given c.
 
     Args:
         model: a ``vdm`` model.
@@ -306,15 +313,14 @@ def likelihood_figures(
             over each example's draws).
         ode_margin: bits/dim by which an example's ODE figure may exceed its own −ELBO_T
             before it is flagged; ``None``: ``latentkit.ode.ODE_FLAG_MARGIN`` (1).
+        condition: a conditional model's labels ``[N]``, one per example (else refused).
         **ode_options: passed to :func:`latentkit.ode_log_prob` (``rtol``, ``atol``, ...).
     """
-    counts = {"batch_size": batch_size, "num_t": num_t, "t_draws": t_draws}
-    core = check_figures_call(model, data, "likelihood_figures", seed=seed, **counts)
-    if discrete is not None:
-        check_flag(discrete, "likelihood_figures: discrete")
-    check_ode_options(ode_options, core._ref.dtype, "likelihood_figures")
-    check_ode_examples(ode_examples)
-    margin = ODE_FLAG_MARGIN if ode_margin is None else check_margin(ode_margin)
+    c, margin = check_likelihood_figures(
+        model, data, condition, seed=seed, discrete=discrete, ode_examples=ode_examples,
+        ode_margin=ode_margin, ode_options=ode_options, batch_size=batch_size, num_t=num_t,
+        t_draws=t_draws,
+    )  # fmt: skip
     is_discrete = likelihood_is_discrete(model) if discrete is None else bool(discrete)
     m = data.shape[0] if ode_examples is None else min(ode_examples, data.shape[0])
     was_training = model.training
@@ -322,12 +328,11 @@ def likelihood_figures(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            disc, cont = _bound_values(model, data, batch_size, t_draws)
-            gen = torch.Generator(device=model.generative.core._ref.device)
-            gen.manual_seed(seed)
+            disc, cont = _bound_values(model, data, c, batch_size, t_draws)
+            gen = torch.Generator(device=model.generative.core._ref.device).manual_seed(seed)
             typical = prior_typical(model, seed)
-            runs = _ode_values(model, data, m, batch_size, gen, is_discrete, ode_options)
-        breakdown = per_t_breakdown(model, data, num_t=num_t, seed=seed)
+            runs = _ode_values(model, data, c, m, batch_size, gen, is_discrete, ode_options)
+        breakdown = per_t_breakdown(model, data, num_t=num_t, seed=seed, condition=c)
     finally:
         model.train(was_training)
     T = model.generative.num_timesteps

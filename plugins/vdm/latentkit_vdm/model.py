@@ -123,7 +123,8 @@ class VDMModel(lk.LatentModel):
 
     def likelihood_figures(self, data: Tensor, **options) -> dict:
         """The discrete-T, continuous and ODE likelihood figures over ``data`` and the per-t
-        breakdown (:func:`latentkit_vdm.figures.likelihood_figures`)."""
+        breakdown (:func:`latentkit_vdm.figures.likelihood_figures`); a conditional model's
+        given ``condition=`` (one label per example): bounds on −log p(x | c)."""
         from latentkit_vdm.figures import likelihood_figures
 
         return likelihood_figures(self, data, **options)
