@@ -176,6 +176,8 @@ PLUGIN_EXEMPT = {
             "prior",
             "prior_matching",
             "reconstruction",
+            "normal_part",
+            "linear_coefficients",
             "diffusion_integrand",
             "elbo",
             "sde_coefficients",

@@ -35,10 +35,8 @@ def continuous_bound(model: Any, data: torch.Tensor, *, seed: int) -> float | No
     negated) for a composed model with a continuous-time prior; ``None`` for any other model.
     What the trainer's periodic evaluation records as ``elbo_continuous`` and chooses the best
     checkpoint on."""
-    from latentkit.composition.model import ComposedModel
-
-    if not isinstance(model, ComposedModel) or not has_continuous_prior(model):
-        return None
+    if getattr(model, "outer", None) is None or not has_continuous_prior(model):
+        return None  # not a composed model (one with its parts), or its prior is discrete
     figure = continuous_figures(model, data, discrete=False, seed=seed)["continuous"]
     return -figure["nll_nats"]["mean"]
 
@@ -57,9 +55,9 @@ def continuous_figures(
     prior's ``continuous`` objective at each draw of z ~ q_A(z | x)), summarised as the other
     likelihood figures are (nats, bits/dim when ``discrete``, ± the standard error over
     examples). The model's random stream is left as it was."""
-    from latentkit.composition.objective import composed_objective
+    from latentkit.registry import make_objective  # (the composition's objective by name)
 
-    objective = composed_objective(model, prior_objective="continuous")
+    objective = make_objective("composed", model, prior_objective="continuous")
     ref = model.reference()
     was_training = model.training
     model.eval()
