@@ -109,7 +109,7 @@ def test_m2_trains_semi_supervised_with_labels_per_class(tmp_path):
     argv = ["train", *DATA, "--model", "m2", *small, "--set", "data.labels=5", "--steps", "3"]
     code, _, err = run_cli([*argv, "--run-dir", str(folder)])
     assert code == 0, err
-    assert 'labels = 5' in (folder / "config.toml").read_text()
+    assert "labels = 5" in (folder / "config.toml").read_text()
     code, out, err = run_cli(["evaluate", str(folder), *EVAL, "--json", "-"])
     assert code == 0, err
     assert json.loads(out)["conditional"]["classifier"] == "q(y|x)"
@@ -130,3 +130,27 @@ def test_m2_labelled_count_comes_from_the_data_or_is_refused(tmp_path):
     line = error_line(err)
     assert code == 2 and "model.labelled=100" in line and "30 labelled" in line
     assert not folder.exists()
+
+
+def test_the_marginals_k_follows_the_evaluation():
+    """The conditional block's IWAE_k per class: the given k; when unset, the evaluation's own
+    default (100 on a short chain; none beyond 16 layers, where it takes one importance weight
+    per class, k = 1); ``iwae_k = 0`` (no IWAE asked for) is k = 1 too, not 100 (it was)."""
+    import torch
+
+    import latentkit as lk
+    from latentkit.conditional_report import conditional_block
+
+    torch.manual_seed(0)
+    short = lk.load_model("vae", data_shape=(4,), latent_dim=2, classes=3)
+    long = lk.load_model("ddpm", data_shape=(4,), decoder="gaussian", num_timesteps=20,
+                         classes=3, hidden=(8,))  # fmt: skip
+    x, c = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    for model, options, k in [
+        (short, {"iwae_k": 7}, 7),
+        (short, {}, 100),
+        (short, {"iwae_k": 0}, 1),
+        (long, {}, 1),
+        (long, {"iwae_k": 0}, 1),
+    ]:
+        assert conditional_block(model, x, c, options, seed=0)["iwae_k"] == k

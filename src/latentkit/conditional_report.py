@@ -16,7 +16,7 @@ from rich.table import Table
 from torch import Tensor
 
 from latentkit.estimates import Estimate
-from latentkit.evaluation import seeded_eval
+from latentkit.evaluation import default_iwae_k, seeded_eval
 from latentkit.marginals import class_log_probs
 
 __all__ = ["MARGINAL_EXAMPLES", "conditional_block", "conditional_table"]
@@ -35,16 +35,20 @@ def conditional_block(
     seed: int,
     batch_size: int = 250,
 ) -> dict[str, Any] | None:
-    """The marginal NLL (IWAE_k per class: the evaluation's ``iwae_k``, 100 when unset or 0)
-    and the classification error on the first ``examples`` of ``data`` (the evaluation's
-    ``examples``, at most :data:`MARGINAL_EXAMPLES`), as report.json's ``conditional``
-    block; ``None`` for a model not conditional on class labels."""
+    """The marginal NLL (IWAE_k per class: the evaluation's ``iwae_k``; when unset, the
+    evaluation's own default, 100 for a chain of at most 16 layers; when 0 or unset beyond
+    that, k = 1, one importance weight per class, still a lower bound in expectation, where
+    k = 100 would walk a diffusion's chain 100 times per class) and the classification error
+    on the first ``examples`` of ``data`` (the evaluation's ``examples``, at most
+    :data:`MARGINAL_EXAMPLES`), as report.json's ``conditional`` block; ``None`` for a model
+    not conditional on class labels."""
     spec = model.condition_spec
     if spec is None or not spec.is_class or labels is None:
         return None
     n = min(options.get("examples") or MARGINAL_EXAMPLES, MARGINAL_EXAMPLES, data.shape[0])
     ref = model.reference()
-    k = int(options.get("iwae_k") or 100)
+    given = options.get("iwae_k")
+    k = max(1, default_iwae_k(model) if given is None else int(given))
     marginals, wrong = [], []
     own = getattr(model.posterior, "classify", None)
     with seeded_eval(model, seed):
