@@ -69,3 +69,41 @@ def test_the_figure_is_the_objectives_bound_and_leaves_the_random_stream_alone()
     assert abs(fig["nll_nats"]["mean"] - float(loss.mean())) < Z * se
     bits = fig["bits_per_dim"]["mean"] * 6 * math.log(2)
     assert abs(bits - fig["nll_nats"]["mean"]) < 1e-9 * abs(bits)
+
+
+def test_each_examples_draws_are_spread_over_t(monkeypatch):
+    """Each example's 16 draws take t one in each 1/16 of [0, 1) (the prior's low-discrepancy
+    t over tiled copies: gaps of exactly 1/16 between its sorted t's, around the circle); with
+    adjacent copies its t's would lie within 16/(16 n) of each other, and its mean keep most
+    of a single draw's variance (on the MNIST model: ± 3.85 against ± 0.77 nats). The rows
+    the objective sees are matched to their examples, and the t the prior drew at each row."""
+    import latentkit.registry as registry
+    from latentkit.composition.figures import continuous_values
+
+    outer, prior = _parts()
+    model = compose(outer, prior=prior)
+    core, rows, times = prior.generative.core, [], []
+    original_elbo, original_make = core.elbo, registry.make_objective
+
+    def spy_elbo(*args, **kwargs):
+        out = original_elbo(*args, **kwargs)
+        times.append(out.t)
+        return out
+
+    def spy_make(name, *args, **kwargs):
+        objective = original_make(name, *args, **kwargs)
+        if name != "composed":
+            return objective
+        return lambda m, x, *rest: (rows.append(x), objective(m, x, *rest))[1]
+
+    core.elbo = spy_elbo
+    monkeypatch.setattr(registry, "make_objective", spy_make)
+    x = torch.randn(5, 6, dtype=F64)
+    continuous_values(model, x, seed=5, batch_size=5, t_draws=16)
+    (seen,), (t,) = rows, times
+    example = (seen.unsqueeze(1) == x.unsqueeze(0)).all(-1).int().argmax(-1)  # each row's
+    for i in range(5):
+        mine = t[example == i].sort().values
+        assert len(mine) == 16
+        gaps = torch.diff(mine, append=mine[:1] + 1)
+        torch.testing.assert_close(gaps, torch.full_like(gaps, 1 / 16), rtol=0, atol=1e-12)

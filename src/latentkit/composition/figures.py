@@ -19,7 +19,7 @@ import torch
 
 from latentkit.estimates import Estimate
 
-__all__ = ["continuous_bound", "continuous_figures", "has_continuous_prior"]
+__all__ = ["continuous_bound", "continuous_figures", "continuous_values", "has_continuous_prior"]
 
 T_DRAWS = 16
 """Draws of (z, t, ε) per example that the figure averages."""
@@ -42,19 +42,15 @@ def continuous_bound(model: Any, data: torch.Tensor, *, seed: int) -> float | No
 
 
 @torch.no_grad()
-def continuous_figures(
-    model: Any,
-    data: torch.Tensor,
-    *,
-    discrete: bool,
-    seed: int = 0,
-    batch_size: int = 100,
-    t_draws: int = T_DRAWS,
-) -> dict[str, Any]:
-    """``{"continuous": figure}``: −ELBO_∞ per example, the mean of ``t_draws`` draws (the
-    prior's ``continuous`` objective at each draw of z ~ q_A(z | x)), summarised as the other
-    likelihood figures are (nats, bits/dim when ``discrete``, ± the standard error over
-    examples). The model's random stream is left as it was."""
+def continuous_values(
+    model: Any, data: torch.Tensor, *, seed: int = 0, batch_size: int = 100, t_draws: int = T_DRAWS
+) -> torch.Tensor:
+    """−ELBO_∞ of each example, ``[N]`` float64 on the CPU: the mean of ``t_draws`` draws of
+    the composed objective with the prior's ``continuous`` bound. The draws of a batch are
+    tiled ("(draw b)"), so the prior's low-discrepancy t gives each example's draws one t in
+    each of ``t_draws`` equal strata of [0, 1) (adjacent copies would share nearly one t, and
+    their mean would keep most of a single draw's variance). The model's random stream and
+    its train/eval mode are left as they were."""
     from latentkit.registry import make_objective  # (the composition's objective by name)
 
     objective = make_objective("composed", model, prior_objective="continuous")
@@ -66,12 +62,28 @@ def continuous_figures(
         with torch.random.fork_rng(devices=[] if ref.device.type == "cpu" else [ref.device]):
             torch.manual_seed(seed)
             for part in data.split(batch_size):
-                x = part.to(device=ref.device, dtype=ref.dtype).repeat_interleave(t_draws, 0)
-                loss = objective(model, x).reshape(-1, t_draws).mean(-1)
+                x = part.to(device=ref.device, dtype=ref.dtype)
+                tiled = x.repeat(t_draws, *([1] * (x.ndim - 1)))  # "b ... -> (draw b) ..."
+                loss = objective(model, tiled).reshape(t_draws, -1).mean(0)
                 values.append(loss.double().cpu())
     finally:
         model.train(was_training)
-    nll = torch.cat(values)
+    return torch.cat(values)
+
+
+def continuous_figures(
+    model: Any,
+    data: torch.Tensor,
+    *,
+    discrete: bool,
+    seed: int = 0,
+    batch_size: int = 100,
+    t_draws: int = T_DRAWS,
+) -> dict[str, Any]:
+    """``{"continuous": figure}``: :func:`continuous_values` summarised as the other
+    likelihood figures are (nats, bits/dim when ``discrete``, ± the standard error over
+    examples)."""
+    nll = continuous_values(model, data, seed=seed, batch_size=batch_size, t_draws=t_draws)
     nats = Estimate.of(nll)
     bits = math.prod(model.data_shape) * math.log(2.0) if discrete else None
     figure = {
