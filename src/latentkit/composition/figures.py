@@ -51,9 +51,11 @@ def continuous_values(
     each of ``t_draws`` equal strata of [0, 1) (adjacent copies would share nearly one t, and
     their mean would keep most of a single draw's variance). The model's random stream and
     its train/eval mode are left as they were."""
-    from latentkit.registry import make_objective  # (the composition's objective by name)
+    from latentkit.registry import make_objective
 
-    objective = make_objective("composed", model, prior_objective="continuous")
+    # the model's own (composed) objective by the name it declares, with the prior's bound
+    own, options = model.objective_choice
+    objective = make_objective(own, model, **{**options, "prior_objective": "continuous"})
     ref = model.reference()
     was_training = model.training
     model.eval()

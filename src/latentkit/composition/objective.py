@@ -134,8 +134,8 @@ def refuse_a_long_joined_chain(model: Any, objective: str) -> None:
     that is refused, naming the objective that puts the prior's own bound in its place."""
     from latentkit.evaluation import LONG_CHAIN
 
-    if not isinstance(model, ComposedModel) or objective == "composed":
-        return
+    if not isinstance(model, ComposedModel) or objective == model.objective_choice.name:
+        return  # not composed, or its own objective (the composed one)
     layers = model.num_layers
     if layers > LONG_CHAIN:
         raise ConfigError(
