@@ -239,6 +239,8 @@ def evaluate(
             ``latentkit.ode.ODE_FLAG_MARGIN`` (1 bit/dim).
         ode_options: passed to :func:`latentkit.ode_log_prob` (``rtol``, ``atol``,
             ``method``, ``divergence``, ...).
+        conditions: a conditional model's, one per example: the bounds are of log p(x | c),
+            and the ODE figure is the flow of the model given each example's condition.
 
     The report's ``seconds`` is the whole call; ``iwae_seconds`` its IWAE part.
     """
@@ -255,8 +257,6 @@ def evaluate(
         seed=seed,
     )
     conditions = _check_conditions(model, conditions, data)
-    if conditions is not None and ode_examples:
-        raise InputError("ode_examples: the ODE figure does not take conditions yet")
     gathered = _Pass(model, k, draws_per_call, estimator)
     start = time.perf_counter()
     with seeded_eval(model, seed):
@@ -264,7 +264,9 @@ def evaluate(
     report = gathered.report(data.shape[0], num_samples, discrete, seed, start)
     if not ode_examples:
         return report
-    return _with_ode(report, model, data, ode_examples, ode_margin, ode_options, batch_size)
+    return _with_ode(
+        report, model, data, ode_examples, ode_margin, ode_options, batch_size, conditions
+    )
 
 
 def _check_request(
@@ -368,9 +370,11 @@ def _with_ode(
     margin: float | None,
     options: dict[str, Any] | None,
     batch_size: int,
+    conditions: Tensor | None,
 ) -> EvalReport:
-    """``report`` with its ODE figure on the first ``examples`` examples, each compared with
-    its own −IWAE_k (the tighter bound) or −ELBO; the time spent is added to ``seconds``."""
+    """``report`` with its ODE figure on the first ``examples`` examples (a conditional
+    model's: the flow given each example's condition), each compared with its own −IWAE_k
+    (the tighter bound) or −ELBO; the time spent is added to ``seconds``."""
     from latentkit.ode import ODE_FLAG_MARGIN, ode_figure
 
     start = time.perf_counter()
@@ -388,6 +392,7 @@ def _with_ode(
             seed=report.seed,
             margin=ODE_FLAG_MARGIN if margin is None else margin,
             reference=reference,
+            conditions=None if conditions is None else conditions[:m],
             **(options or {}),
         )
     seconds = report.seconds + time.perf_counter() - start

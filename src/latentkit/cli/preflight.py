@@ -151,8 +151,6 @@ def check_evaluations(model: Any, trainer: Any, options: Mapping[str, Any]) -> N
         from latentkit.ode import probability_flow_contract
 
         reason = probability_flow_contract(scored)
-        if model.condition_spec is not None:
-            reason = "the ODE figure does not take conditions yet"
         if reason is not None:
             raise ConfigError(f"evaluate.ode_examples = {options['ode_examples']}: {reason}")
 

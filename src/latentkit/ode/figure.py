@@ -15,8 +15,10 @@ from torch.distributions import Bernoulli
 
 from latentkit.arguments import check_count, check_model, check_seed, checked
 from latentkit.chains import LatentModel
+from latentkit.conditions import probe, restrict
 from latentkit.errors import ConfigError, InputError, ShapeError
 from latentkit.estimates import Estimate
+from latentkit.ode.conditions import figure_conditions
 from latentkit.ode.log_prob import (
     EIGHT_BIT_WIDTH,
     check_ode_options,
@@ -284,18 +286,23 @@ def _solve_batches(
     batch_size: int,
     seed: int,
     ode_options: dict[str, Any],
+    conditions: Tensor | None,
 ) -> tuple[_Solved, float]:
-    """One :func:`ode_log_prob` solve per batch of ``data``, seeded by ``seed``; also the bin
-    width the figure used."""
+    """One :func:`ode_log_prob` solve per batch of ``data``, seeded by ``seed`` (a conditional
+    model's: the flow given the batch's ``conditions``); also the bin width the figure used."""
     to_ode, width = ode_data_end(model) if discrete else ((lambda x: x), EIGHT_BIT_WIDTH)
     ref = model.reference()
     gen = torch.Generator(device=ref.device).manual_seed(seed)
     values, nfes, solves, sds, kind = [], [], [], [], "exact"
-    typical = prior_typical(model, seed)
+    typical = prior_typical(probe(model), seed)
+    bound_per_row = model.condition is not None and model.condition.shape[0] > 1
     for i in range(0, data.shape[0], batch_size):
         x = to_ode(data[i : i + batch_size].to(device=ref.device, dtype=ref.dtype))
+        flow = restrict(model, slice(i, i + batch_size)) if bound_per_row else model
+        if conditions is not None:
+            flow = model.given(conditions[i : i + batch_size], validate=False)
         r = ode_log_prob(
-            model,
+            flow,
             x,
             dequantize=discrete,
             bin_width=width if discrete else None,
@@ -322,6 +329,7 @@ def ode_figure(
     seed: int = 0,
     margin: float = ODE_FLAG_MARGIN,
     reference: str = "−ELBO",
+    conditions: Tensor | None = None,
     **ode_options: Any,
 ) -> OdeFigure:
     """−log p_ODE over ``data`` (one solve per batch), each example against its ``bound``.
@@ -336,6 +344,9 @@ def ode_figure(
         seed: seed of the dequantization noise and the Hutchinson probes.
         margin: bits/dim; see :class:`OdeFigure`.
         reference: what ``bound`` is, for the report.
+        conditions: a conditional model's, one per example (``[N]`` class labels or
+            ``[N, *shape]`` vectors): each example's figure is the flow of the model given
+            its condition, −log p_ODE(x | c); refused for a model that takes none.
         **ode_options: passed to :func:`ode_log_prob` (``rtol``, ``atol``, ``method``, ...).
     """
     check_dataset(model, data)
@@ -343,8 +354,15 @@ def ode_figure(
     check_count(batch_size, "batch_size")
     check_seed(seed)
     check_ode_options(model, **ode_options)
+    conditions = figure_conditions(model, conditions, data.shape[0])
     solved, width = _solve_batches(
-        model, data, discrete=discrete, batch_size=batch_size, seed=seed, ode_options=ode_options
+        model,
+        data,
+        discrete=discrete,
+        batch_size=batch_size,
+        seed=seed,
+        ode_options=ode_options,
+        conditions=conditions,
     )
     what = "−log p_ODE(x)" + (
         f" with uniform dequantization (bins {width:.4g} wide): an upper bound in expectation"
