@@ -247,10 +247,14 @@ PROBES: dict[str, Callable[[Outcome, Any], bool]] = {
     "data.name": lambda o, v: o.info["data"]["name"] == v,
     "data.variant": _data_variant,
     "data.seed": _data_seed,
-    "data.limit": lambda o, v: o.trainer.train_data.shape[0] + _held_out(o) == v,
+    "data.limit": lambda o, v: o.trainer.train_data.shape[0] - _copies(o) + _held_out(o) == v,
     "data.binarization": lambda o, v: (o.trainer.binarizer is not None) == (v == "dynamic"),
     "data.validation": lambda o, v: o.trainer.validation_data.shape[0] == v,
-    "data.labels": lambda o, v: int((o.trainer.feed.train_labels >= 0).sum()) == v * 10,
+    "data.labels": lambda o, v: _labelled_rows(o) == v * 10 * _repeats(o),
+    "data.repeat_labelled": lambda o, v: (
+        o.info["data"]["repeat_labelled"] == v == _repeats(o)
+        and _copies(o) == (v - 1) * _labelled_rows(o) // v
+    ),
     "evaluate.iwae_k": lambda o, v: o.report["evaluation"]["iwae_k"] == v,
     "evaluate.examples": lambda o, v: o.report["evaluation"]["num_examples"] == v,
     "evaluate.num_samples": lambda o, v: o.report["evaluation"]["num_samples"] == v,
@@ -272,6 +276,26 @@ PROBES.update(
         for f in attrs.fields(cls)
     }
 )
+
+
+def _labelled_rows(o: Outcome) -> int:
+    labels = o.trainer.feed.train_labels
+    return 0 if labels is None else int((labels >= 0).sum())
+
+
+def _repeats(o: Outcome) -> int:
+    """R of ``[data] repeat_labelled``, read from the training rows: each labelled image
+    appears R times (a label-free run: 1)."""
+    labels = o.trainer.feed.train_labels
+    if labels is None or not bool((labels >= 0).any()):
+        return 1
+    rows = o.trainer.train_data[labels >= 0].flatten(1)
+    return rows.shape[0] // torch.unique(rows, dim=0).shape[0]
+
+
+def _copies(o: Outcome) -> int:
+    """The rows ``[data] repeat_labelled`` appended: (R − 1) of each labelled image."""
+    return _labelled_rows(o) - _labelled_rows(o) // _repeats(o)
 
 
 def _held_out(o: Outcome) -> int:
@@ -439,8 +463,9 @@ PER_MODEL: dict[str, dict[str, Any]] = {
         **TINY_VAE,
         "model.classifier_hidden": [16],
         "model.alpha": 10.0,
-        "model.labelled": 20,
+        "model.labelled": 60,
         "data.labels": 2,
+        "data.repeat_labelled": 3,
         "data.limit": 200,
     },
     "ddpm": {
@@ -671,15 +696,15 @@ def test_resume_with_another_objective_trains_it(beta_run, tmp_path):
 
 
 def test_resume_keeps_the_data_protocol(tmp_path):
-    """A run with a validation split, dynamic binarization and 10 labels per class kept (m2)
-    resumes on the same protocol (its checkpoints record all three), and its config.toml
+    """A run with a validation split, dynamic binarization and 10 labels per class kept, each
+    3 times (m2), resumes on the same protocol (its checkpoints record all four), and its config.toml
     says so after the resume."""
     run = tmp_path / "run"
     settings = {**PER_MODEL["m2"], "train.steps": 2, "train.batch_size": 8}
     # 10 of each class labelled: every logged batch holds a labelled example (the train
     # line's bound is taken on those)
     settings |= {"data.validation": 16, "data.binarization": "dynamic", "data.labels": 10}
-    settings["model.labelled"] = 100  # the data's count of labelled examples: 10 × 10 classes
+    settings["model.labelled"] = 300  # the data's labelled rows: 10 × 10 classes × 3 copies
     argv = _argv("m2", settings, "set", tmp_path)
     code, _, err = run_cli(["train", *argv, "--run-dir", str(run)])
     assert code == 0, err
@@ -687,7 +712,8 @@ def test_resume_keeps_the_data_protocol(tmp_path):
     assert code == 0, err
     data = tomllib.loads((run / "config.toml").read_text())["data"]
     recorded = read_checkpoint(latest_checkpoint(run))[1]["data"]
-    for key, value in (("validation", 16), ("binarization", "dynamic"), ("labels", 10)):
+    protocol = {"validation": 16, "binarization": "dynamic", "labels": 10, "repeat_labelled": 3}
+    for key, value in protocol.items():
         assert data[key] == recorded[key] == value, key
 
 

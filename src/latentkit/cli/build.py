@@ -82,7 +82,8 @@ def _labelled_value(spec: RunSpec, model_spec: Any, labels: Any) -> tuple[str, i
     if given is not None and given != count:
         raise ConfigError(
             f"model.{field}={given!r}, but the training data have {count} labelled examples "
-            f"([data] labels={spec.data.get('labels', 'all')!r}); leave model.{field} unset "
+            f"([data] labels={spec.data.get('labels', 'all')!r}, repeat_labelled="
+            f"{spec.data.get('repeat_labelled', 1)!r}); leave model.{field} unset "
             "(filled in from the data) or give the data's count"
         )
     return field, count

@@ -174,9 +174,32 @@ def training_splits(ds: Any, data: dict[str, Any], *, condition: Any = None) -> 
     }
     if condition is not None:
         splits |= _label_splits(ds, data, condition, held_out)
-    elif data.get("labels", "all") != "all":
-        raise ConfigError("[data] labels is for a conditional model; this one takes no labels")
+        return _repeat_labelled(splits, int(data.get("repeat_labelled", 1)), data)
+    for key, unset in (("labels", "all"), ("repeat_labelled", 1)):
+        if data.get(key, unset) != unset:
+            raise ConfigError(f"[data] {key} is for a conditional model; this one takes no labels")
     return splits
+
+
+def _repeat_labelled(splits: dict[str, Any], r: int, data: dict[str, Any]) -> dict[str, Any]:
+    """The training split with each labelled example ``r`` times (``[data]
+    repeat_labelled``): the copies appended after the originals, labels and images alike."""
+    if r == 1:
+        return splits
+    if data.get("labels", "all") == "all":
+        raise ConfigError(
+            f"[data] repeat_labelled={r} repeats the labelled examples among unlabelled ones; "
+            "with labels = 'all' every example is labelled (set labels = N, N per class)"
+        )
+    import torch
+
+    x, y = splits["train_data"], splits["train_labels"]
+    known = y >= 0
+    copies = (r - 1,) + (1,) * (x.ndim - 1)
+    return splits | {
+        "train_data": torch.cat([x, x[known].repeat(*copies)]),
+        "train_labels": torch.cat([y, y[known].repeat(r - 1)]),
+    }
 
 
 def _label_splits(ds: Any, data: dict[str, Any], condition: Any, held_out: int) -> dict:

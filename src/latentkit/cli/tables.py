@@ -95,6 +95,10 @@ class DataConfig:
         labels: for a conditional model, ``all`` (every training label) or N: N labels
             per class kept (seeded by ``seed``), the rest unlabelled, for a semi-supervised
             objective (m2).
+        repeat_labelled: with ``labels = N``, each labelled training example R times in
+            the training set (1: once), so that batches drawn uniformly hold labelled
+            examples R times as often; a model that counts its labelled examples (m2's
+            ``labelled``) counts the copies.
     """
 
     name: str | None = attrs.field(
@@ -120,6 +124,7 @@ class DataConfig:
     binarization: str = attrs.field(default="fixed", validator=_choice("fixed", "dynamic"))
     validation: int = attrs.field(default=0, validator=_int_in(0, 10**9))
     labels: str | int = attrs.field(default="all", validator=_labels)
+    repeat_labelled: int = attrs.field(default=1, validator=_int_in(1, 10**6))
 
 
 @attrs.frozen(kw_only=True)

@@ -194,7 +194,7 @@ def _record_protocol(trainer: Any, data: dict[str, Any]) -> None:
     the same protocol unless told otherwise."""
     given = structure_config(DataConfig, {k: v for k, v in data.items() if v is not None})
     if trainer.data_info is not None:
-        for key in ("binarization", "validation", "labels"):
+        for key in ("binarization", "validation", "labels", "repeat_labelled"):
             trainer.data_info[key] = getattr(given, key)
 
 
@@ -332,7 +332,7 @@ def _run_config(spec: RunSpec, trainer: Any, model: Any, train_cfg: Any) -> RunC
     variant actually loaded (a fallback data set included), so the file trains it again."""
     info = trainer.data_info
     data = {k: info.get(k) for k in ("name", "variant", "seed", "limit")}
-    protocol = ("binarization", "validation", "labels")  # the training protocol, as given
+    protocol = ("binarization", "validation", "labels", "repeat_labelled")  # as given
     data.update({k: spec.data[k] for k in protocol if k in spec.data})
     objective = trainer.objective_record
     names = {"model": str(spec.model), "model_config": unstructure_config(model.config)}
