@@ -154,3 +154,26 @@ def test_the_marginals_k_follows_the_evaluation():
         (long, {"iwae_k": 0}, 1),
     ]:
         assert conditional_block(model, x, c, options, seed=0)["iwae_k"] == k
+
+
+def test_the_models_own_classifier_is_scored_on_every_evaluated_example():
+    """The marginal NLL costs K evaluations an example and stops at MARGINAL_EXAMPLES; M2's
+    q(y | x) is one network call, so its error is over every example evaluated (``examples``,
+    0: all), recomputed here with the classifier itself."""
+    import torch
+
+    import latentkit as lk
+    from latentkit.conditional_report import MARGINAL_EXAMPLES, conditional_block
+
+    torch.manual_seed(0)
+    model = lk.load_model("m2", data_shape=(4,), classes=3, latent_dim=2, hidden=(8,),
+                          classifier_hidden=(8,), likelihood="gaussian").eval()  # fmt: skip
+    n = MARGINAL_EXAMPLES + 300
+    x, c = torch.randn(n, 4), torch.randint(0, 3, (n,))
+    with torch.no_grad():
+        wrong = model.posterior.classify(x).probs.argmax(-1) != c
+    for examples, m in [(0, n), (MARGINAL_EXAMPLES + 100, MARGINAL_EXAMPLES + 100), (50, 50)]:
+        block = conditional_block(model, x, c, {"iwae_k": 1, "examples": examples}, seed=0)
+        assert block["examples"] == min(m, MARGINAL_EXAMPLES)
+        assert block["classification_examples"] == m
+        assert block["classification_error"] == float(wrong[:m].double().mean())

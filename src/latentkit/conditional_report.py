@@ -40,7 +40,9 @@ def conditional_block(
     that, k = 1, one importance weight per class, still a lower bound in expectation, where
     k = 100 would walk a diffusion's chain 100 times per class) and the classification error
     on the first ``examples`` of ``data`` (the evaluation's ``examples``, at most
-    :data:`MARGINAL_EXAMPLES`), as report.json's ``conditional`` block; ``None`` for a model
+    :data:`MARGINAL_EXAMPLES`; the error of the model's own classifier q(y | x), cheap, on
+    every evaluated example: ``classification_examples``), as report.json's ``conditional``
+    block; ``None`` for a model
     not conditional on class labels."""
     spec = model.condition_spec
     if spec is None or not spec.is_class or labels is None:
@@ -59,18 +61,32 @@ def conditional_block(
             marginals.append(torch.logsumexp(scores, -1).double().cpu())
             guess = own(x).probs.argmax(-1) if own is not None else scores.argmax(-1)
             wrong.append((guess != y).double().cpu())
+        m = n
+        if own is not None:  # its own classifier is cheap: every evaluated example
+            m = min(options.get("examples") or data.shape[0], data.shape[0])
+            wrong += _misses(own, data[n:m], labels[n:m], batch_size, ref)
     nll = Estimate.of(-torch.cat(marginals))
-    errors = torch.cat(wrong)
-    error = float(errors.mean())
+    error = float(torch.cat(wrong).mean())
     return {
         "examples": n,
         "iwae_k": k,
         "marginal_nll": nll.mean,
         "marginal_nll_stderr": nll.stderr,
         "classifier": "q(y|x)" if own is not None else "argmax_c p(c) p(x|c)",
+        "classification_examples": m,
         "classification_error": error,
-        "classification_error_stderr": math.sqrt(error * (1 - error) / n) if n > 1 else None,
+        "classification_error_stderr": math.sqrt(error * (1 - error) / m) if m > 1 else None,
     }
+
+
+def _misses(classify: Any, data: Tensor, labels: Tensor, batch_size: int, ref: Tensor) -> list:
+    """Whether ``classify``'s most probable class misses each label, batch by batch."""
+    out = []
+    for i in range(0, data.shape[0], batch_size):
+        x = data[i : i + batch_size].to(ref.device, ref.dtype)
+        y = labels[i : i + batch_size].to(ref.device)
+        out.append((classify(x).probs.argmax(-1) != y).double().cpu())
+    return out
 
 
 def conditional_table(block: dict[str, Any]) -> Table:
@@ -85,7 +101,8 @@ def conditional_table(block: dict[str, Any]) -> Table:
         f"{block['marginal_nll']:.2f}{se_words}",
     )
     table.add_row(
-        f"classification error ({block['classifier']})",
+        f"classification error ({block['classifier']}, {block['classification_examples']:,} "
+        "examples)",
         f"{100 * block['classification_error']:.2f}%",
     )
     return table
