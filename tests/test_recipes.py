@@ -49,6 +49,8 @@ def test_recipes_are_listed_with_their_sources(capsys):
         ("vdm-binarized-mnist", ["--set", "hidden=[16]", "--set", "num_timesteps=20"]),
         ("vdm-mnist-8bit", ["--set", "channels=8", "--set", "num_timesteps=20"]),
         ("iwae-paper-vae-vdm-prior", ["--set", "prior.hidden=[16]"]),
+        ("m2-100-labels", ["--set", "data.labels=1", "--set", "data.repeat_labelled=2",
+                           "--set", "hidden=[16]", "--set", "classifier_hidden=[16]"]),
     ],
 )
 def test_every_recipe_runs_at_a_tiny_budget(recipe, extra, tmp_path, capsys):
@@ -72,7 +74,10 @@ def test_every_recipe_runs_at_a_tiny_budget(recipe, extra, tmp_path, capsys):
     fresh = (
         ", binarized afresh at each use" if config["data"].get("binarization") == "dynamic" else ""
     )
-    assert f"protocol: {kept:,} training examples{fresh}; 100 held out for validation" in err
+    repeats = config["data"].get("repeat_labelled", 1)
+    copies = f", the 10 labelled ones each {repeats} times ({kept + 10 * (repeats - 1):,} rows)"
+    copies = copies if repeats > 1 else ""  # the m2 recipe's: 1 label per class here
+    assert f"protocol: {kept:,} training examples{fresh}{copies}; 100 held out for" in err
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {m["split"] for m in metrics} == {"train", "validation"}  # the test split untouched
     assert latest_best(run) is not None

@@ -209,7 +209,7 @@ def _announce(
         f"seed {train_cfg.seed} → {run_dir}",
         highlight=False,
     )
-    protocol = _protocol_words(trainer)
+    protocol = _protocol_words(trainer, int(spec.data.get("repeat_labelled") or 1))
     if protocol:
         err.print(f"protocol: {protocol}", highlight=False)
     if trainer.dist.active:
@@ -219,15 +219,24 @@ def _announce(
         )
 
 
-def _protocol_words(trainer: Any) -> str:
+def _protocol_words(trainer: Any, repeats: int = 1) -> str:
     """The data protocol in words, when ``[data]`` sets one (dynamic binarization, a
-    validation split): the data set's own description names the source split sizes only."""
+    validation split, labelled examples repeated): the data set's own description names the
+    source split sizes only."""
     held_out = trainer.validation_data
-    if trainer.binarizer is None and held_out is None:
+    if trainer.binarizer is None and held_out is None and repeats == 1:
         return ""
+    rows = trainer.train_data.shape[0]
+    labels = trainer.feed.train_labels
+    labelled = 0 if labels is None or repeats == 1 else int((labels >= 0).sum()) // repeats
     words = [
-        f"{trainer.train_data.shape[0]:,} training examples"
+        f"{rows - (repeats - 1) * labelled:,} training examples"
         + (", binarized afresh at each use" if trainer.binarizer is not None else "")
+        + (
+            f", the {labelled:,} labelled ones each {repeats} times ({rows:,} rows)"
+            if labelled
+            else ""
+        )
     ]
     if held_out is not None:
         words.append(
