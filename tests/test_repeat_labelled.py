@@ -54,13 +54,14 @@ def test_m2_counts_the_copies_and_a_resumed_run_keeps_them(tmp_path):
         (["--set", "data.labels=3", "--set", "data.repeat_labelled=0"], "repeat_labelled"),
         (["--set", "data.repeat_labelled=2"], "with labels = 'all' every example is labelled"),
         (["--model", "vae", "--set", "data.repeat_labelled=2"], "is for a conditional model"),
+        (["--set", "data.labels=3", "--set", "data.repeat_labelled=1000000"], "GiB of copies"),
         (
             ["--set", "data.labels=3", "--set", "data.repeat_labelled=2",
              "--set", "model.labelled=30"],
             "60 labelled",
         ),
     ],
-    ids=["zero", "every-label", "unconditional", "labelled-disagrees"],
+    ids=["zero", "every-label", "unconditional", "too-many-copies", "labelled-disagrees"],
 )  # fmt: skip
 def test_bad_repeat_settings_are_refused_before_the_run_folder(tmp_path, extra, message):
     folder = tmp_path / "run"

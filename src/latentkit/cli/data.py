@@ -181,6 +181,11 @@ def training_splits(ds: Any, data: dict[str, Any], *, condition: Any = None) -> 
     return splits
 
 
+MAX_REPEAT_BYTES = 4 * 2**30
+"""The most memory ``[data] repeat_labelled``'s copies may take (4 GiB): beyond, refused in
+one line rather than left to exhaust the machine's memory."""
+
+
 def _repeat_labelled(splits: dict[str, Any], r: int, data: dict[str, Any]) -> dict[str, Any]:
     """The training split with each labelled example ``r`` times (``[data]
     repeat_labelled``): the copies appended after the originals, labels and images alike."""
@@ -195,6 +200,13 @@ def _repeat_labelled(splits: dict[str, Any], r: int, data: dict[str, Any]) -> di
 
     x, y = splits["train_data"], splits["train_labels"]
     known = y >= 0
+    extra = (r - 1) * int(known.sum()) * x[:1].nelement() * x.element_size()
+    if extra > MAX_REPEAT_BYTES:
+        raise ConfigError(
+            f"[data] repeat_labelled={r} would add {(r - 1) * int(known.sum()):,} rows "
+            f"({extra / 2**30:.1f} GiB) to the training set; at most "
+            f"{MAX_REPEAT_BYTES / 2**30:.0f} GiB of copies (use a smaller R)"
+        )
     copies = (r - 1,) + (1,) * (x.ndim - 1)
     return splits | {
         "train_data": torch.cat([x, x[known].repeat(*copies)]),
