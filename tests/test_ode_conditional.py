@@ -77,7 +77,8 @@ def test_a_view_given_one_label_per_example_is_sliced_per_batch():
         fig = ode_figure(model.given(LABELS), data, torch.zeros(N, dtype=F64),
                          discrete=False, batch_size=2, **GRID)  # fmt: skip
     want = _one_by_one(model, data, LABELS)
-    assert all(math.isclose(g, w, rel_tol=1e-10) for g, w in zip(fig.ode.tolist(), want, strict=True))
+    got = fig.ode.tolist()
+    assert all(math.isclose(g, w, rel_tol=1e-10) for g, w in zip(got, want, strict=True))
 
 
 @pytest.mark.parametrize(

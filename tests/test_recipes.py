@@ -49,8 +49,19 @@ def test_recipes_are_listed_with_their_sources(capsys):
         ("vdm-binarized-mnist", ["--set", "hidden=[16]", "--set", "num_timesteps=20"]),
         ("vdm-mnist-8bit", ["--set", "channels=8", "--set", "num_timesteps=20"]),
         ("iwae-paper-vae-vdm-prior", ["--set", "prior.hidden=[16]"]),
-        ("m2-100-labels", ["--set", "data.labels=1", "--set", "data.repeat_labelled=2",
-                           "--set", "hidden=[16]", "--set", "classifier_hidden=[16]"]),
+        (
+            "m2-100-labels",
+            [
+                "--set",
+                "data.labels=1",
+                "--set",
+                "data.repeat_labelled=2",
+                "--set",
+                "hidden=[16]",
+                "--set",
+                "classifier_hidden=[16]",
+            ],
+        ),
     ],
 )
 def test_every_recipe_runs_at_a_tiny_budget(recipe, extra, tmp_path, capsys):

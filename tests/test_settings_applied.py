@@ -697,8 +697,8 @@ def test_resume_with_another_objective_trains_it(beta_run, tmp_path):
 
 def test_resume_keeps_the_data_protocol(tmp_path):
     """A run with a validation split, dynamic binarization and 10 labels per class kept, each
-    3 times (m2), resumes on the same protocol (its checkpoints record all four), and its config.toml
-    says so after the resume."""
+    3 times (m2), resumes on the same protocol (its checkpoints record all four), and its
+    config.toml says so after the resume."""
     run = tmp_path / "run"
     settings = {**PER_MODEL["m2"], "train.steps": 2, "train.batch_size": 8}
     # 10 of each class labelled: every logged batch holds a labelled example (the train
