@@ -40,13 +40,10 @@ def _data(model: lk.LatentModel, n: int) -> torch.Tensor:
 _SHORT = [name for name in lk.list_models() if default_model(name).num_layers <= 8]
 _CASES = [(name, task) for name in lk.list_models() for task in ("elbo", "objective")]
 _CASES += [(name, "iwae") for name in _SHORT]
-# The composed objective builds the outer model's chain with the prior's bound in place of
-# its prior on each call: a module built inside the traced function, which Dynamo refuses
-# in one graph (docs/compose.md, "What is not done"); strict, so a fix shows up here.
 # m2's objective binds each example's label (a view of the model, latentkit.conditions: a
 # shallow copy of the chains) inside the loss: copying a module is what Dynamo will not
 # trace, so the trainer compiles it with graph breaks there (docs/conditional.md).
-_NOT_ONE_GRAPH = {("composed", "objective"), ("m2", "objective")}
+_NOT_ONE_GRAPH = {("m2", "objective")}
 _CASES = [
     pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason="a module made per call"))
     if case in _NOT_ONE_GRAPH

@@ -25,24 +25,32 @@ class _PriorBound(Distribution):
 
     arg_constraints: ClassVar[dict] = {}
 
-    def __init__(self, bound: Callable[[Tensor], Tensor], n: int, event_shape: tuple[int, ...]):
-        self.bound = bound
+    def __init__(
+        self,
+        bound: Callable[[Tensor, int | Tensor | None], Tensor],
+        n: int,
+        event_shape: tuple[int, ...],
+        step: int | Tensor | None,
+    ):
+        self.bound, self.step = bound, step
         super().__init__((n,), event_shape, validate_args=False)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        return self.bound(value)
+        return self.bound(value, self.step)
 
 
 class _BoundedOuter(GenerativeChain):
-    """A's generative chain with :class:`_PriorBound` as its prior."""
+    """A's generative chain with :class:`_PriorBound` as its prior; ``step`` the training
+    step the prior's objective is called with, set by each call of the objective."""
 
-    def __init__(self, outer: GenerativeChain, bound: Callable[[Tensor], Tensor]):
+    def __init__(self, outer: GenerativeChain, bound: Callable[..., Tensor]):
         super().__init__(outer.data_shape, outer.latent_shapes)
         self.outer = outer
         self.bound = bound
+        self.step: int | Tensor | None = None
 
     def prior(self, n: int) -> Distribution:
-        return _PriorBound(self.bound, n, self.latent_shapes[-1])
+        return _PriorBound(self.bound, n, self.latent_shapes[-1], self.step)
 
     def transition(self, l: int, z: Tensor) -> Distribution:
         return self.outer.transition(l, z)
@@ -89,6 +97,7 @@ class ComposedObjective(Objective):
         if config.prior_objective is not None:
             name, options = config.prior_objective, config.prior_objective_config
         self.prior_objective = make_objective(name, prior, **options)
+        self._reduced_for(model)  # built here, outside any traced call
 
     @classmethod
     def supports(cls, model: LatentModel) -> str | None:
@@ -97,16 +106,26 @@ class ComposedObjective(Objective):
         return f"it needs a composed model (latentkit.compose), got {type(model).__name__}"
 
     def forward(self, model: LatentModel, x: Tensor, step: int | Tensor | None = None) -> Tensor:
-        prior = model.prior
+        reduced = self._reduced_for(model)
+        reduced.generative.step = step
+        return -monte_carlo_estimator(reduced)(reduced, x).total()
 
-        def bound(z: Tensor) -> Tensor:
+    def _reduced_for(self, model: LatentModel) -> LatentModel:
+        """A's chain with the prior's bound in place of its prior, built once per model (a
+        module built inside a traced call would break torch.compile's graph)."""
+        cached = self.__dict__.get("_reduced")
+        if cached is not None and cached[0] is model:
+            return cached[1]
+        prior, outer = model.prior, model.outer
+
+        def bound(z: Tensor, step: int | Tensor | None) -> Tensor:
             return -self.prior_objective(prior, z, step)
 
-        outer = model.outer
         reduced = LatentModel(
             _BoundedOuter(outer.generative, bound), outer.posterior, shared=outer.shared
         )
-        return -monte_carlo_estimator(reduced)(reduced, x).total()
+        self.__dict__["_reduced"] = (model, reduced)  # not a submodule: no state of its own
+        return reduced
 
 
 def _refuse_a_long_diffusion_outer(outer: LatentModel) -> None:
