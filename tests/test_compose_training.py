@@ -66,3 +66,33 @@ def test_a_continuous_prior_is_also_scored_and_selected_on_its_own_bound():
     plain = Trainer(outer, data[:32], config, validation_data=data[32:])
     plain.fit()
     assert "elbo_continuous" not in plain.last_metrics["validation"]
+
+
+def test_the_training_step_reaches_the_prior_objective_at_every_call():
+    """The composed objective builds its chain once and passes each call's step to the
+    prior's objective: with a KL warm-up from β = 0 in the prior's ELBO, step 0 gives the
+    loss of a prior objective with β = 0, and a step past the warm-up (or none) that of
+    β = 1 — at the same seed, the same draws, so exactly."""
+    from latentkit.composition import composed_objective
+
+    torch.manual_seed(0)
+    outer = lk.load_model("vae", data_shape=(6,), latent_dim=3, hidden=(8,))
+    model = compose(outer, prior=lk.load_model("vae", data_shape=(3,), latent_dim=2, hidden=(8,)))
+    x = torch.bernoulli(torch.full((5, 6), 0.5))
+    warm = composed_objective(
+        model,
+        prior_objective="elbo",
+        prior_objective_config={"warmup_steps": 10, "warmup_start": 0.0},
+    )
+    flat = {
+        b: composed_objective(model, prior_objective="elbo", prior_objective_config={"beta": b})
+        for b in (0.0, 1.0)
+    }
+
+    def at(objective, step):
+        torch.manual_seed(1)
+        return objective(model, x, step)
+
+    for step, beta in [(0, 0.0), (None, 1.0), (10, 1.0), (0, 0.0)]:
+        assert torch.equal(at(warm, step), at(flat[beta], None)), step
+    assert not torch.equal(at(flat[0.0], None), at(flat[1.0], None))
