@@ -160,3 +160,25 @@ def test_the_exact_normal_part_is_refused_without_its_conditions():
         lk.load_model("vdm", data_shape=(3,), decoder="gaussian", normal_part="exact")
     with pytest.raises(lk.ConfigError, match="'normal_part'.*decoder='discretized'"):
         lk.load_model("vdm", data_shape=(3,), eps_skip=True, normal_part="exact")
+
+
+def test_the_exact_normal_part_gives_the_network_the_same_gradient_at_every_draw():
+    """What docs/compose.md says of the two forms: at one (t, ε), the residual's term
+    (``minus_normal``) differs from the whole diffusion term by the network-free model's
+    error, so the network's gradient is the same, float64 round-off; the data's is not
+    (that difference is the standard-normal part's own noise)."""
+    core = lk.load_model("vdm", data_shape=(3,), decoder="gaussian", hidden=(16,),
+                         eps_skip=True, normal_part="exact").double().core  # fmt: skip
+    torch.manual_seed(3)
+    for p in core.net.parameters():  # a trained-looking network: every output non-zero
+        p.data.normal_(0.0, 0.5)
+    x = torch.randn(8, 3, dtype=F64, requires_grad=True)
+    t, noise = torch.rand(8, dtype=F64), torch.randn(8, 3, dtype=F64)
+    params = list(core.net.parameters())
+    grads = {}
+    for minus in (False, True):
+        term = core.diffusion_integrand(x, t, noise, minus_normal=minus).sum()
+        grads[minus] = torch.autograd.grad(term, [*params, x])
+    for whole, residual in zip(grads[False][:-1], grads[True][:-1], strict=True):
+        torch.testing.assert_close(residual, whole, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(grads[False][-1], grads[True][-1])
