@@ -21,7 +21,7 @@ from latentkit.checkpoint import (
 )
 from latentkit.cli.common import CLIError, _bytes, _check_rows, _device, _run_dir_of, _to_display
 from latentkit.cli.data import _load_recorded_data
-from latentkit.cli.runconfig import EvalConfig, table_flags
+from latentkit.cli.runconfig import EvalConfig, run_table_options
 from latentkit.cli.runfolder import _RunFolder, holding_run_folders_of
 from latentkit.composition import evaluation_model
 from latentkit.config import config_fields
@@ -170,7 +170,9 @@ def _sampled_conditions(args: argparse.Namespace, model: Any) -> tuple[Any, int,
 
 
 def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
-    options = table_flags(args, "evaluate")
+    options = run_table_options(
+        args, "evaluate", Path(args.run), lambda line: err.print(line, markup=False)
+    )
     _check_rows(options, None)
     model, info = load_trained_model(args.run, device=_device(args.device))
     model = evaluation_model(model, say=lambda line: err.print(line, markup=False))

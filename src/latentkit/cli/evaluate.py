@@ -22,7 +22,7 @@ from latentkit.checkpoint import (
 )
 from latentkit.cli.common import CLIError, _check_rows, _device, _run_dir_of
 from latentkit.cli.data import _load_recorded_data
-from latentkit.cli.runconfig import EvalConfig, table_flags
+from latentkit.cli.runconfig import EvalConfig, run_table_options, table_flags
 from latentkit.cli.runfolder import holding_run_folders_of
 from latentkit.compare.runs import MAX_REPORT_BYTES, REPORT_FILE
 from latentkit.composition import evaluation_model
@@ -58,14 +58,16 @@ def cmd_evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
     # --json inside a run folder: held like `train` and `report` hold it, for the whole
     # command, so the file never lands in a folder another process writes or replaces.
     # --sample-quality's figures go into the run's report.json: its folder held too.
-    asked = table_flags(args, "evaluate").get("sample_quality")
+    asked = run_table_options(args, "evaluate", Path(args.run)).get("sample_quality")
     quality_into = _report_of(Path(args.run)) if asked else None
     with holding_run_folders_of([json_out, args.per_example], report=quality_into):
         return _evaluate(args, out, err)
 
 
 def _evaluate(args: argparse.Namespace, out: Console, err: Console) -> int:
-    options, data_flags = table_flags(args, "evaluate"), table_flags(args, "data")
+    say = lambda line: err.print(line, markup=False, highlight=False)  # noqa: E731
+    options = run_table_options(args, "evaluate", Path(args.run), say)
+    data_flags = table_flags(args, "data")
     _check_rows(options, None)
     source = _source(Path(args.run), err)
     model, info = load_trained_model(source, device=_device(args.device))

@@ -122,7 +122,8 @@ def _add_evaluate(sub: Any) -> None:
     p = sub.add_parser(
         "evaluate",
         help="ELBO, its terms, IWAE-k NLL and bits/dim of a trained model",
-        description="Evaluate a checkpoint on its data set's test split (or --data/--split).",
+        description="Evaluate a checkpoint on its data set's test split (or --data/--split), "
+        "scored as the run recorded its [evaluate] table, each value overridden by its flag.",
     )
     p.add_argument(
         "run",
@@ -199,7 +200,8 @@ def _add_report(sub: Any) -> None:
         "report",
         help="evaluate a run and write report.json with sample, curve and KL PNGs",
         description="Evaluate a run's newest checkpoint on the test split and write "
-        "report.json, samples.png, curves.png and layer_kl.png into the run folder.",
+        "report.json, samples.png, curves.png and layer_kl.png into the run folder (scored "
+        "as the run recorded its [evaluate] table, each value overridden by its flag).",
     )
     p.add_argument("run", type=Path, help="a run folder, or one of its checkpoints")
     p.add_argument("--device", default="cpu")

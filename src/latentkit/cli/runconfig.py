@@ -4,6 +4,7 @@ merged and checked."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import tomllib
 from latentkit.checkpoint import (
     read_regular_file,
 )
-from latentkit.cli.common import MAX_CONFIG_BYTES, CLIError, parse_value
+from latentkit.cli.common import MAX_CONFIG_BYTES, CLIError, _run_dir_of, parse_value
 from latentkit.cli.flags import merge_shortcuts
 from latentkit.cli.tables import SECTIONS, DataConfig, EvalConfig, field_names
 from latentkit.config import structure_config, unstructure_config
@@ -26,6 +27,7 @@ __all__ = [
     "RunConfig",
     "RunSpec",
     "compose_spec",
+    "run_table_options",
     "split_composed",
     "table_flags",
     "write_run_config",
@@ -197,6 +199,49 @@ def table_flags(args: argparse.Namespace, section: str) -> dict[str, Any]:
     merge_shortcuts(values, args, SECTIONS[section], section)
     _check_options(values, f"[{section}]")
     return values
+
+
+_DISPLAY = frozenset({"progress"})
+"""Recorded fields a later command does not inherit: how a run was watched, not scored."""
+
+
+def run_table_options(
+    args: argparse.Namespace, section: str, run: Path, say: Any = None
+) -> dict[str, Any]:
+    """Table ``section``'s values for a command on the run ``run`` (a run folder, its
+    ``checkpoints/`` or ``best/``, or a checkpoint in one): the table the run recorded in
+    ``RUN/config.json`` (what ``train --report`` scored it with: a recipe's ``[evaluate]``),
+    each value overridden by its flag; unset ones absent. A checkpoint outside a run folder
+    (no ``config.json`` beside it) has no recorded table: the flags alone. Display settings
+    (``progress``) and fields this version does not know are not taken from the record.
+    ``say(line)``, when given, hears the recorded values used that differ from the defaults."""
+    flags = table_flags(args, section)
+    path = _run_dir_of(Path(run)) / "config.json"
+    if not path.is_file():
+        return flags
+    try:
+        doc = json.loads(read_regular_file(path, limit=MAX_CONFIG_BYTES, what="run record"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CLIError(f"{path}: the run's record cannot be read: {exc}") from None
+    table = doc.get(section) if isinstance(doc, dict) else None
+    if table is None:
+        return flags  # a run recorded before the table existed
+    if not isinstance(table, dict):
+        raise CLIError(f"{path}: [{section}] must be a table, got {type(table).__name__}")
+    known = field_names(SECTIONS[section])
+    recorded = {
+        k: v for k, v in table.items() if k in known and k not in _DISPLAY and v is not None
+    }
+    try:
+        _check_options(recorded, f"[{section}]")
+    except ConfigError as exc:
+        raise CLIError(f"{path}: the run's recorded {exc}") from None
+    defaults = unstructure_config(SECTIONS[section]())
+    used = {k: v for k, v in recorded.items() if k not in flags and v != defaults.get(k)}
+    if used and say is not None:
+        listed = ", ".join(f"{k} = {v!r}" for k, v in sorted(used.items()))
+        say(f"[{section}] as the run recorded it: {listed} (a flag overrides each)")
+    return {**recorded, **flags}
 
 
 @attrs.frozen(kw_only=True)
