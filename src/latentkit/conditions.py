@@ -28,7 +28,14 @@ from latentkit.errors import InputError, ShapeError
 
 # A LatentModel is written ``Any`` here: latentkit.chains imports this module.
 LatentModel = Any
-__all__ = ["MISSING_LABEL", "ConditionSpec", "bind", "check_condition", "check_guidance"]
+__all__ = [
+    "MISSING_LABEL",
+    "ConditionSpec",
+    "base_chain",
+    "bind",
+    "check_condition",
+    "check_guidance",
+]
 
 MISSING_LABEL = -1
 """The label of an unlabelled example in a semi-supervised data set (``[data] labels = N``)."""

@@ -29,7 +29,7 @@ from torch import Tensor
 
 import latentkit as lk
 from latentkit.arguments import check_choice, check_count, check_flag, check_model
-from latentkit.conditions import check_condition
+from latentkit.conditions import base_chain, check_condition
 from latentkit.config import int_at_least, one_of, ruled
 from latentkit.validation import check_model_input
 from latentkit_m2.model import M2Config
@@ -39,6 +39,7 @@ __all__ = [
     "M2ObjectiveConfig",
     "class_bounds",
     "classification_error",
+    "enumerated",
     "m2_loss",
     "unlabelled_bound",
     "unlabelled_elbo",
@@ -64,24 +65,34 @@ def _check_m2(model: Any, where: str) -> lk.LatentModel:
     return model
 
 
-def _member(model: lk.LatentModel, y: Tensor) -> lk.LatentModel:
-    """``model``'s chains bound to the labels ``y`` (views: the same parameters), whether or
-    not ``model`` is bound already (the trainer hands the objective a bound view)."""
-    return lk.LatentModel(model.generative.given(y), model.posterior.given(y))
+def enumerated(model: lk.LatentModel) -> lk.LatentModel:
+    """``model``'s chains given the K labels 0..K−1 (views: the same parameters), whether or
+    not ``model`` is bound already (the trainer hands the objective a bound view). The
+    engine tiles the K conditions over a batch of n·K rows, row b·K + k given label k: the
+    batch is x repeated "b ... -> (b k) ...". Made once per model by :class:`M2Objective`
+    (a module made inside a loss is what ``torch.compile`` cannot trace)."""
+    k = _check_m2(model, "enumerated").condition_spec.num_classes
+    ys = torch.arange(k, device=model.reference().device)
+    return lk.LatentModel(model.generative.given(ys), model.posterior.given(ys))
 
 
 def class_bounds(
-    model: lk.LatentModel, x: Tensor, *, estimator: str = "auto", num_samples: int = 1
+    model: lk.LatentModel,
+    x: Tensor,
+    *,
+    estimator: str = "auto",
+    num_samples: int = 1,
+    member: lk.LatentModel | None = None,
 ) -> Tensor:
     """b_y(x) = ELBO(x | y) + log p(y) for every y, ``[batch, K]``, from one batched call
-    of the engine over batch × K rows (x repeated "(k b)", y = 0..K−1 each over the batch)."""
+    of the engine over batch × K rows (each x repeated K times in a row, y = 0..K−1 along
+    them). ``member``: ``enumerated(model)``, when the caller keeps it."""
     k, n = model.condition_spec.num_classes, x.shape[0]
-    xs = x.repeat(k, *([1] * (x.ndim - 1)))  # "b ... -> (k b) ..."
-    ys = torch.arange(k, device=x.device).repeat_interleave(n)
-    member = _member(model, ys)
+    member = enumerated(model) if member is None else member
+    xs = x.repeat_interleave(k, dim=0)  # "b ... -> (b k) ..."
     bound = lk.elbo(member, xs, estimator=estimator, num_samples=num_samples, validate=False)
     log_py = model.generative.label_log_prior().to(bound.total.dtype)
-    return bound.total.unflatten(0, (k, n)).T + log_py  # "(k b) -> b k"
+    return bound.total.unflatten(0, (n, k)) + log_py  # "(b k) -> b k"
 
 
 def unlabelled_bound(class_log_q: Tensor, bounds: Tensor) -> Tensor:
@@ -91,12 +102,19 @@ def unlabelled_bound(class_log_q: Tensor, bounds: Tensor) -> Tensor:
 
 
 def m2_loss(
-    model: lk.LatentModel, x: Tensor, labels: Tensor, weight: float, *, estimator: str = "auto"
+    model: lk.LatentModel,
+    x: Tensor,
+    labels: Tensor,
+    weight: float,
+    *,
+    estimator: str = "auto",
+    member: lk.LatentModel | None = None,
 ) -> Tensor:
     """The per-example loss ``[batch]`` (module docstring): −b_y − w·log q(y|x) where the
     label is known, −U(x) where it is ``lk.MISSING_LABEL``. Every row is enumerated over
-    the K labels (one call of batch × K rows); a labelled row reads its own column."""
-    bounds = class_bounds(model, x, estimator=estimator)
+    the K labels (one call of batch × K rows); a labelled row reads its own column.
+    ``member``: ``enumerated(model)``, when the caller keeps it."""
+    bounds = class_bounds(model, x, estimator=estimator, member=member)
     log_q = model.posterior.class_logits(x).log_softmax(-1)
     known = labels >= 0
     y = labels.clamp_min(0).unsqueeze(-1)
@@ -185,6 +203,19 @@ class M2Objective(lk.Objective):
         )
         self.weight = float(alpha) / int(labelled)
         """w = α / N_l, the weight of −log q(y | x) in a labelled example's loss."""
+        self._member = enumerated(model)
+        self._chains = (base_chain(model.generative), base_chain(model.posterior))
+
+    def _enumerated(self, model: lk.LatentModel) -> lk.LatentModel:
+        """The kept ``enumerated`` view when ``model`` is a view of the chains it was made
+        from (made again, and kept, after the model moved to another device), else a new
+        one (another model handed to this objective: an EMA copy)."""
+        chains = (base_chain(model.generative), base_chain(model.posterior))
+        if chains[0] is not self._chains[0] or chains[1] is not self._chains[1]:
+            return enumerated(model)
+        if self._member.condition.device != model.reference().device:  # the model was moved
+            self._member = enumerated(model)
+        return self._member
 
     @classmethod
     def supports(cls, model: lk.LatentModel) -> str | None:
@@ -198,4 +229,7 @@ class M2Objective(lk.Objective):
                 "model.given(labels, allow_missing=True), lk.MISSING_LABEL where unlabelled "
                 "(the trainer does so with train_labels)"
             )
-        return m2_loss(model, x, labels, self.weight, estimator=self.config.estimator)
+        member = self._enumerated(model)
+        return m2_loss(
+            model, x, labels, self.weight, estimator=self.config.estimator, member=member
+        )
