@@ -104,22 +104,23 @@ def _run_evaluation(
 
 
 def _diagnose(
-    model: Any, data: torch.Tensor, options: dict[str, Any], *, seed: int, err: Console
-) -> Any:
-    """The diagnostics on the first ``options['diagnose']`` examples, or None (0, or a model
-    they do not apply to: said on stderr, the evaluation goes on)."""
+    model: Any, data: torch.Tensor, options: dict[str, Any], *, seed: int, err: Console,
+    labels: torch.Tensor | None = None,
+) -> Any:  # fmt: skip
+    """The diagnostics on the first ``options['diagnose']`` examples (given their ``labels``,
+    for a conditional model), or None (0, or a model they do not apply to: said on stderr,
+    the evaluation goes on)."""
     from latentkit.diagnostics import diagnose
 
     n = options.get("diagnose", DIAGNOSE_EXAMPLES)
     if not n:
         return None
-    if model.condition_spec is not None:
-        err.print("diagnostics skipped: they do not take conditions yet", markup=False)
-        return None
     ref = model.reference()
-    subset = data[: min(n, data.shape[0])].to(device=ref.device, dtype=ref.dtype)
+    n = min(n, data.shape[0])
+    subset = data[:n].to(device=ref.device, dtype=ref.dtype)
+    given = {} if labels is None else {"conditions": labels[:n].to(ref.device)}
     try:
-        return diagnose(model, subset, seed=seed)
+        return diagnose(model, subset, seed=seed, **given)
     except LatentkitError as exc:
         err.print(f"diagnostics skipped: {exc}", markup=False, highlight=False)
         return None
@@ -152,7 +153,7 @@ def write_report(
     name = info.get("model", getattr(model, "name", "model"))
     step = info.get("step")
     files = _model_plots(run_dir, model, dataset, report, name=name, step=step, seed=seed)
-    diag = _diagnose(model, dataset.test, options, seed=seed, err=err)
+    diag = _diagnose(model, dataset.test, options, seed=seed, err=err, labels=labels)
     files.update(_diagnostics_plots(run_dir, diag, name=name, data_name=dataset.name))
     figures = likelihood_figures(
         model, dataset.test, options, discrete=discrete, seed=seed, labels=labels

@@ -140,7 +140,7 @@ def _measure(model: Any, data: Any, ds: Any, options: dict[str, Any], *, err: Co
     report = _run_evaluation(
         model, data, options=options, seed=seed, err=err, discrete=discrete, labels=labels
     )
-    diag = _diagnose(model, data, options, seed=seed, err=err)
+    diag = _diagnose(model, data, options, seed=seed, err=err, labels=labels)
     figures = likelihood_figures(model, data, options, discrete=discrete, seed=seed, labels=labels)
     quality = sample_quality_block(model, ds, options, seed=seed, err=err)
     conditional = conditional_block(model, data, labels, options, seed=seed)

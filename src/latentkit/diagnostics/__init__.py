@@ -39,6 +39,19 @@ the estimate of A_d unbiased (M ≥ 2). A categorical z_d's index is a label, so
 is its one-hot code's, A_d = Σ_k Var_x(q(z_d = k | x)). Over one example, or for a q without
 a finite mean, A_d is not defined: NaN, ``active`` None, neither active nor collapsed.
 
+Given the condition. A class-conditional model (``diagnose(..., conditions=labels)``) is
+diagnosed per class: with π_k = N_k / N over the classes present and q(z|c=k) the
+aggregate posterior of class k's examples,
+
+    E_data KL(q(z|x,c) ‖ p(z|c)) = I_q(x; z | c) + Σ_k π_k KL(q(z|c=k) ‖ p(z|c=k)),
+
+both terms ≥ 0 and I_q(x; z | c) = Σ_k π_k I_k ≤ Σ_k π_k log N_k. Each class is the walk of
+``model.given(k)`` over its examples, with the same seed; each figure is the π-weighted mean
+of the classes', its standard error sqrt(Σ π_k² se_k²); the activity is pooled, the formula
+above on every example's E_q[z | x, c] (so it counts the spread of the class means). A
+float vector condition is refused: each is one example's, with no aggregate posterior of
+its own (:mod:`.conditional`; docs/conditional.md).
+
 The DDPM (a layer-batched chain with a fixed q): I(x_0; x_t) along t, which decreases in t
 (data processing; :func:`gaussian_diffusion_information` is its closed form for Gaussian
 data), and at t = T the decomposition of the prior-matching term. Collapse diagnostics do
@@ -46,8 +59,9 @@ not apply to a q without parameters.
 
 Parts: :mod:`.information` (the per-draw values and the mixture q(z): the estimators),
 :mod:`.walks` (drawing the chain ancestrally or layer by layer from its marginals),
-:mod:`.surgery` (:func:`diagnose`, the entry point), :mod:`.results` (:class:`Diagnostics`,
-:class:`LayerDiagnostics`, :func:`diagnostics_table`), :mod:`.figures` (the plots).
+:mod:`.surgery` (:func:`diagnose`, the entry point), :mod:`.conditional` (given the class),
+:mod:`.results` (:class:`Diagnostics`, :class:`LayerDiagnostics`, :func:`diagnostics_table`),
+:mod:`.figures` (the plots).
 """
 
 # ``NAME as NAME``: the documented constants, importable from here but not in __all__.

@@ -102,6 +102,10 @@ class Diagnostics:
 
         elbo = reconstruction − expected_kl
         expected_kl = mutual_information + aggregate_kl     (per draw, to round-off)
+
+    Given the condition (``condition`` set: a class-conditional model), each figure is the
+    π-weighted sum over the classes present (π_k = N_k / N, ``class_counts``) of class k's:
+    ``mutual_information`` is I_q(x; z | c), ``aggregate_kl`` Σ_k π_k KL(q(z|c=k) ‖ p(z|c=k)).
     """
 
     num_examples: int
@@ -129,11 +133,23 @@ class Diagnostics:
     """``[N, M]`` log p(x_i | z_1) at the draws."""
     latents: tuple[Tensor, ...] | None = attrs.field(default=None, repr=False)
     """With ``keep_latents=True``: the draws z_1..z_L, each ``[N, M, *shape]``."""
+    condition: str = ""
+    """What the figures are given (``"class labels 0..9"``); empty: not conditional."""
+    class_counts: Mapping[int, int] = attrs.field(factory=dict)
+    """Given the condition: N_k, the examples of each class present, by class."""
 
     @property
     def log_n(self) -> float:
         """log N, the most I_q can be for N examples."""
         return math.log(self.num_examples)
+
+    @property
+    def information_bound(self) -> float:
+        """The most I_q can be: log N, or given the class Σ_k π_k log N_k (≤ log N)."""
+        if not self.class_counts:
+            return self.log_n
+        n = self.num_examples
+        return sum(c / n * math.log(c) for c in self.class_counts.values())
 
     def _cat(self, field: str) -> Tensor | None:
         parts = [getattr(layer, field) for layer in self.layers]
@@ -255,6 +271,9 @@ class Diagnostics:
             "verdict": self.verdict,
             "layers": [layer.to_json() for layer in self.layers],
             "notes": list(self.notes),
+            "condition": self.condition or None,
+            "class_counts": {str(k): c for k, c in self.class_counts.items()} or None,
+            "information_bound": self.information_bound,
             "seed": self.seed,
             "seconds": round(self.seconds, 3),
         }
@@ -288,29 +307,44 @@ def _layer_result(
     )
 
 
+_LABELS = (
+    "ELBO",
+    "  reconstruction E[log p(x|z_1)]",
+    "  E_x KL(q(z|x) ‖ p(z))",
+    "    = I_q(x; z)",
+    "    + KL(q(z) ‖ p(z))",
+    "log N (the most I_q can be)",
+)
+_GIVEN_LABELS = (
+    "ELBO given c",
+    "  reconstruction E[log p(x|z_1,c)]",
+    "  E_x KL(q(z|x,c) ‖ p(z|c))",
+    "    = I_q(x; z | c)",
+    "    + Σ_k π_k KL(q(z|c=k) ‖ p(z|c=k))",
+    "Σ_k π_k log N_k (the most I_q can be)",
+)
+"""The decomposition's rows of :func:`diagnostics_table`, and given the class."""
+
+
 @checked
 def diagnostics_table(diag: Diagnostics, title: str = "Diagnostics") -> Table:
     """The diagnostics as a rich table: the decomposition, then one block per layer."""
+    labels = _GIVEN_LABELS if diag.condition else _LABELS
+    figures = (diag.elbo, diag.reconstruction, diag.expected_kl, diag.mutual_information,
+               diag.aggregate_kl)  # fmt: skip
     rows: list[tuple[str, Estimate | str | None, str]] = [
-        (name, e, "nats")
-        for name, e in (
-            ("ELBO", diag.elbo),
-            ("  reconstruction E[log p(x|z_1)]", diag.reconstruction),
-            ("  E_x KL(q(z|x) ‖ p(z))", diag.expected_kl),
-            ("    = I_q(x; z)", diag.mutual_information),
-            ("    + KL(q(z) ‖ p(z))", diag.aggregate_kl),
-        )
-        if e is not None
+        (name, e, "nats") for name, e in zip(labels, figures) if e is not None
     ]
-    rows.append(("log N (the most I_q can be)", f"{diag.log_n:.3f}", "nats"))
+    rows.append((labels[-1], f"{diag.information_bound:.3f}", "nats"))
     undefined = any(layer.activity_undefined for layer in diag.layers)
+    given, c = (" | c", ",c") if diag.condition else ("", "")
     if diag.active_units is not None or undefined:
         count = "not defined" if undefined else f"{diag.active_units} / {diag.latent_dims}"
-        rows.append((f"active units (Cov_x E[z|x] > {diag.active_threshold:g})", count, ""))
+        rows.append((f"active units (Cov_x E[z|x{c}] > {diag.active_threshold:g})", count, ""))
     for layer in diag.layers if len(diag.layers) <= 16 else ():
         for label, e in (
-            ("I_q(x; {})", layer.mutual_information),
-            ("KL(q({0}) ‖ p({0}))", layer.aggregate_kl),
+            ("I_q(x; {}" + given + ")", layer.mutual_information),
+            ("KL(q({0}" + given + ") ‖ p({0}" + given + "))", layer.aggregate_kl),
             ("KL term of {}", layer.kl_term),
         ):
             if e is not None:
@@ -322,9 +356,11 @@ def diagnostics_table(diag: Diagnostics, title: str = "Diagnostics") -> Table:
                 else f"{int(layer.active.sum())} / {layer.dims}"
             )
             rows.append((f"  active units of {layer.name}", active, ""))
+    prefix = f"given {diag.condition}, by class: " if diag.condition else ""
     caption = Text(
-        f"N = {_count(diag.num_examples, 'example')} × M = {_count(diag.num_draws, 'draw')}, "
-        f"seed {diag.seed}, {diag.seconds:.1f} s. {diag.verdict}"
+        f"{prefix}N = {_count(diag.num_examples, 'example')} × "
+        f"M = {_count(diag.num_draws, 'draw')}, seed {diag.seed}, {diag.seconds:.1f} s. "
+        + diag.verdict
     )
     return figure_table(title, rows, places=3, caption=caption)
 

@@ -1,7 +1,9 @@
 """:func:`diagnose`: ELBO surgery and collapse diagnostics of a model over a data set.
 
 It checks its arguments, puts the model in ``eval()`` mode under its own random stream,
-and runs the walk the posterior chain allows (:mod:`latentkit.diagnostics.walks`).
+and runs the walk the posterior chain allows (:mod:`latentkit.diagnostics.walks`); a
+class-conditional model is walked class by class, given each class, and the figures
+combined (:mod:`latentkit.diagnostics.conditional`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from torch import Tensor
 
 from latentkit.arguments import check_flag, check_model, check_number, check_seed
 from latentkit.chains import LatentModel
+from latentkit.diagnostics.conditional import _check_family, _check_labels, _diagnose_by_class
 from latentkit.diagnostics.results import Diagnostics
-from latentkit.diagnostics.walks import _diagnose_chain, _diagnose_marginals, _Settings
+from latentkit.diagnostics.walks import _Settings, _walk
 from latentkit.errors import InputError
-from latentkit.evaluation import seeded_eval
 from latentkit.validation import check_dataset, check_positive_int
 
 __all__ = ["ELEMENTS_PER_CALL", "diagnose"]
@@ -28,9 +30,10 @@ ELEMENTS_PER_CALL = 1 << 22
 """Default budget of one mixture evaluation: (draw, example) pairs × the latent's size."""
 
 
-def _check_inputs(model: LatentModel, data: Tensor, given: dict[str, Any]) -> Tensor:
+def _check_inputs(model: LatentModel, data: Tensor, given: dict[str, Any]) -> Tensor | None:
     """Refuse bad arguments, each with one error naming it, before any work; return the
-    model's reference. ``given``: diagnose's keyword arguments."""
+    examples' class labels (``None``: an unconditional model, or a member of the family).
+    ``given``: diagnose's keyword arguments."""
     check_model(model, "diagnose")
     check_positive_int(given["batch_size"], "batch_size")
     check_positive_int(given["num_draws"], "num_draws")
@@ -51,8 +54,9 @@ def _check_inputs(model: LatentModel, data: Tensor, given: dict[str, Any]) -> Te
             isinstance(t, int) and not isinstance(t, bool) for t in timesteps
         ):
             raise InputError(f"timesteps must be a sequence of ints, got {timesteps!r}")
+    by_class = _check_family(model, given["conditions"])
     check_dataset(model, data, name="data")  # every example, not only the first
-    return model.reference()
+    return _check_labels(model, data, given["conditions"]) if by_class else None
 
 
 def _default_pairs_per_call(model: LatentModel) -> int:
@@ -61,11 +65,24 @@ def _default_pairs_per_call(model: LatentModel) -> int:
     return max(1, ELEMENTS_PER_CALL // size)
 
 
+def _measure(
+    model: LatentModel, data: Tensor, labels: Tensor | None, asked: _Settings, seed: int
+) -> dict[str, Any]:
+    """The fields of :class:`Diagnostics` the walk measures: of ``model`` itself, or, given
+    the examples' class ``labels``, class by class (:mod:`.conditional`)."""
+    if labels is not None:
+        return _diagnose_by_class(model, data, labels, asked, seed)
+    result = _walk(model, data, asked, seed)
+    del result["activity_parts"]  # pooled over classes only
+    return result
+
+
 @torch.no_grad()
 def diagnose(
     model: LatentModel,
     data: Tensor,
     *,
+    conditions: Any = None,
     batch_size: int = 500,
     num_draws: int = 4,
     active_threshold: float = 0.01,
@@ -84,6 +101,10 @@ def diagnose(
             taken (moved to the model's device and dtype chunk by chunk). The mixture costs
             O(N² · M) density evaluations: for a large data set pass a random subset (I_q of
             N examples is at most log N).
+        conditions: a class-conditional model's labels, one per example of ``data`` (an
+            ``int``: every example's), on any device: the figures are given the class
+            (the package docstring). ``None`` for an unconditional model or a member
+            ``model.given(k)``. A float vector condition is refused (no aggregate posterior).
         batch_size: examples per drawing pass.
         num_draws: M, draws of z per example (≥ 2 makes the activity of a conditional layer
             unbiased).
@@ -101,15 +122,13 @@ def diagnose(
     """
     given = dict(batch_size=batch_size, num_draws=num_draws, active_threshold=active_threshold,
                  joint=joint, timesteps=timesteps, pairs_per_call=pairs_per_call,
-                 keep_latents=keep_latents, seed=seed)  # fmt: skip
-    ref = _check_inputs(model, data, given)
+                 keep_latents=keep_latents, seed=seed, conditions=conditions)  # fmt: skip
+    labels = _check_inputs(model, data, given)
     pairs = pairs_per_call or _default_pairs_per_call(model)
     threshold = float(active_threshold)
     asked = _Settings(batch_size, num_draws, threshold, joint, timesteps, pairs, keep_latents)
-    walk = _diagnose_marginals if model.posterior.layer_batched else _diagnose_chain
     start = time.perf_counter()
-    with seeded_eval(model, seed):
-        result = walk(model, data, ref, asked)
+    result = _measure(model, data, labels, asked, seed)
     return Diagnostics(
         num_examples=data.shape[0],
         num_draws=num_draws,

@@ -7,7 +7,9 @@
   from its marginal q(z_l | x), its mixture taken layer by layer.
 
 Rows are drawn ordered (draw, example) and gathered per example, ``[N, M, ...]``. Each walk
-returns the fields of :class:`~latentkit.diagnostics.Diagnostics` that it measures.
+returns the fields of :class:`~latentkit.diagnostics.Diagnostics` that it measures, and
+``activity_parts``: each layer's :class:`_Activity` (``None`` where there is no activity),
+which :func:`_walk`'s callers pool over classes (:mod:`.conditional`) or drop.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from latentkit.diagnostics.information import (
 from latentkit.diagnostics.results import LayerDiagnostics, _est, _layer_result
 from latentkit.errors import EstimatorError, InputError
 from latentkit.estimators import kl_or_log_ratio, per_dimension_kl
+from latentkit.evaluation import seeded_eval
 
 DIAGNOSED_TIMESTEPS = 16
 """A long layer-batched chain (a DDPM's T) is diagnosed at this many timesteps by default."""
@@ -56,6 +59,15 @@ class _Settings:
     timesteps: Sequence[int] | None
     pairs_per_call: int
     keep_latents: bool
+
+
+def _walk(model: LatentModel, data: Tensor, settings: _Settings, seed: int) -> dict[str, Any]:
+    """The walk ``model``'s posterior chain allows, in ``eval()`` under its own random stream
+    seeded with ``seed``: the fields of :class:`~latentkit.diagnostics.Diagnostics` it
+    measures, and ``activity_parts``."""
+    walk = _diagnose_marginals if model.posterior.layer_batched else _diagnose_chain
+    with seeded_eval(model, seed):
+        return walk(model, data, model.reference(), settings)
 
 
 def _per_example(values: Tensor, m: int) -> Tensor:
@@ -205,6 +217,7 @@ def _diagnose_chain(
         "layer_draws": {drawn.marginal: layer_info},
         "log_likelihood": log_lik,
         "latents": tuple(zs_all) if settings.keep_latents else None,
+        "activity_parts": tuple(drawn.activity),
     }
 
 
@@ -327,6 +340,7 @@ def _diagnose_marginals(
         "layer_draws": draws,
         "log_likelihood": None,
         "latents": None,
+        "activity_parts": None,
     }
 
 

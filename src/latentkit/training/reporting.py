@@ -373,9 +373,11 @@ class Evaluator:
         from latentkit.diagnostics import diagnose
 
         ref = self.model.reference()
-        data = self.data[: self.diagnose_examples].to(ref.device, ref.dtype)
+        n = self.diagnose_examples
+        data = self.data[:n].to(ref.device, ref.dtype)
+        given = {} if self.labels is None else {"conditions": self.labels[:n].to(ref.device)}
         try:
-            d = diagnose(self.model, data, seed=self.seed + 2, num_draws=2)
+            d = diagnose(self.model, data, seed=self.seed + 2, num_draws=2, **given)
         except LatentkitError as exc:  # a model the diagnostics do not cover: say it once
             warnings.warn(f"diagnostics skipped: {exc}", stacklevel=2)
             self.diagnose_examples = 0
