@@ -18,7 +18,7 @@ import copy
 import torch
 
 import latentkit as lk
-from bench.timing import cpu_model, interleaved, median_ci, ratio
+from bench.timing import eager_against_compiled, interleaved
 from latentkit.composition import compose, composed_objective
 
 
@@ -61,14 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         "compiled": _step(copy.deepcopy(model), x, compiled=True),
     }
     found = interleaved(contenders, rounds=args.rounds, inner=args.inner, warmup=3)
-    print(f"composed objective, training step, batch {args.batch}, {torch.get_num_threads()} "
-          f"thread(s), {cpu_model()}")  # fmt: skip
-    for name, timing in found.items():
-        lo, hi = median_ci(list(timing.per_call))
-        print(f"  {name:9s} median {1e3 * timing.median:7.2f} ms/step  (95% {1e3 * lo:.2f}–"
-              f"{1e3 * hi:.2f})")  # fmt: skip
-    r, lo, hi = ratio(found["eager"], found["compiled"])
-    print(f"  eager / compiled = {r:.2f} (95% {lo:.2f}–{hi:.2f})")
+    eager_against_compiled(found, f"composed objective, training step, batch {args.batch}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import copy
 import torch
 
 import latentkit as lk
-from bench.timing import cpu_model, interleaved, median_ci, ratio
+from bench.timing import eager_against_compiled, interleaved
 
 
 def _step(model: lk.LatentModel, x: torch.Tensor, labels: torch.Tensor, compiled: bool):
@@ -61,14 +61,9 @@ def main(argv: list[str] | None = None) -> None:
         "compiled": _step(copy.deepcopy(model), x, labels, compiled=True),
     }
     found = interleaved(contenders, rounds=args.rounds, inner=args.inner, warmup=3)
-    print(f"m2 objective, training step, batch {args.batch} (half labelled), "
-          f"{torch.get_num_threads()} thread(s), {cpu_model()}")  # fmt: skip
-    for name, timing in found.items():
-        lo, hi = median_ci(list(timing.per_call))
-        print(f"  {name:9s} median {1e3 * timing.median:7.2f} ms/step  (95% {1e3 * lo:.2f}–"
-              f"{1e3 * hi:.2f})")  # fmt: skip
-    r, lo, hi = ratio(found["eager"], found["compiled"])
-    print(f"  eager / compiled = {r:.2f} (95% {lo:.2f}–{hi:.2f})")
+    eager_against_compiled(
+        found, f"m2 objective, training step, batch {args.batch} (half labelled)"
+    )
 
 
 if __name__ == "__main__":

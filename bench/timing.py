@@ -20,7 +20,15 @@ from collections.abc import Callable
 import attrs
 import torch
 
-__all__ = ["Timing", "cpu_clock", "device_string", "difference", "interleaved", "ratio"]
+__all__ = [
+    "Timing",
+    "cpu_clock",
+    "device_string",
+    "difference",
+    "eager_against_compiled",
+    "interleaved",
+    "ratio",
+]
 
 
 @attrs.frozen
@@ -139,3 +147,16 @@ def load_average() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
+
+
+def eager_against_compiled(found: dict[str, Timing], title: str) -> None:
+    """Print ``title`` (with the thread count and the CPU), each contender's median per step
+    with its 95% interval, and eager / compiled with its interval: the table of a
+    ``{"eager": ..., "compiled": ...}`` comparison from :func:`interleaved`."""
+    print(f"{title}, {torch.get_num_threads()} thread(s), {cpu_model()}")
+    for name, timing in found.items():
+        lo, hi = median_ci(list(timing.per_call))
+        print(f"  {name:9s} median {1e3 * timing.median:7.2f} ms/step  (95% {1e3 * lo:.2f}–"
+              f"{1e3 * hi:.2f})")  # fmt: skip
+    r, lo, hi = ratio(found["eager"], found["compiled"])
+    print(f"  eager / compiled = {r:.2f} (95% {lo:.2f}–{hi:.2f})")
