@@ -12,6 +12,7 @@ import torch
 from latentkit_m2.objective import class_bounds, enumerated, m2_loss
 
 import latentkit as lk
+from latentkit.conditions import base_chain
 
 K, D = 3, 5
 
@@ -77,3 +78,12 @@ def test_the_enumerated_rows_pair_each_example_with_each_label():
 def test_enumerated_refuses_a_model_that_is_not_m2():
     with pytest.raises(lk.InputError, match="enumerated: the model is not an M2 model"):
         enumerated(lk.load_model("vae", data_shape=(D,), latent_dim=2, hidden=(4,)))
+
+
+def test_base_chain_is_the_chain_a_view_was_made_from():
+    model = _model()
+    view = model.given(torch.tensor([1, 0]))
+    assert base_chain(view.generative) is model.generative
+    assert base_chain(view.posterior) is base_chain(model.posterior) is model.posterior
+    with pytest.raises(lk.InputError, match="base_chain: expected a chain .* got NoneType"):
+        base_chain(None)

@@ -245,6 +245,10 @@ def view(module: Any, c: Tensor | None, guidance: float) -> Any:
 def base_chain(chain: Any) -> Any:
     """The chain a view was made from (the chain itself when it is not a view): what caches
     keyed by chain use, so every view of a chain shares its entry."""
+    if not isinstance(chain, torch.nn.Module):
+        raise InputError(
+            f"base_chain: expected a chain (a torch module), got {type(chain).__name__}"
+        )
     return chain.__dict__.get("_view_of") or chain
 
 
