@@ -63,6 +63,18 @@ def _independent(core: ContinuousDiffusion, x: torch.Tensor) -> torch.Tensor:
     return closed.detach() + sampled - sampled.detach()
 
 
+_INTEGRAND = ContinuousDiffusion.diffusion_integrand
+
+
+def _residual_without_encoder_gradient(core: ContinuousDiffusion, x: torch.Tensor, *a, **k):
+    """The residual's term (``minus_normal``) at z cut from the encoder: the same value and
+    the same gradient for the prior's network; the encoder's gradient is the closed-form
+    normal part's alone (as if its prior were N(0, I)). Not a gradient of the bound."""
+    if k.get("minus_normal"):
+        x = x.detach()
+    return _INTEGRAND(core, x, *a, **k)
+
+
 def _use(core: ContinuousDiffusion, mode: str) -> None:
     core.exact_normal_part = mode != "estimated"
     ContinuousDiffusion.normal_part = _independent if mode == "independent" else _CLOSED
@@ -105,13 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train", help="train a config with the independent form")
     t.add_argument("config")
     t.add_argument("run_dir")
+    t.add_argument(
+        "--form",
+        choices=("independent", "detached"),
+        default="independent",
+        help="independent: the normal part's gradient at draws of its own; detached: the "
+        "residual's term without the encoder's gradient (config: normal_part = exact)",
+    )
     args = ap.parse_args(argv)
     if args.what == "grad":
         gradient_noise(args.run, args.draws, args.batch)
         return 0
     from latentkit.cli import main as cli
 
-    ContinuousDiffusion.normal_part = _independent
+    if args.form == "detached":
+        ContinuousDiffusion.diffusion_integrand = _residual_without_encoder_gradient
+    else:
+        ContinuousDiffusion.normal_part = _independent
     return cli(["train", "--config", args.config, "--run-dir", args.run_dir, "--no-progress"])
 
 
