@@ -21,6 +21,7 @@ from attrs import validators as v
 from torch import Tensor
 
 import latentkit as lk
+from latentkit.config import int_at_least
 from latentkit_vdm.config import SCHEDULE_GRADIENTS, T_SAMPLERS
 from latentkit_vdm.continuous import sample_times
 
@@ -57,6 +58,11 @@ def _condition(model: lk.LatentModel, n: int) -> Tensor | None:
     return None if p.condition_spec is None else p.condition_for(n)
 
 
+def _tiled(rows: Tensor, k: int) -> Tensor:
+    """``rows`` repeated k times along the batch: ``[k · n, ...]``, block m the n rows."""
+    return rows.repeat(k, *([1] * (rows.ndim - 1)))
+
+
 @attrs.frozen(kw_only=True)
 class ContinuousConfig:
     """Options of ``continuous``.
@@ -71,10 +77,17 @@ class ContinuousConfig:
             (zero in expectation). The network and the ends γ_min, span always get the
             bound's gradient, and the loss's value is −ELBO_∞ either way. Without a learned
             schedule the two are the same.
+        draws: draws of (z_0, t, ε) per example, averaged: the same unbiased estimate of
+            −ELBO_∞ with ``draws`` times less variance, at ``draws`` times the network's
+            batch. The times are drawn for the ``draws · batch`` rows together, so with the
+            low-discrepancy sampler each example's ``draws`` times fall one in each of as
+            many equal strata of [0, 1). In a composed model (a ``vdm`` prior) this is the
+            noise the prior's term puts on the encoder's gradient (docs/compose.md).
     """
 
     t_sampler: str = attrs.field(default="low-discrepancy", validator=v.in_(T_SAMPLERS))
     schedule_gradient: str = attrs.field(default="variance", validator=v.in_(SCHEDULE_GRADIENTS))
+    draws: int = attrs.field(default=1, validator=int_at_least(1))
 
 
 class ContinuousObjective(lk.Objective):
@@ -87,12 +100,18 @@ class ContinuousObjective(lk.Objective):
     def forward(self, model, x: Tensor, step=None) -> Tensor:
         core = model.generative.core
         cfg = self.config
-        return -core.elbo(
+        k, n = cfg.draws, x.shape[0]
+        condition = _condition(model, n)
+        if k > 1:  # rows "(k b)": draw m of example j is row m·n + j
+            x = _tiled(x, k)
+            condition = None if condition is None else _tiled(condition, k)
+        total = core.elbo(
             x,
             t_sampler=cfg.t_sampler,
             schedule_gradient=cfg.schedule_gradient,
-            condition=_condition(model, x.shape[0]),
+            condition=condition,
         ).total
+        return -total.reshape(k, n).mean(0)
 
 
 @attrs.frozen(kw_only=True)
