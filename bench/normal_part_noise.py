@@ -75,6 +75,41 @@ def _residual_without_encoder_gradient(core: ContinuousDiffusion, x: torch.Tenso
     return _INTEGRAND(core, x, *a, **k)
 
 
+SCORE_GAMMA = -2.94
+"""γ of the smoothed score the ``score`` form hands the encoder: β̄² = sigmoid(γ) = 0.05."""
+
+
+def _residual_with_score_gradient(core: ContinuousDiffusion, x: torch.Tensor, *a, **k):
+    """The detached form's residual term, its value and the prior network's gradient
+    unchanged, plus a term of value 0 whose gradient for z (so the encoder) is −α·(the
+    residual's score at γ = ``SCORE_GAMMA``, ε = 0): −α s_res(α z), s_res = −net(α z)/β̄,
+    one deterministic network call. An estimate of −∇_z (log p_B(z) − log N(z; 0, I))
+    without the draws' noise, biased by the smoothing. Not a gradient of the bound."""
+    if not k.get("minus_normal"):
+        return _INTEGRAND(core, x, *a, **k)
+    term = _INTEGRAND(core, x.detach(), *a, **k)
+    if torch.is_grad_enabled() and x.requires_grad:
+        with torch.no_grad():
+            g = x.new_full((x.shape[0],), SCORE_GAMMA)
+            alpha, sigma = alpha_bar_sq(g).sqrt()[:, None], beta_bar_sq(g).sqrt()[:, None]
+            t = _time(core, g)
+            z_t = alpha * x
+            residual = core.eps(z_t, t, g) - sigma * z_t  # the network's part of ε̂
+            grad = alpha * residual / sigma
+        surrogate = (x * grad).flatten(1).sum(-1)
+        term = term + surrogate - surrogate.detach()
+    return term
+
+
+def _time(core: ContinuousDiffusion, gamma: torch.Tensor) -> torch.Tensor:
+    """t with γ(t) = gamma for the linear schedule γ_min + (γ_max − γ_min) t (the recipe's)."""
+    if type(core.log_snr).__name__ != "LinearLogSNR":
+        raise lk.ConfigError("the score form needs the linear schedule (schedule = 'linear')")
+    lo, _ = core.gamma(gamma.new_zeros(()))
+    hi, _ = core.gamma(gamma.new_ones(()))
+    return (gamma - lo) / (hi - lo)
+
+
 def _use(core: ContinuousDiffusion, mode: str) -> None:
     core.exact_normal_part = mode != "estimated"
     ContinuousDiffusion.normal_part = _independent if mode == "independent" else _CLOSED
@@ -119,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("run_dir")
     t.add_argument(
         "--form",
-        choices=("independent", "detached"),
+        choices=("independent", "detached", "score"),
         default="independent",
         help="independent: the normal part's gradient at draws of its own; detached: the "
-        "residual's term without the encoder's gradient (config: normal_part = exact)",
+        "residual's term without the encoder's gradient (config: normal_part = exact); "
+        "score: detached, the encoder given the prior network's smoothed residual score",
     )
     args = ap.parse_args(argv)
     if args.what == "grad":
@@ -132,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.form == "detached":
         ContinuousDiffusion.diffusion_integrand = _residual_without_encoder_gradient
+    elif args.form == "score":
+        ContinuousDiffusion.diffusion_integrand = _residual_with_score_gradient
     else:
         ContinuousDiffusion.normal_part = _independent
     return cli(["train", "--config", args.config, "--run-dir", args.run_dir, "--no-progress"])

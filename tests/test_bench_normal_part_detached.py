@@ -52,3 +52,43 @@ def test_the_detached_form_cuts_only_the_encoders_gradient(monkeypatch):
             assert not torch.allclose(full[name], cut[name]), name
         elif full[name] is not None:
             torch.testing.assert_close(cut[name], full[name], rtol=0, atol=0)
+
+
+def _z_gradient(
+    model, x, integrand, monkeypatch
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, z, d loss/d z) under ``integrand``, z the prior's input (A's draw)."""
+    cls = vdm.ContinuousDiffusion
+    closed, seen = cls.normal_part, []
+    with monkeypatch.context() as m:
+        m.setattr(cls, "diffusion_integrand", integrand)
+        m.setattr(cls, "normal_part", lambda core, z: (seen.append(z), closed(core, z))[1])
+        objective = composed_objective(model)
+        torch.manual_seed(1)
+        loss = objective(model, x).sum()
+    (z,) = seen
+    return loss.detach(), z, torch.autograd.grad(loss, [z])[0]
+
+
+def test_the_score_form_gives_the_encoder_the_smoothed_residual_score(monkeypatch):
+    """The same value as the full form; d loss/d z is the detached form's plus α · net(α z,
+    t*) / β̄ at γ(t*) = SCORE_GAMMA (recomputed here from the network)."""
+    model = _model()
+    x = torch.rand(5, 6).bernoulli()
+    value, _ = _grads(model, x, False, monkeypatch)
+    cut_value, z, cut_dz = _z_gradient(
+        model, x, bench._residual_without_encoder_gradient, monkeypatch
+    )
+    score_value, z_again, score_dz = _z_gradient(
+        model, x, bench._residual_with_score_gradient, monkeypatch
+    )
+    torch.testing.assert_close(score_value, value, rtol=0, atol=0)
+    torch.testing.assert_close(cut_value, value, rtol=0, atol=0)
+    torch.testing.assert_close(z_again, z, rtol=0, atol=0)
+    core = model.prior.generative.core
+    g = torch.tensor(bench.SCORE_GAMMA)
+    a, s = torch.sigmoid(-g).sqrt(), torch.sigmoid(g).sqrt()
+    lo, hi = core.gamma(torch.tensor(0.0))[0], core.gamma(torch.tensor(1.0))[0]
+    with torch.no_grad():
+        net = core.net(a * z, ((g - lo) / (hi - lo)).expand(5))
+    torch.testing.assert_close(score_dz, cut_dz + a * net / s, rtol=1e-5, atol=1e-6)
