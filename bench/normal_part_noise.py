@@ -32,7 +32,7 @@ import argparse
 import sys
 
 import torch
-from latentkit_vdm.continuous import ContinuousDiffusion
+from latentkit_vdm.continuous import ContinuousDiffusion, sample_times
 
 import latentkit as lk
 from latentkit.diffusion import alpha_bar_sq, beta_bar_sq
@@ -101,6 +101,36 @@ def _residual_with_score_gradient(core: ContinuousDiffusion, x: torch.Tensor, *a
     return term
 
 
+ENCODER_DRAWS = 8
+"""Draws of (t, ε) the ``encoder-draws`` form averages for the encoder's gradient."""
+
+
+def _residual_with_encoder_draws(core: ContinuousDiffusion, x: torch.Tensor, *a, **k):
+    """The residual's term at one draw for its value and the prior network's gradient (the
+    detached form's), plus a term of value 0 whose gradient for z is the mean over
+    ``ENCODER_DRAWS`` further draws of (t, ε) of the residual term's gradient, the network
+    held fixed in them: the full form's expected gradients for every parameter, the encoder's
+    with ENCODER_DRAWS times less variance, the prior network's as before."""
+    if not k.get("minus_normal"):
+        return _INTEGRAND(core, x, *a, **k)
+    term = _INTEGRAND(core, x.detach(), *a, **k)
+    if torch.is_grad_enabled() and x.requires_grad:
+        params = [p for p in core.parameters() if p.requires_grad]
+        for p in params:  # the network held fixed: these draws reach z alone
+            p.requires_grad_(False)
+        try:
+            n, draws = x.shape[0], ENCODER_DRAWS
+            rows = x.repeat(draws, *([1] * (x.ndim - 1)))
+            t = sample_times(draws * n, "low-discrepancy", like=x)
+            many = _INTEGRAND(core, rows, t, torch.randn_like(rows), minus_normal=True)
+            many = many.reshape(draws, n).mean(0)
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+        term = term + many - many.detach()
+    return term
+
+
 def _time(core: ContinuousDiffusion, gamma: torch.Tensor) -> torch.Tensor:
     """t with γ(t) = gamma for the linear schedule γ_min + (γ_max − γ_min) t (the recipe's)."""
     if type(core.log_snr).__name__ != "LinearLogSNR":
@@ -143,6 +173,7 @@ def gradient_noise(run: str, draws: int, batch: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global ENCODER_DRAWS
     ap = argparse.ArgumentParser(prog="python -m bench.normal_part_noise", description=__doc__)
     sub = ap.add_subparsers(dest="what", required=True)
     g = sub.add_parser("grad", help="the encoder's gradient noise of the three forms")
@@ -154,12 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("run_dir")
     t.add_argument(
         "--form",
-        choices=("independent", "detached", "score"),
+        choices=("independent", "detached", "score", "encoder-draws"),
         default="independent",
         help="independent: the normal part's gradient at draws of its own; detached: the "
         "residual's term without the encoder's gradient (config: normal_part = exact); "
-        "score: detached, the encoder given the prior network's smoothed residual score",
+        "score: detached, the encoder given the prior network's smoothed residual score; "
+        "encoder-draws: the encoder's residual gradient averaged over --encoder-draws draws",
     )
+    t.add_argument("--encoder-draws", type=int, default=ENCODER_DRAWS)
     args = ap.parse_args(argv)
     if args.what == "grad":
         gradient_noise(args.run, args.draws, args.batch)
@@ -170,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         ContinuousDiffusion.diffusion_integrand = _residual_without_encoder_gradient
     elif args.form == "score":
         ContinuousDiffusion.diffusion_integrand = _residual_with_score_gradient
+    elif args.form == "encoder-draws":
+        ENCODER_DRAWS = args.encoder_draws
+        ContinuousDiffusion.diffusion_integrand = _residual_with_encoder_draws
     else:
         ContinuousDiffusion.normal_part = _independent
     return cli(["train", "--config", args.config, "--run-dir", args.run_dir, "--no-progress"])

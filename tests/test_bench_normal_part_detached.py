@@ -55,7 +55,7 @@ def test_the_detached_form_cuts_only_the_encoders_gradient(monkeypatch):
 
 
 def _z_gradient(
-    model, x, integrand, monkeypatch
+    model, x, integrand, monkeypatch, seed: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, z, d loss/d z) under ``integrand``, z the prior's input (A's draw)."""
     cls = vdm.ContinuousDiffusion
@@ -64,7 +64,7 @@ def _z_gradient(
         m.setattr(cls, "diffusion_integrand", integrand)
         m.setattr(cls, "normal_part", lambda core, z: (seen.append(z), closed(core, z))[1])
         objective = composed_objective(model)
-        torch.manual_seed(1)
+        torch.manual_seed(seed)
         loss = objective(model, x).sum()
     (z,) = seen
     return loss.detach(), z, torch.autograd.grad(loss, [z])[0]
@@ -92,3 +92,35 @@ def test_the_score_form_gives_the_encoder_the_smoothed_residual_score(monkeypatc
     with torch.no_grad():
         net = core.net(a * z, ((g - lo) / (hi - lo)).expand(5))
     torch.testing.assert_close(score_dz, cut_dz + a * net / s, rtol=1e-5, atol=1e-6)
+
+
+def test_the_encoder_draws_form_keeps_the_expected_gradient_with_less_noise(monkeypatch):
+    """Same value and the same gradient as the detached form for every parameter but the
+    encoder's; z's gradient over 300 seeds has the full form's mean (z-test, 4.5 standard
+    errors) and less variance (ENCODER_DRAWS = 8 further draws)."""
+    model = _model()
+    x = torch.rand(5, 6).bernoulli()
+    value, _ = _grads(model, x, False, monkeypatch)
+    with monkeypatch.context() as m:
+        m.setattr(
+            vdm.ContinuousDiffusion, "diffusion_integrand", bench._residual_with_encoder_draws
+        )
+        objective = composed_objective(model)
+        torch.manual_seed(1)
+        loss = objective(model, x).sum()
+        named = dict(model.named_parameters())
+        grads = dict(zip(named, torch.autograd.grad(loss, list(named.values()), allow_unused=True)))
+    torch.testing.assert_close(loss.detach(), value, rtol=0, atol=0)
+    _, cut = _grads(model, x, True, monkeypatch)
+    for name, g in grads.items():
+        if not name.startswith("posterior.outer") and g is not None:
+            torch.testing.assert_close(g, cut[name], rtol=0, atol=0)
+    draws = {"full": [], "fewer": []}
+    for seed in range(300):
+        for form, integrand in (("full", vdm.ContinuousDiffusion.diffusion_integrand),
+                                ("fewer", bench._residual_with_encoder_draws)):  # fmt: skip
+            draws[form].append(_z_gradient(model, x, integrand, monkeypatch, seed)[2])
+    full_z, fewer_z = torch.stack(draws["full"]), torch.stack(draws["fewer"])
+    se = (full_z.var(0) / 300 + fewer_z.var(0) / 300).sqrt()
+    assert ((full_z.mean(0) - fewer_z.mean(0)).abs() / se).max() < 4.5
+    assert fewer_z.var(0).sum() < full_z.var(0).sum()
