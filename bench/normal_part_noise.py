@@ -131,6 +131,28 @@ def _residual_with_encoder_draws(core: ContinuousDiffusion, x: torch.Tensor, *a,
     return term
 
 
+RAMP = (10_000, 15_000)
+"""Training steps over which the ``ramp`` form's encoder weight w rises from 0 to 1."""
+_CALLS = [0]  # training calls of the residual's term so far (one per step)
+
+
+def _ramp_weight(step: int) -> float:
+    start, end = RAMP
+    return min(max((step - start) / max(end - start, 1), 0.0), 1.0)
+
+
+def _residual_ramped(core: ContinuousDiffusion, x: torch.Tensor, *a, **k):
+    """The residual's term at z_w = sg(z) + w (z − sg(z)): its value and the prior network's
+    gradient unchanged, the encoder's gradient through it scaled by w (0: the detached form,
+    1: the full one), w rising linearly over the training steps ``RAMP`` (a step is counted
+    at each call with the gradient on). Not a gradient of the bound while w < 1."""
+    if not k.get("minus_normal") or not (torch.is_grad_enabled() and x.requires_grad):
+        return _INTEGRAND(core, x, *a, **k)
+    w = _ramp_weight(_CALLS[0])
+    _CALLS[0] += 1
+    return _INTEGRAND(core, x.detach() + w * (x - x.detach()), *a, **k)
+
+
 def _time(core: ContinuousDiffusion, gamma: torch.Tensor) -> torch.Tensor:
     """t with γ(t) = gamma for the linear schedule γ_min + (γ_max − γ_min) t (the recipe's)."""
     if type(core.log_snr).__name__ != "LinearLogSNR":
@@ -173,7 +195,7 @@ def gradient_noise(run: str, draws: int, batch: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global ENCODER_DRAWS
+    global ENCODER_DRAWS, RAMP
     ap = argparse.ArgumentParser(prog="python -m bench.normal_part_noise", description=__doc__)
     sub = ap.add_subparsers(dest="what", required=True)
     g = sub.add_parser("grad", help="the encoder's gradient noise of the three forms")
@@ -185,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("run_dir")
     t.add_argument(
         "--form",
-        choices=("independent", "detached", "score", "encoder-draws"),
+        choices=("independent", "detached", "score", "encoder-draws", "ramp"),
         default="independent",
         help="independent: the normal part's gradient at draws of its own; detached: the "
         "residual's term without the encoder's gradient (config: normal_part = exact); "
@@ -193,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "encoder-draws: the encoder's residual gradient averaged over --encoder-draws draws",
     )
     t.add_argument("--encoder-draws", type=int, default=ENCODER_DRAWS)
+    t.add_argument("--ramp", type=int, nargs=2, default=RAMP, metavar=("START", "END"))
     args = ap.parse_args(argv)
     if args.what == "grad":
         gradient_noise(args.run, args.draws, args.batch)
@@ -206,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.form == "encoder-draws":
         ENCODER_DRAWS = args.encoder_draws
         ContinuousDiffusion.diffusion_integrand = _residual_with_encoder_draws
+    elif args.form == "ramp":
+        RAMP = tuple(args.ramp)
+        ContinuousDiffusion.diffusion_integrand = _residual_ramped
     else:
         ContinuousDiffusion.normal_part = _independent
     return cli(["train", "--config", args.config, "--run-dir", args.run_dir, "--no-progress"])

@@ -124,3 +124,31 @@ def test_the_encoder_draws_form_keeps_the_expected_gradient_with_less_noise(monk
     se = (full_z.var(0) / 300 + fewer_z.var(0) / 300).sqrt()
     assert ((full_z.mean(0) - fewer_z.mean(0)).abs() / se).max() < 4.5
     assert fewer_z.var(0).sum() < full_z.var(0).sum()
+
+
+@pytest.mark.parametrize(("step", "w"), [(0, 0.0), (10, 0.0), (15, 0.5), (20, 1.0), (99, 1.0)])
+def test_the_ramp_form_scales_the_encoders_residual_gradient(step, w, monkeypatch):
+    """At a step of the ramp (10 → 20 here) the value and every non-encoder gradient are the
+    full form's, and z's gradient is (1 − w) · the detached form's + w · the full form's."""
+    model = _model()
+    x = torch.rand(5, 6).bernoulli()
+    monkeypatch.setattr(bench, "RAMP", (10, 20))
+    value, full = _grads(model, x, False, monkeypatch)
+    _, _, full_dz = _z_gradient(model, x, vdm.ContinuousDiffusion.diffusion_integrand, monkeypatch)
+    _, _, cut_dz = _z_gradient(model, x, bench._residual_without_encoder_gradient, monkeypatch)
+    monkeypatch.setattr(bench, "_CALLS", [step])
+    ramp_value, _, ramp_dz = _z_gradient(model, x, bench._residual_ramped, monkeypatch)
+    assert bench._CALLS == [step + 1]
+    torch.testing.assert_close(ramp_value, value, rtol=0, atol=0)
+    torch.testing.assert_close(ramp_dz, (1 - w) * cut_dz + w * full_dz, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(bench, "_CALLS", [step])
+    with monkeypatch.context() as m:
+        m.setattr(vdm.ContinuousDiffusion, "diffusion_integrand", bench._residual_ramped)
+        objective = composed_objective(model)
+        torch.manual_seed(1)
+        loss = objective(model, x).sum()
+        named = dict(model.named_parameters())
+        grads = torch.autograd.grad(loss, list(named.values()), allow_unused=True)
+    for name, g in zip(named, grads, strict=True):
+        if not name.startswith("posterior.outer") and g is not None:
+            torch.testing.assert_close(g, full[name], rtol=1e-6, atol=1e-7)
