@@ -75,20 +75,33 @@ def measure(run: str, args: argparse.Namespace) -> dict:
         "se": float(values.std()) / math.sqrt(len(values)),
         "images": len(values),
         "seconds": time.perf_counter() - start,
+        "values": values,
     }
+
+
+def paired(values: torch.Tensor, first: torch.Tensor) -> str:
+    """−bound of this run less the first run's, on the same images: mean ± its standard
+    error over images (the draws differ, the images are shared)."""
+    d = first - values
+    return f"{float(d.mean()):+.2f} ± {float(d.std()) / math.sqrt(len(d)):.2f}"
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     print(
-        f"{'run':40s} {'model':9s} {'step':>7s} {'bound':9s} {'-bound (nats)':>16s} {'images':>6s}"
+        f"{'run':40s} {'model':9s} {'step':>7s} {'bound':9s} {'-bound (nats)':>16s} "
+        f"{'vs the first':>14s} {'images':>6s}"
     )
+    first = None
     for run in args.runs:
         r = measure(run, args)
         figure = f"{r['nll']:.2f} ± {r['se']:.2f}"
+        same = first is not None and len(first) == len(r["values"])
+        versus = paired(r["values"], first) if same else ""
+        first = r["values"] if first is None else first
         print(
             f"{r['run']:40s} {r['model']:9s} {r['step']:>7} {r['bound']:9s} {figure:>16s} "
-            f"{r['images']:>6d}  ({r['seconds']:.0f} s)",
+            f"{versus:>14s} {r['images']:>6d}  ({r['seconds']:.0f} s)",
             flush=True,
         )
 
