@@ -15,6 +15,7 @@ from latentkit.composition.model import ComposedModel
 from latentkit.errors import ConfigError, EstimatorError
 from latentkit.estimators import monte_carlo_estimator
 from latentkit.objectives import Objective
+from latentkit.objectives.elbo import warmup_factor
 
 __all__ = ["ComposedObjective", "ComposedObjectiveConfig", "composed_objective"]
 
@@ -68,12 +69,42 @@ class ComposedObjectiveConfig:
             model's default, e.g. ``continuous`` for ``vdm``). Only an objective that is a
             bound (``elbo``, ``iwae``, ``continuous``) keeps the total a bound.
         prior_objective_config: its options.
+        encoder_warmup: ``None`` (the bound's gradient everywhere), or training steps
+            ``[start, end]``, 0 ≤ start < end, over which the encoder's gradient through the
+            prior's term moves from N(0, I)'s to the prior's: w · ∇_z ELBO_B(z) + (1 − w) ·
+            ∇_z log N(z; 0, I), w rising linearly from 0 at ``start`` to 1 at ``end``. The
+            loss's value and every other parameter's gradient (the prior's, the decoder's)
+            are the bound's at every step; before ``end`` the encoder's is not (a warm-up,
+            like the ``elbo`` objective's KL warm-up). It keeps the encoder from following a
+            prior that is still fitting its codes, which costs more than the prior gains
+            (docs/compose.md, "Training a diffusion prior").
     """
 
     prior_objective: str | None = attrs.field(
         default=None, validator=v.optional(v.instance_of(str))
     )
     prior_objective_config: dict[str, Any] = attrs.field(factory=dict, converter=dict)
+    encoder_warmup: tuple[int, int] | None = attrs.field(
+        default=None,
+        converter=attrs.converters.optional(tuple),
+        validator=v.optional(lambda _i, a, value: _check_warmup(value)),
+    )
+
+
+def _check_warmup(value: tuple) -> None:
+    ints = all(isinstance(s, int) and not isinstance(s, bool) for s in value)
+    if len(value) != 2 or not ints or not 0 <= value[0] < value[1]:
+        raise ConfigError(
+            f"encoder_warmup must be two training steps [start, end] with 0 <= start < end, "
+            f"got {list(value)!r}"
+        )
+
+
+def _encoder_weight(step: int | Tensor | None, warmup: tuple[int, int]) -> float | Tensor:
+    """w of ``encoder_warmup`` at ``step``: 0 before ``start``, 1 from ``end`` (and with no
+    step: evaluation), linear between; a tensor step gives a tensor (no recompilation)."""
+    start, end = warmup
+    return warmup_factor(None if step is None else step - start, end - start, "linear")
 
 
 class ComposedObjective(Objective):
@@ -117,9 +148,16 @@ class ComposedObjective(Objective):
         if cached is not None and cached[0] is model:
             return cached[1]
         prior, outer = model.prior, model.outer
+        warmup = self.config.encoder_warmup
 
         def bound(z: Tensor, step: int | Tensor | None) -> Tensor:
-            return -self.prior_objective(prior, z, step)
+            if warmup is None:
+                return -self.prior_objective(prior, z, step)
+            w = _encoder_weight(step, warmup)
+            fixed = z.detach()
+            value = -self.prior_objective(prior, fixed + w * (z - fixed), step)
+            normal = -0.5 * z.pow(2).flatten(1).sum(-1)  # log N(z; 0, I) up to a constant
+            return value + (1 - w) * (normal - normal.detach())
 
         reduced = LatentModel(
             _BoundedOuter(outer.generative, bound), outer.posterior, shared=outer.shared
