@@ -106,3 +106,38 @@ def test_the_trainer_passes_its_step(monkeypatch):
 def test_a_bad_warmup_is_refused_naming_the_field(bad):
     with pytest.raises(lk.ConfigError, match="encoder_warmup"):
         composed_objective(_model(), encoder_warmup=bad)
+
+
+def test_a_tensor_step_traces_in_one_graph_without_recompiling():
+    """Under torch.compile (fullgraph) the warm-up's weight is computed from a tensor step:
+    one graph for every step, and the traced loss and its gradients (where w acts: the
+    value does not depend on it) equal the eager ones (Dynamo's eager backend runs the same
+    operators in the same order, so the same draws)."""
+    model = _model()
+    x = _x()
+    warm = composed_objective(model, encoder_warmup=list(WARMUP))
+    graphs = []
+
+    def backend(gm, _inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    def fn(x, step):
+        return warm(model, x, step)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend=backend)
+    params = list(model.parameters())
+    for step in (0, 15, 25):
+        s = torch.tensor(step)
+        torch.manual_seed(3)
+        traced = compiled(x, s)
+        traced_grads = torch.autograd.grad(traced.sum(), params, allow_unused=True)
+        torch.manual_seed(3)
+        eager = fn(x, s)
+        eager_grads = torch.autograd.grad(eager.sum(), params, allow_unused=True)
+        torch.testing.assert_close(traced, eager, rtol=0, atol=0)
+        for a, b in zip(traced_grads, eager_grads, strict=True):  # w reaches the backward
+            if b is not None:
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert len(graphs) == 1
