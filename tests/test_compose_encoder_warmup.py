@@ -102,7 +102,9 @@ def test_the_trainer_passes_its_step(monkeypatch):
     assert seen == sorted(seen)
 
 
-@pytest.mark.parametrize("bad", [[5, 5], [3], [-1, 2], [1.5, 3], [True, 2], [4, 1]])
+@pytest.mark.parametrize(
+    "bad", [[5, 5], [3], [-1, 2], [1.5, 3], [True, 2], [4, 1], 5, "ab", {"start": 1}]
+)
 def test_a_bad_warmup_is_refused_naming_the_field(bad):
     with pytest.raises(lk.ConfigError, match="encoder_warmup"):
         composed_objective(_model(), encoder_warmup=bad)

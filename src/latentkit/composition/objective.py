@@ -86,17 +86,19 @@ class ComposedObjectiveConfig:
     prior_objective_config: dict[str, Any] = attrs.field(factory=dict, converter=dict)
     encoder_warmup: tuple[int, int] | None = attrs.field(
         default=None,
-        converter=attrs.converters.optional(tuple),
+        converter=lambda value: tuple(value) if isinstance(value, list | tuple) else value,
         validator=v.optional(lambda _i, a, value: _check_warmup(value)),
     )
 
 
-def _check_warmup(value: tuple) -> None:
-    ints = all(isinstance(s, int) and not isinstance(s, bool) for s in value)
-    if len(value) != 2 or not ints or not 0 <= value[0] < value[1]:
+def _check_warmup(value: Any) -> None:
+    pair = isinstance(value, tuple) and len(value) == 2
+    ints = pair and all(isinstance(s, int) and not isinstance(s, bool) for s in value)
+    if not ints or not 0 <= value[0] < value[1]:
+        shown = list(value) if isinstance(value, tuple) else value
         raise ConfigError(
             f"encoder_warmup must be two training steps [start, end] with 0 <= start < end, "
-            f"got {list(value)!r}"
+            f"got {shown!r}"
         )
 
 
